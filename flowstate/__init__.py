@@ -1,0 +1,70 @@
+"""flowstate: durable LLM agents, planners and crews as typed graphs.
+
+Declare a graph of typed nodes over one pydantic state; the scheduler checkpoints every
+activation to SQLite, so a run can pause for a human, resume after a crash without redoing
+finished work, replay offline, and fork from any step.
+"""
+
+from flowstate.checkpoints import SQLiteStore
+from flowstate.engine import (
+    END,
+    START,
+    Command,
+    CompiledGraph,
+    GraphBuilder,
+    HistoryEntry,
+    NodeContext,
+    Reducer,
+    RetryPolicy,
+    RunResult,
+    Send,
+    add,
+    append,
+    merge,
+)
+from flowstate.errors import (
+    CorruptRowError,
+    FlowstateError,
+    GraphBuildError,
+    GraphMismatch,
+    NodeFailed,
+    ReplayDivergence,
+    RunNotFound,
+    RunStateError,
+    StoreError,
+    StoreIOError,
+    UpdateRejected,
+    WriteConflict,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "END",
+    "START",
+    "Command",
+    "CompiledGraph",
+    "CorruptRowError",
+    "FlowstateError",
+    "GraphBuildError",
+    "GraphBuilder",
+    "GraphMismatch",
+    "HistoryEntry",
+    "NodeContext",
+    "NodeFailed",
+    "Reducer",
+    "ReplayDivergence",
+    "RetryPolicy",
+    "RunNotFound",
+    "RunResult",
+    "RunStateError",
+    "SQLiteStore",
+    "Send",
+    "StoreError",
+    "StoreIOError",
+    "UpdateRejected",
+    "WriteConflict",
+    "add",
+    "append",
+    "merge",
+]

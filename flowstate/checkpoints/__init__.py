@@ -1,0 +1,34 @@
+"""Checkpoint stores: runs, step boundaries, committed activations and the effects journal.
+
+Stores hold JSON documents and know nothing of node code. ``SQLiteStore`` is the
+embedded default.
+"""
+
+from ._records import (
+    CHECKPOINT_FORMAT,
+    TERMINAL_STATUSES,
+    AttemptRecord,
+    EffectRecord,
+    InterruptRecord,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    WriteRecord,
+    row_hash,
+)
+from ._sqlite import Durability, SQLiteStore
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "TERMINAL_STATUSES",
+    "AttemptRecord",
+    "Durability",
+    "EffectRecord",
+    "InterruptRecord",
+    "RunRecord",
+    "RunStatus",
+    "SQLiteStore",
+    "StepRecord",
+    "WriteRecord",
+    "row_hash",
+]

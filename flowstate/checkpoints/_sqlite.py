@@ -1,0 +1,501 @@
+"""The embedded checkpoint store: one SQLite file, WAL, ``BEGIN IMMEDIATE`` writes.
+
+Why ``BEGIN IMMEDIATE`` and not sqlite-utils' ``atomic()``: a deferred ``BEGIN`` takes
+the write lock only at the first write, and two connections that both read first can
+deadlock, which SQLite reports at once as "database is locked" whatever the busy
+timeout. Taking the write lock up front means the busy timeout applies and nothing after
+``BEGIN IMMEDIATE`` can return SQLITE_BUSY (RELIABILITY.md, G6). sqlite-utils still owns
+the schema: tables are created by migrations registered on ``sqlite_utils.Migrations``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlite_utils
+from pydantic import ValidationError
+
+from flowstate._crashpoints import crash_point
+from flowstate.errors import CorruptRowError, RunNotFound, StoreIOError
+
+from ._records import (
+    AttemptRecord,
+    EffectRecord,
+    InterruptRecord,
+    RunRecord,
+    StepRecord,
+    WriteRecord,
+    row_hash,
+)
+
+__all__ = ["Durability", "SQLiteStore"]
+
+Durability = Literal["normal", "full"]
+"""``normal``: WAL + synchronous=NORMAL, committed activations survive a process crash.
+``full``: WAL + synchronous=FULL, they also survive an OS crash or power loss."""
+
+MAX_ROW_BYTES = 256 * 1024 * 1024
+"""SQLITE_LIMIT_LENGTH backstop; the engine's own byte limits are far lower."""
+
+migrations = sqlite_utils.Migrations("flowstate")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db["runs"].create(  # type: ignore[union-attr]
+        {
+            "id": str,
+            "graph": str,
+            "fingerprint": str,
+            "graph_doc": str,
+            "status": str,
+            "input": str,
+            "head_step": int,
+            "error": str,
+            "parent_id": str,
+            "parent_step": int,
+            "config": str,
+            "created_at": float,
+            "updated_at": float,
+            "hash": str,
+        },
+        pk="id",
+        not_null={"graph", "fingerprint", "status", "input", "head_step", "hash"},
+    )
+    db["runs"].create_index(["status", "updated_at"])  # type: ignore[union-attr]
+    db["runs"].create_index(["parent_id"])  # type: ignore[union-attr]
+    db["steps"].create(  # type: ignore[union-attr]
+        {
+            "run_id": str,
+            "step": int,
+            "tasks": str,
+            "joins": str,
+            "snapshot": str,
+            "created_at": float,
+            "hash": str,
+        },
+        pk=("run_id", "step"),
+        not_null={"tasks", "hash"},
+    )
+    db["writes"].create(  # type: ignore[union-attr]
+        {
+            "run_id": str,
+            "step": int,
+            "task_path": str,
+            "node": str,
+            "seq": int,
+            "update": str,
+            "goto": str,
+            "usage": str,
+            "started_at": float,
+            "finished_at": float,
+            "hash": str,
+        },
+        pk=("run_id", "step", "task_path"),
+        not_null={"node", "seq", "update", "hash"},
+    )
+    db["effects"].create(  # type: ignore[union-attr]
+        {
+            "run_id": str,
+            "step": int,
+            "task_path": str,
+            "seq": int,
+            "name": str,
+            "request": str,
+            "response": str,
+            "created_at": float,
+            "hash": str,
+        },
+        pk=("run_id", "step", "task_path", "seq"),
+        not_null={"name", "request", "response", "hash"},
+    )
+    db["interrupts"].create(  # type: ignore[union-attr]
+        {
+            "run_id": str,
+            "step": int,
+            "task_path": str,
+            "seq": int,
+            "payload": str,
+            "answer": str,
+            "created_at": float,
+            "hash": str,
+        },
+        pk=("run_id", "step", "task_path", "seq"),
+        not_null={"payload", "hash"},
+    )
+    db["attempts"].create(  # type: ignore[union-attr]
+        {
+            "run_id": str,
+            "step": int,
+            "task_path": str,
+            "attempt": int,
+            "error": str,
+            "created_at": float,
+        },
+        pk=("run_id", "step", "task_path", "attempt"),
+    )
+    db["signals"].create(  # type: ignore[union-attr]
+        {"run_id": str, "kind": str, "created_at": float},
+        pk=("run_id", "kind"),
+    )
+
+
+_RUN_COLS = tuple(RunRecord.model_fields)
+_STEP_COLS = tuple(StepRecord.model_fields)
+_WRITE_COLS = tuple(WriteRecord.model_fields)
+_EFFECT_COLS = tuple(EffectRecord.model_fields)
+_INTERRUPT_COLS = tuple(InterruptRecord.model_fields)
+_TABLE_MODELS: dict[str, tuple[type[Any], tuple[str, ...]]] = {
+    "runs": (RunRecord, _RUN_COLS),
+    "steps": (StepRecord, _STEP_COLS),
+    "writes": (WriteRecord, _WRITE_COLS),
+    "effects": (EffectRecord, _EFFECT_COLS),
+    "interrupts": (InterruptRecord, _INTERRUPT_COLS),
+}
+
+
+def _insert_sql(table: str, cols: Sequence[str], verb: str = "INSERT") -> str:
+    names = ", ".join(f'"{c}"' for c in (*cols, "hash"))
+    marks = ", ".join("?" for _ in range(len(cols) + 1))
+    return f'{verb} INTO "{table}" ({names}) VALUES ({marks})'
+
+
+def _values(record: Any, cols: Sequence[str]) -> list[Any]:
+    vals = [getattr(record, c) for c in cols]
+    vals.append(row_hash(*vals))
+    return vals
+
+
+class SQLiteStore:
+    """Checkpoint store on one SQLite file.
+
+    One connection per store object, used from one event loop; every write is one
+    ``BEGIN IMMEDIATE … COMMIT``. Several processes may share the file.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: Durability = "normal",
+        busy_timeout_ms: int = 30_000,
+    ) -> None:
+        if durability not in ("normal", "full"):
+            raise ValueError(
+                f"durability must be 'normal' or 'full', not {durability!r}: 'normal' "
+                "survives a process crash, 'full' also a power loss"
+            )
+        self.path = Path(path)
+        self.durability: Durability = durability
+        self._lock = threading.RLock()
+        self.commits = 0
+        """Number of write transactions committed by this store object (for tests)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=0
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {durability.upper()}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_ROW_BYTES)
+        except sqlite3.DatabaseError as e:
+            raise StoreIOError(f"cannot open checkpoint database {self.path}: {e}") from e
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        with self.write():
+            migrations.apply(self.db)
+
+    # -- transactions -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, started with ``BEGIN IMMEDIATE``."""
+        with self._lock:
+            crash_point("store.before_begin")
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.DatabaseError as e:
+                raise StoreIOError(f"cannot start a write transaction on {self.path}: {e}") from e
+            try:
+                yield self.conn
+            except BaseException:
+                with contextlib.suppress(sqlite3.DatabaseError):
+                    self.conn.execute("ROLLBACK")
+                raise
+            crash_point("store.before_commit")
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.DatabaseError as e:
+                with contextlib.suppress(sqlite3.DatabaseError):
+                    self.conn.execute("ROLLBACK")
+                raise StoreIOError(f"commit failed on {self.path}: {e}") from e
+            self.commits += 1
+            crash_point("store.after_commit")
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                cur = self.conn.execute(sql, params)
+                return cur.fetchall()
+            except sqlite3.DatabaseError as e:
+                raise StoreIOError(f"read failed on {self.path}: {e}") from e
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    # -- row decoding -------------------------------------------------------------
+
+    def _decode(self, table: str, row: Sequence[Any]) -> Any:
+        model, cols = _TABLE_MODELS[table]
+        vals, stored_hash = list(row[: len(cols)]), row[len(cols)]
+        run_id = str(vals[0]) if vals else "?"
+        step = vals[1] if table != "runs" and len(vals) > 1 and isinstance(vals[1], int) else None
+        if row_hash(*vals) != stored_hash:
+            raise CorruptRowError(table, run_id, step, "integrity hash mismatch")
+        try:
+            return model.model_validate(dict(zip(cols, vals, strict=True)))
+        except ValidationError as e:
+            raise CorruptRowError(table, run_id, step, f"invalid row: {e}") from None
+
+    def _select(self, table: str, where: str, params: Sequence[Any], order: str = "") -> list[Any]:
+        _, cols = _TABLE_MODELS[table]
+        names = ", ".join(f'"{c}"' for c in (*cols, "hash"))
+        sql = f'SELECT {names} FROM "{table}" WHERE {where}'
+        if order:
+            sql += f" ORDER BY {order}"
+        return [self._decode(table, r) for r in self._read(sql, params)]
+
+    # -- runs -----------------------------------------------------------------------
+
+    def create_run(self, run: RunRecord, first_step: StepRecord) -> None:
+        with self.write() as c:
+            c.execute(_insert_sql("runs", _RUN_COLS), _values(run, _RUN_COLS))
+            c.execute(_insert_sql("steps", _STEP_COLS), _values(first_step, _STEP_COLS))
+
+    def get_run(self, run_id: str) -> RunRecord:
+        rows = self._select("runs", "id = ?", [run_id])
+        if not rows:
+            raise RunNotFound(run_id)
+        return rows[0]  # type: ignore[no-any-return]
+
+    def find_run(self, run_id: str) -> RunRecord | None:
+        rows = self._select("runs", "id = ?", [run_id])
+        return rows[0] if rows else None
+
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        graph: str | None = None,
+        parent_id: str | None = None,
+        include_children: bool = False,
+        limit: int = 100,
+        before: float | None = None,
+    ) -> list[RunRecord]:
+        clauses, params = ["1 = 1"], []  # type: ignore[var-annotated]
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        if graph is not None:
+            clauses.append("graph = ?")
+            params.append(graph)
+        if parent_id is not None:
+            clauses.append("parent_id = ?")
+            params.append(parent_id)
+        if not include_children:
+            # child runs of subgraph activations have '/' in their id
+            clauses.append("instr(id, '/') = 0")
+        if before is not None:
+            clauses.append("created_at < ?")
+            params.append(before)
+        params.append(int(limit))
+        return self._select(
+            "runs", " AND ".join(clauses) + " ORDER BY created_at DESC, id LIMIT ?", params
+        )
+
+    def update_run(self, run_id: str, **fields: Any) -> RunRecord:
+        with self.write() as c:
+            return self._update_run(c, run_id, fields)
+
+    def _update_run(self, c: sqlite3.Connection, run_id: str, fields: dict[str, Any]) -> RunRecord:
+        cur = self.get_run(run_id)
+        new = cur.model_copy(update={**fields, "updated_at": time.time()})
+        new = RunRecord.model_validate(new.model_dump())
+        vals = _values(new, _RUN_COLS)
+        c.execute(_insert_sql("runs", _RUN_COLS, "INSERT OR REPLACE"), vals)
+        return new
+
+    # -- steps and writes -------------------------------------------------------------
+
+    def commit(
+        self,
+        run_id: str,
+        *,
+        writes: Sequence[WriteRecord] = (),
+        effects: Sequence[EffectRecord] = (),
+        step: StepRecord | None = None,
+        run_fields: dict[str, Any] | None = None,
+    ) -> None:
+        """Commit an activation (or a step boundary) in one transaction (G1).
+
+        The write row, the effects journaled with it, the next step row and the run's
+        head advance all land together or not at all.
+        """
+        with self.write() as c:
+            for w in writes:
+                c.execute(_insert_sql("writes", _WRITE_COLS), _values(w, _WRITE_COLS))
+            for e in effects:
+                c.execute(
+                    _insert_sql("effects", _EFFECT_COLS, "INSERT OR IGNORE"),
+                    _values(e, _EFFECT_COLS),
+                )
+            if step is not None:
+                c.execute(_insert_sql("steps", _STEP_COLS, "INSERT OR REPLACE"),
+                          _values(step, _STEP_COLS))
+            if run_fields:
+                self._update_run(c, run_id, run_fields)
+
+    def get_step(self, run_id: str, step: int) -> StepRecord | None:
+        rows = self._select("steps", "run_id = ? AND step = ?", [run_id, step])
+        return rows[0] if rows else None
+
+    def latest_step(self, run_id: str) -> StepRecord | None:
+        rows = self._select(
+            "steps", "run_id = ? ORDER BY step DESC LIMIT 1", [run_id]
+        )
+        return rows[0] if rows else None
+
+    def last_snapshot(self, run_id: str, at_or_before: int) -> StepRecord | None:
+        rows = self._select(
+            "steps",
+            "run_id = ? AND step <= ? AND snapshot IS NOT NULL ORDER BY step DESC LIMIT 1",
+            [run_id, at_or_before],
+        )
+        return rows[0] if rows else None
+
+    def steps(self, run_id: str, start: int = 0, stop: int | None = None) -> list[StepRecord]:
+        hi = stop if stop is not None else 2**62
+        return self._select(
+            "steps", "run_id = ? AND step >= ? AND step < ?", [run_id, start, hi], "step"
+        )
+
+    def writes(self, run_id: str, start: int = 0, stop: int | None = None) -> list[WriteRecord]:
+        hi = stop if stop is not None else 2**62
+        return self._select(
+            "writes", "run_id = ? AND step >= ? AND step < ?", [run_id, start, hi], "step, seq"
+        )
+
+    # -- effects, interrupts, attempts -------------------------------------------------
+
+    def record_effect(self, effect: EffectRecord) -> None:
+        with self.write() as c:
+            c.execute(
+                _insert_sql("effects", _EFFECT_COLS, "INSERT OR IGNORE"),
+                _values(effect, _EFFECT_COLS),
+            )
+
+    def effects(self, run_id: str, step: int | None = None, task_path: str | None = None
+                ) -> list[EffectRecord]:
+        where, params = "run_id = ?", [run_id]  # type: ignore[list-item]
+        if step is not None:
+            where += " AND step = ?"
+            params.append(step)  # type: ignore[arg-type]
+        if task_path is not None:
+            where += " AND task_path = ?"
+            params.append(task_path)
+        return self._select("effects", where, params, "step, task_path, seq")
+
+    def record_interrupt(self, intr: InterruptRecord, run_fields: dict[str, Any]) -> None:
+        with self.write() as c:
+            c.execute(
+                _insert_sql("interrupts", _INTERRUPT_COLS, "INSERT OR REPLACE"),
+                _values(intr, _INTERRUPT_COLS),
+            )
+            self._update_run(c, intr.run_id, run_fields)
+
+    def interrupts(self, run_id: str, step: int | None = None) -> list[InterruptRecord]:
+        if step is None:
+            return self._select("interrupts", "run_id = ?", [run_id], "step, task_path, seq")
+        return self._select(
+            "interrupts", "run_id = ? AND step = ?", [run_id, step], "task_path, seq"
+        )
+
+    def answer_interrupt(self, intr: InterruptRecord, answer: str) -> None:
+        new = intr.model_copy(update={"answer": answer})
+        with self.write() as c:
+            c.execute(
+                _insert_sql("interrupts", _INTERRUPT_COLS, "INSERT OR REPLACE"),
+                _values(new, _INTERRUPT_COLS),
+            )
+
+    def record_attempt(self, attempt: AttemptRecord) -> None:
+        with self.write() as c:
+            c.execute(
+                'INSERT OR REPLACE INTO attempts (run_id, step, task_path, attempt, error, '
+                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [attempt.run_id, attempt.step, attempt.task_path, attempt.attempt,
+                 attempt.error, attempt.created_at],
+            )
+
+    def attempts(self, run_id: str) -> list[AttemptRecord]:
+        rows = self._read(
+            "SELECT run_id, step, task_path, attempt, error, created_at FROM attempts "
+            "WHERE run_id = ? ORDER BY step, task_path, attempt",
+            [run_id],
+        )
+        return [
+            AttemptRecord(run_id=r[0], step=r[1], task_path=r[2], attempt=r[3], error=r[4],
+                          created_at=r[5])
+            for r in rows
+        ]
+
+    # -- maintenance ---------------------------------------------------------------
+
+    def integrity_check(self) -> str:
+        rows = self._read("PRAGMA integrity_check")
+        return "; ".join(str(r[0]) for r in rows)
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete a run and everything hanging off it, child runs included."""
+        with self.write() as c:
+            like = run_id.replace("%", r"\%").replace("_", r"\_") + "/%"
+            for table, col in (("writes", "run_id"), ("steps", "run_id"), ("effects", "run_id"),
+                               ("interrupts", "run_id"), ("attempts", "run_id"),
+                               ("signals", "run_id"), ("runs", "id")):
+                c.execute(
+                    f'DELETE FROM "{table}" WHERE {col} = ? OR {col} LIKE ? ESCAPE \'\\\'',
+                    [run_id, like],
+                )
+
+    # -- signals: pause and cancel requests from other processes ----------------------
+
+    def send_signal(self, run_id: str, kind: str) -> None:
+        with self.write() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO signals (run_id, kind, created_at) VALUES (?, ?, ?)",
+                [run_id, kind, time.time()],
+            )
+
+    def signals(self, run_id: str) -> set[str]:
+        return {str(r[0]) for r in self._read("SELECT kind FROM signals WHERE run_id = ?",
+                                               [run_id])}
+
+    def clear_signals(self, run_id: str) -> None:
+        with self.write() as c:
+            c.execute("DELETE FROM signals WHERE run_id = ?", [run_id])
+
+    def visit_counts(self, run_id: str) -> dict[str, int]:
+        rows = self._read(
+            "SELECT node, count(*) FROM writes WHERE run_id = ? GROUP BY node", [run_id]
+        )
+        return {str(r[0]): int(r[1]) for r in rows}

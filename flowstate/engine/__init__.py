@@ -1,0 +1,37 @@
+"""The engine: graph builder, validation, scheduler, node context, events."""
+
+from ._app import CompiledGraph, HistoryEntry, RunResult, graph_diff
+from ._builder import GraphBuilder, GraphIR, Join
+from ._context import NodeContext
+from ._nodes import RetryPolicy
+from ._plan import RouteError
+from ._state import Reducer, StateSchema, add, append, merge
+from ._types import END, START, Command, NodeName, RunId, Send, Task, TaskPath
+from ._validate import to_networkx
+
+__all__ = [
+    "END",
+    "START",
+    "Command",
+    "CompiledGraph",
+    "GraphBuilder",
+    "GraphIR",
+    "HistoryEntry",
+    "Join",
+    "NodeContext",
+    "NodeName",
+    "Reducer",
+    "RetryPolicy",
+    "RouteError",
+    "RunId",
+    "RunResult",
+    "Send",
+    "StateSchema",
+    "Task",
+    "TaskPath",
+    "add",
+    "append",
+    "graph_diff",
+    "merge",
+    "to_networkx",
+]

@@ -1,0 +1,462 @@
+"""``CompiledGraph``: run, resume, stream, inspect. One async core, a thin sync shell."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from flowstate.checkpoints import (
+    Durability,
+    EffectRecord,
+    RunRecord,
+    SQLiteStore,
+    StepRecord,
+    WriteRecord,
+)
+from flowstate.errors import (
+    CorruptRowError,
+    GraphMismatch,
+    RunStateError,
+    UpdateRejected,
+)
+
+from . import _events as ev
+from ._plan import start_tasks
+from ._scheduler import Committed, Execution, Outcome, goto_from_json
+from ._types import Task
+
+if TYPE_CHECKING:
+    from ._builder import GraphIR
+
+__all__ = ["CompiledGraph", "HistoryEntry", "RunResult"]
+
+S = TypeVar("S", bound=BaseModel)
+
+DEFAULT_DB = "flowstate.db"
+
+
+@dataclass
+class RunResult(Generic[S]):
+    """What a run, resume or fork returns."""
+
+    run_id: str
+    status: str
+    """completed | paused | cancelled (a failure raises NodeFailed instead)."""
+    state: S
+    reason: str | None = None
+    """Why the run paused (interrupt, breakpoint, limit) or was cancelled."""
+    step: int = 0
+    interrupts: list[Any] = field(default_factory=list)
+    """Payloads of the interrupts waiting for an answer."""
+
+
+@dataclass
+class HistoryEntry:
+    """One committed activation of a run."""
+
+    step: int
+    node: str
+    task_path: str
+    update: dict[str, Any]
+    effects: int
+    started_at: float
+    finished_at: float
+    run_id: str
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.finished_at - self.started_at) * 1000
+
+
+def _open_store(store: str | SQLiteStore | None, durability: Durability) -> SQLiteStore:
+    if isinstance(store, SQLiteStore):
+        return store
+    if store is None:
+        store = os.environ.get("FLOWSTATE_DB", DEFAULT_DB)
+    if store == ":memory:":
+        import tempfile
+
+        # an anonymous file in a temp dir: same code path, nothing left behind
+        tmp = tempfile.mkdtemp(prefix="flowstate-")
+        return SQLiteStore(os.path.join(tmp, "memory.db"), durability=durability)
+    return SQLiteStore(store, durability=durability)
+
+
+class CompiledGraph(Generic[S]):
+    """A validated graph bound to a checkpoint store. Create it with ``GraphBuilder.compile``."""
+
+    def __init__(
+        self,
+        ir: GraphIR,
+        *,
+        store: str | SQLiteStore | None,
+        durability: Durability = "normal",
+        max_steps: int = 10_000,
+        interrupt_before: tuple[str, ...] = (),
+        interrupt_after: tuple[str, ...] = (),
+    ) -> None:
+        self.ir = ir
+        self.name = ir.name
+        self._store_arg = store
+        self._durability: Durability = durability
+        self._store: SQLiteStore | None = store if isinstance(store, SQLiteStore) else None
+        self.max_steps = max_steps
+        self.interrupt_before = interrupt_before
+        self.interrupt_after = interrupt_after
+        self.fingerprint, self.graph_doc = ir.fingerprint()
+        self.services: dict[str, Any] = {}
+        """Objects nodes reach through ``ctx.services`` (an LLM, tools, memory)."""
+        self._check_signals = True
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self.rng: random.Random | None = None
+        """Seeded RNG for retry jitter (tests)."""
+
+    @property
+    def state_model(self) -> type[S]:
+        return self.ir.schema.model  # type: ignore[return-value]
+
+    @property
+    def store(self) -> SQLiteStore:
+        if self._store is None:
+            self._store = _open_store(self._store_arg, self._durability)
+        return self._store
+
+    def _bind(self, store: SQLiteStore) -> CompiledGraph[S]:
+        """The same graph on another store (subgraphs run on their parent's store)."""
+        if self._store is store:
+            return self
+        clone = CompiledGraph(self.ir, store=store, max_steps=self.max_steps)
+        clone.services = self.services
+        return clone
+
+    # -- running -----------------------------------------------------------------------
+
+    async def run(
+        self,
+        input: S | dict[str, Any],
+        *,
+        run_id: str | None = None,
+        max_steps: int | None = None,
+        interrupt_before: Sequence[str] | None = None,
+        interrupt_after: Sequence[str] | None = None,
+        on_event: Callable[[Any], None] | None = None,
+    ) -> RunResult[S]:
+        """Run the graph from ``input`` to END (or a pause). Checkpoints every activation."""
+        config = {
+            "max_steps": max_steps if max_steps is not None else self.max_steps,
+            "interrupt_before": list(interrupt_before if interrupt_before is not None
+                                     else self.interrupt_before),
+            "interrupt_after": list(interrupt_after if interrupt_after is not None
+                                    else self.interrupt_after),
+        }
+        return await self._start(input, run_id=run_id, emit=on_event, config=config)
+
+    def run_sync(self, input: S | dict[str, Any], **kwargs: Any) -> RunResult[S]:
+        """``run`` for code that is not async."""
+        return asyncio.run(self.run(input, **kwargs))
+
+    async def _start(
+        self,
+        input: S | dict[str, Any],
+        *,
+        run_id: str | None = None,
+        parent: str | None = None,
+        parent_step: int | None = None,
+        emit: Callable[[Any], None] | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> RunResult[S]:
+        schema = self.ir.schema
+        try:
+            state = input if isinstance(input, schema.model) else schema.model.model_validate(
+                input)
+        except ValidationError as e:
+            raise UpdateRejected("input", None, f"the input does not fit {schema.name}: {e}"
+                                 ) from None
+        run_id = run_id or uuid.uuid4().hex[:16]
+        config = config or {"max_steps": self.max_steps, "interrupt_before": [],
+                            "interrupt_after": []}
+        tasks = start_tasks(self.ir, state)
+        now = time.time()
+        input_json = schema.dump_state(state)
+        run = RunRecord(
+            id=run_id, graph=self.name, fingerprint=self.fingerprint, graph_doc=self.graph_doc,
+            status="running", input=input_json, head_step=0, parent_id=parent,
+            parent_step=parent_step, config=json.dumps(config), created_at=now, updated_at=now,
+        )
+        step0 = StepRecord(run_id=run_id, step=0,
+                           tasks=json.dumps([t.to_json() for t in tasks]), joins="{}",
+                           snapshot=input_json, created_at=now)
+        if not tasks:
+            run = run.model_copy(update={"status": "completed"})
+        self.store.create_run(run, step0)
+        return await self._execute(run, step0, state, {}, emit, resumed=False,
+                                   last_snapshot_bytes=len(input_json))
+
+    async def _execute(
+        self,
+        run: RunRecord,
+        step: StepRecord,
+        state: BaseModel,
+        committed: dict[str, Committed],
+        emit: Callable[[Any], None] | None,
+        *,
+        resumed: bool,
+        activations: int = 0,
+        visits: dict[str, int] | None = None,
+        bytes_since: int = 0,
+        steps_since: int = 0,
+        last_snapshot_bytes: int = 0,
+        replay_journal: Callable[[int, str], dict[int, EffectRecord]] | None = None,
+        config_override: dict[str, Any] | None = None,
+    ) -> RunResult[S]:
+        config = {**json.loads(run.config), **(config_override or {})}
+        sink = emit or (lambda e: None)
+        exe = Execution(
+            self, self.store, run, step=step, state=state, committed=committed, emit=sink,
+            max_steps=int(config.get("max_steps", self.max_steps)),
+            activations=activations, visits=visits or {},
+            interrupt_before=tuple(config.get("interrupt_before", ())),
+            interrupt_after=tuple(config.get("interrupt_after", ())),
+            replay_journal=replay_journal, bytes_since_snapshot=bytes_since,
+            steps_since_snapshot=steps_since, last_snapshot_bytes=last_snapshot_bytes,
+            rng=self.rng,
+        )
+        if resumed:
+            exe.resumed_step = step.step
+            exe.has_interrupts = True
+        sink(ev.RunStarted(run_id=run.id, graph=self.name, resumed=resumed, step=step.step))
+        current = asyncio.current_task()
+        if current is not None:
+            self._tasks[run.id] = current
+        try:
+            outcome = await exe.drive()
+        except asyncio.CancelledError:
+            self.store.update_run(run.id, status="cancelled", error="cancelled",
+                                  head_step=exe.step)
+            sink(ev.RunFinished(run_id=run.id, status="cancelled", reason="cancelled"))
+            raise
+        finally:
+            self._tasks.pop(run.id, None)
+        return self._result(run.id, outcome)
+
+    def _result(self, run_id: str, o: Outcome) -> RunResult[S]:
+        return RunResult(run_id=run_id, status=o.status, state=o.state,  # type: ignore[arg-type]
+                         reason=o.reason, step=o.step, interrupts=o.interrupts)
+
+    async def stream(self, input: S | dict[str, Any], **kwargs: Any) -> AsyncIterator[Any]:
+        """Run and yield typed events (``flowstate.events``) as they happen."""
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        done = object()
+
+        async def go() -> None:
+            try:
+                await self.run(input, on_event=queue.put_nowait, **kwargs)
+            finally:
+                queue.put_nowait(done)
+
+        task = asyncio.create_task(go())
+        try:
+            while True:
+                item = await queue.get()
+                if item is done:
+                    break
+                yield item
+            await task
+        finally:
+            if not task.done():
+                task.cancel()
+
+    # -- resume ---------------------------------------------------------------------------
+
+    async def resume(
+        self,
+        run_id: str,
+        *,
+        value: Any = None,
+        allow_graph_change: bool = False,
+        max_steps: int | None = None,
+        on_event: Callable[[Any], None] | None = None,
+    ) -> RunResult[S]:
+        """Continue a crashed, failed, paused or cancelled run from its last commit.
+
+        Committed activations never run again. ``value`` answers a pending interrupt.
+        """
+        return await self._continue(run_id, value=value, allow_graph_change=allow_graph_change,
+                                    max_steps=max_steps, emit=on_event)
+
+    def resume_sync(self, run_id: str, **kwargs: Any) -> RunResult[S]:
+        return asyncio.run(self.resume(run_id, **kwargs))
+
+    async def _continue(
+        self,
+        run_id: str,
+        *,
+        value: Any = None,
+        allow_graph_change: bool = False,
+        max_steps: int | None = None,
+        emit: Callable[[Any], None] | None = None,
+    ) -> RunResult[S]:
+        store = self.store
+        run = store.get_run(run_id)
+        self.check_graph(run, allow_graph_change)
+        head = store.latest_step(run_id)
+        if head is None:
+            raise CorruptRowError("steps", run_id, None, "the run has no step rows")
+        state, info = self._rebuild(run_id, head.step)
+        if run.status == "completed" and not json.loads(head.tasks):
+            return RunResult(run_id=run_id, status="completed", state=state,  # type: ignore[arg-type]
+                             step=head.step)
+        if value is not None:
+            pending = [i for i in store.interrupts(run_id, head.step) if i.answer is None]
+            if pending:
+                store.answer_interrupt(pending[0], json.dumps(value))
+        else:
+            for i in store.interrupts(run_id, head.step):
+                if i.answer is None and i.seq == -1:  # a breakpoint: resuming passes it
+                    store.answer_interrupt(i, "null")
+        store.clear_signals(run_id)
+        run = store.update_run(run_id, status="running", error=None)
+        committed = {}
+        for w in store.writes(run_id, head.step, head.step + 1):
+            committed[w.task_path] = self._committed_from(w, run_id)
+        override = {"max_steps": max_steps} if max_steps is not None else None
+        visits = store.visit_counts(run_id)
+        return await self._execute(
+            run, head, state, committed, emit, resumed=True,
+            activations=sum(visits.values()), visits=visits,
+            bytes_since=info["bytes_since"], steps_since=info["steps_since"],
+            last_snapshot_bytes=info["snapshot_bytes"], config_override=override,
+        )
+
+    def check_graph(self, run: RunRecord, allow_graph_change: bool = False) -> None:
+        if run.fingerprint == self.fingerprint or allow_graph_change:
+            return
+        raise GraphMismatch(run.id, graph_diff(json.loads(run.graph_doc),
+                                               json.loads(self.graph_doc)))
+
+    def _committed_from(self, w: WriteRecord, run_id: str) -> Committed:
+        try:
+            update = self.ir.schema.load_update(w.update)
+            goto = goto_from_json(w.goto)
+        except (ValueError, ValidationError) as e:
+            raise CorruptRowError("writes", run_id, w.step, f"update of '{w.node}': {e}"
+                                  ) from None
+        task = Task(w.node, w.task_path)
+        return Committed(task, w, update, goto)
+
+    def _rebuild(self, run_id: str, step: int) -> tuple[BaseModel, dict[str, int]]:
+        """The input state of ``step``: the nearest snapshot plus the updates after it."""
+        store = self.store
+        snap = store.last_snapshot(run_id, step)
+        if snap is None or snap.snapshot is None:
+            raise CorruptRowError("steps", run_id, step, "no snapshot at or before this step")
+        try:
+            state = self.ir.schema.load_state(snap.snapshot)
+        except (ValueError, ValidationError) as e:
+            raise CorruptRowError("steps", run_id, snap.step, f"snapshot: {e}") from None
+        by_step: dict[int, list[WriteRecord]] = {}
+        nbytes = 0
+        for w in store.writes(run_id, snap.step, step):
+            by_step.setdefault(w.step, []).append(w)
+            nbytes += len(w.update)
+        for s in sorted(by_step):
+            ws = sorted(by_step[s], key=lambda w: w.seq)
+            updates = [(w.node, self._committed_from(w, run_id).update) for w in ws]
+            state = self.ir.schema.apply(state, updates, s)
+        return state, {"bytes_since": nbytes, "steps_since": step - snap.step,
+                       "snapshot_bytes": len(snap.snapshot)}
+
+    # -- inspection -------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> RunRecord:
+        return self.store.get_run(run_id)
+
+    def get_state(self, run_id: str) -> S:
+        """The run's current state (after its last closed step)."""
+        head = self.store.latest_step(run_id)
+        if head is None:
+            raise CorruptRowError("steps", run_id, None, "the run has no step rows")
+        return self._rebuild(run_id, head.step)[0]  # type: ignore[return-value]
+
+    def state_at(self, run_id: str, step: int) -> S:
+        """The state at the start of ``step`` (step 0 is the input)."""
+        head = self.store.latest_step(run_id)
+        if head is None or step < 0 or step > head.step:
+            last = head.step if head else 0
+            raise RunStateError(f"run {run_id} has steps 0..{last}; step {step} does not exist")
+        return self._rebuild(run_id, step)[0]  # type: ignore[return-value]
+
+    def history(self, run_id: str) -> list[HistoryEntry]:
+        """Every committed activation of the run, in order."""
+        store = self.store
+        store.get_run(run_id)
+        effects: dict[tuple[int, str], int] = {}
+        for e in store.effects(run_id):
+            effects[(e.step, e.task_path)] = effects.get((e.step, e.task_path), 0) + 1
+        return [
+            HistoryEntry(step=w.step, node=w.node, task_path=w.task_path,
+                         update=json.loads(w.update), effects=effects.get((w.step, w.task_path), 0),
+                         started_at=w.started_at, finished_at=w.finished_at, run_id=run_id)
+            for w in store.writes(run_id)
+        ]
+
+    def to_mermaid(self) -> str:
+        from ._render import to_mermaid
+
+        return to_mermaid(self.ir)
+
+    # -- control ----------------------------------------------------------------------------
+
+    def pause(self, run_id: str) -> None:
+        """Ask a running run (in any process) to stop at its next node boundary."""
+        self.store.get_run(run_id)
+        self.store.send_signal(run_id, "pause")
+
+    def cancel(self, run_id: str) -> None:
+        """Cancel a run: in this process its activations are cancelled at once; in another
+        process it stops at its next node boundary or effect."""
+        run = self.store.get_run(run_id)
+        if run.status == "completed":
+            raise RunStateError(f"run {run_id} is completed; there is nothing to cancel")
+        task = self._tasks.get(run_id)
+        if task is not None and not task.done():
+            task.cancel()
+        else:
+            self.store.send_signal(run_id, "cancel")
+            if run.status != "running":
+                self.store.update_run(run_id, status="cancelled", error="cancelled")
+
+
+def graph_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Readable differences between two graph documents."""
+    out: list[str] = []
+    on, nn = set(old.get("nodes", {})), set(new.get("nodes", {}))
+    out += [f"- node '{n}' removed" for n in sorted(on - nn)]
+    out += [f"+ node '{n}' added" for n in sorted(nn - on)]
+    for n in sorted(on & nn):
+        if old["nodes"][n] != new["nodes"][n]:
+            out.append(f"~ node '{n}' changed: {old['nodes'][n]} -> {new['nodes'][n]}")
+    for key in ("edges", "joins"):
+        oe = {json.dumps(e) for e in old.get(key, [])}
+        ne = {json.dumps(e) for e in new.get(key, [])}
+        out += [f"- {key[:-1]} {e} removed" for e in sorted(oe - ne)]
+        out += [f"+ {key[:-1]} {e} added" for e in sorted(ne - oe)]
+    if old.get("routers") != new.get("routers"):
+        out.append(f"~ routers changed: {old.get('routers')} -> {new.get('routers')}")
+    op = old.get("state", {}).get("properties", {})
+    np_ = new.get("state", {}).get("properties", {})
+    out += [f"- state field '{f}' removed" for f in sorted(set(op) - set(np_))]
+    out += [f"+ state field '{f}' added" for f in sorted(set(np_) - set(op))]
+    out += [f"~ state field '{f}' retyped" for f in sorted(set(op) & set(np_)) if op[f] != np_[f]]
+    if not out and old != new:
+        out.append("~ the graph document differs (state schema details)")
+    return out

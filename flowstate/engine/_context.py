@@ -1,0 +1,186 @@
+"""``NodeContext``: what a node may do besides reading state — journaled effects,
+interrupts, token events, and the identity of its activation."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pydantic_core
+from pydantic import TypeAdapter
+
+from flowstate._crashpoints import crash_point
+from flowstate.checkpoints import EffectRecord
+from flowstate.errors import EffectError, RunStateError
+
+__all__ = ["EffectDivergence", "Interrupted", "NodeContext"]
+
+
+class Interrupted(BaseException):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by ``ctx.interrupt`` to pause the run. A BaseException so that a node's
+    ``except Exception`` cannot swallow it."""
+
+    def __init__(self, seq: int, payload: str) -> None:
+        super().__init__(f"interrupt {seq}")
+        self.seq = seq
+        self.payload = payload
+
+
+class EffectDivergence(Exception):  # noqa: N818
+    """Replay met an effect request that differs from the journal (or is not in it)."""
+
+    def __init__(self, seq: int, name: str, recorded: EffectRecord | None, request: str) -> None:
+        self.seq = seq
+        self.name = name
+        self.recorded = recorded
+        self.request = request
+        was = f"recorded {recorded.name} {recorded.request}" if recorded else "nothing recorded"
+        super().__init__(f"effect #{seq} '{name}' requested {request}, {was}")
+
+
+class NodeContext:
+    """Given to a node that declares a ``ctx`` parameter.
+
+    Everything a node does that is not pure goes through ``await ctx.effect(...)`` so it
+    is journaled: when the activation runs again (resume after a crash or an interrupt,
+    replay) recorded results are served in order instead of being performed again.
+    An effect interrupted between its call and its record runs again (at-least-once):
+    pass ``ctx.idempotency_key()`` to external APIs so they can drop the duplicate.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        step: int,
+        task_path: str,
+        node: str,
+        attempt: int,
+        journal: dict[int, EffectRecord],
+        answers: dict[int, str],
+        record: Callable[[EffectRecord], None],
+        emit: Callable[[Any], None],
+        replay: bool = False,
+        cancelled: Callable[[], bool] = lambda: False,
+        services: dict[str, Any] | None = None,
+    ) -> None:
+        self.run_id = run_id
+        """Id of the run this activation belongs to."""
+        self.step = step
+        self.task_path = task_path
+        self.node = node
+        self.attempt = attempt
+        """1 on the first attempt, 2 on the first retry, …"""
+        self._journal = journal
+        self._answers = answers
+        self._record = record
+        self._emit = emit
+        self._replay = replay
+        self._cancelled = cancelled
+        self._effect_seq = 0
+        self._interrupt_seq = 0
+        self.diverged: list[int] = []
+        """Effects whose request differed from the journal on resume (they ran live)."""
+        self.services: dict[str, Any] = services or {}
+        self.usage: dict[str, int] = {}
+
+    def idempotency_key(self, seq: int | None = None) -> str:
+        """Stable key of an effect: ``run:task_path@step:seq`` (default: the next effect)."""
+        s = self._effect_seq if seq is None else seq
+        return f"{self.run_id}:{self.task_path}@{self.step}:{s}"
+
+    async def effect(
+        self,
+        name: str,
+        fn: Callable[..., Any] | Callable[..., Awaitable[Any]],
+        *args: Any,
+        result_type: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Perform ``fn(*args, **kwargs)`` once and journal it; on re-runs, serve the record.
+
+        Arguments and result must be JSON-compatible. The value returned is the result as
+        it comes back from JSON (validated into ``result_type`` when given), identical on
+        the first run, on resume and on replay.
+        """
+        seq = self._effect_seq
+        self._effect_seq += 1
+        try:
+            request = pydantic_core.to_json(
+                {"args": list(args), "kwargs": kwargs}, fallback=None
+            ).decode()
+        except pydantic_core.PydanticSerializationError as e:
+            raise EffectError(
+                f"effect '{name}' (#{seq}) of node '{self.node}': its arguments are not JSON "
+                f"({e}); pass plain data (str, numbers, lists, dicts, pydantic models)"
+            ) from None
+        rec = self._journal.get(seq)
+        if rec is not None and rec.name == name and rec.request == request:
+            self._emit(("effect", seq, name, True))
+            return self._decode(rec.response, result_type)
+        if self._replay:
+            raise EffectDivergence(seq, name, rec, request)
+        if rec is not None:
+            self.diverged.append(seq)
+        if self._cancelled():
+            raise RunStateError(f"run {self.run_id} was cancelled; effect '{name}' not started")
+        crash_point("effect.before_call")
+        if inspect.iscoroutinefunction(fn):
+            result = await fn(*args, **kwargs)
+        else:
+            result = await asyncio.to_thread(fn, *args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+        crash_point("effect.after_call")
+        try:
+            response = pydantic_core.to_json(result).decode()
+        except pydantic_core.PydanticSerializationError as e:
+            raise EffectError(
+                f"effect '{name}' (#{seq}) of node '{self.node}' returned "
+                f"{type(result).__name__}, which is not JSON ({e}); return plain data or a "
+                "pydantic model"
+            ) from None
+        import time
+
+        record = EffectRecord(
+            run_id=self.run_id, step=self.step, task_path=self.task_path, seq=seq, name=name,
+            request=request, response=response, created_at=time.time(),
+        )
+        self._record(record)
+        self._journal[seq] = record
+        self._emit(("effect", seq, name, False))
+        return self._decode(response, result_type)
+
+    @staticmethod
+    def _decode(raw: str, result_type: Any) -> Any:
+        if result_type is None:
+            return json.loads(raw)
+        return TypeAdapter(result_type).validate_json(raw)
+
+    async def interrupt(self, payload: Any = None) -> Any:
+        """Pause the run here and ask for a value; ``resume(run_id, value=...)`` answers.
+
+        The node runs again from its start on resume: effects before the interrupt come
+        from the journal, and this call returns the value. Several interrupts in one node
+        are answered in order.
+        """
+        seq = self._interrupt_seq
+        self._interrupt_seq += 1
+        if seq in self._answers:
+            return json.loads(self._answers[seq])
+        try:
+            raw = pydantic_core.to_json(payload).decode()
+        except pydantic_core.PydanticSerializationError as e:
+            raise EffectError(f"interrupt payload of node '{self.node}' is not JSON: {e}") from None
+        raise Interrupted(seq, raw)
+
+    def token(self, text: str) -> None:
+        """Report streamed text (e.g. LLM tokens) as a live event; it is not journaled."""
+        self._emit(("token", text))
+
+    def add_usage(self, input_tokens: int = 0, output_tokens: int = 0) -> None:
+        self.usage["input_tokens"] = self.usage.get("input_tokens", 0) + int(input_tokens)
+        self.usage["output_tokens"] = self.usage.get("output_tokens", 0) + int(output_tokens)

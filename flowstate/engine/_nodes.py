@@ -1,0 +1,219 @@
+"""What the engine learns from a node's signature: its input, its context, its writes."""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, TypeAdapter
+from typing_extensions import is_typeddict
+
+from ._types import Command, Send
+
+__all__ = ["NodeSpec", "RetryPolicy", "RouterSpec", "analyse_node", "analyse_router"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry a failing node: ``max_attempts`` in all, exponential backoff with jitter."""
+
+    max_attempts: int = 3
+    initial_delay: float = 0.1
+    backoff: float = 2.0
+    max_delay: float = 10.0
+    jitter: float = 0.1
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+
+    def delay(self, attempt: int, rnd: float) -> float:
+        base = min(self.max_delay, self.initial_delay * self.backoff ** (attempt - 1))
+        return base * (1 + self.jitter * (2 * rnd - 1))
+
+
+@dataclass
+class NodeSpec:
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+    input_kind: Literal["state", "view", "none"]
+    input_type: Any
+    """The state class, a view model, or another annotation (the payload type of Sends)."""
+    ctx_param: str | None
+    writes: frozenset[str] | None
+    """Fields the node may write; None when its return annotation does not say."""
+    write_types: dict[str, Any] = field(default_factory=dict)
+    goto: tuple[str, ...] = ()
+    retry: RetryPolicy | None = None
+    timeout: float | None = None
+    max_visits: int | None = None
+    subgraph: Any = None
+    """A CompiledGraph when the node is a subgraph."""
+    input_map: Mapping[str, str] | None = None
+    output_map: Mapping[str, str] | None = None
+    payload_adapter: TypeAdapter[Any] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "subgraph" if self.subgraph is not None else "node",
+            "writes": sorted(self.writes) if self.writes is not None else None,
+            "goto": list(self.goto),
+        }
+
+
+@dataclass
+class RouterSpec:
+    source: str
+    fn: Callable[..., Any]
+    targets: tuple[str, ...]
+    mapping: dict[Any, str] | None
+    multi: bool
+    """True when the router may return several targets or Sends (a fan-out)."""
+    input_kind: Literal["state", "view", "none"]
+    input_type: Any
+    name: str
+
+
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    target = fn
+    if not (inspect.isfunction(target) or inspect.ismethod(target)):
+        target = getattr(fn, "__call__", fn)  # noqa: B004 - callable objects
+    try:
+        return typing.get_type_hints(target, include_extras=False)
+    except Exception:
+        return dict(getattr(target, "__annotations__", {}) or {})
+
+
+def _params(fn: Callable[..., Any]) -> list[inspect.Parameter]:
+    try:
+        return list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return []
+
+
+def _is_ctx(p: inspect.Parameter, hints: dict[str, Any]) -> bool:
+    ann = hints.get(p.name)
+    return p.name == "ctx" or getattr(ann, "__name__", "") == "NodeContext"
+
+
+def _input(fn: Callable[..., Any], state: type[BaseModel]) -> tuple[str, Any, str | None]:
+    hints = _hints(fn)
+    params = [p for p in _params(fn) if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    ctx = next((p.name for p in params if _is_ctx(p, hints)), None)
+    data = [p for p in params if not _is_ctx(p, hints)]
+    if not data:
+        return "none", None, ctx
+    ann = hints.get(data[0].name, state)
+    if ann is state or ann is inspect.Parameter.empty:
+        return "state", state, ctx
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return "view", ann, ctx
+    return "view", ann, ctx
+
+
+def _writes(ret: Any) -> tuple[frozenset[str] | None, dict[str, Any]]:
+    """Fields declared by a return annotation; None means "unknown (any field)"."""
+    if ret is None or ret is type(None):
+        return frozenset(), {}
+    if ret is inspect.Parameter.empty or ret is Any:
+        return None, {}
+    origin = get_origin(ret)
+    if origin is Command or ret is Command:
+        args = get_args(ret)
+        return _writes(args[0]) if args else (None, {})
+    if origin in (Union, types.UnionType):
+        names: set[str] = set()
+        wtypes: dict[str, Any] = {}
+        for a in get_args(ret):
+            w, t = _writes(a)
+            if w is None:
+                return None, {}
+            names |= w
+            wtypes.update(t)
+        return frozenset(names), wtypes
+    if isinstance(ret, type) and issubclass(ret, BaseModel):
+        return frozenset(ret.model_fields), {k: f.annotation for k, f in ret.model_fields.items()}
+    if is_typeddict(ret):
+        hints = typing.get_type_hints(ret)
+        return frozenset(hints), dict(hints)
+    return None, {}
+
+
+def analyse_node(name: str, fn: Callable[..., Any], state: type[BaseModel]) -> NodeSpec:
+    kind, input_type, ctx = _input(fn, state)
+    hints = _hints(fn)
+    ret = hints.get("return", inspect.Parameter.empty)
+    writes, wtypes = _writes(ret)
+    call = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else getattr(fn, "__call__", fn)  # noqa: B004
+    payload_adapter = None
+    if input_type is not None and input_type is not state:
+        try:
+            payload_adapter = TypeAdapter(input_type)
+        except Exception:
+            payload_adapter = None
+    return NodeSpec(
+        name=name,
+        fn=fn,
+        is_async=inspect.iscoroutinefunction(call),
+        input_kind=kind,  # type: ignore[arg-type]
+        input_type=input_type,
+        ctx_param=ctx,
+        writes=writes,
+        write_types=wtypes,
+        payload_adapter=payload_adapter,
+    )
+
+
+def _literal_targets(ann: Any) -> tuple[list[str], bool]:
+    """Targets listed by a router's return annotation, and whether it may fan out."""
+    if ann is None or ann is inspect.Parameter.empty:
+        return [], False
+    origin = get_origin(ann)
+    if origin is Literal:
+        return [str(a) for a in get_args(ann)], False
+    if origin in (Union, types.UnionType):
+        out: list[str] = []
+        multi = False
+        for a in get_args(ann):
+            t, m = _literal_targets(a)
+            out += t
+            multi = multi or m
+        return out, multi
+    if origin in (list, tuple, set, frozenset) or ann is Send or origin is Send:
+        out = []
+        for a in get_args(ann):
+            t, _ = _literal_targets(a)
+            out += t
+        return out, True
+    return [], False
+
+
+def analyse_router(source: str, fn: Callable[..., Any], state: type[BaseModel],
+                   targets: list[str] | Mapping[Any, str] | None) -> RouterSpec:
+    kind, input_type, _ = _input(fn, state)
+    ret = _hints(fn).get("return")
+    ann_targets, multi = _literal_targets(ret)
+    mapping: dict[Any, str] | None = None
+    if targets is None:
+        declared = ann_targets
+    elif isinstance(targets, Mapping):
+        mapping = dict(targets)
+        declared = list(dict.fromkeys(mapping.values()))
+    else:
+        declared = [str(t) for t in targets]
+        if ret is not None and (get_origin(ret) in (list, tuple) or ret is list):
+            multi = True
+    if ret is not None and (get_origin(ret) in (list, tuple) or ret in (list, tuple)):
+        multi = True
+    return RouterSpec(
+        source=source,
+        fn=fn,
+        targets=tuple(dict.fromkeys(declared)),
+        mapping=mapping,
+        multi=multi,
+        input_kind=kind,  # type: ignore[arg-type]
+        input_type=input_type,
+        name=getattr(fn, "__name__", "router"),
+    )

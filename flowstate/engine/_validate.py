@@ -1,0 +1,247 @@
+"""Build-time checks (networkx). Every problem is collected, each names the fix."""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from itertools import combinations
+from typing import TYPE_CHECKING, Any, get_args, get_origin
+
+import networkx as nx
+from pydantic import BaseModel
+
+from ._types import END, START
+
+if TYPE_CHECKING:
+    from ._builder import GraphIR
+
+__all__ = ["to_networkx", "validate"]
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def to_networkx(ir: GraphIR) -> nx.DiGraph:
+    """Every possible transition of the graph, START and END included."""
+    g = nx.DiGraph()
+    g.add_nodes_from([START, *ir.nodes, END])
+    for s, ds in ir.edges.items():
+        for d in ds:
+            g.add_edge(s, d, kind="edge")
+    for j in ir.joins:
+        for s in j.sources:
+            g.add_edge(s, j.target, kind="join")
+    for s, rs in ir.routers.items():
+        for r in rs:
+            for t in r.targets:
+                g.add_edge(s, t, kind="router", router=r.name)
+    for n, spec in ir.nodes.items():
+        for t in spec.goto:
+            g.add_edge(n, t, kind="goto")
+    return g
+
+
+def _strip(t: Any) -> Any:
+    if get_origin(t) is typing.Annotated:
+        return get_args(t)[0]
+    return t
+
+
+def _compatible(declared: Any, state_t: Any) -> bool:
+    d, s = _strip(declared), _strip(state_t)
+    if d == s or d is Any or s is Any:
+        return True
+    if isinstance(d, type) and isinstance(s, type):
+        return issubclass(d, s)
+    if get_origin(d) is not None and get_origin(d) == get_origin(s):
+        return True
+    return isinstance(d, type) is False or isinstance(s, type) is False
+
+
+def validate(ir: GraphIR) -> list[str]:
+    problems: list[str] = []
+    known = sorted(ir.nodes)
+    valid = set(known) | {START, END}
+    fields = ir.schema.fields
+
+    def check_target(where: str, t: str) -> bool:
+        if t == START:
+            problems.append(f"{where} targets START, which cannot be entered: target a node")
+            return False
+        if t not in valid:
+            problems.append(
+                f"{where} targets '{t}', which is not a node{_suggest(t, known)}: "
+                f"add_node('{t}', ...) or fix the name"
+            )
+            return False
+        return True
+
+    for s, ds in ir.edges.items():
+        if s == END:
+            problems.append("an edge leaves END: END has no successors; remove the edge")
+        elif s not in valid:
+            problems.append(
+                f"edge '{s}' -> ... starts at '{s}', which is not a node{_suggest(s, known)}: "
+                f"add_node('{s}', ...) or fix the name"
+            )
+        for d in ds:
+            check_target(f"edge '{s}' -> '{d}'", d)
+    for j in ir.joins:
+        for s in j.sources:
+            if s not in ir.nodes:
+                problems.append(
+                    f"join {list(j.sources)} -> '{j.target}' waits for '{s}', which is not a "
+                    f"node{_suggest(s, known)}: add it or fix the name"
+                )
+        check_target(f"join {list(j.sources)} -> '{j.target}'", j.target)
+    for s, rs in ir.routers.items():
+        if s not in valid or s == END:
+            problems.append(
+                f"conditional edges start at '{s}', which is not a node{_suggest(s, known)}"
+            )
+        for r in rs:
+            if not r.targets:
+                problems.append(
+                    f"router '{r.name}' after '{s}' declares no targets: annotate its return "
+                    "as Literal['a', 'b'] or pass targets=['a', 'b'] to add_conditional_edges"
+                )
+            for t in r.targets:
+                check_target(f"router '{r.name}' after '{s}'", t)
+    for n, spec in ir.nodes.items():
+        for t in spec.goto:
+            check_target(f"node '{n}' (goto)", t)
+
+    # fields read through views and fields written
+    for n, spec in ir.nodes.items():
+        if spec.input_kind == "view" and isinstance(spec.input_type, type) and issubclass(
+            spec.input_type, BaseModel
+        ) and spec.input_type is not ir.schema.model:
+            for f, info in spec.input_type.model_fields.items():
+                if f not in fields:
+                    problems.append(
+                        f"node '{n}' reads '{f}' through view {spec.input_type.__name__}, but "
+                        f"{ir.schema.name} has no field '{f}': add it to the state or the view "
+                        "reads nothing"
+                    )
+                elif not _compatible(info.annotation, fields[f].annotation):
+                    problems.append(
+                        f"node '{n}' reads '{f}' as {info.annotation!r} but {ir.schema.name}."
+                        f"{f} is {fields[f].annotation!r}: make the types match"
+                    )
+        if spec.writes:
+            for f in sorted(spec.writes):
+                if f not in fields:
+                    problems.append(
+                        f"node '{n}' declares it writes '{f}', but {ir.schema.name} has no "
+                        f"field '{f}'{_suggest(f, sorted(fields))}: add the field or fix the "
+                        "return annotation"
+                    )
+                elif f in spec.write_types and fields[f].reducer is None and not _compatible(
+                    spec.write_types[f], fields[f].annotation
+                ):
+                    problems.append(
+                        f"node '{n}' writes '{f}' as {spec.write_types[f]!r} but "
+                        f"{ir.schema.name}.{f} is {fields[f].annotation!r}: make the types match"
+                    )
+
+    if problems:
+        return problems  # structure checks below assume names resolve
+
+    g = to_networkx(ir)
+    if not any(True for _ in g.successors(START)):
+        problems.append(
+            "nothing starts the graph: add_edge(START, 'first_node') or "
+            "add_conditional_edges(START, router)"
+        )
+        return problems
+    reachable = nx.descendants(g, START)
+    for n in known:
+        if n not in reachable:
+            problems.append(
+                f"node '{n}' is not reachable from START: add an edge into it or remove it"
+            )
+    reaches_end = nx.ancestors(g, END)
+    for n in known:
+        if n in reachable and n not in reaches_end:
+            if g.out_degree(n) == 0:
+                problems.append(
+                    f"node '{n}' has no outgoing edge, so the run can never finish from it: "
+                    f"add_edge('{n}', END) or an edge to the next node"
+                )
+            else:
+                problems.append(
+                    f"node '{n}' cannot reach END (it is in a loop with no exit): add an edge "
+                    "or a router target that leads to END"
+                )
+    problems += _parallel_conflicts(ir)
+    return problems
+
+
+def _parallel_conflicts(ir: GraphIR) -> list[str]:
+    """Two nodes that can run in the same step and write a field without a reducer."""
+    fields = ir.schema.fields
+    out: list[str] = []
+    seen: set[tuple[str, str, str]] = set()
+
+    def unsafe(n: str) -> set[str]:
+        w = ir.nodes[n].writes if n in ir.nodes else None
+        return {f for f in (w or ()) if f in fields and fields[f].reducer is None}
+
+    # one node activated several times in one step by Sends
+    for s, rs in ir.routers.items():
+        for r in rs:
+            if r.multi:
+                for t in r.targets:
+                    bad = sorted(unsafe(t))
+                    if bad and (t, t, bad[0]) not in seen:
+                        seen.add((t, t, bad[0]))
+                        out.append(
+                            f"router '{r.name}' after '{s}' may activate '{t}' several times in "
+                            f"one step (fan-out), and '{t}' writes '{bad[0]}', which has no "
+                            f"reducer: declare `{bad[0]}: Annotated[..., append]` (or another "
+                            "reducer)"
+                        )
+
+    def branch_depths(start: str, limit: int) -> dict[str, set[int]]:
+        depths: dict[str, set[int]] = {start: {0}}
+        frontier = {start}
+        for d in range(1, limit):
+            nxt = {t for n in frontier for t in ir.edges.get(n, []) if t in ir.nodes}
+            for t in nxt:
+                depths.setdefault(t, set()).add(d)
+            frontier = nxt
+            if not frontier:
+                break
+        return depths
+
+    fanouts: list[tuple[str, list[str]]] = []
+    for s, ds in ir.edges.items():
+        targets = [d for d in dict.fromkeys(ds) if d in ir.nodes]
+        if len(targets) >= 2:
+            fanouts.append((s, targets))
+    for s, rs in ir.routers.items():
+        for r in rs:
+            if r.multi and len(r.targets) >= 2:
+                fanouts.append((s, [t for t in r.targets if t in ir.nodes]))
+    limit = len(ir.nodes) + 1
+    for s, targets in fanouts:
+        branches = [(t, branch_depths(t, limit)) for t in targets]
+        for (_, da), (_, db) in combinations(branches, 2):
+            for a, depths_a in da.items():
+                for b, depths_b in db.items():
+                    if a == b or not (depths_a & depths_b):
+                        continue
+                    for f in sorted(unsafe(a) & unsafe(b)):
+                        key = (min(a, b), max(a, b), f)
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                        out.append(
+                            f"'{key[0]}' and '{key[1]}' can run in the same step (after "
+                            f"'{s}') and both write '{f}', which has no reducer: declare "
+                            f"`{f}: Annotated[..., append]` (or another reducer), or write "
+                            "different fields"
+                        )
+    return out

@@ -1,0 +1,181 @@
+"""Every error flowstate raises, in one small tree that separates blame.
+
+```
+FlowstateError                 base of everything below; has a stable ``code``
+├── GraphBuildError            your graph: raised by ``compile()``, lists every problem
+├── NodeFailed                 your node code raised; ``.run_id .step .node``, ``__cause__``
+├── UpdateRejected             a node returned fields or types the state refuses
+├── WriteConflict              two activations of one step wrote a field that has no reducer
+├── GraphMismatch              resume/fork with a graph that differs from the recorded one
+├── ReplayDivergence           replay produced a different update than the recorded run
+├── RunNotFound                no run with that id in the store
+├── RunStateError              the run is not in a state that allows the operation
+├── EffectError                an effect's arguments or result cannot be journaled
+└── StoreError                 storage, not your code
+    ├── CorruptRowError        a stored row failed its hash or schema check
+    └── StoreIOError           the database reported an I/O or locking failure
+```
+
+Each message says what happened, to which named thing, and what to do. The code
+(``FS1xx`` for graphs, ``FS2xx`` for runs, ``FS3xx`` for storage) is stable and
+documented in README.md.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CorruptRowError",
+    "EffectError",
+    "FlowstateError",
+    "GraphBuildError",
+    "GraphMismatch",
+    "NodeFailed",
+    "ReplayDivergence",
+    "RunNotFound",
+    "RunStateError",
+    "StoreError",
+    "StoreIOError",
+    "UpdateRejected",
+    "WriteConflict",
+]
+
+
+class FlowstateError(Exception):
+    """Base class of every flowstate error."""
+
+    code: str = "FS000"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{self.code}: {message}")
+        self.message = message
+
+
+class GraphBuildError(FlowstateError):
+    """The graph is invalid. ``problems`` lists every problem found, each with its fix."""
+
+    code = "FS101"
+
+    def __init__(self, graph: str, problems: list[str]) -> None:
+        self.graph = graph
+        self.problems = list(problems)
+        n = len(problems)
+        lines = "\n".join(f"  ({i}) {p}" for i, p in enumerate(problems, 1))
+        super().__init__(f"{n} problem{'s' if n != 1 else ''} in graph '{graph}':\n{lines}")
+
+
+class NodeFailed(FlowstateError):
+    """A node raised. The original exception is ``__cause__``."""
+
+    code = "FS201"
+
+    def __init__(self, run_id: str, step: int, node: str, detail: str) -> None:
+        self.run_id = run_id
+        self.step = step
+        self.node = node
+        super().__init__(
+            f"node '{node}' failed in run {run_id} at step {step}: {detail}. "
+            f"Fix the node, then `flowstate resume {run_id}` continues from the last "
+            "committed activation."
+        )
+
+
+class UpdateRejected(FlowstateError):
+    """A node's update does not fit the state model. Nothing was committed."""
+
+    code = "FS202"
+
+    def __init__(self, node: str, field: str | None, detail: str) -> None:
+        self.node = node
+        self.field = field
+        where = f"field '{field}'" if field else "its update"
+        super().__init__(f"node '{node}' returned an invalid {where}: {detail}")
+
+
+class WriteConflict(FlowstateError):
+    """Two activations in one step wrote the same field, which has no reducer."""
+
+    code = "FS203"
+
+    def __init__(self, step: int, field: str, nodes: list[str]) -> None:
+        self.step = step
+        self.field = field
+        self.nodes = nodes
+        super().__init__(
+            f"nodes {', '.join(repr(n) for n in nodes)} all wrote '{field}' in step {step}, "
+            f"and '{field}' has no reducer, so one write would be silently lost. Declare a "
+            f"reducer, e.g. `{field}: Annotated[list[...], append]`, or write different fields."
+        )
+
+
+class GraphMismatch(FlowstateError):
+    """The graph differs from the one the run was recorded with."""
+
+    code = "FS204"
+
+    def __init__(self, run_id: str, diff: list[str]) -> None:
+        self.run_id = run_id
+        self.diff = diff
+        body = "\n".join(f"  {d}" for d in diff)
+        super().__init__(
+            f"run {run_id} was recorded with a different graph:\n{body}\n"
+            "Pass `allow_graph_change=True` (CLI: --allow-graph-change) if the change is "
+            "compatible with the recorded steps."
+        )
+
+
+class ReplayDivergence(FlowstateError):
+    """Replay produced a different result from the recorded run."""
+
+    code = "FS205"
+
+    def __init__(self, run_id: str, summary: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"replay of run {run_id} diverged: {summary}")
+
+
+class RunNotFound(FlowstateError):
+    code = "FS206"
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run '{run_id}' in this store; `flowstate runs` lists the runs")
+
+
+class RunStateError(FlowstateError):
+    """The run's status does not allow the operation."""
+
+    code = "FS207"
+
+
+class EffectError(FlowstateError):
+    """An effect's request or result cannot be journaled as JSON."""
+
+    code = "FS208"
+
+
+class StoreError(FlowstateError):
+    """The checkpoint store failed; this is not your node code."""
+
+    code = "FS300"
+
+
+class CorruptRowError(StoreError):
+    """A stored row failed its integrity hash or schema validation."""
+
+    code = "FS301"
+
+    def __init__(self, table: str, run_id: str, step: int | None, detail: str) -> None:
+        self.table = table
+        self.run_id = run_id
+        self.step = step
+        at = f" step {step}" if step is not None else ""
+        super().__init__(
+            f"corrupt row in table '{table}' for run {run_id}{at}: {detail}. "
+            "Nothing was loaded from it; run `flowstate doctor` to check the database."
+        )
+
+
+class StoreIOError(StoreError):
+    """The database reported an I/O, disk or locking failure."""
+
+    code = "FS302"

@@ -1,0 +1,86 @@
+"""The LLM layer: one `LLM` protocol, the Anthropic backend, a scripted model, and tools.
+
+    llm = AnthropicLLM("claude-sonnet-4-5")          # or ScriptedLLM([...]) offline
+    tools = ToolRegistry([search, calculator])       # functions decorated with @tool
+    messages = [user("What is 6 * 7?")]
+    reply = await llm.complete(messages, tools=tools.specs)
+    while reply.tool_calls:
+        outcomes = await tools.run_calls(reply.tool_calls)
+        messages += [reply.to_message(), user([o.to_block() for o in outcomes])]
+        reply = await llm.complete(messages, tools=tools.specs)
+
+Everything requests and responses are made of is JSON-serialisable pydantic data, so the
+engine can journal it and replay a run without calling the model again.
+"""
+
+import inspect as _inspect
+
+from ._anthropic import DEFAULT_ANTHROPIC_MODEL, AnthropicLLM
+from ._errors import LLMConfigError, LLMError, ScriptExhausted, ToolInputError
+from ._models import (
+    ContentBlock,
+    LLMRequest,
+    LLMResponse,
+    Message,
+    Role,
+    TextBlock,
+    ToolCall,
+    ToolResultBlock,
+    ToolSpec,
+    ToolUseBlock,
+    Usage,
+    assistant,
+    tool_result,
+    user,
+)
+from ._protocol import LLM, TokenCallback
+from ._scripted import (
+    SCRIPTED_TOOL_ID_PREFIX,
+    ScriptedLLM,
+    ScriptFunction,
+    ScriptItem,
+    conversation_problems,
+)
+from ._spec import llm_from_spec
+from ._tools import Tool, ToolOutcome, ToolRegistry, tool
+
+__all__ = [
+    "DEFAULT_ANTHROPIC_MODEL",
+    "LLM",
+    "SCRIPTED_TOOL_ID_PREFIX",
+    "AnthropicLLM",
+    "ContentBlock",
+    "LLMConfigError",
+    "LLMError",
+    "LLMRequest",
+    "LLMResponse",
+    "Message",
+    "Role",
+    "ScriptExhausted",
+    "ScriptFunction",
+    "ScriptItem",
+    "ScriptedLLM",
+    "TextBlock",
+    "TokenCallback",
+    "Tool",
+    "ToolCall",
+    "ToolInputError",
+    "ToolOutcome",
+    "ToolRegistry",
+    "ToolResultBlock",
+    "ToolSpec",
+    "ToolUseBlock",
+    "Usage",
+    "assistant",
+    "conversation_problems",
+    "llm_from_spec",
+    "tool",
+    "tool_result",
+    "user",
+]
+
+# Show the public path in reprs and tracebacks (flowstate.llm.Message, not ..._models.Message).
+for _obj in (globals()[_name] for _name in __all__):
+    if isinstance(_obj, type) or _inspect.isfunction(_obj):
+        _obj.__module__ = __name__
+del _obj

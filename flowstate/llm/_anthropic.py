@@ -1,0 +1,275 @@
+"""`AnthropicLLM`: the `LLM` protocol on top of the official `anthropic` SDK.
+
+Retries (429, 5xx, 529 overloaded, connection errors) and timeouts are the SDK's own: we pass
+`max_retries` and `timeout` through rather than wrapping calls in a second retry loop, so the
+SDK's backoff and its `retry-after` handling stay in charge.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import anthropic
+from pydantic import ValidationError
+
+from ._errors import LLMConfigError, LLMError
+from ._models import (
+    ContentBlock,
+    LLMResponse,
+    Message,
+    TextBlock,
+    ToolSpec,
+    ToolUseBlock,
+    Usage,
+)
+from ._protocol import TokenCallback
+
+__all__ = ["DEFAULT_ANTHROPIC_MODEL", "AnthropicLLM"]
+
+DEFAULT_ANTHROPIC_MODEL = "claude-sonnet-4-5"
+"""Model used by `AnthropicLLM()` and by the `--llm anthropic` spec when none is named."""
+
+_API_KEY_ENV = "ANTHROPIC_API_KEY"
+
+_STATUS_HINTS: Mapping[int, str] = {
+    400: "the API rejected the request; check that roles alternate user/assistant, that every "
+    "tool_use is answered by a tool_result in the next user message, and the tool schemas",
+    401: f"authentication failed; check {_API_KEY_ENV} (or the api_key argument)",
+    403: "the API key may not use this model or feature; check the key's workspace permissions",
+    404: "unknown model or endpoint; check the model name and base_url",
+    413: "the request is too large; shorten the conversation or tool outputs",
+    429: "rate limited even after retrying; slow down, raise max_retries, or raise your limits",
+    529: "the API is overloaded even after retrying; retry later or raise max_retries",
+}
+
+
+class AnthropicLLM:
+    """An `LLM` backed by Anthropic's Messages API with native tool use.
+
+    The API key comes from `api_key`, else the `ANTHROPIC_API_KEY` environment variable, unless
+    a ready `client` is passed. `max_retries` and `timeout` are handed to the SDK (with a given
+    client, through `client.with_options`), which does the retrying.
+    """
+
+    model: str
+    """Model name sent with every request."""
+    max_retries: int
+    """How many times the SDK retries a retryable failure before we raise `LLMError`."""
+    timeout: float
+    """Per-request timeout in seconds, enforced by the SDK."""
+
+    def __init__(
+        self,
+        model: str = DEFAULT_ANTHROPIC_MODEL,
+        *,
+        client: anthropic.AsyncAnthropic | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        max_retries: int = 2,
+        timeout: float = 60.0,
+    ) -> None:
+        if not model:
+            raise LLMConfigError(
+                f"AnthropicLLM needs a model name, e.g. AnthropicLLM({DEFAULT_ANTHROPIC_MODEL!r})"
+            )
+        self.model = model
+        self.max_retries = max_retries
+        self.timeout = timeout
+        if client is not None:
+            if api_key is not None or base_url is not None:
+                raise LLMConfigError(
+                    "AnthropicLLM got client= together with api_key=/base_url=; the client "
+                    "already carries its key and URL, so pass one or the other"
+                )
+            self._client = client.with_options(max_retries=max_retries, timeout=timeout)
+            return
+        key = api_key or os.environ.get(_API_KEY_ENV)
+        if not key:
+            raise LLMConfigError(
+                f"AnthropicLLM needs an API key: set the {_API_KEY_ENV} environment variable "
+                f"(export {_API_KEY_ENV}=sk-ant-...), pass api_key=..., or pass a configured "
+                "client=anthropic.AsyncAnthropic(...). To run offline without a key, use "
+                "ScriptedLLM: ScriptedLLM([...]) in code, or --llm scripted:FILE on the command "
+                "line, where FILE is a JSON list of responses"
+            )
+        self._client = anthropic.AsyncAnthropic(
+            api_key=key, base_url=base_url, max_retries=max_retries, timeout=timeout
+        )
+
+    @property
+    def client(self) -> anthropic.AsyncAnthropic:
+        """The SDK client requests go through."""
+        return self._client
+
+    def __repr__(self) -> str:
+        return f"AnthropicLLM(model={self.model!r}, base_url={str(self._client.base_url)!r})"
+
+    async def complete(
+        self,
+        messages: list[Message],
+        *,
+        system: str | None = None,
+        tools: list[ToolSpec] | None = None,
+        max_tokens: int = 1024,
+        temperature: float | None = None,
+        on_token: TokenCallback | None = None,
+    ) -> LLMResponse:
+        """Call `messages.create` (or `messages.stream` when `on_token` is given)."""
+        params: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": max_tokens,
+            "messages": [_message_param(m) for m in messages],
+        }
+        if system is not None:
+            params["system"] = system
+        if tools:
+            params["tools"] = [_tool_param(t) for t in tools]
+        if temperature is not None:
+            params["temperature"] = temperature
+        try:
+            if on_token is None:
+                try:
+                    message: object = await self._client.messages.create(**params)
+                except ValueError as exc:  # the body claimed to be JSON but was not
+                    raise self._malformed(f"the body is not valid JSON ({exc})") from exc
+            else:
+                message = await self._stream(params, on_token)
+        except anthropic.APIStatusError as exc:
+            raise self._status_error(exc) from exc
+        except anthropic.APITimeoutError as exc:
+            raise LLMError(
+                f"the Anthropic API at {self._base_url} did not answer within {self.timeout}s "
+                f"(model {self.model!r}, {self.max_retries} retries); raise timeout= or "
+                "max_tokens may be too large for the timeout"
+            ) from exc
+        except anthropic.APIConnectionError as exc:
+            raise LLMError(
+                f"could not connect to the Anthropic API at {self._base_url} (model "
+                f"{self.model!r}, {self.max_retries} retries): {exc}; check the network and "
+                "base_url"
+            ) from exc
+        except anthropic.APIResponseValidationError as exc:
+            raise self._malformed(str(exc), status_code=exc.status_code) from exc
+        except anthropic.APIError as exc:
+            raise LLMError(
+                f"the Anthropic API call failed (model {self.model!r}): {exc.message}"
+            ) from exc
+        return self._to_response(message)
+
+    async def _stream(self, params: dict[str, Any], on_token: TokenCallback) -> object:
+        async with self._client.messages.stream(**params) as stream:
+            deltas = stream.text_stream
+            while True:
+                try:
+                    delta = await anext(deltas)
+                except StopAsyncIteration:
+                    break
+                except (ValueError, RuntimeError, TypeError, KeyError, IndexError) as exc:
+                    # The SDK's event accumulator failed: the event stream itself is broken.
+                    raise self._malformed(f"the event stream is broken ({exc})") from exc
+                # Outside the try: an exception from the caller's callback is theirs, unwrapped.
+                on_token(delta)
+            return await stream.get_final_message()
+
+    @property
+    def _base_url(self) -> str:
+        return str(self._client.base_url)
+
+    def _status_error(self, exc: anthropic.APIStatusError) -> LLMError:
+        status = exc.status_code
+        detail = exc.api_message or exc.message
+        kind = f" ({exc.type})" if exc.type else ""
+        hint = _STATUS_HINTS.get(status)
+        if hint is None and status >= 500:
+            hint = "the API failed even after retrying; retry later or raise max_retries"
+        text = f"Anthropic API error {status}{kind} for model {self.model!r}: {detail}"
+        if hint:
+            text += f"; {hint}"
+        if exc.request_id:
+            text += f" (request id {exc.request_id})"
+        return LLMError(text, status_code=status)
+
+    def _malformed(self, detail: str, *, status_code: int | None = None) -> LLMError:
+        return LLMError(
+            f"malformed response from the Anthropic API at {self._base_url} (model "
+            f"{self.model!r}): {detail}; this is a provider or proxy fault, not your request: "
+            "retry, and check that base_url points at a Messages API endpoint",
+            status_code=status_code,
+        )
+
+    def _to_response(self, message: object) -> LLMResponse:
+        try:
+            return _response_from_sdk(message)
+        except (ValidationError, ValueError, TypeError, AttributeError) as exc:
+            raise self._malformed(str(exc)) from exc
+
+
+def _message_param(message: Message) -> dict[str, Any]:
+    if isinstance(message.content, str):
+        return {"role": message.role, "content": message.content}
+    return {"role": message.role, "content": [_block_param(b) for b in message.content]}
+
+
+def _block_param(block: ContentBlock) -> dict[str, Any]:
+    if isinstance(block, TextBlock):
+        return {"type": "text", "text": block.text}
+    if isinstance(block, ToolUseBlock):
+        return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+    return {
+        "type": "tool_result",
+        "tool_use_id": block.tool_use_id,
+        "content": block.content,
+        "is_error": block.is_error,
+    }
+
+
+def _tool_param(spec: ToolSpec) -> dict[str, Any]:
+    param: dict[str, Any] = {"name": spec.name, "input_schema": spec.input_schema}
+    if spec.description:
+        param["description"] = spec.description
+    return param
+
+
+def _get(obj: object, name: str) -> Any:
+    """A field of an SDK object; with lax parsing, unknown shapes may arrive as plain dicts."""
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _response_from_sdk(message: object) -> LLMResponse:
+    if isinstance(message, str):
+        raise ValueError(f"expected a JSON message object, got text {message[:200]!r}")
+    raw_content = _get(message, "content")
+    if not isinstance(raw_content, list):
+        raise ValueError(f"`content` should be a list of blocks, got {type(raw_content).__name__}")
+    blocks: list[ContentBlock] = []
+    for raw in raw_content:
+        kind = _get(raw, "type")
+        if kind == "text":
+            blocks.append(TextBlock(text=_get(raw, "text")))
+        elif kind == "tool_use":
+            blocks.append(
+                ToolUseBlock(id=_get(raw, "id"), name=_get(raw, "name"), input=_get(raw, "input"))
+            )
+        elif kind == "tool_result":
+            raise ValueError("the assistant turn contains a tool_result block")
+        # Other kinds (thinking, server-side tool blocks) only appear when a request enables
+        # those features, which this class never does; they are skipped, not guessed at.
+    raw_usage = _get(message, "usage")
+    if raw_usage is None:
+        raise ValueError("`usage` is missing")
+    usage = Usage(
+        input_tokens=_get(raw_usage, "input_tokens"),
+        output_tokens=_get(raw_usage, "output_tokens"),
+    )
+    stop_reason = _get(message, "stop_reason")
+    model = _get(message, "model")
+    return LLMResponse(
+        content=blocks,
+        stop_reason=stop_reason if isinstance(stop_reason, str) else None,
+        usage=usage,
+        model=model if isinstance(model, str) else None,
+    )

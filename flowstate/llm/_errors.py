@@ -1,0 +1,47 @@
+"""Exceptions raised by `flowstate.llm`.
+
+The tree separates blame, so callers catch exactly what they can handle::
+
+    LLMError                  a model call failed: HTTP status, connection, malformed response
+    ├── LLMConfigError        your setup: missing API key, bad `--llm` spec, bad script file,
+    │                         invalid tool definition or registry
+    ├── ScriptExhausted       a ScriptedLLM was asked for more responses than it was given
+    └── ToolInputError        the model called a tool with arguments that fail its schema
+
+`ToolInputError` is raised by `Tool.validate_input`; `Tool.invoke` never raises it but turns it
+into an error `ToolOutcome`, so the model sees what it got wrong and can try again.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LLMConfigError", "LLMError", "ScriptExhausted", "ToolInputError"]
+
+
+class LLMError(Exception):
+    """A model call failed. `status_code` is the HTTP status when the API answered with one."""
+
+    status_code: int | None
+    """HTTP status of the failed response, or None (connection error, malformed body, …)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class LLMConfigError(LLMError):
+    """The LLM layer is set up wrongly; the message says which setting and how to fix it."""
+
+
+class ScriptExhausted(LLMError):
+    """A `ScriptedLLM` received more requests than it has scripted responses."""
+
+
+class ToolInputError(LLMError):
+    """Tool-call arguments failed validation against the tool's input schema."""
+
+    tool: str
+    """Name of the tool whose input was rejected."""
+
+    def __init__(self, message: str, *, tool: str) -> None:
+        super().__init__(message)
+        self.tool = tool

@@ -1,0 +1,40 @@
+"""The `LLM` protocol every model backend implements (`AnthropicLLM`, `ScriptedLLM`, …)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from ._models import LLMResponse, Message, ToolSpec
+
+__all__ = ["LLM", "TokenCallback"]
+
+TokenCallback = Callable[[str], None]
+"""Called with each text delta as it is generated, in order; the deltas concatenate to
+`LLMResponse.text`. It runs on the event loop thread, so it must not block."""
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """A chat model that can answer with text and native tool calls.
+
+    Implementations must not mutate `messages` or `tools`, and must raise `LLMError` (or a
+    subclass) for every failure that is not a bug in the caller's own callback.
+    """
+
+    async def complete(
+        self,
+        messages: list[Message],
+        *,
+        system: str | None = None,
+        tools: list[ToolSpec] | None = None,
+        max_tokens: int = 1024,
+        temperature: float | None = None,
+        on_token: TokenCallback | None = None,
+    ) -> LLMResponse:
+        """Send the conversation and return the model's next turn.
+
+        `on_token`, when given, streams the answer: it receives each text delta as it arrives,
+        and the returned `LLMResponse` is the same as without streaming.
+        """
+        ...
