@@ -1,25 +1,43 @@
 """Named crash points for the deterministic crash sweep (RELIABILITY.md R1).
 
 With ``FLOWSTATE_CRASH_AT=k`` in the environment, the k-th crash point reached by the
-process kills it with SIGKILL, exactly as a power cut or OOM kill would. Without it a
-crash point costs one global lookup.
+process kills it with SIGKILL, exactly as a power cut or OOM kill would. Tests can also
+install a hook (``set_hook``) that is called at every point, to sweep in-process. Without
+either, a crash point costs one global lookup.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 
 _TARGET = int(os.environ.get("FLOWSTATE_CRASH_AT", "0") or 0)
 _count = 0
-reached: list[str] = []
+_hook: Callable[[str], None] | None = None
+
+POINTS = (
+    "store.before_begin",
+    "store.before_commit",
+    "store.after_commit",
+    "effect.before_call",
+    "effect.after_call",
+)
+"""Every instrumented point, for documentation and sweep coverage checks."""
+
+
+def set_hook(hook: Callable[[str], None] | None) -> None:
+    """Call ``hook(name)`` at every crash point (tests); ``None`` removes it."""
+    global _hook
+    _hook = hook
 
 
 def crash_point(name: str) -> None:
     global _count
+    if _hook is not None:
+        _hook(name)
     if not _TARGET:
         return
     _count += 1
-    reached.append(name)
     if _count == _TARGET:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -161,8 +161,5 @@ class AttemptRecord(BaseModel):
 
 def row_hash(*parts: object) -> str:
     """Integrity hash of a row: sha256 over its key and payload columns."""
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(b"\x1f")
-        h.update(b"\x00" if p is None else str(p).encode())
-    return h.hexdigest()[:32]
+    text = "\x1f".join("\x00" if p is None else str(p) for p in parts)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]

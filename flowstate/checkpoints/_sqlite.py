@@ -11,6 +11,7 @@ the schema: tables are created by migrations registered on ``sqlite_utils.Migrat
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import threading
@@ -65,11 +66,13 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             "created_at": float,
             "updated_at": float,
             "hash": str,
+            "mhash": str,
         },
         pk="id",
         not_null={"graph", "fingerprint", "status", "input", "head_step", "hash"},
     )
-    db["runs"].create_index(["status", "updated_at"])  # type: ignore[union-attr]
+    # no index on updated_at: it changes on every commit and would cost a page write each
+    db["runs"].create_index(["created_at"])  # type: ignore[union-attr]
     db["runs"].create_index(["parent_id"])  # type: ignore[union-attr]
     db["steps"].create(  # type: ignore[union-attr]
         {
@@ -148,6 +151,8 @@ def m001_initial(db: sqlite_utils.Database) -> None:
 
 
 _RUN_COLS = tuple(RunRecord.model_fields)
+_MUTABLE = ("status", "head_step", "error", "updated_at")
+_RUN_IMMUTABLE = tuple(c for c in _RUN_COLS if c not in _MUTABLE)
 _STEP_COLS = tuple(StepRecord.model_fields)
 _WRITE_COLS = tuple(WriteRecord.model_fields)
 _EFFECT_COLS = tuple(EffectRecord.model_fields)
@@ -161,10 +166,23 @@ _TABLE_MODELS: dict[str, tuple[type[Any], tuple[str, ...]]] = {
 }
 
 
-def _insert_sql(table: str, cols: Sequence[str], verb: str = "INSERT") -> str:
+@functools.cache
+def _insert_sql(table: str, cols: tuple[str, ...], verb: str = "INSERT") -> str:
     names = ", ".join(f'"{c}"' for c in (*cols, "hash"))
     marks = ", ".join("?" for _ in range(len(cols) + 1))
     return f'{verb} INTO "{table}" ({names}) VALUES ({marks})'
+
+
+_RUN_INSERT = (
+    'INSERT INTO "runs" (' + ", ".join(f'"{c}"' for c in (*_RUN_COLS, "hash", "mhash"))
+    + ") VALUES (" + ", ".join("?" for _ in range(len(_RUN_COLS) + 2)) + ")"
+)
+
+
+def _run_values(run: RunRecord) -> list[Any]:
+    vals = [getattr(run, c) for c in _RUN_COLS]
+    return [*vals, row_hash(*(getattr(run, c) for c in _RUN_IMMUTABLE)),
+            row_hash(*(getattr(run, c) for c in _MUTABLE))]
 
 
 def _values(record: Any, cols: Sequence[str]) -> list[Any]:
@@ -192,15 +210,17 @@ class SQLiteStore:
                 f"durability must be 'normal' or 'full', not {durability!r}: 'normal' "
                 "survives a process crash, 'full' also a power loss"
             )
+        self.memory = str(path) == ":memory:"
         self.path = Path(path)
         self.durability: Durability = durability
         self._lock = threading.RLock()
         self.commits = 0
         """Number of write transactions committed by this store object (for tests)."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.memory:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
-                str(self.path), isolation_level=None, check_same_thread=False, timeout=0
+                str(path), isolation_level=None, check_same_thread=False, timeout=0
             )
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             conn.execute("PRAGMA journal_mode = WAL")
@@ -257,6 +277,16 @@ class SQLiteStore:
 
     def _decode(self, table: str, row: Sequence[Any]) -> Any:
         model, cols = _TABLE_MODELS[table]
+        if table == "runs":
+            d = dict(zip(cols, row[: len(cols)], strict=True))
+            rid = str(d.get("id"))
+            if (row_hash(*(d[c] for c in _RUN_IMMUTABLE)) != row[len(cols)]
+                    or row_hash(*(d[c] for c in _MUTABLE)) != row[len(cols) + 1]):
+                raise CorruptRowError("runs", rid, None, "integrity hash mismatch")
+            try:
+                return model.model_validate(d)
+            except ValidationError as e:
+                raise CorruptRowError("runs", rid, None, f"invalid row: {e}") from None
         vals, stored_hash = list(row[: len(cols)]), row[len(cols)]
         run_id = str(vals[0]) if vals else "?"
         step = vals[1] if table != "runs" and len(vals) > 1 and isinstance(vals[1], int) else None
@@ -269,7 +299,8 @@ class SQLiteStore:
 
     def _select(self, table: str, where: str, params: Sequence[Any], order: str = "") -> list[Any]:
         _, cols = _TABLE_MODELS[table]
-        names = ", ".join(f'"{c}"' for c in (*cols, "hash"))
+        extra = ("hash", "mhash") if table == "runs" else ("hash",)
+        names = ", ".join(f'"{c}"' for c in (*cols, *extra))
         sql = f'SELECT {names} FROM "{table}" WHERE {where}'
         if order:
             sql += f" ORDER BY {order}"
@@ -279,7 +310,7 @@ class SQLiteStore:
 
     def create_run(self, run: RunRecord, first_step: StepRecord) -> None:
         with self.write() as c:
-            c.execute(_insert_sql("runs", _RUN_COLS), _values(run, _RUN_COLS))
+            c.execute(_RUN_INSERT, _run_values(run))
             c.execute(_insert_sql("steps", _STEP_COLS), _values(first_step, _STEP_COLS))
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -324,16 +355,26 @@ class SQLiteStore:
         )
 
     def update_run(self, run_id: str, **fields: Any) -> RunRecord:
+        """Change a run's status, head step or error (the only mutable columns)."""
         with self.write() as c:
-            return self._update_run(c, run_id, fields)
+            self._update_run(c, run_id, fields)
+        return self.get_run(run_id)
 
-    def _update_run(self, c: sqlite3.Connection, run_id: str, fields: dict[str, Any]) -> RunRecord:
-        cur = self.get_run(run_id)
-        new = cur.model_copy(update={**fields, "updated_at": time.time()})
-        new = RunRecord.model_validate(new.model_dump())
-        vals = _values(new, _RUN_COLS)
-        c.execute(_insert_sql("runs", _RUN_COLS, "INSERT OR REPLACE"), vals)
-        return new
+    def _update_run(self, c: sqlite3.Connection, run_id: str, fields: dict[str, Any]) -> None:
+        unknown = set(fields) - set(_MUTABLE)
+        if unknown:
+            raise ValueError(f"run fields {sorted(unknown)} cannot change after creation")
+        sets = [f'"{k}" = ?' for k in fields]
+        vals = list(fields.values())
+        now = time.time()
+        cur = c.execute(
+            f'UPDATE runs SET {", ".join(sets)}{", " if sets else ""}updated_at = ? '
+            "WHERE id = ? RETURNING status, head_step, error, updated_at",
+            [*vals, now, run_id],
+        ).fetchone()
+        if cur is None:
+            raise RunNotFound(run_id)
+        c.execute("UPDATE runs SET mhash = ? WHERE id = ?", [row_hash(*cur), run_id])
 
     # -- steps and writes -------------------------------------------------------------
 
@@ -363,7 +404,16 @@ class SQLiteStore:
                 c.execute(_insert_sql("steps", _STEP_COLS, "INSERT OR REPLACE"),
                           _values(step, _STEP_COLS))
             if run_fields:
-                self._update_run(c, run_id, run_fields)
+                if set(run_fields) >= {"status", "head_step", "error"}:
+                    now = time.time()
+                    st, hs, er = run_fields["status"], run_fields["head_step"], run_fields["error"]
+                    c.execute(
+                        "UPDATE runs SET status = ?, head_step = ?, error = ?, updated_at = ?, "
+                        "mhash = ? WHERE id = ?",
+                        [st, hs, er, now, row_hash(st, hs, er, now), run_id],
+                    )
+                else:
+                    self._update_run(c, run_id, run_fields)
 
     def get_step(self, run_id: str, step: int) -> StepRecord | None:
         rows = self._select("steps", "run_id = ? AND step = ?", [run_id, step])

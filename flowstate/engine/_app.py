@@ -82,12 +82,6 @@ def _open_store(store: str | SQLiteStore | None, durability: Durability) -> SQLi
         return store
     if store is None:
         store = os.environ.get("FLOWSTATE_DB", DEFAULT_DB)
-    if store == ":memory:":
-        import tempfile
-
-        # an anonymous file in a temp dir: same code path, nothing left behind
-        tmp = tempfile.mkdtemp(prefix="flowstate-")
-        return SQLiteStore(os.path.join(tmp, "memory.db"), durability=durability)
     return SQLiteStore(store, durability=durability)
 
 
@@ -228,7 +222,7 @@ class CompiledGraph(Generic[S]):
             interrupt_after=tuple(config.get("interrupt_after", ())),
             replay_journal=replay_journal, bytes_since_snapshot=bytes_since,
             steps_since_snapshot=steps_since, last_snapshot_bytes=last_snapshot_bytes,
-            rng=self.rng,
+            rng=self.rng, listening=emit is not None,
         )
         if resumed:
             exe.resumed_step = step.step

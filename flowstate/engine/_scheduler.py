@@ -46,6 +46,9 @@ __all__ = ["Committed", "Execution", "Outcome"]
 SNAPSHOT_MIN_BYTES = 1 << 20
 """Never snapshot before this many update bytes have accumulated: replaying up to 1 MiB
 of JSON updates costs a few milliseconds, and storage must grow with the change."""
+SIGNAL_POLL_SECONDS = 0.05
+"""How often a running run looks for pause/cancel requests from other processes (at
+node boundaries): the cross-process pause/cancel latency is at most this plus one node."""
 SNAPSHOT_MAX_STEPS = 1000
 """…but snapshot at least every this many steps, to bound rebuild work for long runs."""
 
@@ -111,7 +114,10 @@ class Execution:
         steps_since_snapshot: int = 0,
         last_snapshot_bytes: int = 0,
         rng: random.Random | None = None,
+        listening: bool = True,
     ) -> None:
+        self.listening = listening
+        self._signals_checked = -1.0
         self.app = app
         self.ir = app.ir
         self.schema = app.ir.schema
@@ -162,10 +168,11 @@ class Execution:
                 self._close_step(standalone=True)
             assert self._closed is not None
             merged, next_tasks, joins = self._closed
-            self.emit(ev.StepFinished(
-                run_id=self.run_id, step=self.step, nodes=[t.node for t in self.tasks],
-                next=[t.path for t in next_tasks],
-            ))
+            if self.listening:
+                self.emit(ev.StepFinished(
+                    run_id=self.run_id, step=self.step, nodes=[t.node for t in self.tasks],
+                    next=[t.path for t in next_tasks],
+                ))
             finished_nodes = [t.node for t in self.tasks]
             self.step += 1
             self.state, self.tasks, self.joins = merged, next_tasks, joins
@@ -178,7 +185,11 @@ class Execution:
                 return self._pause(f"breakpoint after '{hit[0]}'")
 
     def _check_before(self, pending: list[Task]) -> Outcome | None:
-        signals = self.store.signals(self.run_id) if self.app._check_signals else set()
+        signals: set[str] = set()
+        now = time.monotonic()
+        if now - self._signals_checked >= SIGNAL_POLL_SECONDS:
+            self._signals_checked = now
+            signals = self.store.signals(self.run_id)
         if "cancel" in signals:
             self.store.clear_signals(self.run_id)
             return self._finish("cancelled", "cancelled on request")
@@ -228,8 +239,15 @@ class Execution:
         self._failed = False
         self._interrupts = []
         self._close_error = None
-        coros = [self._activate(t) for t in pending]
-        results = await asyncio.gather(*coros, return_exceptions=True)
+        results: list[Any]
+        if len(pending) == 1:
+            try:
+                results = [await self._activate(pending[0])]
+            except (Exception, Interrupted) as e:
+                results = [e]
+        else:
+            coros = [self._activate(t) for t in pending]
+            results = await asyncio.gather(*coros, return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException) and not isinstance(
                 r, Exception | Interrupted | asyncio.CancelledError
@@ -287,8 +305,9 @@ class Execution:
         answers = self._load_answers(task)
         while True:
             attempt += 1
-            self.emit(ev.NodeStarted(run_id=self.run_id, step=self.step, node=task.node,
-                                     task_path=task.path, attempt=attempt))
+            if self.listening:
+                self.emit(ev.NodeStarted(run_id=self.run_id, step=self.step, node=task.node,
+                                         task_path=task.path, attempt=attempt))
             ctx = self._context(task, attempt, journal, answers)
             try:
                 raw = await self._call(spec, task, ctx)
@@ -330,7 +349,7 @@ class Execution:
     def _commit(self, task: Task, spec: NodeSpec, update: dict[str, Any],
                 goto: list[str | Send], started: float, ctx: NodeContext) -> Committed:
         raw = self.schema.dump_update(task.node, update)
-        seq = next(i for i, t in enumerate(self.tasks) if t.path == task.path)
+        seq = self._seq_of(task.path)
         write = WriteRecord(
             run_id=self.run_id, step=self.step, task_path=task.path, node=task.node, seq=seq,
             update=raw, goto=goto_to_json(goto) if goto else "[]",
@@ -356,11 +375,17 @@ class Execution:
         self.activations += 1
         self.visits[task.node] = self.visits.get(task.node, 0) + 1
         self.bytes_since_snapshot += len(raw)
-        self.emit(ev.NodeFinished(
-            run_id=self.run_id, step=self.step, node=task.node, task_path=task.path,
-            update=json.loads(raw), duration_ms=(write.finished_at - started) * 1000,
-        ))
+        if self.listening:
+            self.emit(ev.NodeFinished(
+                run_id=self.run_id, step=self.step, node=task.node, task_path=task.path,
+                update=json.loads(raw), duration_ms=(write.finished_at - started) * 1000,
+            ))
         return c
+
+    def _seq_of(self, path: str) -> int:
+        if len(self.tasks) == 1:
+            return 0
+        return next(i for i, t in enumerate(self.tasks) if t.path == path)
 
     def _close_step(self, standalone: bool) -> tuple[StepRecord, dict[str, Any]]:
         ordered = [self.committed[t.path] for t in self.tasks]
@@ -383,9 +408,11 @@ class Execution:
             tasks=json.dumps([t.to_json() for t in next_tasks]),
             joins=json.dumps(joins), snapshot=snapshot, created_at=time.time(),
         )
-        run_fields: dict[str, Any] = {"head_step": self.step + 1}
-        if not next_tasks:
-            run_fields.update(status="completed", error=None)
+        run_fields: dict[str, Any] = {
+            "head_step": self.step + 1,
+            "status": "running" if next_tasks else "completed",
+            "error": None,
+        }
         self._closed = (merged, next_tasks, joins)
         if standalone:
             self.store.commit(self.run_id, step=step_row, run_fields=run_fields)
