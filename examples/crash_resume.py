@@ -80,8 +80,10 @@ def main() -> None:
     print(f"checkpoints: {db}")
     print(f"1. starting run {run_id} in a child process ...")
     child = subprocess.Popen(
-        [sys.executable, __file__, "--child", run_id], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, __file__, "--child", run_id],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     while committed(db, run_id) < 3:
         if child.poll() is not None:
@@ -89,8 +91,10 @@ def main() -> None:
         time.sleep(0.02)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
-    print(f"2. killed the child (pid {child.pid}) with SIGKILL after "
-          f"{committed(db, run_id)} committed nodes")
+    print(
+        f"2. killed the child (pid {child.pid}) with SIGKILL after "
+        f"{committed(db, run_id)} committed nodes"
+    )
 
     app = build().compile(store=str(db))
     status = app.get_run(run_id).status

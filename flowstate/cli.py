@@ -33,7 +33,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 DB_HELP = "SQLite checkpoint file (default: $FLOWSTATE_DB or ./flowstate.db)."
 
@@ -92,8 +92,7 @@ def _fail(e: BaseException) -> None:
     if os.environ.get("FLOWSTATE_DEBUG"):
         raise e
     msg = str(e).splitlines()
-    err_console.print(f"[bold red]error:[/] {msg[0] if msg else type(e).__name__}",
-                      highlight=False)
+    err_console.print(f"[bold red]error:[/] {msg[0] if msg else type(e).__name__}", highlight=False)
     for line in msg[1:]:
         err_console.print(line, highlight=False)
     raise typer.Exit(code=1)
@@ -119,8 +118,9 @@ def _json_arg(raw: str | None, what: str) -> Any:
     try:
         return json.loads(raw)
     except json.JSONDecodeError as e:
-        raise CLIError(f"{what} is not valid JSON ({e.msg} at char {e.pos}): {raw[:80]!r}"
-                       ) from None
+        raise CLIError(
+            f"{what} is not valid JSON ({e.msg} at char {e.pos}): {raw[:80]!r}"
+        ) from None
 
 
 class _LiveView:
@@ -143,20 +143,38 @@ class _LiveView:
         kind = getattr(e, "kind", "")
         rid = getattr(e, "run_id", "")
         if kind == "node_started":
-            self.rows[(e.step, e.task_path, rid)] = [str(e.step), _nested(rid, e.task_path),
-                                                      "[yellow]running", "", ""]
+            self.rows[(e.step, e.task_path, rid)] = [
+                str(e.step),
+                _nested(rid, e.task_path),
+                "[yellow]running",
+                "",
+                "",
+            ]
         elif kind == "node_finished":
             upd = json.dumps(e.update)
             self.rows[(e.step, e.task_path, rid)] = [
-                str(e.step), _nested(rid, e.task_path), "[green]done",
-                f"{e.duration_ms:.0f}", upd if len(upd) < 70 else upd[:67] + "...",
+                str(e.step),
+                _nested(rid, e.task_path),
+                "[green]done",
+                f"{e.duration_ms:.0f}",
+                upd if len(upd) < 70 else upd[:67] + "...",
             ]
         elif kind == "node_retrying":
-            self.rows[(e.step, e.task_path, rid)] = [str(e.step), _nested(rid, e.task_path),
-                                                      f"[yellow]retry {e.attempt}", "", e.error]
+            self.rows[(e.step, e.task_path, rid)] = [
+                str(e.step),
+                _nested(rid, e.task_path),
+                f"[yellow]retry {e.attempt}",
+                "",
+                e.error,
+            ]
         elif kind == "node_failed":
-            self.rows[(e.step, e.task_path, rid)] = [str(e.step), _nested(rid, e.task_path),
-                                                      "[red]failed", "", e.error[:70]]
+            self.rows[(e.step, e.task_path, rid)] = [
+                str(e.step),
+                _nested(rid, e.task_path),
+                "[red]failed",
+                "",
+                e.error[:70],
+            ]
         elif kind == "run_finished" and "/" not in rid:
             self.status = e.status
         if self.live is not None:
@@ -169,8 +187,11 @@ def _nested(run_id: str, path: str) -> str:
 
 
 def _print_result(result: Any) -> None:
-    console.print(f"run [bold]{result.run_id}[/] {result.status}"
-                  + (f": {result.reason}" if result.reason else ""), highlight=False)
+    console.print(
+        f"run [bold]{result.run_id}[/] {result.status}"
+        + (f": {result.reason}" if result.reason else ""),
+        highlight=False,
+    )
     console.print_json(result.state.model_dump_json())
 
 
@@ -191,7 +212,8 @@ def run(
     run_id: str | None = typer.Option(None, "--run-id", help="Choose the run id."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Activation limit."),
     llm: str | None = typer.Option(
-        None, "--llm", help="Model for prebuilt graphs: anthropic:MODEL or scripted:FILE."),
+        None, "--llm", help="Model for prebuilt graphs: anthropic:MODEL or scripted:FILE."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live display."),
 ) -> None:
     """Run a graph from an input, checkpointing every node, with a live display."""
@@ -201,8 +223,9 @@ def run(
             os.environ["FLOWSTATE_LLM"] = llm
         g = load_graph(graph, db)
         data = _json_arg(input, "--input")
-        result = _drive(lambda v: g.run(data, run_id=run_id, max_steps=max_steps, on_event=v),
-                        quiet)
+        result = _drive(
+            lambda v: g.run(data, run_id=run_id, max_steps=max_steps, on_event=v), quiet
+        )
         _print_result(result)
         if result.status != "completed":
             raise typer.Exit(code=3 if result.status == "paused" else 1)
@@ -214,12 +237,14 @@ def run(
 def resume(
     run_id: str = typer.Argument(..., help="The run to continue."),
     graph: str | None = typer.Option(
-        None, "--graph", "-g", help="The graph (module:attr); default: $FLOWSTATE_GRAPH."),
+        None, "--graph", "-g", help="The graph (module:attr); default: $FLOWSTATE_GRAPH."
+    ),
     value: str | None = typer.Option(None, "--value", help="JSON answer to a pending interrupt."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Raise the activation limit."),
     allow_graph_change: bool = typer.Option(
-        False, "--allow-graph-change", help="Resume although the graph changed."),
+        False, "--allow-graph-change", help="Resume although the graph changed."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live display."),
 ) -> None:
     """Continue a crashed, failed, paused or cancelled run from its last checkpoint."""
@@ -234,9 +259,16 @@ def resume(
         _store(db)
         g = load_graph(target, db)
         val = _json_arg(value, "--value")
-        result = _drive(lambda v: g.resume(run_id, value=val, max_steps=max_steps,
-                                           allow_graph_change=allow_graph_change, on_event=v),
-                        quiet)
+        result = _drive(
+            lambda v: g.resume(
+                run_id,
+                value=val,
+                max_steps=max_steps,
+                allow_graph_change=allow_graph_change,
+                on_event=v,
+            ),
+            quiet,
+        )
         _print_result(result)
         if result.status != "completed":
             raise typer.Exit(code=3 if result.status == "paused" else 1)
@@ -262,23 +294,35 @@ def runs(
 
     def go() -> None:
         store = _store(db)
-        rows = store.list_runs(status=status, graph=graph, limit=limit,
-                               include_children=children)
+        rows = store.list_runs(status=status, graph=graph, limit=limit, include_children=children)
         t = Table(title=f"runs in {_db(db)}")
         for col in ("id", "graph", "status", "steps", "started", "updated", "parent", "note"):
             t.add_column(col, overflow="fold")
         for r in rows:
-            color = {"completed": "green", "failed": "red", "paused": "yellow",
-                     "running": "cyan", "cancelled": "magenta"}.get(r.status, "white")
+            color = {
+                "completed": "green",
+                "failed": "red",
+                "paused": "yellow",
+                "running": "cyan",
+                "cancelled": "magenta",
+            }.get(r.status, "white")
             note = ""
             if r.status == "paused":
                 pend = [i for i in store.interrupts(r.id) if i.answer is None]
-                note = (f"waiting: {pend[0].payload[:40]}" if pend else (r.error or ""))
+                note = f"waiting: {pend[0].payload[:40]}" if pend else (r.error or "")
             elif r.status == "failed":
                 note = (r.error or "")[:60]
             parent = f"{r.parent_id}@{r.parent_step}" if r.parent_id else ""
-            t.add_row(r.id, r.graph, f"[{color}]{r.status}", str(r.head_step),
-                      _ago(r.created_at), _ago(r.updated_at), parent, note)
+            t.add_row(
+                r.id,
+                r.graph,
+                f"[{color}]{r.status}",
+                str(r.head_step),
+                _ago(r.created_at),
+                _ago(r.updated_at),
+                parent,
+                note,
+            )
         console.print(t)
 
     _guard(go)
@@ -289,7 +333,8 @@ def show(
     run_id: str = typer.Argument(..., help="The run to show."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     graph: str | None = typer.Option(
-        None, "--graph", "-g", help="The graph (module:attr), to rebuild typed states."),
+        None, "--graph", "-g", help="The graph (module:attr), to rebuild typed states."
+    ),
     step: int | None = typer.Option(None, "--step", help="Show the state at this step."),
     diff: bool = typer.Option(False, "--diff", help="With --step: what that step changed."),
 ) -> None:
@@ -298,37 +343,54 @@ def show(
     def go() -> None:
         store = _store(db)
         run = store.get_run(run_id)
-        console.print(f"run [bold]{run.id}[/]  graph {run.graph}  status [bold]{run.status}[/]"
-                      f"  steps {run.head_step}", highlight=False)
+        console.print(
+            f"run [bold]{run.id}[/]  graph {run.graph}  status [bold]{run.status}[/]"
+            f"  steps {run.head_step}",
+            highlight=False,
+        )
         if run.error:
             console.print(f"  reason: {run.error}", highlight=False)
         if run.parent_id:
             console.print(f"  parent: {run.parent_id} at step {run.parent_step}")
         for i in store.interrupts(run_id):
             if i.answer is None:
-                console.print(f"  [yellow]waiting for input[/] at step {i.step} "
-                              f"({i.task_path}): {i.payload}", highlight=False)
+                console.print(
+                    f"  [yellow]waiting for input[/] at step {i.step} ({i.task_path}): {i.payload}",
+                    highlight=False,
+                )
         t = Table(title="activations")
         for col in ("step", "node", "effects", "ms", "tokens", "update"):
             t.add_column(col, overflow="fold")
         effects: dict[tuple[int, str], int] = {}
         for e in store.effects(run_id):
             effects[(e.step, e.task_path)] = effects.get((e.step, e.task_path), 0) + 1
-        children = {c.id: c for c in store.list_runs(parent_id=run_id, include_children=True,
-                                                       limit=10_000)}
+        children = {
+            c.id: c for c in store.list_runs(parent_id=run_id, include_children=True, limit=10_000)
+        }
         tokens = 0
         for w in store.writes(run_id):
             usage = json.loads(w.usage)
             tk = sum(int(v) for v in usage.values()) if usage else 0
             tokens += tk
-            t.add_row(str(w.step), w.task_path, str(effects.get((w.step, w.task_path), 0)),
-                      f"{(w.finished_at - w.started_at) * 1000:.0f}", str(tk or ""), w.update)
+            t.add_row(
+                str(w.step),
+                w.task_path,
+                str(effects.get((w.step, w.task_path), 0)),
+                f"{(w.finished_at - w.started_at) * 1000:.0f}",
+                str(tk or ""),
+                w.update,
+            )
             child = children.get(f"{run_id}/{w.step}/{w.task_path}")
             if child is not None:
                 for cw in store.writes(child.id):
-                    t.add_row(f"  {w.step}.{cw.step}", f"  └ {cw.task_path}",
-                              "", f"{(cw.finished_at - cw.started_at) * 1000:.0f}", "",
-                              cw.update)
+                    t.add_row(
+                        f"  {w.step}.{cw.step}",
+                        f"  └ {cw.task_path}",
+                        "",
+                        f"{(cw.finished_at - cw.started_at) * 1000:.0f}",
+                        "",
+                        cw.update,
+                    )
         console.print(t)
         if tokens:
             console.print(f"tokens: {tokens}")
@@ -365,8 +427,11 @@ def graph_cmd(
     target: str = typer.Argument(..., help="The graph, as module:attr."),
 ) -> None:
     """Print the graph as a Mermaid flowchart."""
-    _guard(lambda: console.print(load_graph(target, ":memory:").to_mermaid(), highlight=False,
-                                 markup=False))
+    _guard(
+        lambda: console.print(
+            load_graph(target, ":memory:").to_mermaid(), highlight=False, markup=False
+        )
+    )
 
 
 def main() -> None:  # pragma: no cover - console script entry

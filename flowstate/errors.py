@@ -5,6 +5,7 @@ FlowstateError                 base of everything below; has a stable ``code``
 ├── GraphBuildError            your graph: raised by ``compile()``, lists every problem
 ├── NodeFailed                 your node code raised; ``.run_id .step .node``, ``__cause__``
 ├── UpdateRejected             a node returned fields or types the state refuses
+├── InputRejected              a run's input does not fit the state model
 ├── WriteConflict              two activations of one step wrote a field that has no reducer
 ├── GraphMismatch              resume/fork with a graph that differs from the recorded one
 ├── ReplayDivergence           replay produced a different update than the recorded run
@@ -29,6 +30,7 @@ __all__ = [
     "FlowstateError",
     "GraphBuildError",
     "GraphMismatch",
+    "InputRejected",
     "NodeFailed",
     "ReplayDivergence",
     "RunNotFound",
@@ -87,8 +89,14 @@ class UpdateRejected(FlowstateError):
     def __init__(self, node: str, field: str | None, detail: str) -> None:
         self.node = node
         self.field = field
-        where = f"field '{field}'" if field else "its update"
+        where = f"field '{field}'" if field else "update"
         super().__init__(f"node '{node}' returned an invalid {where}: {detail}")
+
+
+class InputRejected(FlowstateError):
+    """A run's input does not fit the state model. No run was created."""
+
+    code = "FS210"
 
 
 class WriteConflict(FlowstateError):

@@ -1,6 +1,6 @@
 """Runs or resumes one run of a reference graph; used by the kill -9 tests.
 
-    python tests/crash_child.py DB GRAPH RUN_ID SINK [DELAY]
+python tests/crash_child.py DB GRAPH RUN_ID SINK [DELAY]
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from refgraphs import GRAPHS  # noqa: E402
+from refgraphs import GRAPHS
 
 
 def main() -> None:

@@ -82,6 +82,9 @@ def loop(sink: str | None = None, delay: float = 0.0, rounds: int = 4) -> GraphB
     return g
 
 
-GRAPHS = {"linear20": lambda sink, d: linear(20, sink, d),
-          "linear4": lambda sink, d: linear(4, sink, d),
-          "fanout_join": fanout_join, "loop": loop}
+GRAPHS = {
+    "linear20": lambda sink, d: linear(20, sink, d),
+    "linear4": lambda sink, d: linear(4, sink, d),
+    "fanout_join": fanout_join,
+    "loop": loop,
+}

@@ -24,7 +24,7 @@ import sqlite_utils
 from pydantic import ValidationError
 
 from flowstate._crashpoints import crash_point
-from flowstate.errors import CorruptRowError, RunNotFound, StoreIOError
+from flowstate.errors import CorruptRowError, RunNotFound, RunStateError, StoreIOError
 
 from ._records import (
     AttemptRecord,
@@ -174,15 +174,21 @@ def _insert_sql(table: str, cols: tuple[str, ...], verb: str = "INSERT") -> str:
 
 
 _RUN_INSERT = (
-    'INSERT INTO "runs" (' + ", ".join(f'"{c}"' for c in (*_RUN_COLS, "hash", "mhash"))
-    + ") VALUES (" + ", ".join("?" for _ in range(len(_RUN_COLS) + 2)) + ")"
+    'INSERT INTO "runs" ('
+    + ", ".join(f'"{c}"' for c in (*_RUN_COLS, "hash", "mhash"))
+    + ") VALUES ("
+    + ", ".join("?" for _ in range(len(_RUN_COLS) + 2))
+    + ")"
 )
 
 
 def _run_values(run: RunRecord) -> list[Any]:
     vals = [getattr(run, c) for c in _RUN_COLS]
-    return [*vals, row_hash(*(getattr(run, c) for c in _RUN_IMMUTABLE)),
-            row_hash(*(getattr(run, c) for c in _MUTABLE))]
+    return [
+        *vals,
+        row_hash(*(getattr(run, c) for c in _RUN_IMMUTABLE)),
+        row_hash(*(getattr(run, c) for c in _MUTABLE)),
+    ]
 
 
 def _values(record: Any, cols: Sequence[str]) -> list[Any]:
@@ -280,8 +286,10 @@ class SQLiteStore:
         if table == "runs":
             d = dict(zip(cols, row[: len(cols)], strict=True))
             rid = str(d.get("id"))
-            if (row_hash(*(d[c] for c in _RUN_IMMUTABLE)) != row[len(cols)]
-                    or row_hash(*(d[c] for c in _MUTABLE)) != row[len(cols) + 1]):
+            if (
+                row_hash(*(d[c] for c in _RUN_IMMUTABLE)) != row[len(cols)]
+                or row_hash(*(d[c] for c in _MUTABLE)) != row[len(cols) + 1]
+            ):
                 raise CorruptRowError("runs", rid, None, "integrity hash mismatch")
             try:
                 return model.model_validate(d)
@@ -310,7 +318,13 @@ class SQLiteStore:
 
     def create_run(self, run: RunRecord, first_step: StepRecord) -> None:
         with self.write() as c:
-            c.execute(_RUN_INSERT, _run_values(run))
+            try:
+                c.execute(_RUN_INSERT, _run_values(run))
+            except sqlite3.IntegrityError:
+                raise RunStateError(
+                    f"a run with id '{run.id}' already exists: resume it "
+                    f"(`flowstate resume {run.id}`) or choose another run id"
+                ) from None
             c.execute(_insert_sql("steps", _STEP_COLS), _values(first_step, _STEP_COLS))
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -368,7 +382,7 @@ class SQLiteStore:
         vals = list(fields.values())
         now = time.time()
         cur = c.execute(
-            f'UPDATE runs SET {", ".join(sets)}{", " if sets else ""}updated_at = ? '
+            f"UPDATE runs SET {', '.join(sets)}{', ' if sets else ''}updated_at = ? "
             "WHERE id = ? RETURNING status, head_step, error, updated_at",
             [*vals, now, run_id],
         ).fetchone()
@@ -401,8 +415,9 @@ class SQLiteStore:
                     _values(e, _EFFECT_COLS),
                 )
             if step is not None:
-                c.execute(_insert_sql("steps", _STEP_COLS, "INSERT OR REPLACE"),
-                          _values(step, _STEP_COLS))
+                c.execute(
+                    _insert_sql("steps", _STEP_COLS, "INSERT OR REPLACE"), _values(step, _STEP_COLS)
+                )
             if run_fields:
                 if set(run_fields) >= {"status", "head_step", "error"}:
                     now = time.time()
@@ -420,9 +435,7 @@ class SQLiteStore:
         return rows[0] if rows else None
 
     def latest_step(self, run_id: str) -> StepRecord | None:
-        rows = self._select(
-            "steps", "run_id = ? ORDER BY step DESC LIMIT 1", [run_id]
-        )
+        rows = self._select("steps", "run_id = ? ORDER BY step DESC LIMIT 1", [run_id])
         return rows[0] if rows else None
 
     def last_snapshot(self, run_id: str, at_or_before: int) -> StepRecord | None:
@@ -454,8 +467,9 @@ class SQLiteStore:
                 _values(effect, _EFFECT_COLS),
             )
 
-    def effects(self, run_id: str, step: int | None = None, task_path: str | None = None
-                ) -> list[EffectRecord]:
+    def effects(
+        self, run_id: str, step: int | None = None, task_path: str | None = None
+    ) -> list[EffectRecord]:
         where, params = "run_id = ?", [run_id]  # type: ignore[list-item]
         if step is not None:
             where += " AND step = ?"
@@ -491,10 +505,16 @@ class SQLiteStore:
     def record_attempt(self, attempt: AttemptRecord) -> None:
         with self.write() as c:
             c.execute(
-                'INSERT OR REPLACE INTO attempts (run_id, step, task_path, attempt, error, '
+                "INSERT OR REPLACE INTO attempts (run_id, step, task_path, attempt, error, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [attempt.run_id, attempt.step, attempt.task_path, attempt.attempt,
-                 attempt.error, attempt.created_at],
+                [
+                    attempt.run_id,
+                    attempt.step,
+                    attempt.task_path,
+                    attempt.attempt,
+                    attempt.error,
+                    attempt.created_at,
+                ],
             )
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
@@ -504,8 +524,9 @@ class SQLiteStore:
             [run_id],
         )
         return [
-            AttemptRecord(run_id=r[0], step=r[1], task_path=r[2], attempt=r[3], error=r[4],
-                          created_at=r[5])
+            AttemptRecord(
+                run_id=r[0], step=r[1], task_path=r[2], attempt=r[3], error=r[4], created_at=r[5]
+            )
             for r in rows
         ]
 
@@ -519,11 +540,17 @@ class SQLiteStore:
         """Delete a run and everything hanging off it, child runs included."""
         with self.write() as c:
             like = run_id.replace("%", r"\%").replace("_", r"\_") + "/%"
-            for table, col in (("writes", "run_id"), ("steps", "run_id"), ("effects", "run_id"),
-                               ("interrupts", "run_id"), ("attempts", "run_id"),
-                               ("signals", "run_id"), ("runs", "id")):
+            for table, col in (
+                ("writes", "run_id"),
+                ("steps", "run_id"),
+                ("effects", "run_id"),
+                ("interrupts", "run_id"),
+                ("attempts", "run_id"),
+                ("signals", "run_id"),
+                ("runs", "id"),
+            ):
                 c.execute(
-                    f'DELETE FROM "{table}" WHERE {col} = ? OR {col} LIKE ? ESCAPE \'\\\'',
+                    f"DELETE FROM \"{table}\" WHERE {col} = ? OR {col} LIKE ? ESCAPE '\\'",
                     [run_id, like],
                 )
 
@@ -537,8 +564,9 @@ class SQLiteStore:
             )
 
     def signals(self, run_id: str) -> set[str]:
-        return {str(r[0]) for r in self._read("SELECT kind FROM signals WHERE run_id = ?",
-                                               [run_id])}
+        return {
+            str(r[0]) for r in self._read("SELECT kind FROM signals WHERE run_id = ?", [run_id])
+        }
 
     def clear_signals(self, run_id: str) -> None:
         with self.write() as c:

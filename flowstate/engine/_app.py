@@ -25,8 +25,8 @@ from flowstate.checkpoints import (
 from flowstate.errors import (
     CorruptRowError,
     GraphMismatch,
+    InputRejected,
     RunStateError,
-    UpdateRejected,
 )
 
 from . import _events as ev
@@ -147,10 +147,12 @@ class CompiledGraph(Generic[S]):
         """Run the graph from ``input`` to END (or a pause). Checkpoints every activation."""
         config = {
             "max_steps": max_steps if max_steps is not None else self.max_steps,
-            "interrupt_before": list(interrupt_before if interrupt_before is not None
-                                     else self.interrupt_before),
-            "interrupt_after": list(interrupt_after if interrupt_after is not None
-                                    else self.interrupt_after),
+            "interrupt_before": list(
+                interrupt_before if interrupt_before is not None else self.interrupt_before
+            ),
+            "interrupt_after": list(
+                interrupt_after if interrupt_after is not None else self.interrupt_after
+            ),
         }
         return await self._start(input, run_id=run_id, emit=on_event, config=config)
 
@@ -170,30 +172,50 @@ class CompiledGraph(Generic[S]):
     ) -> RunResult[S]:
         schema = self.ir.schema
         try:
-            state = input if isinstance(input, schema.model) else schema.model.model_validate(
-                input)
+            state = input if isinstance(input, schema.model) else schema.model.model_validate(input)
         except ValidationError as e:
-            raise UpdateRejected("input", None, f"the input does not fit {schema.name}: {e}"
-                                 ) from None
+            from ._state import _describe_errors
+
+            raise InputRejected(
+                f"the input does not fit {schema.name}: {_describe_errors(e)}; no run was created"
+            ) from None
         run_id = run_id or uuid.uuid4().hex[:16]
-        config = config or {"max_steps": self.max_steps, "interrupt_before": [],
-                            "interrupt_after": []}
+        config = config or {
+            "max_steps": self.max_steps,
+            "interrupt_before": [],
+            "interrupt_after": [],
+        }
         tasks = start_tasks(self.ir, state)
         now = time.time()
         input_json = schema.dump_state(state)
         run = RunRecord(
-            id=run_id, graph=self.name, fingerprint=self.fingerprint, graph_doc=self.graph_doc,
-            status="running", input=input_json, head_step=0, parent_id=parent,
-            parent_step=parent_step, config=json.dumps(config), created_at=now, updated_at=now,
+            id=run_id,
+            graph=self.name,
+            fingerprint=self.fingerprint,
+            graph_doc=self.graph_doc,
+            status="running",
+            input=input_json,
+            head_step=0,
+            parent_id=parent,
+            parent_step=parent_step,
+            config=json.dumps(config),
+            created_at=now,
+            updated_at=now,
         )
-        step0 = StepRecord(run_id=run_id, step=0,
-                           tasks=json.dumps([t.to_json() for t in tasks]), joins="{}",
-                           snapshot=input_json, created_at=now)
+        step0 = StepRecord(
+            run_id=run_id,
+            step=0,
+            tasks=json.dumps([t.to_json() for t in tasks]),
+            joins="{}",
+            snapshot=input_json,
+            created_at=now,
+        )
         if not tasks:
             run = run.model_copy(update={"status": "completed"})
         self.store.create_run(run, step0)
-        return await self._execute(run, step0, state, {}, emit, resumed=False,
-                                   last_snapshot_bytes=len(input_json))
+        return await self._execute(
+            run, step0, state, {}, emit, resumed=False, last_snapshot_bytes=len(input_json)
+        )
 
     async def _execute(
         self,
@@ -215,14 +237,24 @@ class CompiledGraph(Generic[S]):
         config = {**json.loads(run.config), **(config_override or {})}
         sink = emit or (lambda e: None)
         exe = Execution(
-            self, self.store, run, step=step, state=state, committed=committed, emit=sink,
+            self,
+            self.store,
+            run,
+            step=step,
+            state=state,
+            committed=committed,
+            emit=sink,
             max_steps=int(config.get("max_steps", self.max_steps)),
-            activations=activations, visits=visits or {},
+            activations=activations,
+            visits=visits or {},
             interrupt_before=tuple(config.get("interrupt_before", ())),
             interrupt_after=tuple(config.get("interrupt_after", ())),
-            replay_journal=replay_journal, bytes_since_snapshot=bytes_since,
-            steps_since_snapshot=steps_since, last_snapshot_bytes=last_snapshot_bytes,
-            rng=self.rng, listening=emit is not None,
+            replay_journal=replay_journal,
+            bytes_since_snapshot=bytes_since,
+            steps_since_snapshot=steps_since,
+            last_snapshot_bytes=last_snapshot_bytes,
+            rng=self.rng,
+            listening=emit is not None,
         )
         if resumed:
             exe.resumed_step = step.step
@@ -234,8 +266,7 @@ class CompiledGraph(Generic[S]):
         try:
             outcome = await exe.drive()
         except asyncio.CancelledError:
-            self.store.update_run(run.id, status="cancelled", error="cancelled",
-                                  head_step=exe.step)
+            self.store.update_run(run.id, status="cancelled", error="cancelled", head_step=exe.step)
             sink(ev.RunFinished(run_id=run.id, status="cancelled", reason="cancelled"))
             raise
         finally:
@@ -243,8 +274,14 @@ class CompiledGraph(Generic[S]):
         return self._result(run.id, outcome)
 
     def _result(self, run_id: str, o: Outcome) -> RunResult[S]:
-        return RunResult(run_id=run_id, status=o.status, state=o.state,  # type: ignore[arg-type]
-                         reason=o.reason, step=o.step, interrupts=o.interrupts)
+        return RunResult(
+            run_id=run_id,
+            status=o.status,
+            state=o.state,  # type: ignore[arg-type]
+            reason=o.reason,
+            step=o.step,
+            interrupts=o.interrupts,
+        )
 
     async def stream(self, input: S | dict[str, Any], **kwargs: Any) -> AsyncIterator[Any]:
         """Run and yield typed events (``flowstate.events``) as they happen."""
@@ -284,8 +321,13 @@ class CompiledGraph(Generic[S]):
 
         Committed activations never run again. ``value`` answers a pending interrupt.
         """
-        return await self._continue(run_id, value=value, allow_graph_change=allow_graph_change,
-                                    max_steps=max_steps, emit=on_event)
+        return await self._continue(
+            run_id,
+            value=value,
+            allow_graph_change=allow_graph_change,
+            max_steps=max_steps,
+            emit=on_event,
+        )
 
     def resume_sync(self, run_id: str, **kwargs: Any) -> RunResult[S]:
         return asyncio.run(self.resume(run_id, **kwargs))
@@ -307,8 +349,12 @@ class CompiledGraph(Generic[S]):
             raise CorruptRowError("steps", run_id, None, "the run has no step rows")
         state, info = self._rebuild(run_id, head.step)
         if run.status == "completed" and not json.loads(head.tasks):
-            return RunResult(run_id=run_id, status="completed", state=state,  # type: ignore[arg-type]
-                             step=head.step)
+            return RunResult(
+                run_id=run_id,
+                status="completed",
+                state=state,  # type: ignore[arg-type]
+                step=head.step,
+            )
         if value is not None:
             pending = [i for i in store.interrupts(run_id, head.step) if i.answer is None]
             if pending:
@@ -325,25 +371,33 @@ class CompiledGraph(Generic[S]):
         override = {"max_steps": max_steps} if max_steps is not None else None
         visits = store.visit_counts(run_id)
         return await self._execute(
-            run, head, state, committed, emit, resumed=True,
-            activations=sum(visits.values()), visits=visits,
-            bytes_since=info["bytes_since"], steps_since=info["steps_since"],
-            last_snapshot_bytes=info["snapshot_bytes"], config_override=override,
+            run,
+            head,
+            state,
+            committed,
+            emit,
+            resumed=True,
+            activations=sum(visits.values()),
+            visits=visits,
+            bytes_since=info["bytes_since"],
+            steps_since=info["steps_since"],
+            last_snapshot_bytes=info["snapshot_bytes"],
+            config_override=override,
         )
 
     def check_graph(self, run: RunRecord, allow_graph_change: bool = False) -> None:
         if run.fingerprint == self.fingerprint or allow_graph_change:
             return
-        raise GraphMismatch(run.id, graph_diff(json.loads(run.graph_doc),
-                                               json.loads(self.graph_doc)))
+        raise GraphMismatch(
+            run.id, graph_diff(json.loads(run.graph_doc), json.loads(self.graph_doc))
+        )
 
     def _committed_from(self, w: WriteRecord, run_id: str) -> Committed:
         try:
             update = self.ir.schema.load_update(w.update)
             goto = goto_from_json(w.goto)
         except (ValueError, ValidationError) as e:
-            raise CorruptRowError("writes", run_id, w.step, f"update of '{w.node}': {e}"
-                                  ) from None
+            raise CorruptRowError("writes", run_id, w.step, f"update of '{w.node}': {e}") from None
         task = Task(w.node, w.task_path)
         return Committed(task, w, update, goto)
 
@@ -366,8 +420,11 @@ class CompiledGraph(Generic[S]):
             ws = sorted(by_step[s], key=lambda w: w.seq)
             updates = [(w.node, self._committed_from(w, run_id).update) for w in ws]
             state = self.ir.schema.apply(state, updates, s)
-        return state, {"bytes_since": nbytes, "steps_since": step - snap.step,
-                       "snapshot_bytes": len(snap.snapshot)}
+        return state, {
+            "bytes_since": nbytes,
+            "steps_since": step - snap.step,
+            "snapshot_bytes": len(snap.snapshot),
+        }
 
     # -- inspection -------------------------------------------------------------------------
 
@@ -397,9 +454,16 @@ class CompiledGraph(Generic[S]):
         for e in store.effects(run_id):
             effects[(e.step, e.task_path)] = effects.get((e.step, e.task_path), 0) + 1
         return [
-            HistoryEntry(step=w.step, node=w.node, task_path=w.task_path,
-                         update=json.loads(w.update), effects=effects.get((w.step, w.task_path), 0),
-                         started_at=w.started_at, finished_at=w.finished_at, run_id=run_id)
+            HistoryEntry(
+                step=w.step,
+                node=w.node,
+                task_path=w.task_path,
+                update=json.loads(w.update),
+                effects=effects.get((w.step, w.task_path), 0),
+                started_at=w.started_at,
+                finished_at=w.finished_at,
+                run_id=run_id,
+            )
             for w in store.writes(run_id)
         ]
 

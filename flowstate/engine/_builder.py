@@ -56,7 +56,8 @@ class GraphIR:
             "edges": sorted([s, d] for s, ds in self.edges.items() for d in ds),
             "joins": sorted([list(j.sources), j.target] for j in self.joins),
             "routers": {
-                s: sorted(t for r in rs for t in r.targets) for s, rs in sorted(self.routers.items())
+                s: sorted(t for r in rs for t in r.targets)
+                for s, rs in sorted(self.routers.items())
             },
             "state": self.schema.json_schema(),
         }
@@ -121,9 +122,7 @@ class GraphBuilder(Generic[S]):
             self._problems.append(f"'{name}' is reserved: give the node another name")
             return self
         if name in self._nodes:
-            self._problems.append(
-                f"node '{name}' is added twice: give the second one another name"
-            )
+            self._problems.append(f"node '{name}' is added twice: give the second one another name")
             return self
         from ._app import CompiledGraph
 
@@ -226,9 +225,13 @@ class GraphBuilder(Generic[S]):
         )
 
 
-def _subgraph_spec(name: str, sub: Any, parent_state: type[BaseModel],
-                   input_map: Mapping[str, str] | None,
-                   output_map: Mapping[str, str] | None) -> NodeSpec:
+def _subgraph_spec(
+    name: str,
+    sub: Any,
+    parent_state: type[BaseModel],
+    input_map: Mapping[str, str] | None,
+    output_map: Mapping[str, str] | None,
+) -> NodeSpec:
     child_fields = set(sub.ir.schema.fields)
     parent_fields = set(parent_state.model_fields)
     if output_map is None:

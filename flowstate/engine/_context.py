@@ -19,7 +19,7 @@ from flowstate.errors import EffectError, RunStateError
 __all__ = ["EffectDivergence", "Interrupted", "NodeContext"]
 
 
-class Interrupted(BaseException):  # noqa: N818 - a control-flow signal, not an error
+class Interrupted(BaseException):
     """Raised by ``ctx.interrupt`` to pause the run. A BaseException so that a node's
     ``except Exception`` cannot swallow it."""
 
@@ -29,7 +29,7 @@ class Interrupted(BaseException):  # noqa: N818 - a control-flow signal, not an 
         self.payload = payload
 
 
-class EffectDivergence(Exception):  # noqa: N818
+class EffectDivergence(Exception):
     """Replay met an effect request that differs from the journal (or is not in it)."""
 
     def __init__(self, seq: int, name: str, recorded: EffectRecord | None, request: str) -> None:
@@ -146,8 +146,14 @@ class NodeContext:
         import time
 
         record = EffectRecord(
-            run_id=self.run_id, step=self.step, task_path=self.task_path, seq=seq, name=name,
-            request=request, response=response, created_at=time.time(),
+            run_id=self.run_id,
+            step=self.step,
+            task_path=self.task_path,
+            seq=seq,
+            name=name,
+            request=request,
+            response=response,
+            created_at=time.time(),
         )
         self._record(record)
         self._journal[seq] = record

@@ -65,7 +65,7 @@ class NodeRetrying(_Base):
     delay: float
 
 
-class NodeFailed_(_Base):  # noqa: N801 - the exception NodeFailed owns the plain name
+class NodeFailed_(_Base):
     kind: Literal["node_failed"] = "node_failed"
     step: int
     node: str
@@ -104,8 +104,15 @@ class RunFinished(_Base):
 
 
 Event = Annotated[
-    RunStarted | NodeStarted | NodeFinished | NodeRetrying | NodeFailed_ | EffectRecorded
-    | Token | StepFinished | RunFinished,
+    RunStarted
+    | NodeStarted
+    | NodeFinished
+    | NodeRetrying
+    | NodeFailed_
+    | EffectRecorded
+    | Token
+    | StepFinished
+    | RunFinished,
     Field(discriminator="kind"),
 ]
 EventAdapter: TypeAdapter[Event] = TypeAdapter(Event)

@@ -190,8 +190,12 @@ def _literal_targets(ann: Any) -> tuple[list[str], bool]:
     return [], False
 
 
-def analyse_router(source: str, fn: Callable[..., Any], state: type[BaseModel],
-                   targets: list[str] | Mapping[Any, str] | None) -> RouterSpec:
+def analyse_router(
+    source: str,
+    fn: Callable[..., Any],
+    state: type[BaseModel],
+    targets: list[str] | Mapping[Any, str] | None,
+) -> RouterSpec:
     kind, input_type, _ = _input(fn, state)
     ret = _hints(fn).get("return")
     ann_targets, multi = _literal_targets(ret)

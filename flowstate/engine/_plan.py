@@ -42,7 +42,11 @@ def input_for(kind: str, input_type: Any, state: BaseModel) -> Any:
         return None
     if isinstance(input_type, type) and issubclass(input_type, BaseModel):
         return input_type.model_construct(
-            **{f: getattr(state, f) for f in input_type.model_fields if f in type(state).model_fields}
+            **{
+                f: getattr(state, f)
+                for f in input_type.model_fields
+                if f in type(state).model_fields
+            }
         )
     return state
 
@@ -59,14 +63,17 @@ def _route(r: RouterSpec, state: BaseModel) -> list[str | Send]:
         if r.mapping is not None and not isinstance(it, Send):
             if it not in r.mapping:
                 raise RouteError(
-                    r.source, r.name,
-                    f"returned {it!r}, which is not a key of its mapping {sorted(map(str, r.mapping))}",
+                    r.source,
+                    r.name,
+                    f"returned {it!r}, which is not a key of its mapping "
+                    f"{sorted(map(str, r.mapping))}",
                 )
             it = r.mapping[it]
         target = it.node if isinstance(it, Send) else it
         if not isinstance(target, str) or (target not in r.targets and target != END):
             raise RouteError(
-                r.source, r.name,
+                r.source,
+                r.name,
                 f"returned {it!r}, which is not one of its declared targets "
                 f"{list(r.targets)}: add it to the Literal[...] return annotation or targets=",
             )

@@ -37,7 +37,7 @@ def to_mermaid(ir: GraphIR) -> str:
             lines.append(f"    {_id(s)} --> {_id(d)}")
     for i, j in enumerate(ir.joins):
         jid = f"join_{i}"
-        lines.append(f"    {jid}((\"join\"))")
+        lines.append(f'    {jid}(("join"))')
         for s in j.sources:
             lines.append(f"    {_id(s)} --> {jid}")
         lines.append(f"    {jid} --> {_id(j.target)}")

@@ -73,15 +73,18 @@ class Outcome:
 def goto_to_json(goto: list[str | Send]) -> str:
     items = [
         {"node": g.node, "payload": pydantic_core.to_jsonable_python(g.payload)}
-        if isinstance(g, Send) else g
+        if isinstance(g, Send)
+        else g
         for g in goto
     ]
     return json.dumps(items)
 
 
 def goto_from_json(raw: str) -> list[str | Send]:
-    return [Send(g["node"], g.get("payload")) if isinstance(g, dict) else str(g)
-            for g in json.loads(raw)]
+    return [
+        Send(g["node"], g.get("payload")) if isinstance(g, dict) else str(g)
+        for g in json.loads(raw)
+    ]
 
 
 class _Failure(Exception):
@@ -169,10 +172,14 @@ class Execution:
             assert self._closed is not None
             merged, next_tasks, joins = self._closed
             if self.listening:
-                self.emit(ev.StepFinished(
-                    run_id=self.run_id, step=self.step, nodes=[t.node for t in self.tasks],
-                    next=[t.path for t in next_tasks],
-                ))
+                self.emit(
+                    ev.StepFinished(
+                        run_id=self.run_id,
+                        step=self.step,
+                        nodes=[t.node for t in self.tasks],
+                        next=[t.path for t in next_tasks],
+                    )
+                )
             finished_nodes = [t.node for t in self.tasks]
             self.step += 1
             self.state, self.tasks, self.joins = merged, next_tasks, joins
@@ -206,23 +213,36 @@ class Execution:
                     f"times (max_visits={spec.max_visits}); raise it and resume"
                 )
         if self.interrupt_before:
-            passed = {(i.task_path, i.seq) for i in self.store.interrupts(self.run_id, self.step)
-                      if i.answer is not None}
+            passed = {
+                (i.task_path, i.seq)
+                for i in self.store.interrupts(self.run_id, self.step)
+                if i.answer is not None
+            }
             for t in pending:
                 if t.node in self.interrupt_before and (t.path, -1) not in passed:
                     self.store.record_interrupt(
                         InterruptRecord(
-                            run_id=self.run_id, step=self.step, task_path=t.path, seq=-1,
+                            run_id=self.run_id,
+                            step=self.step,
+                            task_path=t.path,
+                            seq=-1,
                             payload=json.dumps({"breakpoint": "before", "node": t.node}),
                             created_at=time.time(),
                         ),
-                        {"status": "paused", "error": f"breakpoint before '{t.node}'",
-                         "head_step": self.step},
+                        {
+                            "status": "paused",
+                            "error": f"breakpoint before '{t.node}'",
+                            "head_step": self.step,
+                        },
                     )
-                    self.emit(ev.RunFinished(run_id=self.run_id, status="paused",
-                                             reason=f"breakpoint before '{t.node}'"))
-                    return Outcome("paused", self.state, f"breakpoint before '{t.node}'",
-                                   self.step)
+                    self.emit(
+                        ev.RunFinished(
+                            run_id=self.run_id,
+                            status="paused",
+                            reason=f"breakpoint before '{t.node}'",
+                        )
+                    )
+                    return Outcome("paused", self.state, f"breakpoint before '{t.node}'", self.step)
         return None
 
     def _limit_reason(self) -> str:
@@ -271,8 +291,9 @@ class Execution:
                 detail = f"{type(exc).__name__}: {exc}"
             err = NodeFailed(self.run_id, self.step, f.task.node, detail)
             err.__cause__ = exc
-            self.store.update_run(self.run_id, status="failed", error=err.message,
-                                  head_step=self.step)
+            self.store.update_run(
+                self.run_id, status="failed", error=err.message, head_step=self.step
+            )
             self.emit(ev.RunFinished(run_id=self.run_id, status="failed", reason=err.message))
             raise err
         payloads = [json.loads(i.payload) for _, i in self._interrupts]
@@ -306,8 +327,15 @@ class Execution:
         while True:
             attempt += 1
             if self.listening:
-                self.emit(ev.NodeStarted(run_id=self.run_id, step=self.step, node=task.node,
-                                         task_path=task.path, attempt=attempt))
+                self.emit(
+                    ev.NodeStarted(
+                        run_id=self.run_id,
+                        step=self.step,
+                        node=task.node,
+                        task_path=task.path,
+                        attempt=attempt,
+                    )
+                )
             ctx = self._context(task, attempt, journal, answers)
             try:
                 raw = await self._call(spec, task, ctx)
@@ -327,34 +355,65 @@ class Execution:
                         "cancelled; raise timeout= or make the node faster"
                     )
                 retry = spec.retry
-                if (retry is not None and attempt < retry.max_attempts
-                        and isinstance(e, retry.retry_on) and not isinstance(e, UpdateRejected)
-                        and not isinstance(e, EffectDivergence)):
+                if (
+                    retry is not None
+                    and attempt < retry.max_attempts
+                    and isinstance(e, retry.retry_on)
+                    and not isinstance(e, UpdateRejected)
+                    and not isinstance(e, EffectDivergence)
+                ):
                     delay = retry.delay(attempt, self.rng.random())
                     self._record_attempt(task, attempt, err)
-                    self.emit(ev.NodeRetrying(
-                        run_id=self.run_id, step=self.step, node=task.node, task_path=task.path,
-                        attempt=attempt, error=f"{type(err).__name__}: {err}", delay=delay,
-                    ))
+                    self.emit(
+                        ev.NodeRetrying(
+                            run_id=self.run_id,
+                            step=self.step,
+                            node=task.node,
+                            task_path=task.path,
+                            attempt=attempt,
+                            error=f"{type(err).__name__}: {err}",
+                            delay=delay,
+                        )
+                    )
                     await asyncio.sleep(delay)
                     continue
                 self._record_attempt(task, attempt, err)
-                self.emit(ev.NodeFailed_(run_id=self.run_id, step=self.step, node=task.node,
-                                         task_path=task.path, error=f"{type(err).__name__}: {err}"))
+                self.emit(
+                    ev.NodeFailed_(
+                        run_id=self.run_id,
+                        step=self.step,
+                        node=task.node,
+                        task_path=task.path,
+                        error=f"{type(err).__name__}: {err}",
+                    )
+                )
                 self._remaining -= 1
                 self._failed = True
                 return _Failure(task, err)
         return self._commit(task, spec, update, goto, started, ctx)
 
-    def _commit(self, task: Task, spec: NodeSpec, update: dict[str, Any],
-                goto: list[str | Send], started: float, ctx: NodeContext) -> Committed:
+    def _commit(
+        self,
+        task: Task,
+        spec: NodeSpec,
+        update: dict[str, Any],
+        goto: list[str | Send],
+        started: float,
+        ctx: NodeContext,
+    ) -> Committed:
         raw = self.schema.dump_update(task.node, update)
         seq = self._seq_of(task.path)
         write = WriteRecord(
-            run_id=self.run_id, step=self.step, task_path=task.path, node=task.node, seq=seq,
-            update=raw, goto=goto_to_json(goto) if goto else "[]",
+            run_id=self.run_id,
+            step=self.step,
+            task_path=task.path,
+            node=task.node,
+            seq=seq,
+            update=raw,
+            goto=goto_to_json(goto) if goto else "[]",
             usage=json.dumps(ctx.usage) if ctx.usage else "{}",
-            started_at=started, finished_at=time.time(),
+            started_at=started,
+            finished_at=time.time(),
         )
         c = Committed(task, write, update, goto)
         self.committed[task.path] = c
@@ -376,10 +435,16 @@ class Execution:
         self.visits[task.node] = self.visits.get(task.node, 0) + 1
         self.bytes_since_snapshot += len(raw)
         if self.listening:
-            self.emit(ev.NodeFinished(
-                run_id=self.run_id, step=self.step, node=task.node, task_path=task.path,
-                update=json.loads(raw), duration_ms=(write.finished_at - started) * 1000,
-            ))
+            self.emit(
+                ev.NodeFinished(
+                    run_id=self.run_id,
+                    step=self.step,
+                    node=task.node,
+                    task_path=task.path,
+                    update=json.loads(raw),
+                    duration_ms=(write.finished_at - started) * 1000,
+                )
+            )
         return c
 
     def _seq_of(self, path: str) -> int:
@@ -389,10 +454,12 @@ class Execution:
 
     def _close_step(self, standalone: bool) -> tuple[StepRecord, dict[str, Any]]:
         ordered = [self.committed[t.path] for t in self.tasks]
-        merged = self.schema.apply(self.state, [(c.task.node, c.update) for c in ordered],
-                                   self.step)
-        next_tasks, joins = plan_next(self.ir, merged, [(c.task, c.goto) for c in ordered],
-                                      self.joins)
+        merged = self.schema.apply(
+            self.state, [(c.task.node, c.update) for c in ordered], self.step
+        )
+        next_tasks, joins = plan_next(
+            self.ir, merged, [(c.task, c.goto) for c in ordered], self.joins
+        )
         snapshot: str | None = None
         self.steps_since_snapshot += 1
         if next_tasks and (
@@ -404,9 +471,12 @@ class Execution:
             self.bytes_since_snapshot = 0
             self.steps_since_snapshot = 0
         step_row = StepRecord(
-            run_id=self.run_id, step=self.step + 1,
+            run_id=self.run_id,
+            step=self.step + 1,
             tasks=json.dumps([t.to_json() for t in next_tasks]),
-            joins=json.dumps(joins), snapshot=snapshot, created_at=time.time(),
+            joins=json.dumps(joins),
+            snapshot=snapshot,
+            created_at=time.time(),
         )
         run_fields: dict[str, Any] = {
             "head_step": self.step + 1,
@@ -420,22 +490,37 @@ class Execution:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _context(self, task: Task, attempt: int, journal: dict[int, EffectRecord],
-                 answers: dict[int, str]) -> NodeContext:
+    def _context(
+        self, task: Task, attempt: int, journal: dict[int, EffectRecord], answers: dict[int, str]
+    ) -> NodeContext:
         def emit(item: Any) -> None:
             if item[0] == "effect":
                 _, seq, name, replayed = item
-                self.emit(ev.EffectRecorded(run_id=self.run_id, step=self.step,
-                                            task_path=task.path, seq=seq, name=name,
-                                            replayed=replayed))
+                self.emit(
+                    ev.EffectRecorded(
+                        run_id=self.run_id,
+                        step=self.step,
+                        task_path=task.path,
+                        seq=seq,
+                        name=name,
+                        replayed=replayed,
+                    )
+                )
             elif item[0] == "token":
-                self.emit(ev.Token(run_id=self.run_id, step=self.step, task_path=task.path,
-                                   text=item[1]))
+                self.emit(
+                    ev.Token(run_id=self.run_id, step=self.step, task_path=task.path, text=item[1])
+                )
 
         return NodeContext(
-            run_id=self.run_id, step=self.step, task_path=task.path, node=task.node,
-            attempt=attempt, journal=journal, answers=answers,
-            record=self.store.record_effect, emit=emit,
+            run_id=self.run_id,
+            step=self.step,
+            task_path=task.path,
+            node=task.node,
+            attempt=attempt,
+            journal=journal,
+            answers=answers,
+            record=self.store.record_effect,
+            emit=emit,
             replay=self.replay_journal is not None,
             cancelled=lambda: self._cancel_requested,
             services=self.app.services,
@@ -451,21 +536,36 @@ class Execution:
     def _load_answers(self, task: Task) -> dict[int, str]:
         if not self.has_interrupts or self.resumed_step != self.step:
             return {}
-        return {i.seq: i.answer for i in self.store.interrupts(self.run_id, self.step)
-                if i.task_path == task.path and i.answer is not None and i.seq >= 0}
+        return {
+            i.seq: i.answer
+            for i in self.store.interrupts(self.run_id, self.step)
+            if i.task_path == task.path and i.answer is not None and i.seq >= 0
+        }
 
     def _record_interrupt(self, task: Task, i: Interrupted) -> None:
         self.store.record_interrupt(
-            InterruptRecord(run_id=self.run_id, step=self.step, task_path=task.path, seq=i.seq,
-                            payload=i.payload, created_at=time.time()),
+            InterruptRecord(
+                run_id=self.run_id,
+                step=self.step,
+                task_path=task.path,
+                seq=i.seq,
+                payload=i.payload,
+                created_at=time.time(),
+            ),
             {"status": "paused", "error": f"interrupt in '{task.node}'", "head_step": self.step},
         )
 
     def _record_attempt(self, task: Task, attempt: int, err: BaseException) -> None:
-        self.store.record_attempt(AttemptRecord(
-            run_id=self.run_id, step=self.step, task_path=task.path, attempt=attempt,
-            error=f"{type(err).__name__}: {err}"[:2000], created_at=time.time(),
-        ))
+        self.store.record_attempt(
+            AttemptRecord(
+                run_id=self.run_id,
+                step=self.step,
+                task_path=task.path,
+                attempt=attempt,
+                error=f"{type(err).__name__}: {err}"[:2000],
+                created_at=time.time(),
+            )
+        )
 
     async def _call(self, spec: NodeSpec, task: Task, ctx: NodeContext) -> Any:
         if spec.subgraph is not None:
@@ -478,7 +578,8 @@ class Execution:
                         arg = spec.payload_adapter.validate_python(task.payload)
                     except ValidationError as e:
                         raise UpdateRejected(
-                            task.node, None,
+                            task.node,
+                            None,
                             f"the Send payload does not fit its input annotation: {e}",
                         ) from None
                 elif spec.input_kind == "state":
@@ -501,16 +602,24 @@ class Execution:
         bound = sub._bind(self.store)
         existing = self.store.find_run(child_id)
         if existing is None:
-            source = self.state if not task.send else self.schema.model.model_validate(
-                task.payload)
+            source = self.state if not task.send else self.schema.model.model_validate(task.payload)
             child_input = {cf: getattr(source, pf) for cf, pf in (spec.input_map or {}).items()}
-            result = await bound._start(child_input, run_id=child_id, parent=self.run_id,
-                                        parent_step=self.step, emit=self.emit)
+            result = await bound._start(
+                child_input,
+                run_id=child_id,
+                parent=self.run_id,
+                parent_step=self.step,
+                emit=self.emit,
+            )
         else:
             result = await bound._continue(child_id, emit=self.emit)
         if result.status != "completed":
-            raise Interrupted(0, json.dumps({"subgraph": child_id, "status": result.status,
-                                             "reason": result.reason}))
+            raise Interrupted(
+                0,
+                json.dumps(
+                    {"subgraph": child_id, "status": result.status, "reason": result.reason}
+                ),
+            )
         return {pf: getattr(result.state, cf) for pf, cf in (spec.output_map or {}).items()}
 
     def _normalize(self, spec: NodeSpec, raw: Any) -> tuple[dict[str, Any], list[str | Send]]:
@@ -522,7 +631,8 @@ class Execution:
                 target = it.node if isinstance(it, Send) else it
                 if target != END and target not in spec.goto:
                     raise UpdateRejected(
-                        spec.name, None,
+                        spec.name,
+                        None,
                         f"its Command goes to '{target}', which was not declared: "
                         f"add_node('{spec.name}', ..., goto=[..., '{target}'])",
                     )
@@ -536,7 +646,8 @@ class Execution:
             upd = raw
         else:
             raise UpdateRejected(
-                spec.name, None,
+                spec.name,
+                None,
                 f"it returned {type(raw).__name__}; return a dict of state fields, a model, "
                 "a Command, or None",
             )

@@ -13,7 +13,7 @@ import json
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, get_args, get_origin
+from typing import Annotated, Any
 
 import pydantic_core
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -26,8 +26,14 @@ __all__ = ["Reducer", "StateSchema", "add", "append", "merge"]
 class Reducer:
     """A named ``(old, new) -> value`` function used to combine writes to a field."""
 
-    def __init__(self, name: str, fn: Callable[[Any, Any], Any], *, builtin: bool = False,
-                 wrap_item: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[Any, Any], Any],
+        *,
+        builtin: bool = False,
+        wrap_item: bool = False,
+    ) -> None:
         self.name = name
         self.fn = fn
         self.builtin = builtin
@@ -90,24 +96,20 @@ class StateSchema:
             )
         self.model = model
         self.fields: dict[str, FieldSpec] = {}
-        hints = typing.get_type_hints(model, include_extras=True)
         for name, info in model.model_fields.items():
             reducer: Reducer | None = None
             keep: list[Any] = []
             for m in info.metadata:
                 if _is_reducer(m) and reducer is None:
-                    reducer = m if isinstance(m, Reducer) else Reducer(
-                        getattr(m, "__name__", "reducer"), m
+                    reducer = (
+                        m
+                        if isinstance(m, Reducer)
+                        else Reducer(getattr(m, "__name__", "reducer"), m)
                     )
                 else:
                     keep.append(m)
-            hint = hints.get(name, info.annotation)
-            if get_origin(hint) is Annotated:
-                args = get_args(hint)
-                base = args[0]
-                keep = [m for m in args[1:] if not _is_reducer(m)]
-            else:
-                base = info.annotation
+            # pydantic has already resolved the annotation and split off its metadata
+            base = info.annotation
             annotation = Annotated[tuple([base, *keep])] if keep else base  # type: ignore[misc]
             update_ann: Any = annotation
             result_adapter: TypeAdapter[Any] | None = None
@@ -132,8 +134,9 @@ class StateSchema:
 
     # -- updates ---------------------------------------------------------------------
 
-    def validate_update(self, node: str, update: Mapping[str, Any],
-                        declared: frozenset[str] | None) -> dict[str, Any]:
+    def validate_update(
+        self, node: str, update: Mapping[str, Any], declared: frozenset[str] | None
+    ) -> dict[str, Any]:
         """Validate a node's raw update, field by field. Returns the validated values."""
         out: dict[str, Any] = {}
         for key, value in update.items():
@@ -141,18 +144,22 @@ class StateSchema:
             if spec is None:
                 known = ", ".join(sorted(self.fields))
                 raise UpdateRejected(
-                    node, key,
+                    node,
+                    key,
                     f"'{key}' is not a field of {self.name} (fields: {known}); add it to the "
                     "state model or stop returning it",
                 )
             if declared is not None and key not in declared:
                 raise UpdateRejected(
-                    node, key,
+                    node,
+                    key,
                     f"the node declares it writes only {sorted(declared)}; add '{key}' to its "
                     "return annotation or stop returning it",
                 )
-            if spec.reducer is not None and spec.reducer.wrap_item and not isinstance(
-                value, list | tuple
+            if (
+                spec.reducer is not None
+                and spec.reducer.wrap_item
+                and not isinstance(value, list | tuple)
             ):
                 value = [value]
             try:
@@ -180,8 +187,9 @@ class StateSchema:
             out[key] = spec.adapter.validate_json(json.dumps(value))
         return out
 
-    def apply(self, state: BaseModel, updates: list[tuple[str, dict[str, Any]]],
-              step: int = 0) -> BaseModel:
+    def apply(
+        self, state: BaseModel, updates: list[tuple[str, dict[str, Any]]], step: int = 0
+    ) -> BaseModel:
         """Merge validated updates, in order, into a new state (the input is not mutated).
 
         Raises WriteConflict if two updates write a field that has no reducer.
@@ -207,7 +215,8 @@ class StateSchema:
                             new = spec.result_adapter.validate_python(new)
                         except ValidationError as e:
                             raise UpdateRejected(
-                                node, key,
+                                node,
+                                key,
                                 f"reducer '{spec.reducer.name}' produced an invalid value: "
                                 f"{_describe(e, spec.annotation)}",
                             ) from None
@@ -243,6 +252,10 @@ def _second_param_annotation(fn: Callable[..., Any]) -> Any:
 
 
 def _describe(e: ValidationError, annotation: Any) -> str:
+    return f"expected {_type_name(annotation)}; " + _describe_errors(e)
+
+
+def _describe_errors(e: ValidationError) -> str:
     parts = []
     for err in e.errors()[:3]:
         loc = ".".join(str(x) for x in err["loc"])
@@ -251,7 +264,8 @@ def _describe(e: ValidationError, annotation: Any) -> str:
         if len(r) > 60:
             r = r[:57] + "..."
         parts.append(f"{err['msg']}{' at ' + loc if loc else ''} (got {r})")
-    return f"expected {_type_name(annotation)}; " + "; ".join(parts)
+    more = e.error_count() - len(parts)
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
 def _type_name(t: Any) -> str:

@@ -115,9 +115,12 @@ def validate(ir: GraphIR) -> list[str]:
 
     # fields read through views and fields written
     for n, spec in ir.nodes.items():
-        if spec.input_kind == "view" and isinstance(spec.input_type, type) and issubclass(
-            spec.input_type, BaseModel
-        ) and spec.input_type is not ir.schema.model:
+        if (
+            spec.input_kind == "view"
+            and isinstance(spec.input_type, type)
+            and issubclass(spec.input_type, BaseModel)
+            and spec.input_type is not ir.schema.model
+        ):
             for f, info in spec.input_type.model_fields.items():
                 if f not in fields:
                     problems.append(
@@ -138,8 +141,10 @@ def validate(ir: GraphIR) -> list[str]:
                         f"field '{f}'{_suggest(f, sorted(fields))}: add the field or fix the "
                         "return annotation"
                     )
-                elif f in spec.write_types and fields[f].reducer is None and not _compatible(
-                    spec.write_types[f], fields[f].annotation
+                elif (
+                    f in spec.write_types
+                    and fields[f].reducer is None
+                    and not _compatible(spec.write_types[f], fields[f].annotation)
                 ):
                     problems.append(
                         f"node '{n}' writes '{f}' as {spec.write_types[f]!r} but "

@@ -9,8 +9,8 @@
         messages += [reply.to_message(), user([o.to_block() for o in outcomes])]
         reply = await llm.complete(messages, tools=tools.specs)
 
-Everything requests and responses are made of is JSON-serialisable pydantic data, so the
-engine can journal it and replay a run without calling the model again.
+Requests, responses and tool outcomes are JSON-serialisable pydantic data, so the engine can
+journal them and replay a run without calling the model again.
 """
 
 import inspect as _inspect
@@ -30,6 +30,7 @@ from ._models import (
     ToolUseBlock,
     Usage,
     assistant,
+    conversation_problems,
     tool_result,
     user,
 )
@@ -39,7 +40,6 @@ from ._scripted import (
     ScriptedLLM,
     ScriptFunction,
     ScriptItem,
-    conversation_problems,
 )
 from ._spec import llm_from_spec
 from ._tools import Tool, ToolOutcome, ToolRegistry, tool

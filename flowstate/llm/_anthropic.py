@@ -3,6 +3,12 @@
 Retries (429, 5xx, 529 overloaded, connection errors) and timeouts are the SDK's own: we pass
 `max_retries` and `timeout` through rather than wrapping calls in a second retry loop, so the
 SDK's backoff and its `retry-after` handling stay in charge.
+
+Sampling parameters: anthropic SDK 2.x speaks API version 2026-10-21, which removed
+`temperature` (the API answers 400 even for 1.0) and dropped it from `messages.create`. So a
+`temperature` is refused up front with `LLMConfigError` rather than silently ignored, unless the
+client was built for the older API version (`default_headers={"anthropic-version":
+"2023-06-01"}`), in which case it is sent through `extra_body` as the SDK's migration guide says.
 """
 
 from __future__ import annotations
@@ -32,6 +38,11 @@ DEFAULT_ANTHROPIC_MODEL = "claude-sonnet-4-5"
 """Model used by `AnthropicLLM()` and by the `--llm anthropic` spec when none is named."""
 
 _API_KEY_ENV = "ANTHROPIC_API_KEY"
+_SAMPLING_REMOVED_IN = "2026-10-21"  # first anthropic-version without temperature/top_p/top_k
+
+# What the SDK's stream accumulator raises when events arrive out of order or unparseable
+# (it asserts on a stream without `message_start`).
+_BROKEN_STREAM = (AssertionError, ValueError, RuntimeError, TypeError, KeyError, IndexError)
 
 _STATUS_HINTS: Mapping[int, str] = {
     400: "the API rejected the request; check that roles alternate user/assistant, that every "
@@ -42,6 +53,19 @@ _STATUS_HINTS: Mapping[int, str] = {
     413: "the request is too large; shorten the conversation or tool outputs",
     429: "rate limited even after retrying; slow down, raise max_retries, or raise your limits",
     529: "the API is overloaded even after retrying; retry later or raise max_retries",
+}
+
+
+# HTTP status matching an error `type`, for errors that arrive inside a 200 event stream.
+_ERROR_TYPE_STATUS: Mapping[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
 }
 
 
@@ -84,6 +108,7 @@ class AnthropicLLM:
                     "already carries its key and URL, so pass one or the other"
                 )
             self._client = client.with_options(max_retries=max_retries, timeout=timeout)
+            self._owns_client = False
             return
         key = api_key or os.environ.get(_API_KEY_ENV)
         if not key:
@@ -97,11 +122,23 @@ class AnthropicLLM:
         self._client = anthropic.AsyncAnthropic(
             api_key=key, base_url=base_url, max_retries=max_retries, timeout=timeout
         )
+        self._owns_client = True
 
     @property
     def client(self) -> anthropic.AsyncAnthropic:
         """The SDK client requests go through."""
         return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections of a client this object created (a given one is yours)."""
+        if self._owns_client:
+            await self._client.close()
+
+    async def __aenter__(self) -> AnthropicLLM:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     def __repr__(self) -> str:
         return f"AnthropicLLM(model={self.model!r}, base_url={str(self._client.base_url)!r})"
@@ -127,7 +164,7 @@ class AnthropicLLM:
         if tools:
             params["tools"] = [_tool_param(t) for t in tools]
         if temperature is not None:
-            params["temperature"] = temperature
+            params["extra_body"] = {"temperature": self._checked_temperature(temperature)}
         try:
             if on_token is None:
                 try:
@@ -141,8 +178,8 @@ class AnthropicLLM:
         except anthropic.APITimeoutError as exc:
             raise LLMError(
                 f"the Anthropic API at {self._base_url} did not answer within {self.timeout}s "
-                f"(model {self.model!r}, {self.max_retries} retries); raise timeout= or "
-                "max_tokens may be too large for the timeout"
+                f"(model {self.model!r}, {self.max_retries} retries); raise timeout= (a large "
+                "max_tokens needs more time), or check the network"
             ) from exc
         except anthropic.APIConnectionError as exc:
             raise LLMError(
@@ -166,12 +203,26 @@ class AnthropicLLM:
                     delta = await anext(deltas)
                 except StopAsyncIteration:
                     break
-                except (ValueError, RuntimeError, TypeError, KeyError, IndexError) as exc:
-                    # The SDK's event accumulator failed: the event stream itself is broken.
-                    raise self._malformed(f"the event stream is broken ({exc})") from exc
+                except _BROKEN_STREAM as exc:
+                    raise self._malformed(f"the event stream is broken ({exc!r})") from exc
                 # Outside the try: an exception from the caller's callback is theirs, unwrapped.
                 on_token(delta)
-            return await stream.get_final_message()
+            try:
+                return await stream.get_final_message()
+            except _BROKEN_STREAM as exc:
+                raise self._malformed(f"the event stream is incomplete ({exc!r})") from exc
+
+    def _checked_temperature(self, temperature: float) -> float:
+        version = str(self._client.default_headers.get("anthropic-version", ""))
+        if version >= _SAMPLING_REMOVED_IN:
+            raise LLMConfigError(
+                f"AnthropicLLM cannot send temperature={temperature}: anthropic-version {version} "
+                "(anthropic SDK 2.x) removed sampling parameters and the API rejects them with "
+                "400. Call complete() without temperature; only for an older model that still "
+                "honours it, pass client=anthropic.AsyncAnthropic(default_headers="
+                "{'anthropic-version': '2023-06-01'}, ...)"
+            )
+        return temperature
 
     @property
     def _base_url(self) -> str:
@@ -181,6 +232,14 @@ class AnthropicLLM:
         status = exc.status_code
         detail = exc.api_message or exc.message
         kind = f" ({exc.type})" if exc.type else ""
+        if status < 400:  # an `error` event inside a stream that had started with 200
+            status = _ERROR_TYPE_STATUS.get(exc.type or "", 500)
+            return LLMError(
+                f"the Anthropic API stream for model {self.model!r} failed midway with "
+                f"{exc.type or 'an error'}: {detail}; the SDK does not retry a stream that has "
+                "started, so retry the call",
+                status_code=status,
+            )
         hint = _STATUS_HINTS.get(status)
         if hint is None and status >= 500:
             hint = "the API failed even after retrying; retry later or raise max_retries"
@@ -202,7 +261,13 @@ class AnthropicLLM:
     def _to_response(self, message: object) -> LLMResponse:
         try:
             return _response_from_sdk(message)
-        except (ValidationError, ValueError, TypeError, AttributeError) as exc:
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{e['loc'][0] if e['loc'] else 'value'}: {e['msg']} (got {e['input']!r:.60})"
+                for e in exc.errors(include_url=False)
+            )
+            raise self._malformed(f"{exc.title} is invalid: {problems}") from exc
+        except (ValueError, TypeError, AttributeError) as exc:
             raise self._malformed(str(exc)) from exc
 
 

@@ -8,6 +8,7 @@ API (content blocks, `tool_use` / `tool_result`), which is also what `ScriptedLL
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
@@ -26,6 +27,7 @@ __all__ = [
     "ToolUseBlock",
     "Usage",
     "assistant",
+    "conversation_problems",
     "tool_result",
     "user",
 ]
@@ -245,6 +247,55 @@ def assistant(content: str | Sequence[ContentBlock]) -> Message:
 def tool_result(tool_use_id: str, content: str, *, is_error: bool = False) -> ToolResultBlock:
     """A `tool_result` block answering the tool call `tool_use_id`; send it inside `user([...])`."""
     return ToolResultBlock(tool_use_id=tool_use_id, content=content, is_error=is_error)
+
+
+def conversation_problems(messages: Sequence[Message]) -> list[str]:
+    """What the Anthropic Messages API would reject in this conversation (empty if fine)."""
+    problems: list[str] = []
+    if not messages:
+        return ["the conversation is empty; start it with user(...)"]
+    if messages[0].role != "user":
+        problems.append("messages[0] has role 'assistant'; the first message must be a user one")
+    for i, (prev, cur) in enumerate(itertools.pairwise(messages), 1):
+        if prev.role == cur.role:
+            problems.append(
+                f"messages[{i - 1}] and messages[{i}] both have role {cur.role!r}; roles must "
+                "alternate (merge them into one message)"
+            )
+    for i, message in enumerate(messages):
+        blocks = message.blocks
+        final_assistant = message.role == "assistant" and i == len(messages) - 1
+        if not final_assistant and (not message.content or message.content == [TextBlock(text="")]):
+            problems.append(f"messages[{i}] is empty; only a final assistant message may be")
+        if message.role == "assistant":
+            asked = [b.id for b in blocks if isinstance(b, ToolUseBlock)]
+            if any(isinstance(b, ToolResultBlock) for b in blocks):
+                problems.append(f"messages[{i}] is an assistant message with a tool_result block")
+            nxt = messages[i + 1] if i + 1 < len(messages) else None
+            if asked and nxt is not None:
+                answered = {b.tool_use_id for b in nxt.blocks if isinstance(b, ToolResultBlock)}
+                missing = [a for a in asked if a not in answered]
+                if missing:
+                    problems.append(
+                        f"tool_use ids {missing} in messages[{i}] have no tool_result in "
+                        f"messages[{i + 1}]; answer every tool call before continuing"
+                    )
+        else:
+            prev_msg = messages[i - 1] if i > 0 else None
+            asked_before = (
+                {b.id for b in prev_msg.blocks if isinstance(b, ToolUseBlock)}
+                if prev_msg is not None
+                else set()
+            )
+            for block in blocks:
+                if isinstance(block, ToolUseBlock):
+                    problems.append(f"messages[{i}] is a user message with a tool_use block")
+                elif isinstance(block, ToolResultBlock) and block.tool_use_id not in asked_before:
+                    problems.append(
+                        f"messages[{i}] has a tool_result for {block.tool_use_id!r}, which the "
+                        "previous assistant message did not ask for"
+                    )
+    return problems
 
 
 def _describe(message: Message) -> str:

@@ -35,6 +35,7 @@ class LLM(Protocol):
         """Send the conversation and return the model's next turn.
 
         `on_token`, when given, streams the answer: it receives each text delta as it arrives,
-        and the returned `LLMResponse` is the same as without streaming.
+        and the returned `LLMResponse` is the same as without streaming. A backend that cannot
+        honour `temperature` raises `LLMConfigError` instead of silently ignoring it.
         """
         ...

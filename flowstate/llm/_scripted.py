@@ -15,7 +15,6 @@ handed out, so the same script and the same requests always give the same respon
 from __future__ import annotations
 
 import inspect
-import itertools
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -30,10 +29,9 @@ from ._models import (
     LLMResponse,
     Message,
     ToolCall,
-    ToolResultBlock,
     ToolSpec,
-    ToolUseBlock,
     Usage,
+    conversation_problems,
 )
 from ._protocol import TokenCallback
 
@@ -77,7 +75,8 @@ class ScriptedLLM:
 
     By default it also rejects conversations the Anthropic API would reject (roles that do not
     alternate, a `tool_use` without its `tool_result`), so agent bugs show up offline too; pass
-    `check_conversation=False` to turn that off.
+    `check_conversation=False` to turn that off. `source` names where the script came from in
+    error messages (`from_file` sets it to the path).
     """
 
     model: str
@@ -128,9 +127,12 @@ class ScriptedLLM:
                 f"line {exc.lineno} column {exc.colno}"
             ) from exc
         if not isinstance(data, list):
+            kind = {dict: "object", str: "string", bool: "boolean", type(None): "null"}.get(
+                type(data), "number"
+            )
             raise LLMConfigError(
-                f"the ScriptedLLM script file {str(file)!r} holds a JSON "
-                f"{type(data).__name__}; it must hold a list of responses, e.g. "
+                f"the ScriptedLLM script file {str(file)!r} holds a JSON {kind}; it must hold a "
+                "list of responses, e.g. "
                 '["Hello!", {"tool_calls": [{"name": "search", "input": {"q": "x"}}]}]'
             )
         try:
@@ -240,52 +242,6 @@ class ScriptedLLM:
         tool_id = f"{SCRIPTED_TOOL_ID_PREFIX}{self._next_tool_id}"
         self._next_tool_id += 1
         return tool_id
-
-
-def conversation_problems(messages: Sequence[Message]) -> list[str]:
-    """What the Anthropic Messages API would reject in this conversation (empty if fine)."""
-    problems: list[str] = []
-    if not messages:
-        return ["the conversation is empty; start it with user(...)"]
-    if messages[0].role != "user":
-        problems.append("messages[0] has role 'assistant'; the first message must be a user one")
-    for i, (prev, cur) in enumerate(itertools.pairwise(messages), 1):
-        if prev.role == cur.role:
-            problems.append(
-                f"messages[{i - 1}] and messages[{i}] both have role {cur.role!r}; roles must "
-                "alternate (merge them into one message)"
-            )
-    for i, message in enumerate(messages):
-        blocks = message.blocks
-        if message.role == "assistant":
-            asked = [b.id for b in blocks if isinstance(b, ToolUseBlock)]
-            if any(isinstance(b, ToolResultBlock) for b in blocks):
-                problems.append(f"messages[{i}] is an assistant message with a tool_result block")
-            nxt = messages[i + 1] if i + 1 < len(messages) else None
-            if asked and nxt is not None:
-                answered = {b.tool_use_id for b in nxt.blocks if isinstance(b, ToolResultBlock)}
-                missing = [a for a in asked if a not in answered]
-                if missing:
-                    problems.append(
-                        f"tool_use ids {missing} in messages[{i}] have no tool_result in "
-                        f"messages[{i + 1}]; answer every tool call before continuing"
-                    )
-        else:
-            prev_msg = messages[i - 1] if i > 0 else None
-            asked_before = (
-                {b.id for b in prev_msg.blocks if isinstance(b, ToolUseBlock)}
-                if prev_msg is not None
-                else set()
-            )
-            for block in blocks:
-                if isinstance(block, ToolUseBlock):
-                    problems.append(f"messages[{i}] is a user message with a tool_use block")
-                elif isinstance(block, ToolResultBlock) and block.tool_use_id not in asked_before:
-                    problems.append(
-                        f"messages[{i}] has a tool_result for {block.tool_use_id!r}, which the "
-                        "previous assistant message did not ask for"
-                    )
-    return problems
 
 
 def _errors(exc: ValidationError) -> str:

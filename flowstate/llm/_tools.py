@@ -18,7 +18,14 @@ import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Annotated, Any, Generic, ParamSpec, TypeVar, overload
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PydanticUserError,
+    ValidationError,
+    create_model,
+)
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ._errors import LLMConfigError, ToolInputError
@@ -85,10 +92,10 @@ class Tool(Generic[P, R]):
             inspect.cleandoc(description) if description is not None else inspect.getdoc(fn) or ""
         )
         self._is_async = inspect.iscoroutinefunction(fn)
-        self._params, self.input_model = _input_model(fn, tool_name)
         try:
+            self._params, self.input_model = _input_model(fn, tool_name)
             self._schema = self.input_model.model_json_schema()
-        except Exception as exc:  # pydantic raises several types for unschemable annotations
+        except (PydanticUserError, TypeError, ValueError) as exc:
             raise LLMConfigError(
                 f"tool {tool_name!r}: cannot build a JSON schema from its signature ({exc}); "
                 "use JSON-friendly parameter types and defaults (str, int, float, bool, list, "

@@ -24,11 +24,14 @@ def _golden(tmp: Path, graph: str) -> dict:
     return r.state.model_dump()
 
 
-def _child(db: Path, graph: str, run: str, sink: Path, delay: float, env: dict | None = None
-           ) -> subprocess.Popen:
+def _child(
+    db: Path, graph: str, run: str, sink: Path, delay: float, env: dict | None = None
+) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, CHILD, str(db), graph, run, str(sink), str(delay)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, **(env or {})},
     )
 
@@ -41,7 +44,8 @@ def _check_trial(db: Path, sink: Path, graph: str, run: str, golden: dict, kills
     with sqlite3.connect(db) as c:
         dup = c.execute(
             "SELECT count(*) FROM (SELECT run_id, step, task_path, count(*) k FROM writes "
-            "GROUP BY 1, 2, 3 HAVING k > 1)").fetchone()[0]
+            "GROUP BY 1, 2, 3 HAVING k > 1)"
+        ).fetchone()[0]
         assert dup == 0
         n_writes = c.execute("SELECT count(*) FROM writes WHERE run_id = ?", [run]).fetchone()[0]
         n_effects = c.execute("SELECT count(*) FROM effects WHERE run_id = ?", [run]).fetchone()[0]
@@ -73,7 +77,7 @@ def test_random_sigkill_then_resume_matches_uninterrupted_run(tmp_path, graph):
         p.wait()
         for _ in range(10):
             p = _child(db, graph, run, sink, 0.0)
-            out, err = p.communicate(timeout=60)
+            _out, err = p.communicate(timeout=60)
             if p.returncode == 0:
                 break
             raise AssertionError(f"resume failed: {err}")
@@ -95,11 +99,11 @@ def test_crash_point_sweep_real_kill(tmp_path, graph):
             break  # the run completed before reaching crash point k: every point was covered
         assert p.returncode == -signal.SIGKILL
         r = _child(db, graph, run, sink, 0.0)
-        out, err = r.communicate(timeout=60)
+        _, err = r.communicate(timeout=60)
         if r.returncode != 0 and "no run" in err:
             # killed before the run row was committed: start again from scratch
             r = _child(db, graph, run, sink, 0.0)
-            out, err = r.communicate(timeout=60)
+            _out, err = r.communicate(timeout=60)
         assert r.returncode == 0, err
         _check_trial(db, sink, graph, run, golden, 1)
         k += 1

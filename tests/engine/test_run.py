@@ -273,8 +273,16 @@ def test_stream_yields_typed_events_in_order(db_path):
 
     events = asyncio.run(collect())
     kinds = [e.kind for e in events]
-    assert kinds == ["run_started", "node_started", "node_finished", "step_finished",
-                     "node_started", "node_finished", "step_finished", "run_finished"]
+    assert kinds == [
+        "run_started",
+        "node_started",
+        "node_finished",
+        "step_finished",
+        "node_started",
+        "node_finished",
+        "step_finished",
+        "run_finished",
+    ]
     assert events[2].update == {"n": 1}
     assert json.loads(events[-1].model_dump_json())["status"] == "completed"
 
