@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -16,7 +17,6 @@ from pydantic import BaseModel, ValidationError
 
 from flowstate.checkpoints import (
     Durability,
-    EffectRecord,
     RunRecord,
     SQLiteStore,
     StepRecord,
@@ -31,7 +31,10 @@ from flowstate.errors import (
 
 from . import _events as ev
 from ._plan import start_tasks
-from ._scheduler import Committed, Execution, Outcome, goto_from_json
+
+if TYPE_CHECKING:
+    from ._replay import ReplayReport
+from ._scheduler import Committed, Execution, JournalSource, Outcome, goto_from_json
 from ._types import Task
 
 if TYPE_CHECKING:
@@ -71,6 +74,11 @@ class HistoryEntry:
     started_at: float
     finished_at: float
     run_id: str
+    """The run the activation belongs to (a subgraph child run for nested entries)."""
+    depth: int = 0
+    """0 for the run's own activations, 1 for a subgraph's, 2 for a sub-subgraph's …"""
+    usage: dict[str, int] = field(default_factory=dict)
+    """LLM tokens used by the activation."""
 
     @property
     def duration_ms(self) -> float:
@@ -97,8 +105,10 @@ class CompiledGraph(Generic[S]):
         max_steps: int = 10_000,
         interrupt_before: tuple[str, ...] = (),
         interrupt_after: tuple[str, ...] = (),
+        max_concurrency: int | None = None,
     ) -> None:
         self.ir = ir
+        self.max_concurrency = max_concurrency
         self.name = ir.name
         self._store_arg = store
         self._durability: Durability = durability
@@ -110,7 +120,8 @@ class CompiledGraph(Generic[S]):
         self.services: dict[str, Any] = {}
         """Objects nodes reach through ``ctx.services`` (an LLM, tools, memory)."""
         self._check_signals = True
-        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._tasks: dict[str, asyncio.Future[Any]] = {}
+        self._cancel_requested: set[str] = set()
         self.rng: random.Random | None = None
         """Seeded RNG for retry jitter (tests)."""
 
@@ -128,8 +139,16 @@ class CompiledGraph(Generic[S]):
         """The same graph on another store (subgraphs run on their parent's store)."""
         if self._store is store:
             return self
-        clone = CompiledGraph(self.ir, store=store, max_steps=self.max_steps)
+        clone = CompiledGraph(
+            self.ir,
+            store=store,
+            max_steps=self.max_steps,
+            interrupt_before=self.interrupt_before,
+            interrupt_after=self.interrupt_after,
+            max_concurrency=self.max_concurrency,
+        )
         clone.services = self.services
+        clone.rng = self.rng
         return clone
 
     # -- running -----------------------------------------------------------------------
@@ -142,10 +161,15 @@ class CompiledGraph(Generic[S]):
         max_steps: int | None = None,
         interrupt_before: Sequence[str] | None = None,
         interrupt_after: Sequence[str] | None = None,
+        max_concurrency: int | None = None,
         on_event: Callable[[Any], None] | None = None,
     ) -> RunResult[S]:
-        """Run the graph from ``input`` to END (or a pause). Checkpoints every activation."""
+        """Run the graph from ``input`` to END (or a pause). Checkpoints every activation.
+
+        ``max_concurrency`` bounds how many activations of a step run at once.
+        """
         config = {
+            "max_concurrency": max_concurrency or self.max_concurrency,
             "max_steps": max_steps if max_steps is not None else self.max_steps,
             "interrupt_before": list(
                 interrupt_before if interrupt_before is not None else self.interrupt_before
@@ -169,6 +193,7 @@ class CompiledGraph(Generic[S]):
         parent_step: int | None = None,
         emit: Callable[[Any], None] | None = None,
         config: dict[str, Any] | None = None,
+        journal: JournalSource | None = None,
     ) -> RunResult[S]:
         schema = self.ir.schema
         try:
@@ -214,7 +239,14 @@ class CompiledGraph(Generic[S]):
             run = run.model_copy(update={"status": "completed"})
         self.store.create_run(run, step0)
         return await self._execute(
-            run, step0, state, {}, emit, resumed=False, last_snapshot_bytes=len(input_json)
+            run,
+            step0,
+            state,
+            {},
+            emit,
+            resumed=False,
+            last_snapshot_bytes=len(input_json),
+            journal=journal,
         )
 
     async def _execute(
@@ -231,8 +263,8 @@ class CompiledGraph(Generic[S]):
         bytes_since: int = 0,
         steps_since: int = 0,
         last_snapshot_bytes: int = 0,
-        replay_journal: Callable[[int, str], dict[int, EffectRecord]] | None = None,
         config_override: dict[str, Any] | None = None,
+        journal: JournalSource | None = None,
     ) -> RunResult[S]:
         config = {**json.loads(run.config), **(config_override or {})}
         sink = emit or (lambda e: None)
@@ -249,25 +281,39 @@ class CompiledGraph(Generic[S]):
             visits=visits or {},
             interrupt_before=tuple(config.get("interrupt_before", ())),
             interrupt_after=tuple(config.get("interrupt_after", ())),
-            replay_journal=replay_journal,
+            journal=journal,
             bytes_since_snapshot=bytes_since,
             steps_since_snapshot=steps_since,
             last_snapshot_bytes=last_snapshot_bytes,
             rng=self.rng,
             listening=emit is not None,
+            max_concurrency=config.get("max_concurrency"),
         )
         if resumed:
             exe.resumed_step = step.step
             exe.has_interrupts = True
         sink(ev.RunStarted(run_id=run.id, graph=self.name, resumed=resumed, step=step.step))
-        current = asyncio.current_task()
-        if current is not None:
-            self._tasks[run.id] = current
+        inner = asyncio.ensure_future(exe.drive())
+        self._tasks[run.id] = inner
         try:
-            outcome = await exe.drive()
+            outcome = await asyncio.shield(inner)
         except asyncio.CancelledError:
+            # Either app.cancel() cancelled the run, or our caller's task was cancelled.
+            if not inner.done():
+                inner.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await inner
             self.store.update_run(run.id, status="cancelled", error="cancelled", head_step=exe.step)
             sink(ev.RunFinished(run_id=run.id, status="cancelled", reason="cancelled"))
+            if run.id in self._cancel_requested:
+                self._cancel_requested.discard(run.id)
+                return RunResult(
+                    run_id=run.id,
+                    status="cancelled",
+                    state=exe.state,  # type: ignore[arg-type]
+                    reason="cancelled",
+                    step=exe.step,
+                )
             raise
         finally:
             self._tasks.pop(run.id, None)
@@ -340,6 +386,7 @@ class CompiledGraph(Generic[S]):
         allow_graph_change: bool = False,
         max_steps: int | None = None,
         emit: Callable[[Any], None] | None = None,
+        journal: JournalSource | None = None,
     ) -> RunResult[S]:
         store = self.store
         run = store.get_run(run_id)
@@ -383,6 +430,7 @@ class CompiledGraph(Generic[S]):
             steps_since=info["steps_since"],
             last_snapshot_bytes=info["snapshot_bytes"],
             config_override=override,
+            journal=journal,
         )
 
     def check_graph(self, run: RunRecord, allow_graph_change: bool = False) -> None:
@@ -446,26 +494,98 @@ class CompiledGraph(Generic[S]):
             raise RunStateError(f"run {run_id} has steps 0..{last}; step {step} does not exist")
         return self._rebuild(run_id, step)[0]  # type: ignore[return-value]
 
-    def history(self, run_id: str) -> list[HistoryEntry]:
-        """Every committed activation of the run, in order."""
+    def history(self, run_id: str, *, nested: bool = True) -> list[HistoryEntry]:
+        """Every committed activation of the run, in order. With ``nested`` (default),
+        the activations of subgraph child runs follow the parent activation that ran
+        them, with ``run_id`` set to the child run and ``depth`` to its nesting level."""
         store = self.store
         store.get_run(run_id)
+        return self._history(run_id, nested, 0)
+
+    def _history(self, run_id: str, nested: bool, depth: int) -> list[HistoryEntry]:
+        store = self.store
         effects: dict[tuple[int, str], int] = {}
         for e in store.effects(run_id):
             effects[(e.step, e.task_path)] = effects.get((e.step, e.task_path), 0) + 1
-        return [
-            HistoryEntry(
-                step=w.step,
-                node=w.node,
-                task_path=w.task_path,
-                update=json.loads(w.update),
-                effects=effects.get((w.step, w.task_path), 0),
-                started_at=w.started_at,
-                finished_at=w.finished_at,
-                run_id=run_id,
+        children = (
+            {
+                c.id
+                for c in store.list_runs(parent_id=run_id, include_children=True, limit=1_000_000)
+            }
+            if nested
+            else set()
+        )
+        out: list[HistoryEntry] = []
+        for w in store.writes(run_id):
+            out.append(
+                HistoryEntry(
+                    step=w.step,
+                    node=w.node,
+                    task_path=w.task_path,
+                    update=json.loads(w.update),
+                    effects=effects.get((w.step, w.task_path), 0),
+                    started_at=w.started_at,
+                    finished_at=w.finished_at,
+                    run_id=run_id,
+                    depth=depth,
+                    usage=json.loads(w.usage),
+                )
             )
-            for w in store.writes(run_id)
-        ]
+            child = f"{run_id}/{w.step}/{w.task_path}"
+            if child in children:
+                out += self._history(child, nested, depth + 1)
+        return out
+
+    async def replay(
+        self,
+        run_id: str,
+        *,
+        raise_on_divergence: bool = True,
+        allow_graph_change: bool = False,
+    ) -> ReplayReport:
+        """Re-execute a recorded run offline and compare every update with the recording.
+
+        Every effect (LLM, tool, network) is served from the journal; nothing is performed
+        live. Returns a ReplayReport; raises ReplayDivergence on the first difference unless
+        ``raise_on_divergence=False``.
+        """
+        from ._replay import replay
+
+        return await replay(
+            self,
+            run_id,
+            raise_on_divergence=raise_on_divergence,
+            allow_graph_change=allow_graph_change,
+        )
+
+    async def replay_many(self, run_ids: Sequence[str]) -> list[ReplayReport]:
+        """Replay several runs; never raises on divergence, returns every report."""
+        return [await self.replay(r, raise_on_divergence=False) for r in run_ids]
+
+    async def fork(
+        self,
+        run_id: str,
+        *,
+        at: int,
+        update: dict[str, Any] | None = None,
+        reuse_effects: bool = False,
+        new_run_id: str | None = None,
+        on_event: Callable[[Any], None] | None = None,
+    ) -> RunResult[S]:
+        """Start a new run from the state at the start of step ``at``, patched with
+        ``update``, linked to its parent. With ``reuse_effects``, effects whose requests
+        match the parent's journal are served from it instead of being performed again."""
+        from ._replay import fork
+
+        return await fork(
+            self,
+            run_id,
+            at=at,
+            update=update,
+            reuse_effects=reuse_effects,
+            new_run_id=new_run_id,
+            on_event=on_event,
+        )
 
     def to_mermaid(self) -> str:
         from ._render import to_mermaid
@@ -487,11 +607,14 @@ class CompiledGraph(Generic[S]):
             raise RunStateError(f"run {run_id} is completed; there is nothing to cancel")
         task = self._tasks.get(run_id)
         if task is not None and not task.done():
+            self._cancel_requested.add(run_id)
             task.cancel()
-        else:
-            self.store.send_signal(run_id, "cancel")
-            if run.status != "running":
-                self.store.update_run(run_id, status="cancelled", error="cancelled")
+            return
+        # Not running here: a live process elsewhere sees the signal at its next node
+        # boundary or effect; if none is alive, the status alone is the cancel, and crash
+        # recovery (which resumes only `running` runs) will not pick the run up again.
+        self.store.send_signal(run_id, "cancel")
+        self.store.update_run(run_id, status="cancelled", error="cancelled")
 
 
 def graph_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

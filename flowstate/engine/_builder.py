@@ -12,7 +12,14 @@ from pydantic import BaseModel
 
 from flowstate.errors import GraphBuildError
 
-from ._nodes import NodeSpec, RetryPolicy, RouterSpec, analyse_node, analyse_router
+from ._nodes import (
+    NodeSpec,
+    RetryPolicy,
+    RouterSpec,
+    UnresolvedAnnotation,
+    analyse_node,
+    analyse_router,
+)
 from ._state import StateSchema
 from ._types import END, START
 
@@ -129,7 +136,11 @@ class GraphBuilder(Generic[S]):
         if isinstance(fn, CompiledGraph):
             spec = _subgraph_spec(name, fn, self.state, input_map, output_map)
         elif callable(fn):
-            spec = analyse_node(name, fn, self.state)
+            try:
+                spec = analyse_node(name, fn, self.state)
+            except UnresolvedAnnotation as e:
+                self._problems.append(f"node '{name}': {e}")
+                return self
         else:
             self._problems.append(f"node '{name}' is {fn!r}, which is not callable")
             return self
@@ -165,7 +176,11 @@ class GraphBuilder(Generic[S]):
         from ``targets`` (a list, or a mapping from return values to node names). A router
         may return one target, a list of targets (static fan-out), END, or ``Send`` items.
         """
-        spec = analyse_router(source, router, self.state, targets)
+        try:
+            spec = analyse_router(source, router, self.state, targets)
+        except UnresolvedAnnotation as e:
+            self._problems.append(f"router after '{source}': {e}")
+            return self
         self._routers.setdefault(source, []).append(spec)
         return self
 
@@ -199,12 +214,14 @@ class GraphBuilder(Generic[S]):
         max_steps: int = 10_000,
         interrupt_before: Sequence[str] = (),
         interrupt_after: Sequence[str] = (),
+        max_concurrency: int | None = None,
     ) -> CompiledGraph[S]:
         """Validate the graph and bind it to a checkpoint store.
 
         ``store`` is a path to an SQLite file (default: ``$FLOWSTATE_DB`` or
         ``./flowstate.db``), ``":memory:"``, or a store object. ``max_steps`` bounds the
         number of activations of a run (default 10,000); reaching it pauses the run.
+        ``max_concurrency`` bounds how many activations of one step run at once.
         """
         from ._app import CompiledGraph
 
@@ -222,6 +239,7 @@ class GraphBuilder(Generic[S]):
             max_steps=max_steps,
             interrupt_before=tuple(interrupt_before),
             interrupt_after=tuple(interrupt_after),
+            max_concurrency=max_concurrency,
         )
 
 

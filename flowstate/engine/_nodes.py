@@ -76,14 +76,39 @@ class RouterSpec:
     name: str
 
 
-def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+def _hints(fn: Callable[..., Any], state: type[BaseModel] | None = None) -> dict[str, Any]:
     target = fn
     if not (inspect.isfunction(target) or inspect.ismethod(target)):
         target = getattr(fn, "__call__", fn)  # noqa: B004 - callable objects
     try:
         return typing.get_type_hints(target, include_extras=False)
     except Exception:
-        return dict(getattr(target, "__annotations__", {}) or {})
+        raw = dict(getattr(target, "__annotations__", {}) or {})
+        scope = dict(getattr(target, "__globals__", {}))
+        if state is not None:
+            scope.setdefault(state.__name__, state)
+        code, cells = getattr(target, "__code__", None), getattr(target, "__closure__", None)
+        if code is not None and cells:
+            scope.update(
+                {n: c.cell_contents for n, c in zip(code.co_freevars, cells, strict=False)}
+            )
+        out: dict[str, Any] = {}
+        for k, v in raw.items():
+            if isinstance(v, str):
+                try:
+                    v = eval(v, scope)
+                except Exception:
+                    raise UnresolvedAnnotation(
+                        f"the annotation {v!r} of parameter '{k}' of "
+                        f"{getattr(fn, '__name__', fn)!r} cannot be resolved: define "
+                        f"'{v}' at module level (or drop `from __future__ import annotations`)"
+                    ) from None
+            out[k] = v
+        return out
+
+
+class UnresolvedAnnotation(ValueError):
+    """A node's or router's annotation names something that is not in scope."""
 
 
 def _params(fn: Callable[..., Any]) -> list[inspect.Parameter]:
@@ -99,7 +124,7 @@ def _is_ctx(p: inspect.Parameter, hints: dict[str, Any]) -> bool:
 
 
 def _input(fn: Callable[..., Any], state: type[BaseModel]) -> tuple[str, Any, str | None]:
-    hints = _hints(fn)
+    hints = _hints(fn, state)
     params = [p for p in _params(fn) if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     ctx = next((p.name for p in params if _is_ctx(p, hints)), None)
     data = [p for p in params if not _is_ctx(p, hints)]
@@ -143,7 +168,7 @@ def _writes(ret: Any) -> tuple[frozenset[str] | None, dict[str, Any]]:
 
 def analyse_node(name: str, fn: Callable[..., Any], state: type[BaseModel]) -> NodeSpec:
     kind, input_type, ctx = _input(fn, state)
-    hints = _hints(fn)
+    hints = _hints(fn, state)
     ret = hints.get("return", inspect.Parameter.empty)
     writes, wtypes = _writes(ret)
     call = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else getattr(fn, "__call__", fn)  # noqa: B004
@@ -197,7 +222,7 @@ def analyse_router(
     targets: list[str] | Mapping[Any, str] | None,
 ) -> RouterSpec:
     kind, input_type, _ = _input(fn, state)
-    ret = _hints(fn).get("return")
+    ret = _hints(fn, state).get("return")
     ann_targets, multi = _literal_targets(ret)
     mapping: dict[Any, str] | None = None
     if targets is None:

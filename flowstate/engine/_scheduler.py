@@ -87,6 +87,58 @@ def goto_from_json(raw: str) -> list[str | Send]:
     ]
 
 
+@dataclass
+class JournalSource:
+    """Where recorded effects come from when they are not in the run's own journal.
+
+    Replay reads the recorded run (``strict``: a missing or different effect is a
+    divergence, and nothing is ever performed live). Fork with ``reuse_effects`` reads the
+    parent run at an offset (not strict: a request that differs runs live).
+    """
+
+    store: Any
+    strict: bool
+    step_offset: int = 0
+    run_map: Callable[[str], str] = lambda r: r
+    check: Callable[[str, WriteRecord, dict[str, Any]], None] | None = None
+    """Replay: compare a new write with the recorded one (raises on divergence)."""
+
+    def effects(self, run_id: str, step: int, path: str) -> dict[int, EffectRecord]:
+        return {
+            e.seq: e
+            for e in self.store.effects(self.run_map(run_id), step + self.step_offset, path)
+        }
+
+    def answers(self, run_id: str, step: int, path: str) -> dict[int, str]:
+        return {
+            i.seq: i.answer
+            for i in self.store.interrupts(self.run_map(run_id), step + self.step_offset)
+            if i.task_path == path and i.answer is not None and i.seq >= 0
+        }
+
+
+_MISSING = object()
+
+
+def _contribution(reducer: str | None, initial: Any, final: Any) -> Any:
+    """What a subgraph added to a field, so the parent's reducer does not count the
+    input twice: the appended suffix, the added amount, the changed keys. Fields without
+    a built-in reducer get the subgraph's final value."""
+    if initial is _MISSING:
+        return final
+    if reducer == "append" and isinstance(final, list) and isinstance(initial, list):
+        if final[: len(initial)] == initial:
+            return final[len(initial) :]
+    elif reducer == "add":
+        try:
+            return final - initial
+        except TypeError:
+            return final
+    elif reducer == "merge" and isinstance(final, dict) and isinstance(initial, dict):
+        return {k: v for k, v in final.items() if k not in initial or initial[k] != v}
+    return final
+
+
 class _Failure(Exception):
     def __init__(self, task: Task, exc: BaseException) -> None:
         super().__init__(str(exc))
@@ -112,14 +164,16 @@ class Execution:
         visits: dict[str, int],
         interrupt_before: tuple[str, ...] = (),
         interrupt_after: tuple[str, ...] = (),
-        replay_journal: Callable[[int, str], dict[int, EffectRecord]] | None = None,
+        journal: JournalSource | None = None,
         bytes_since_snapshot: int = 0,
         steps_since_snapshot: int = 0,
         last_snapshot_bytes: int = 0,
         rng: random.Random | None = None,
         listening: bool = True,
+        max_concurrency: int | None = None,
     ) -> None:
         self.listening = listening
+        self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         self._signals_checked = -1.0
         self.app = app
         self.ir = app.ir
@@ -138,7 +192,8 @@ class Execution:
         self.visits = visits
         self.interrupt_before = interrupt_before
         self.interrupt_after = interrupt_after
-        self.replay_journal = replay_journal
+        self.journal = journal
+        self.replay = journal is not None and journal.strict
         self.bytes_since_snapshot = bytes_since_snapshot
         self.steps_since_snapshot = steps_since_snapshot
         self.last_snapshot_bytes = last_snapshot_bytes
@@ -266,7 +321,7 @@ class Execution:
             except (Exception, Interrupted) as e:
                 results = [e]
         else:
-            coros = [self._activate(t) for t in pending]
+            coros = [self._limited(t) for t in pending]
             results = await asyncio.gather(*coros, return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException) and not isinstance(
@@ -276,6 +331,9 @@ class Execution:
         for r in results:
             if isinstance(r, asyncio.CancelledError):
                 raise r
+        for r in results:
+            if isinstance(r, Exception) and not isinstance(r, _Failure):
+                raise r  # the store failed, or replay found a divergence: not the node's fault
         self._failures = [r for r in results if isinstance(r, _Failure)]
         if self._close_error is not None and not self._failures:
             self._failures = [_Failure(pending[-1], self._close_error)]
@@ -315,6 +373,12 @@ class Execution:
         return Outcome(status, self.state, reason, self.step)
 
     # -- one activation --------------------------------------------------------------------
+
+    async def _limited(self, task: Task) -> Committed | _Failure | Interrupted:
+        if self._slots is None:
+            return await self._activate(task)
+        async with self._slots:
+            return await self._activate(task)
 
     async def _activate(self, task: Task) -> Committed | _Failure | Interrupted:
         spec = self.ir.nodes.get(task.node)
@@ -415,6 +479,8 @@ class Execution:
             started_at=started,
             finished_at=time.time(),
         )
+        if self.journal is not None and self.journal.check is not None:
+            self.journal.check(self.run_id, write, update)
         c = Committed(task, write, update, goto)
         self.committed[task.path] = c
         self._remaining -= 1
@@ -521,19 +587,29 @@ class Execution:
             answers=answers,
             record=self.store.record_effect,
             emit=emit,
-            replay=self.replay_journal is not None,
-            cancelled=lambda: self._cancel_requested,
+            replay=self.replay,
+            cancelled=self._cancel_seen,
             services=self.app.services,
         )
 
     def _load_journal(self, task: Task) -> dict[int, EffectRecord]:
-        if self.replay_journal is not None:
-            return self.replay_journal(self.step, task.path)
-        if self.resumed_step != self.step:
-            return {}  # a step this process planned has no journal yet: skip the query
-        return {e.seq: e for e in self.store.effects(self.run_id, self.step, task.path)}
+        own: dict[int, EffectRecord] = {}
+        if self.resumed_step == self.step:  # a step this process planned has no journal yet
+            own = {e.seq: e for e in self.store.effects(self.run_id, self.step, task.path)}
+        if self.journal is not None and not own:
+            return self.journal.effects(self.run_id, self.step, task.path)
+        return own
+
+    def _cancel_seen(self) -> bool:
+        if self._cancel_requested:
+            return True
+        if "cancel" in self.store.signals(self.run_id):
+            self._cancel_requested = True
+        return self._cancel_requested
 
     def _load_answers(self, task: Task) -> dict[int, str]:
+        if self.replay and self.journal is not None:
+            return self.journal.answers(self.run_id, self.step, task.path)
         if not self.has_interrupts or self.resumed_step != self.step:
             return {}
         return {
@@ -601,18 +677,23 @@ class Execution:
         child_id = f"{self.run_id}/{self.step}/{task.path}"
         bound = sub._bind(self.store)
         existing = self.store.find_run(child_id)
+        source = self.state if not task.send else self.schema.model.model_validate(task.payload)
+        child_input = {cf: getattr(source, pf) for cf, pf in (spec.input_map or {}).items()}
         if existing is None:
-            source = self.state if not task.send else self.schema.model.model_validate(task.payload)
-            child_input = {cf: getattr(source, pf) for cf, pf in (spec.input_map or {}).items()}
             result = await bound._start(
                 child_input,
                 run_id=child_id,
                 parent=self.run_id,
                 parent_step=self.step,
                 emit=self.emit,
+                journal=self.journal,
             )
         else:
-            result = await bound._continue(child_id, emit=self.emit)
+            answers = self._load_answers(task)
+            value = json.loads(answers[0]) if 0 in answers else None
+            result = await bound._continue(
+                child_id, value=value, emit=self.emit, journal=self.journal
+            )
         if result.status != "completed":
             raise Interrupted(
                 0,
@@ -620,7 +701,14 @@ class Execution:
                     {"subgraph": child_id, "status": result.status, "reason": result.reason}
                 ),
             )
-        return {pf: getattr(result.state, cf) for pf, cf in (spec.output_map or {}).items()}
+        update: dict[str, Any] = {}
+        for pf, cf in (spec.output_map or {}).items():
+            final = getattr(result.state, cf)
+            reducer = self.schema.fields[pf].reducer
+            update[pf] = _contribution(
+                reducer.name if reducer else None, child_input.get(cf, _MISSING), final
+            )
+        return update
 
     def _normalize(self, spec: NodeSpec, raw: Any) -> tuple[dict[str, Any], list[str | Send]]:
         goto: list[str | Send] = []

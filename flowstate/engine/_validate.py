@@ -113,10 +113,15 @@ def validate(ir: GraphIR) -> list[str]:
         for t in spec.goto:
             check_target(f"node '{n}' (goto)", t)
 
-    # fields read through views and fields written
+    # fields read through views and fields written. A node fed only by fan-out routers
+    # (Sends) may take a payload model instead of a view; a node fed by a static edge, a
+    # join or a single-target router reads the state, so its input model must be a view.
+    state_fed = {d for ds in ir.edges.values() for d in ds} | {j.target for j in ir.joins}
+    state_fed |= {t for rs in ir.routers.values() for r in rs if not r.multi for t in r.targets}
     for n, spec in ir.nodes.items():
         if (
-            spec.input_kind == "view"
+            n in state_fed
+            and spec.input_kind == "view"
             and isinstance(spec.input_type, type)
             and issubclass(spec.input_type, BaseModel)
             and spec.input_type is not ir.schema.model
