@@ -192,6 +192,8 @@ def _print_result(result: Any) -> None:
         + (f": {result.reason}" if result.reason else ""),
         highlight=False,
     )
+    for payload in getattr(result, "interrupts", []) or []:
+        console.print(f"waiting for input: {json.dumps(payload)}", highlight=False, markup=False)
     console.print_json(result.state.model_dump_json())
 
 
@@ -250,12 +252,7 @@ def resume(
     """Continue a crashed, failed, paused or cancelled run from its last checkpoint."""
 
     def go() -> None:
-        target = graph or os.environ.get("FLOWSTATE_GRAPH")
-        if not target:
-            raise CLIError(
-                "which graph? pass --graph module:attr (the code is never loaded from the "
-                "database) or set FLOWSTATE_GRAPH"
-            )
+        target = _need_graph(graph)
         _store(db)
         g = load_graph(target, db)
         val = _json_arg(value, "--value")
@@ -289,12 +286,32 @@ def runs(
     graph: str | None = typer.Option(None, "--graph", help="Only runs of this graph."),
     limit: int = typer.Option(50, "--limit", help="How many runs."),
     children: bool = typer.Option(False, "--children", help="Include subgraph runs."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
 ) -> None:
     """List runs: id, graph, status, steps, started, updated."""
 
     def go() -> None:
         store = _store(db)
         rows = store.list_runs(status=status, graph=graph, limit=limit, include_children=children)
+        if as_json:
+            for r in rows:
+                pending = [
+                    json.loads(i.payload) for i in store.interrupts(r.id) if i.answer is None
+                ]
+                row = {
+                    "id": r.id,
+                    "graph": r.graph,
+                    "status": r.status,
+                    "steps": r.head_step,
+                    "created_at": r.created_at,
+                    "updated_at": r.updated_at,
+                    "parent_id": r.parent_id,
+                    "parent_step": r.parent_step,
+                    "reason": r.error,
+                    "waiting_for": pending,
+                }
+                print(json.dumps(row))
+            return
         t = Table(title=f"runs in {_db(db)}")
         for col in ("id", "graph", "status", "steps", "started", "updated", "parent", "note"):
             t.add_column(col, overflow="fold")
@@ -418,6 +435,79 @@ def show(
                 console.print_json(snap.snapshot)
             else:
                 console.print("(pass --graph module:attr to rebuild and print the state)")
+
+    _guard(go)
+
+
+def _need_graph(graph: str | None) -> str:
+    target = graph or os.environ.get("FLOWSTATE_GRAPH")
+    if not target:
+        raise CLIError(
+            "which graph? pass --graph module:attr (the code is never loaded from the "
+            "database) or set FLOWSTATE_GRAPH"
+        )
+    return target
+
+
+@app.command()
+def replay(
+    run_id: str = typer.Argument(..., help="The recorded run to replay."),
+    graph: str | None = typer.Option(
+        None, "--graph", "-g", help="The graph (module:attr); default: $FLOWSTATE_GRAPH."
+    ),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    allow_graph_change: bool = typer.Option(
+        False, "--allow-graph-change", help="Replay although the graph changed."
+    ),
+) -> None:
+    """Re-execute a recorded run offline (every effect from the journal) and report the
+    first divergence from the recording."""
+
+    def go() -> None:
+        _store(db)
+        g = load_graph(_need_graph(graph), db)
+        report = asyncio.run(
+            g.replay(run_id, raise_on_divergence=False, allow_graph_change=allow_graph_change)
+        )
+        console.print(report.summary(), highlight=False)
+        d = report.first_divergence
+        if d is not None:
+            if d.fields:
+                console.print_json(json.dumps(d.fields))
+            if d.effect:
+                console.print_json(json.dumps(d.effect))
+            raise typer.Exit(code=2)
+
+    _guard(go)
+
+
+@app.command()
+def fork(
+    run_id: str = typer.Argument(..., help="The run to fork."),
+    at: int = typer.Option(..., "--at", help="Start from the state at this step."),
+    set_: str | None = typer.Option(None, "--set", help="JSON patch of state fields."),
+    graph: str | None = typer.Option(
+        None, "--graph", "-g", help="The graph (module:attr); default: $FLOWSTATE_GRAPH."
+    ),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    reuse_effects: bool = typer.Option(
+        False, "--reuse-effects", help="Serve effects whose requests match the parent's."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live display."),
+) -> None:
+    """Start a new run from a step of an existing one, optionally patched."""
+
+    def go() -> None:
+        _store(db)
+        g = load_graph(_need_graph(graph), db)
+        patch = _json_arg(set_, "--set")
+        result = _drive(
+            lambda v: g.fork(run_id, at=at, update=patch, reuse_effects=reuse_effects, on_event=v),
+            quiet,
+        )
+        _print_result(result)
+        if result.status != "completed":
+            raise typer.Exit(code=3 if result.status == "paused" else 1)
 
     _guard(go)
 

@@ -16,7 +16,11 @@ from flowstate._crashpoints import crash_point
 from flowstate.checkpoints import EffectRecord
 from flowstate.errors import EffectError, RunStateError
 
-__all__ = ["EffectDivergence", "Interrupted", "NodeContext"]
+__all__ = ["EffectDivergence", "Interrupted", "NodeContext", "effect_observers"]
+
+effect_observers: list[Callable[[str, int, str, int, str], None]] = []
+"""Called with (run_id, step, task_path, seq, name) each time an effect is performed live
+(not served from the journal). Used by flowstate.testing to prove nothing ran twice."""
 
 
 class Interrupted(BaseException):
@@ -135,6 +139,8 @@ class NodeContext:
             if inspect.isawaitable(result):
                 result = await result
         crash_point("effect.after_call")
+        for observe in effect_observers:
+            observe(self.run_id, self.step, self.task_path, seq, name)
         try:
             response = pydantic_core.to_json(result).decode()
         except pydantic_core.PydanticSerializationError as e:

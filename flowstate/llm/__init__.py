@@ -10,13 +10,15 @@
         reply = await llm.complete(messages, tools=tools.specs)
 
 Requests, responses and tool outcomes are JSON-serialisable pydantic data, so the engine can
-journal them and replay a run without calling the model again.
+journal them and replay a run without calling the model again. Inside a node, wrap the model and
+the tools with `JournaledLLM(llm, ctx)` and `JournaledTools(tools, ctx)` to do exactly that.
 """
 
 import inspect as _inspect
 
 from ._anthropic import DEFAULT_ANTHROPIC_MODEL, AnthropicLLM
 from ._errors import LLMConfigError, LLMError, ScriptExhausted, ToolInputError
+from ._journaled import EffectContext, JournaledLLM, JournaledTools
 from ._models import (
     ContentBlock,
     LLMRequest,
@@ -50,6 +52,9 @@ __all__ = [
     "SCRIPTED_TOOL_ID_PREFIX",
     "AnthropicLLM",
     "ContentBlock",
+    "EffectContext",
+    "JournaledLLM",
+    "JournaledTools",
     "LLMConfigError",
     "LLMError",
     "LLMRequest",

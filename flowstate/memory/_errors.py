@@ -47,9 +47,16 @@ class FlowstateMemoryError(Exception):
     """Stable code that the docs explain; also the first word of the message."""
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
         if code is not None:
             self.code = code
-        super().__init__(f"{self.code}: {message}")
+
+    def __str__(self) -> str:
+        return f"{self.code}: {super().__str__()}"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keep the code when the error crosses a process boundary (pickle).
+        return (type(self), self.args, {"code": self.code})
 
 
 class MemoryConfigError(FlowstateMemoryError, ValueError):

@@ -77,17 +77,17 @@ _seq_lock = threading.Lock()
 _last_seq = 0
 
 
-def next_seq(floor: int = 0) -> int:
+def next_seq() -> int:
     """A strictly increasing write sequence number for this process.
 
-    It is the wall clock in nanoseconds, bumped when needed so that it always grows, and
-    never below ``floor``. Clock-based rather than a table counter so that an op can be made
-    (and recorded) before any transaction exists; across processes on one machine it still
-    orders writes by time. It breaks recency ties between entries with equal timestamps.
+    It is the wall clock in nanoseconds, bumped when needed so that it always grows.
+    Clock-based rather than a table counter so that an op can be made (and recorded) before
+    any transaction exists; across processes on one machine it still orders writes by time.
+    It breaks recency ties between entries with equal timestamps.
     """
     global _last_seq
     with _seq_lock:
-        _last_seq = max(time.time_ns(), _last_seq + 1, floor)
+        _last_seq = max(time.time_ns(), _last_seq + 1)
         return _last_seq
 
 
@@ -247,7 +247,7 @@ def _execute(conn: sqlite3.Connection, op: MemoryOp) -> None:
             chunk = op.ids[start : start + _CHUNK]
             marks = ", ".join("?" for _ in chunk)
             conn.execute(
-                f"DELETE FROM {TABLE} WHERE namespace = ? AND id IN ({marks})",
+                f"DELETE FROM {TABLE} WHERE +namespace = ? AND id IN ({marks})",
                 (op.namespace, *chunk),
             )
     elif isinstance(op, ClearOp):

@@ -1,0 +1,38 @@
+"""Prebuilt node kinds for LLM agents: a model node, a tool node, and what they share.
+
+    class State(BaseModel):
+        question: str
+        messages: Annotated[list[Message], messages_reducer] = []
+
+    g = GraphBuilder(State)
+    g.add_node("agent", llm_node(llm, prompt="{question}", tools=tools, messages_field="messages"))
+    g.add_node("tools", tool_node(tools))
+    g.add_edge(START, "agent")
+    g.add_conditional_edges("agent", route)     # "tools" while the model calls tools, else END
+    g.add_edge("tools", "agent")
+
+Model and tool calls are journaled effects, so a resumed run never calls the model or a
+finished tool again; token counts land in each activation's `usage` and `run_usage` sums them.
+"""
+
+import inspect as _inspect
+
+from ._errors import LLMOutputError
+from ._llm_node import llm_node
+from ._messages import messages_reducer
+from ._tool_node import tool_node
+from ._usage import node_usage, run_usage
+
+__all__ = [
+    "LLMOutputError",
+    "llm_node",
+    "messages_reducer",
+    "node_usage",
+    "run_usage",
+    "tool_node",
+]
+
+for _obj in (globals()[_name] for _name in __all__):
+    if isinstance(_obj, type) or _inspect.isfunction(_obj):
+        _obj.__module__ = __name__
+del _obj

@@ -1,0 +1,340 @@
+"""``create_app``: the FastAPI task service over one checkpoint store.
+
+No ``from __future__ import annotations`` here: the routes are closures over per-app
+types (the create-task body, the task id), which FastAPI must see as real objects.
+"""
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel, ValidationError
+
+from flowstate.checkpoints import Durability, SQLiteStore
+from flowstate.engine import CompiledGraph, GraphBuilder
+from flowstate.errors import StoreError
+
+from ._http import PROBLEM, ApiError, Guard, install_handlers
+from ._models import (
+    GRAPH_NAME_PATTERN,
+    TASK_ID_PATTERN,
+    GraphInfo,
+    Health,
+    Problem,
+    ResumeTask,
+    TaskDetail,
+    TaskPage,
+    TaskRef,
+    TaskStatus,
+    create_task_model,
+)
+from ._registry import GraphRegistry
+from ._service import CURSOR_PATTERN, TaskService
+
+__all__ = ["create_app"]
+
+DESCRIPTION = """\
+Run the registered flowstate graphs as durable tasks.
+
+A task is a run in the checkpoint store: accepted tasks are committed before the 202,
+every node activation is checkpointed, and a restarted server resumes unfinished tasks
+from their last commit. Clients choose a graph by name; they never send code.
+Errors are RFC 7807 problem documents (`application/problem+json`).
+"""
+
+_DESCRIPTIONS = {
+    400: "The request is malformed (e.g. a cursor this server did not hand out).",
+    401: "A bearer token is required, or the one sent is not valid.",
+    404: "No task with this id.",
+    409: "The task's status does not allow the operation, or the idempotency key names "
+    "another request.",
+    413: "The request body is larger than the server's limit.",
+    422: "The request does not fit its schema; `errors` names each field.",
+    503: "The checkpoint store is unreachable.",
+}
+
+
+class EventStream(StreamingResponse):
+    media_type = "text/event-stream"
+
+
+def create_app(
+    graphs: Mapping[str, CompiledGraph[Any] | GraphBuilder[Any]] | GraphRegistry,
+    *,
+    db: str,
+    token: str | None = None,
+    max_concurrent_runs: int = 8,
+    task_timeout: float | None = None,
+    max_body_bytes: int = 1_048_576,
+    durability: Durability = "normal",
+) -> FastAPI:
+    """The task service for ``graphs`` (the allow-list), all bound to the store at ``db``.
+
+    ``token``: require ``Authorization: Bearer <token>`` on everything but /health and
+    /ready. ``max_concurrent_runs``: tasks executing at once; the others wait ``queued``.
+    ``task_timeout``: seconds a task may execute before it is cancelled with reason
+    ``timeout``. ``max_body_bytes``: larger request bodies get 413.
+    """
+    registry = graphs if isinstance(graphs, GraphRegistry) else GraphRegistry(graphs)
+    if not registry:
+        raise ValueError("create_app needs at least one graph to serve")
+    if max_body_bytes < 1:
+        raise ValueError(f"max_body_bytes must be positive, not {max_body_bytes}")
+    store = SQLiteStore(db, durability=durability)
+    bound = registry.bind(store)
+    service = TaskService(
+        bound, store, max_concurrent_runs=max_concurrent_runs, task_timeout=task_timeout
+    )
+    names = list(bound)
+    CreateTask = create_task_model({n: bound[n].state_model for n in names})
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(
+        title="flowstate task service",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.store = store
+
+    secured: list[Any] = []
+    if token:
+        bearer = HTTPBearer(auto_error=False, description="Set by the operator (FLOWSTATE_TOKEN).")
+        secured = [Depends(bearer)]
+
+    def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+        out: dict[int | str, dict[str, Any]] = {
+            c: {"model": Problem, "description": _DESCRIPTIONS[c]} for c in codes
+        }
+        if token:
+            out[401] = {"model": Problem, "description": _DESCRIPTIONS[401]}
+        return out
+
+    TaskId = Annotated[
+        str, Path(pattern=TASK_ID_PATTERN, description="The task id returned at creation.")
+    ]
+    links = {
+        name: {"operationId": op, "parameters": {"task_id": "$response.body#/id"}}
+        for name, op in (
+            ("GetTask", "get_task"),
+            ("CancelTask", "cancel_task"),
+            ("ResumeTask", "resume_task"),
+            ("TaskEvents", "task_events"),
+        )
+    }
+
+    @app.post(
+        "/v1/tasks",
+        status_code=202,
+        response_model=TaskRef,
+        operation_id="create_task",
+        summary="Start a task",
+        dependencies=secured,
+        responses={
+            202: {"description": "Accepted: the task is stored and queued.", "links": links},
+            200: {
+                "model": TaskRef,
+                "description": "The idempotency key names an existing task; it is returned.",
+                "links": links,
+            },
+            **errors(409, 413, 422, 503),
+        },
+    )
+    async def create_task(body: CreateTask, request: Request, response: Response) -> TaskRef:  # type: ignore[valid-type]
+        req = _strict(CreateTask, await request.body()).root
+        run, created = service.submit(
+            req.graph,
+            req.input,
+            max_steps=req.max_steps,
+            idempotency_key=req.idempotency_key,
+        )
+        if not created:
+            response.status_code = 200
+        return TaskRef(id=run.id, status=run.status)
+
+    @app.get(
+        "/v1/tasks",
+        response_model=TaskPage,
+        operation_id="list_tasks",
+        summary="List tasks, newest first",
+        dependencies=secured,
+        responses=errors(400, 422, 503),
+    )
+    async def list_tasks(
+        status: Annotated[TaskStatus | None, Query(description="Only this status.")] = None,
+        graph: Annotated[
+            str | None, Query(pattern=GRAPH_NAME_PATTERN, description="Only this graph.")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
+        cursor: Annotated[
+            str | None,
+            Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page."),
+        ] = None,
+    ) -> TaskPage:
+        return service.page(status=status, graph=graph, limit=limit, cursor=cursor)
+
+    @app.get(
+        "/v1/tasks/{task_id}",
+        response_model=TaskDetail,
+        operation_id="get_task",
+        summary="A task: status, state, committed steps, pending interrupts",
+        dependencies=secured,
+        responses=errors(404, 422, 503),
+    )
+    async def get_task(task_id: TaskId) -> TaskDetail:
+        return service.detail(task_id)
+
+    @app.post(
+        "/v1/tasks/{task_id}/cancel",
+        response_model=TaskRef,
+        operation_id="cancel_task",
+        summary="Cancel a task; answers once it has stopped",
+        dependencies=secured,
+        responses=errors(404, 409, 422, 503),
+    )
+    async def cancel_task(task_id: TaskId) -> TaskRef:
+        run = await service.cancel(task_id)
+        return TaskRef(id=run.id, status=run.status)
+
+    @app.post(
+        "/v1/tasks/{task_id}/resume",
+        status_code=202,
+        response_model=TaskRef,
+        operation_id="resume_task",
+        summary="Resume a paused, failed or cancelled task, answering its interrupt",
+        dependencies=secured,
+        responses=errors(404, 409, 413, 422, 503),
+    )
+    async def resume_task(
+        task_id: TaskId, request: Request, body: ResumeTask | None = None
+    ) -> TaskRef:
+        raw = await request.body()
+        if raw.strip():
+            body = _strict(ResumeTask, raw)
+        answer = body is not None and "value" in body.model_fields_set
+        run = service.resume(
+            task_id,
+            value=body.value if body is not None else None,
+            answer=answer,
+            max_steps=body.max_steps if body is not None else None,
+        )
+        return TaskRef(id=run.id, status=run.status)
+
+    @app.get(
+        "/v1/tasks/{task_id}/events",
+        response_class=EventStream,
+        operation_id="task_events",
+        summary="Server-sent events of the task, in order, ending with run_finished",
+        dependencies=secured,
+        responses={
+            200: {
+                "description": "`text/event-stream`: one event per engine event (`event:` is "
+                "its kind, `data:` its JSON, `id:` for Last-Event-ID), ending with "
+                "run_finished. A finished task whose events are no longer held replays "
+                "its final status only.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            **errors(404, 422, 503),
+        },
+    )
+    async def task_events(
+        task_id: TaskId,
+        last_event_id: Annotated[
+            str | None,
+            Header(max_length=64, description="Resume the stream after this event id."),
+        ] = None,
+    ) -> EventStream:
+        service.get_run(task_id)  # 404 before the stream starts
+        return EventStream(
+            service.events(task_id, last_event_id),
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @app.get(
+        "/v1/graphs",
+        response_model=list[GraphInfo],
+        operation_id="list_graphs",
+        summary="The graphs this server runs, with their input schemas",
+        dependencies=secured,
+        responses=errors(),
+    )
+    async def list_graphs() -> list[GraphInfo]:
+        return [
+            GraphInfo(
+                name=n,
+                nodes=sorted(bound[n].ir.nodes),
+                input_schema=bound[n].state_model.model_json_schema(),
+            )
+            for n in names
+        ]
+
+    @app.get("/health", response_model=Health, operation_id="health", summary="Liveness")
+    async def health() -> Health:
+        return Health(status="ok")
+
+    @app.get(
+        "/ready",
+        response_model=Health,
+        operation_id="ready",
+        summary="Readiness: started, and the checkpoint store answers",
+        responses={503: {"model": Problem, "description": _DESCRIPTIONS[503]}},
+    )
+    async def ready() -> Health:
+        if not service.started:
+            raise ApiError(503, "the service is starting")
+        try:
+            store.signals("")  # a read that decodes no row: reachability, not integrity
+        except StoreError:
+            raise ApiError(503, "the checkpoint store is unreachable") from None
+        return Health(status="ok")
+
+    install_handlers(app, names)
+    app.add_middleware(Guard, token=token, max_body_bytes=max_body_bytes)
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _strict(model: type[BaseModel], raw: bytes) -> Any:
+    """Validate the raw JSON body in strict mode: the published schema is the contract, so
+    ``"5"`` is not an integer and ``1`` is not a string."""
+    try:
+        return model.model_validate_json(raw, strict=True)
+    except ValidationError as e:
+        raise RequestValidationError(
+            [{**err, "loc": ("body", *err.get("loc", ()))} for err in e.errors()]
+        ) from None
+
+
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    def build() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        for item in schema.get("paths", {}).values():
+            for op in item.values():
+                for code, resp in op.get("responses", {}).items():
+                    content = resp.get("content", {})
+                    if str(code).isdigit() and int(code) >= 400 and "application/json" in content:
+                        content[PROBLEM] = content.pop("application/json")
+        app.openapi_schema = schema
+        return schema
+
+    return build

@@ -1,0 +1,106 @@
+"""``flowstate serve``: the task service under uvicorn.
+
+Register it on the CLI with ``app.command("serve")(serve_command)``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Annotated
+
+import typer
+
+__all__ = ["serve_command"]
+
+DEFAULT_DB = "flowstate.db"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve_command(
+    graphs: Annotated[
+        str,
+        typer.Argument(
+            help="module:attr of the graphs to serve: a GraphRegistry, a dict of compiled "
+            "graphs, or a list of them. Only these graphs can be run; clients pick one by name."
+        ),
+    ],
+    db: Annotated[
+        str | None,
+        typer.Option(help="SQLite checkpoint file (default: $FLOWSTATE_DB or ./flowstate.db)."),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Interface to bind. Default: loopback only.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8000,
+    max_concurrent_runs: Annotated[
+        int, typer.Option(min=1, help="Tasks executing at once; the others wait queued.")
+    ] = 8,
+    task_timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds a task may execute before it is cancelled (reason 'timeout')."),
+    ] = None,
+    max_body_bytes: Annotated[
+        int, typer.Option(min=1, help="Larger request bodies are refused with 413.")
+    ] = 1_048_576,
+    allow_unauthenticated: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unauthenticated",
+            help="Serve on a non-loopback interface without FLOWSTATE_TOKEN (not advised).",
+        ),
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the task API (create, status, list, cancel, resume, events). Unfinished
+    tasks in the database are resumed at startup. Set FLOWSTATE_TOKEN to require
+    'Authorization: Bearer <token>'."""
+    import uvicorn
+
+    from ._app import create_app
+    from ._registry import load_registry
+
+    token = os.environ.get("FLOWSTATE_TOKEN") or None
+    if token is None and not _is_loopback(host) and not allow_unauthenticated:
+        typer.echo(
+            f"error: refusing to serve on {host} without a token: set FLOWSTATE_TOKEN, "
+            "bind 127.0.0.1, or pass --allow-unauthenticated",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        registry = load_registry(graphs)
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    path = db or os.environ.get("FLOWSTATE_DB", DEFAULT_DB)
+    app = create_app(
+        registry,
+        db=path,
+        token=token,
+        max_concurrent_runs=max_concurrent_runs,
+        task_timeout=task_timeout,
+        max_body_bytes=max_body_bytes,
+    )
+    typer.echo(
+        f"flowstate serve: graphs {', '.join(registry)}; db {path}; "
+        f"auth {'bearer token' if token else 'off'}",
+        err=True,
+    )
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=5,
+        server_header=False,
+    )
+    uvicorn.Server(config).run()

@@ -1,0 +1,306 @@
+"""HTTP plumbing: RFC 7807 problems, exception handlers, and the guard in front of the app.
+
+The guard is plain ASGI and runs before routing, so a request is authenticated before
+any work is done for it (the Langflow lesson, RELIABILITY.md §2.6 item 7), and a body is
+refused with 413 from its ``Content-Length`` alone, or after at most ``max_body_bytes``
+have been read when it is streamed without one: a 100 MiB body is never held in memory.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flowstate.errors import (
+    CorruptRowError,
+    FlowstateError,
+    GraphMismatch,
+    InputRejected,
+    RunNotFound,
+    RunStateError,
+    StoreError,
+)
+
+__all__ = ["ApiError", "Guard", "install_handlers", "problem"]
+
+log = logging.getLogger("flowstate.service")
+
+PROBLEM = "application/problem+json"
+
+_STATUS_OF: tuple[tuple[type[FlowstateError], int], ...] = (
+    (RunNotFound, 404),
+    (RunStateError, 409),
+    (GraphMismatch, 409),
+    (InputRejected, 422),
+    (CorruptRowError, 500),
+    (StoreError, 503),
+)
+"""FlowstateError → HTTP status; the first matching class wins. Anything else is a 500."""
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request body too large",
+    422: "Unprocessable request",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error the service answers with a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        title: str | None = None,
+        code: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.title = title or _TITLES.get(status, "Error")
+        self.code = code
+        self.errors = errors
+        self.headers = headers
+
+
+def problem(
+    status: int,
+    detail: str | None = None,
+    *,
+    title: str | None = None,
+    code: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title or _TITLES.get(status, "Error"),
+        "status": status,
+    }
+    if detail is not None:
+        body["detail"] = detail
+    if code is not None:
+        body["code"] = code
+        body["type"] = f"urn:flowstate:error:{code}"
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+# -- exception handlers -------------------------------------------------------------------
+
+
+def _clean_loc(loc: Iterable[Any], tags: frozenset[str]) -> list[str | int]:
+    """``['body', '<graph>', 'input', 'x']`` → ``['body', 'input', 'x']``: the union tag
+    pydantic puts in the path is the graph name the client already sent."""
+    out = [p if isinstance(p, int) else str(p) for p in loc]
+    if len(out) >= 2 and out[0] == "body" and out[1] in tags:
+        del out[1]
+    return out
+
+
+def validation_items(
+    errors: Iterable[dict[str, Any]], tags: frozenset[str]
+) -> list[dict[str, Any]]:
+    items = []
+    for e in errors:
+        loc = _clean_loc(e.get("loc", ()), tags)
+        msg = str(e.get("msg", "invalid"))
+        kind = str(e.get("type", "value_error"))
+        if kind in ("union_tag_invalid", "union_tag_not_found"):
+            loc = [*loc, "graph"]
+            ctx = e.get("ctx") or {}
+            if kind == "union_tag_invalid":
+                msg = (
+                    f"unknown graph {str(ctx.get('tag', ''))[:100]!r}: this server runs "
+                    f"{', '.join(sorted(tags))}"
+                )
+            else:
+                msg = f"Field required: name one of the graphs {', '.join(sorted(tags))}"
+        items.append({"loc": loc, "msg": msg[:500], "type": kind})
+    return items
+
+
+def install_handlers(app: FastAPI, graph_names: Iterable[str]) -> None:
+    tags = frozenset(graph_names)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        items = validation_items(exc.errors(), tags)
+        first = items[0] if items else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"])
+        more = f" (and {len(items) - 1} more)" if len(items) > 1 else ""
+        return problem(422, f"{where}: {first['msg']}{more}", errors=items)
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(app, request.scope))
+        detail = exc.detail if isinstance(exc.detail, str) else None
+        return problem(exc.status_code, detail, headers=headers or None)
+
+    async def on_api(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return problem(
+            exc.status,
+            exc.detail,
+            title=exc.title,
+            code=exc.code,
+            errors=exc.errors,
+            headers=exc.headers,
+        )
+
+    async def on_flowstate(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, FlowstateError)
+        status = next((s for cls, s in _STATUS_OF if isinstance(exc, cls)), 500)
+        if status >= 500:
+            log.error("%s %s failed: %s", request.method, request.url.path, exc)
+            detail = (
+                "a stored row failed its integrity check; run `flowstate doctor`"
+                if isinstance(exc, CorruptRowError)
+                else "the checkpoint store is unavailable"
+                if isinstance(exc, StoreError)
+                else "the request failed inside the engine"
+            )
+            return problem(status, detail, code=exc.code)
+        return problem(status, exc.message, code=exc.code)
+
+    async def on_unhandled(request: Request, exc: Exception) -> JSONResponse:
+        # logged with its traceback for the operator; the client gets no internals
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return problem(500, "the server failed to handle the request")
+
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(ApiError, on_api)
+    app.add_exception_handler(FlowstateError, on_flowstate)
+    app.add_exception_handler(Exception, on_unhandled)
+
+
+def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route serves at this path. Starlette's own 405 names only the
+    first route that matched the path, so GET and POST /v1/tasks would say 'Allow: POST'."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+# -- the guard: auth, then the body limit -----------------------------------------------
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for k, v in scope.get("headers", ()):
+        if k.lower() == name:
+            return bytes(v)
+    return None
+
+
+class Guard:
+    """Bearer-token check and request-body bound, before the app sees the request."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        token: str | None,
+        max_body_bytes: int,
+        open_paths: frozenset[str] = frozenset({"/health", "/ready"}),
+    ) -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+        self.max_body = max_body_bytes
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.token is not None and scope.get("path") not in self.open_paths:
+            refusal = self._check_token(_header(scope, b"authorization"))
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        length = _header(scope, b"content-length")
+        if length is not None:
+            if not length.strip().isdigit():
+                await problem(400, "Content-Length is not a number")(scope, receive, send)
+                return
+            if int(length) > self.max_body:
+                await self._too_large(int(length))(scope, receive, send)
+                return
+        # Read the body here, counting: a body sent without Content-Length (chunked) is
+        # refused as soon as it passes the limit, so at most max_body bytes are buffered.
+        chunks: list[bytes] = []
+        total = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.max_body:
+                await self._too_large(None)(scope, receive, send)
+                return
+            if chunk:
+                chunks.append(chunk)
+            more = bool(message.get("more_body", False))
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # http.disconnect, for streaming responses
+
+        await self.app(scope, replay, send)
+
+    def _check_token(self, header: bytes | None) -> JSONResponse | None:
+        assert self.token is not None
+        challenge = 'Bearer realm="flowstate"'
+        if header is None:
+            return problem(
+                401,
+                "this server requires a bearer token: send 'Authorization: Bearer <token>'",
+                headers={"WWW-Authenticate": challenge},
+            )
+        scheme, _, given = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
+            return problem(
+                401,
+                "the bearer token is not valid",
+                headers={"WWW-Authenticate": f'{challenge}, error="invalid_token"'},
+            )
+        return None
+
+    def _too_large(self, length: int | None) -> JSONResponse:
+        got = f"{length} bytes" if length is not None else "more than that"
+        return problem(
+            413,
+            f"request bodies are limited to {self.max_body} bytes; this one has {got}",
+            headers={"Connection": "close"},
+        )

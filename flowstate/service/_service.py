@@ -1,0 +1,581 @@
+"""Tasks: durable admission, bounded execution, cancel, resume, recovery after a crash.
+
+A task is a run in the checkpoint store. Its life:
+
+- **Admission is durable.** ``POST /v1/tasks`` commits the run row, its input and its
+  step-0 row with status ``queued`` before answering 202, so an accepted task survives a
+  crash even if it never got a slot (the engine's ``run()`` would create the row only when
+  it starts executing; see ``admission_rows``).
+- **Execution is bounded.** Each task runs as an asyncio task in the server's event loop,
+  behind a semaphore of ``max_concurrent_runs`` slots; while it waits, its status stays
+  ``queued``. With a slot it is started with ``graph.resume(run_id)``, which for a queued
+  run is its first execution, and gets ``task_timeout`` seconds (if set).
+- **Cancel really stops it.** The asyncio task is cancelled; the engine cancels the
+  activations in flight (an async node at its next await; a sync node's thread finishes
+  but nothing it returns is committed) and records ``cancelled``. The API answers only
+  after that record, so nothing commits after the acknowledgement.
+- **Recovery.** On startup every ``running`` or ``queued`` run of a served graph is queued
+  again and resumed from its last commit: committed activations never re-run.
+- **Shutdown** stops executions and puts them back to ``queued`` for the next start.
+
+One server per SQLite file: there are no leases on SQLite, so two servers (or a server
+and ``flowstate resume``) must not execute the same run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import math
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
+
+from flowstate.checkpoints import RunRecord, SQLiteStore, StepRecord
+from flowstate.engine import CompiledGraph
+from flowstate.engine import _events as ev
+from flowstate.engine._plan import start_tasks
+from flowstate.errors import FlowstateError, NodeFailed, RunStateError
+
+from ._http import ApiError
+from ._models import (
+    Interrupt,
+    StepEntry,
+    TaskDetail,
+    TaskPage,
+    TaskSummary,
+)
+from ._registry import GraphRegistry
+from ._stream import EventLog, dump_event, sse, sse_comment
+
+__all__ = ["TaskService", "admission_rows"]
+
+log = logging.getLogger("flowstate.service")
+
+CANCEL_WAIT_SECONDS = 10.0
+"""How long a cancel request waits for the engine to record ``cancelled``."""
+SHUTDOWN_WAIT_SECONDS = 10.0
+KEEPALIVE_SECONDS = 15.0
+RETAINED_LOGS = 256
+"""Event logs of finished executions kept for late SSE subscribers."""
+CURSOR_PATTERN = (
+    r"^[0-9]{1,12}(\.[0-9]{1,20})?(e[+-]?[0-9]{1,3})?~[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+)
+
+_RESUMABLE = ("paused", "failed", "cancelled")
+
+
+def admission_rows(
+    graph: CompiledGraph[Any], state: BaseModel, run_id: str, max_steps: int | None
+) -> tuple[RunRecord, StepRecord]:
+    """The run row and step-0 row of a queued task: what ``CompiledGraph._start`` writes
+    for a new run, with status ``queued`` (``completed`` when START leads nowhere).
+
+    This mirrors the engine; tests/service pin it against ``graph.run()`` so a change in
+    the engine's rows is caught. (Wanted engine API: ``CompiledGraph.admit(...)``.)
+    """
+    tasks = start_tasks(graph.ir, state)
+    now = time.time()
+    input_json = graph.ir.schema.dump_state(state)
+    config: dict[str, Any] = {
+        "max_steps": max_steps if max_steps is not None else graph.max_steps,
+        "interrupt_before": list(graph.interrupt_before),
+        "interrupt_after": list(graph.interrupt_after),
+    }
+    if hasattr(graph, "max_concurrency"):
+        config = {"max_concurrency": graph.max_concurrency, **config}
+    run = RunRecord(
+        id=run_id,
+        graph=graph.name,
+        fingerprint=graph.fingerprint,
+        graph_doc=graph.graph_doc,
+        status="queued" if tasks else "completed",
+        input=input_json,
+        head_step=0,
+        config=json.dumps(config),
+        created_at=now,
+        updated_at=now,
+    )
+    step0 = StepRecord(
+        run_id=run_id,
+        step=0,
+        tasks=json.dumps([t.to_json() for t in tasks]),
+        joins="{}",
+        snapshot=input_json,
+        created_at=now,
+    )
+    return run, step0
+
+
+def key_run_id(key: str) -> str:
+    """The run id an idempotency key names (the key itself is never stored)."""
+    return hashlib.sha256(b"flowstate-task\x1f" + key.encode()).hexdigest()[:16]
+
+
+def encode_cursor(run: RunRecord) -> str:
+    return f"{run.created_at!r}~{run.id}"
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    if not re.fullmatch(CURSOR_PATTERN, cursor):
+        raise ApiError(400, "the cursor is not one this server handed out")
+    at, _, run_id = cursor.partition("~")
+    value = float(at)
+    if not math.isfinite(value):
+        raise ApiError(400, "the cursor is not one this server handed out")
+    return value, run_id
+
+
+def page_runs(
+    store: SQLiteStore,
+    *,
+    status: str | None,
+    graph: str | None,
+    limit: int,
+    after: tuple[float, str] | None,
+) -> tuple[list[RunRecord], bool]:
+    """Up to ``limit`` runs, newest first (created_at DESC, id ASC), strictly after the
+    keyset position ``after``. Stable: runs created later never shift a page. Returns the
+    runs and whether more follow."""
+    want = limit + 1
+    fetch = want
+    while True:
+        before = math.nextafter(after[0], math.inf) if after else None
+        rows = store.list_runs(status=status, graph=graph, limit=fetch, before=before)
+        exhausted = len(rows) < fetch
+        if after is not None:
+            at, rid = after
+            rows = [r for r in rows if not (r.created_at == at and r.id <= rid)]
+        if len(rows) >= want or exhausted:
+            return rows[:limit], len(rows) > limit
+        fetch *= 4  # ties at the cursor's timestamp filled the fetch: read further
+
+
+def iter_runs(store: SQLiteStore, status: str) -> Iterator[RunRecord]:
+    after: tuple[float, str] | None = None
+    while True:
+        rows, more = page_runs(store, status=status, graph=None, limit=500, after=after)
+        yield from rows
+        if not more or not rows:
+            return
+        after = (rows[-1].created_at, rows[-1].id)
+
+
+@dataclass
+class _Execution:
+    """One execution of a task in this process: from queued to an outcome."""
+
+    run_id: str
+    graph: CompiledGraph[Any]
+    log: EventLog
+    fresh: bool
+    """First execution after admission: its run_started says resumed=false."""
+    max_steps: int | None = None
+    cancel_reason: str | None = None
+    """Set when the service cancels it: 'cancelled' (on request) or 'timeout'."""
+    task: asyncio.Task[None] | None = None
+    started: bool = False
+    error: BaseException | None = field(default=None, repr=False)
+
+
+class TaskService:
+    """Admits, runs, cancels and resumes tasks over one store and a set of graphs."""
+
+    def __init__(
+        self,
+        graphs: GraphRegistry,
+        store: SQLiteStore,
+        *,
+        max_concurrent_runs: int = 8,
+        task_timeout: float | None = None,
+        retained_logs: int = RETAINED_LOGS,
+    ) -> None:
+        if max_concurrent_runs < 1:
+            raise ValueError(f"max_concurrent_runs must be at least 1, not {max_concurrent_runs}")
+        if task_timeout is not None and not task_timeout > 0:
+            raise ValueError(f"task_timeout must be positive seconds or None, not {task_timeout}")
+        self.graphs = graphs
+        self.store = store
+        self.max_concurrent_runs = max_concurrent_runs
+        self.task_timeout = task_timeout
+        self._retained = retained_logs
+        self._slots = asyncio.Semaphore(max_concurrent_runs)
+        self._live: dict[str, _Execution] = {}
+        self._logs: OrderedDict[str, EventLog] = OrderedDict()
+        self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self.started = False
+        self.recovered: list[str] = []
+        """Runs picked up again at startup."""
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Queue again every run left ``running`` or ``queued`` (by a crash or a stop)."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        pending = [r for s in ("running", "queued") for r in iter_runs(self.store, s)]
+        pending.sort(key=lambda r: (r.created_at, r.id))
+        for run in pending:
+            graph = self.graphs.get(run.graph)
+            if graph is None:
+                log.warning(
+                    "run %s of graph '%s' is %s, but this server does not serve '%s': left as is",
+                    run.id,
+                    run.graph,
+                    run.status,
+                    run.graph,
+                )
+                continue
+            if run.status == "running":
+                self.store.update_run(run.id, status="queued")
+            self._schedule(run.id, graph, fresh=False)
+            self.recovered.append(run.id)
+        if self.recovered:
+            log.info("resuming %d task(s) left unfinished", len(self.recovered))
+        self.started = True
+
+    async def stop(self) -> None:
+        """Stop every execution; each goes back to ``queued`` for the next start."""
+        self._closing = True
+        tasks = [x.task for x in self._live.values() if x.task is not None]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_SECONDS)
+
+    # -- admission ------------------------------------------------------------------------
+
+    def submit(
+        self,
+        graph_name: str,
+        state: BaseModel,
+        *,
+        max_steps: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[RunRecord, bool]:
+        """Admit a task. Returns its run row and whether it was created (False: the
+        idempotency key named an existing task)."""
+        graph = self.graphs[graph_name]
+        run_id = key_run_id(idempotency_key) if idempotency_key else uuid.uuid4().hex[:16]
+        try:
+            run, step0 = admission_rows(graph, state, run_id, max_steps)
+        except PydanticSerializationError as e:
+            raise ApiError(
+                422,
+                f"body.input: the input cannot be stored as JSON ({str(e)[:200]})",
+                errors=[{"loc": ["body", "input"], "msg": "not storable as JSON", "type": "json"}],
+            ) from None
+        if idempotency_key:
+            existing = self.store.find_run(run_id)
+            if existing is not None:
+                return self._same_request(existing, run), False
+        try:
+            self.store.create_run(run, step0)
+        except RunStateError:  # the same key, admitted by another process meanwhile
+            return self._same_request(self.store.get_run(run_id), run), False
+        if run.status == "completed":
+            done = EventLog(run_id)
+            done.append(*dump_event(ev.RunFinished(run_id=run_id, status="completed")), final=True)
+            self._retain(run_id, done)
+        else:
+            self._schedule(run_id, graph, fresh=True)
+        return run, True
+
+    @staticmethod
+    def _same_request(existing: RunRecord, new: RunRecord) -> RunRecord:
+        old_steps = json.loads(existing.config).get("max_steps")
+        new_steps = json.loads(new.config).get("max_steps")
+        if (existing.graph, existing.input, old_steps) != (new.graph, new.input, new_steps):
+            raise ApiError(
+                409,
+                f"this idempotency key already names task {existing.id}, created with a "
+                "different graph, input or max_steps; use a new key for a new task",
+                title="Idempotency key reused",
+            )
+        return existing
+
+    # -- execution ------------------------------------------------------------------------
+
+    def _schedule(
+        self,
+        run_id: str,
+        graph: CompiledGraph[Any],
+        *,
+        fresh: bool,
+        max_steps: int | None = None,
+    ) -> _Execution:
+        x = _Execution(run_id, graph, EventLog(run_id), fresh=fresh, max_steps=max_steps)
+        self._live[run_id] = x
+        self._retain(run_id, x.log)
+        x.task = asyncio.get_running_loop().create_task(self._drive(x), name=f"task {run_id}")
+        return x
+
+    async def _drive(self, x: _Execution) -> None:
+        timer: asyncio.TimerHandle | None = None
+        try:
+            async with self._slots:
+                x.started = True
+                if self.task_timeout is not None:
+                    timer = asyncio.get_running_loop().call_later(
+                        self.task_timeout, self._expire, x
+                    )
+                await x.graph.resume(
+                    x.run_id, max_steps=x.max_steps, on_event=lambda e: self._on_event(x, e)
+                )
+        except asyncio.CancelledError:
+            pass  # by cancel(), the timeout or stop(): _finish records the outcome
+        except NodeFailed:
+            pass  # the engine recorded 'failed' with the node's error
+        except Exception as e:
+            x.error = e
+            if not isinstance(e, FlowstateError):
+                log.error("task %s stopped by an unexpected error", x.run_id, exc_info=e)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._finish(x)
+
+    def _expire(self, x: _Execution) -> None:
+        if x.task is not None and not x.task.done() and x.cancel_reason is None:
+            x.cancel_reason = "timeout"
+            x.task.cancel()
+
+    def _on_event(self, x: _Execution, event: Any) -> None:
+        if threading.get_ident() != self._loop_thread and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._on_event, x, event)  # e.g. a sync node's token
+            return
+        own = getattr(event, "run_id", None) == x.run_id
+        if own and isinstance(event, ev.RunStarted) and x.fresh:
+            event = event.model_copy(update={"resumed": False})
+            x.fresh = False
+        if own and isinstance(event, ev.RunFinished) and event.status == "cancelled":
+            if x.cancel_reason is not None:
+                event = event.model_copy(update={"reason": x.cancel_reason})
+            elif self._closing:
+                event = event.model_copy(
+                    update={
+                        "status": "queued",
+                        "reason": "the server stopped; it resumes on restart",
+                    }
+                )
+        kind, data = dump_event(event)
+        x.log.append(kind, data, final=own and kind == "run_finished")
+
+    def _finish(self, x: _Execution) -> None:
+        """Make the store tell the outcome, whatever stopped the execution."""
+        run: RunRecord | None = None
+        try:
+            run = self.store.get_run(x.run_id)
+            if x.cancel_reason is not None:
+                if run.status in ("running", "queued", "cancelled") and (
+                    run.status != "cancelled" or run.error != x.cancel_reason
+                ):
+                    run = self.store.update_run(x.run_id, status="cancelled", error=x.cancel_reason)
+            elif self._closing:
+                if run.status in ("running", "cancelled"):
+                    run = self.store.update_run(x.run_id, status="queued", error=None)
+            elif run.status in ("running", "queued"):
+                # the engine stopped before recording an outcome (a graph mismatch, storage)
+                e = x.error
+                why = e.message if isinstance(e, FlowstateError) else f"{type(e).__name__}: {e}"
+                code = f"{e.code}: " if isinstance(e, FlowstateError) else ""
+                run = self.store.update_run(x.run_id, status="failed", error=f"{code}{why}"[:2000])
+        except FlowstateError as e:
+            log.error("task %s: cannot record its outcome: %s", x.run_id, e)
+        finally:
+            if self._live.get(x.run_id) is x:
+                del self._live[x.run_id]
+            if not x.log.done:
+                status = run.status if run is not None else "failed"
+                reason = run.error if run is not None else "the outcome could not be recorded"
+                x.log.append(
+                    *dump_event(ev.RunFinished(run_id=x.run_id, status=status, reason=reason)),
+                    final=True,
+                )
+            self._evict()
+
+    def _retain(self, run_id: str, log_: EventLog) -> None:
+        self._logs[run_id] = log_
+        self._logs.move_to_end(run_id)
+        self._evict()
+
+    def _evict(self) -> None:
+        excess = len(self._logs) - self._retained - len(self._live)
+        if excess <= 0:
+            return
+        for rid in [r for r in self._logs if r not in self._live][:excess]:
+            del self._logs[rid]
+
+    # -- control ---------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> RunRecord:
+        return self.store.get_run(run_id)
+
+    async def cancel(self, run_id: str) -> RunRecord:
+        run = self.store.get_run(run_id)
+        x = self._live.get(run_id)
+        if x is not None and x.task is not None:
+            if x.cancel_reason is None:
+                x.cancel_reason = "cancelled"
+            x.task.cancel()
+            await asyncio.wait({x.task}, timeout=CANCEL_WAIT_SECONDS)
+            run = self.store.get_run(run_id)
+            if run.status == "completed":
+                raise ApiError(409, f"task {run_id} completed before the cancel took effect")
+            return run
+        if run.status == "completed":
+            raise ApiError(409, f"task {run_id} is completed; there is nothing to cancel")
+        if run.status == "cancelled":
+            return run
+        if run.status in ("running", "queued"):
+            # not executing here (another process, or a graph this server does not serve):
+            # a live executor stops at its next node boundary
+            self.store.send_signal(run_id, "cancel")
+        return self.store.update_run(run_id, status="cancelled", error="cancelled")
+
+    def resume(
+        self,
+        run_id: str,
+        *,
+        value: Any = None,
+        answer: bool = False,
+        max_steps: int | None = None,
+    ) -> RunRecord:
+        run = self.store.get_run(run_id)
+        if run_id in self._live or run.status not in _RESUMABLE:
+            raise ApiError(
+                409,
+                f"task {run_id} is {run.status}; only a paused, failed or cancelled task "
+                "can be resumed",
+            )
+        graph = self.graphs.get(run.graph)
+        if graph is None:
+            raise ApiError(
+                409, f"task {run_id} runs graph '{run.graph}', which this server does not serve"
+            )
+        graph.check_graph(run)
+        if answer:
+            head = self.store.latest_step(run_id)
+            pending = [
+                i
+                for i in (self.store.interrupts(run_id, head.step) if head is not None else [])
+                if i.answer is None
+            ]
+            if not pending:
+                raise ApiError(
+                    409,
+                    f"task {run_id} has no pending interrupt to answer; resume it without a value",
+                )
+            # answered now, in the store: a crash before a slot frees keeps the answer
+            self.store.answer_interrupt(pending[0], json.dumps(value))
+        run = self.store.update_run(run_id, status="queued", error=None)
+        self._schedule(run_id, graph, fresh=False, max_steps=max_steps)
+        return run
+
+    # -- reading --------------------------------------------------------------------------
+
+    def summary(self, run: RunRecord) -> TaskSummary:
+        return TaskSummary(**_summary_fields(run))
+
+    def detail(self, run_id: str) -> TaskDetail:
+        run = self.store.get_run(run_id)
+        graph = self.graphs.get(run.graph)
+        state: dict[str, Any] | None = None
+        steps: list[StepEntry] = []
+        if graph is not None and graph.fingerprint == run.fingerprint:
+            state = graph.get_state(run_id).model_dump(mode="json")
+        if graph is not None:
+            steps = [
+                StepEntry(
+                    step=h.step,
+                    node=h.node,
+                    task_path=h.task_path,
+                    update=h.update,
+                    effects=h.effects,
+                    started_at=h.started_at,
+                    finished_at=h.finished_at,
+                    duration_ms=h.duration_ms,
+                )
+                for h in graph.history(run_id)
+            ]
+        head = self.store.latest_step(run_id)
+        interrupts = [
+            Interrupt(step=i.step, task_path=i.task_path, seq=i.seq, payload=json.loads(i.payload))
+            for i in (self.store.interrupts(run_id, head.step) if head is not None else [])
+            if i.answer is None
+        ]
+        return TaskDetail(**_summary_fields(run), state=state, steps=steps, interrupts=interrupts)
+
+    def page(
+        self, *, status: str | None, graph: str | None, limit: int, cursor: str | None
+    ) -> TaskPage:
+        after = decode_cursor(cursor) if cursor else None
+        rows, more = page_runs(self.store, status=status, graph=graph, limit=limit, after=after)
+        return TaskPage(
+            items=[self.summary(r) for r in rows],
+            next_cursor=encode_cursor(rows[-1]) if more and rows else None,
+        )
+
+    async def events(self, run_id: str, last_event_id: str | None) -> AsyncIterator[bytes]:
+        """Server-sent events of the task's current (or last) execution in this process,
+        ending with run_finished; for a task with no live log, its final status."""
+        quiet_since = time.monotonic()
+        while True:
+            log_ = self._logs.get(run_id)
+            if log_ is not None:
+                break
+            run = self.store.find_run(run_id)
+            if run is None:
+                return
+            if run.status not in ("running", "queued") or self._closing:
+                final = ev.RunFinished(
+                    run_id=run_id, status=run.status, reason=run.error, at=run.updated_at
+                )
+                yield sse("run_finished", final.model_dump_json(), "0:0")
+                return
+            # executed elsewhere (another process): follow the store until it ends
+            await asyncio.sleep(0.25)
+            if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+                quiet_since = time.monotonic()
+                yield sse_comment("waiting")
+        index = log_.start_index(last_event_id)
+        quiet_since = time.monotonic()
+        while True:
+            for i, kind, data in log_.since(index):
+                yield sse(kind, data, f"{log_.epoch}:{i}")
+                index = i + 1
+                quiet_since = time.monotonic()
+            if log_.done and index >= log_.end:
+                return
+            if self._closing:
+                return
+            await log_.wait(index, timeout=1.0)
+            if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+                quiet_since = time.monotonic()
+                yield sse_comment("keepalive")
+
+
+def _summary_fields(run: RunRecord) -> dict[str, Any]:
+    failed = run.status == "failed"
+    return {
+        "id": run.id,
+        "graph": run.graph,
+        "status": run.status,
+        "reason": None if failed else run.error,
+        "error": run.error if failed else None,
+        "head_step": run.head_step,
+        "created_at": run.created_at,
+        "updated_at": run.updated_at,
+    }
