@@ -31,6 +31,7 @@ from flowstate.errors import (
 
 from . import _events as ev
 from ._plan import start_tasks
+from ._rows import parse
 
 if TYPE_CHECKING:
     from ._replay import ReplayReport
@@ -266,7 +267,7 @@ class CompiledGraph(Generic[S]):
         config_override: dict[str, Any] | None = None,
         journal: JournalSource | None = None,
     ) -> RunResult[S]:
-        config = {**json.loads(run.config), **(config_override or {})}
+        config = {**parse("config", run.config, "runs", run.id, None), **(config_override or {})}
         sink = emit or (lambda e: None)
         exe = Execution(
             self,
@@ -395,7 +396,7 @@ class CompiledGraph(Generic[S]):
         if head is None:
             raise CorruptRowError("steps", run_id, None, "the run has no step rows")
         state, info = self._rebuild(run_id, head.step)
-        if run.status == "completed" and not json.loads(head.tasks):
+        if run.status == "completed" and not parse("tasks", head.tasks, "steps", run_id, head.step):
             return RunResult(
                 run_id=run_id,
                 status="completed",
@@ -404,8 +405,12 @@ class CompiledGraph(Generic[S]):
             )
         if value is not None:
             pending = [i for i in store.interrupts(run_id, head.step) if i.answer is None]
-            if pending:
-                store.answer_interrupt(pending[0], json.dumps(value))
+            if not pending:
+                raise RunStateError(
+                    f"run {run_id} has no pending interrupt at step {head.step} to answer with "
+                    "a value; resume it without one"
+                )
+            store.answer_interrupt(pending[0], json.dumps(value))
         else:
             for i in store.interrupts(run_id, head.step):
                 if i.answer is None and i.seq == -1:  # a breakpoint: resuming passes it
@@ -437,13 +442,16 @@ class CompiledGraph(Generic[S]):
         if run.fingerprint == self.fingerprint or allow_graph_change:
             return
         raise GraphMismatch(
-            run.id, graph_diff(json.loads(run.graph_doc), json.loads(self.graph_doc))
+            run.id,
+            graph_diff(
+                parse("graph_doc", run.graph_doc, "runs", run.id, None), json.loads(self.graph_doc)
+            ),
         )
 
     def _committed_from(self, w: WriteRecord, run_id: str) -> Committed:
         try:
             update = self.ir.schema.load_update(w.update)
-            goto = goto_from_json(w.goto)
+            goto = goto_from_json(w.goto, run_id, w.step)
         except (ValueError, ValidationError) as e:
             raise CorruptRowError("writes", run_id, w.step, f"update of '{w.node}': {e}") from None
         task = Task(w.node, w.task_path)
@@ -464,6 +472,20 @@ class CompiledGraph(Generic[S]):
         for w in store.writes(run_id, snap.step, step):
             by_step.setdefault(w.step, []).append(w)
             nbytes += len(w.update)
+        # every closed step must hold exactly the activations it planned: a missing or
+        # misplaced write row would otherwise yield a silently wrong state
+        for row in store.steps(run_id, snap.step, step):
+            planned = sorted(
+                t["path"] for t in parse("tasks", row.tasks, "steps", run_id, row.step)
+            )
+            held = sorted(w.task_path for w in by_step.get(row.step, []))
+            if planned != held:
+                raise CorruptRowError(
+                    "writes",
+                    run_id,
+                    row.step,
+                    f"step {row.step} planned {planned} but the store holds writes {held}",
+                )
         for s in sorted(by_step):
             ws = sorted(by_step[s], key=lambda w: w.seq)
             updates = [(w.node, self._committed_from(w, run_id).update) for w in ws]
@@ -481,6 +503,7 @@ class CompiledGraph(Generic[S]):
 
     def get_state(self, run_id: str) -> S:
         """The run's current state (after its last closed step)."""
+        self.store.get_run(run_id)
         head = self.store.latest_step(run_id)
         if head is None:
             raise CorruptRowError("steps", run_id, None, "the run has no step rows")
@@ -488,6 +511,7 @@ class CompiledGraph(Generic[S]):
 
     def state_at(self, run_id: str, step: int) -> S:
         """The state at the start of ``step`` (step 0 is the input)."""
+        self.store.get_run(run_id)
         head = self.store.latest_step(run_id)
         if head is None or step < 0 or step > head.step:
             last = head.step if head else 0
@@ -522,13 +546,13 @@ class CompiledGraph(Generic[S]):
                     step=w.step,
                     node=w.node,
                     task_path=w.task_path,
-                    update=json.loads(w.update),
+                    update=parse("update", w.update, "writes", run_id, w.step),
                     effects=effects.get((w.step, w.task_path), 0),
                     started_at=w.started_at,
                     finished_at=w.finished_at,
                     run_id=run_id,
                     depth=depth,
-                    usage=json.loads(w.usage),
+                    usage=parse("usage", w.usage, "writes", run_id, w.step),
                 )
             )
             child = f"{run_id}/{w.step}/{w.task_path}"

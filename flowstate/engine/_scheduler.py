@@ -33,6 +33,7 @@ from flowstate.errors import FlowstateError, NodeFailed, UpdateRejected
 from . import _events as ev
 from ._context import EffectDivergence, Interrupted, NodeContext
 from ._plan import input_for, plan_next
+from ._rows import parse
 from ._types import END, Command, Send, Task
 
 if TYPE_CHECKING:
@@ -80,10 +81,10 @@ def goto_to_json(goto: list[str | Send]) -> str:
     return json.dumps(items)
 
 
-def goto_from_json(raw: str) -> list[str | Send]:
+def goto_from_json(raw: str, run_id: str = "?", step: int | None = None) -> list[str | Send]:
     return [
         Send(g["node"], g.get("payload")) if isinstance(g, dict) else str(g)
-        for g in json.loads(raw)
+        for g in parse("goto", raw, "writes", run_id, step)
     ]
 
 
@@ -182,8 +183,11 @@ class Execution:
         self.run = run
         self.run_id = run.id
         self.step = step.step
-        self.tasks = [Task.from_json(t) for t in json.loads(step.tasks)]
-        self.joins: dict[str, list[str]] = json.loads(step.joins)
+        self.tasks = [
+            Task.from_json(t)  # type: ignore[arg-type]
+            for t in parse("tasks", step.tasks, "steps", run.id, step.step)
+        ]
+        self.joins: dict[str, list[str]] = parse("joins", step.joins, "steps", run.id, step.step)
         self.state = state
         self.committed = committed
         self.emit = emit
@@ -597,7 +601,10 @@ class Execution:
         if self.resumed_step == self.step:  # a step this process planned has no journal yet
             own = {e.seq: e for e in self.store.effects(self.run_id, self.step, task.path)}
         if self.journal is not None and not own:
-            return self.journal.effects(self.run_id, self.step, task.path)
+            own = self.journal.effects(self.run_id, self.step, task.path)
+        for e in own.values():  # storage corruption is reported as such, never as a node error
+            parse("json", e.request, "effects", e.run_id, e.step)
+            parse("json", e.response, "effects", e.run_id, e.step)
         return own
 
     def _cancel_seen(self) -> bool:
@@ -612,11 +619,14 @@ class Execution:
             return self.journal.answers(self.run_id, self.step, task.path)
         if not self.has_interrupts or self.resumed_step != self.step:
             return {}
-        return {
+        answers = {
             i.seq: i.answer
             for i in self.store.interrupts(self.run_id, self.step)
             if i.task_path == task.path and i.answer is not None and i.seq >= 0
         }
+        for a in answers.values():
+            parse("json", a, "interrupts", self.run_id, self.step)
+        return answers
 
     def _record_interrupt(self, task: Task, i: Interrupted) -> None:
         self.store.record_interrupt(

@@ -184,7 +184,7 @@ class StateSchema:
             spec = self.fields.get(key)
             if spec is None:
                 raise ValueError(f"unknown field '{key}'")
-            out[key] = spec.adapter.validate_json(json.dumps(value))
+            out[key] = spec.adapter.validate_json(json.dumps(value), strict=True)
         return out
 
     def apply(
