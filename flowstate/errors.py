@@ -6,6 +6,7 @@ FlowstateError                 base of everything below; has a stable ``code``
 ├── NodeFailed                 your node code raised; ``.run_id .step .node``, ``__cause__``
 ├── UpdateRejected             a node returned fields or types the state refuses
 ├── InputRejected              a run's input does not fit the state model
+├── PayloadTooLarge            an update, effect result or state exceeds its byte limit
 ├── WriteConflict              two activations of one step wrote a field that has no reducer
 ├── GraphMismatch              resume/fork with a graph that differs from the recorded one
 ├── ReplayDivergence           replay produced a different update than the recorded run
@@ -32,6 +33,7 @@ __all__ = [
     "GraphMismatch",
     "InputRejected",
     "NodeFailed",
+    "PayloadTooLarge",
     "ReplayDivergence",
     "RunNotFound",
     "RunStateError",
@@ -97,6 +99,22 @@ class InputRejected(FlowstateError):
     """A run's input does not fit the state model. No run was created."""
 
     code = "FS210"
+
+
+class PayloadTooLarge(FlowstateError):
+    """An update, effect result or state exceeds its byte limit. Never retried; nothing
+    was written."""
+
+    code = "FS211"
+
+    def __init__(self, what: str, size: int, limit: int, setting: str) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"{what} is {size:,} bytes, over the limit of {limit:,} (Limits.{setting}); "
+            "store large values elsewhere and keep a reference in the state, or raise "
+            f"the limit: compile(limits=Limits({setting}=...))"
+        )
 
 
 class WriteConflict(FlowstateError):

@@ -23,6 +23,8 @@ def test_top_level_all_is_pinned():
         "GraphMismatch",
         "HistoryEntry",
         "InputRejected",
+        "Limits",
+        "PayloadTooLarge",
         "NodeContext",
         "NodeFailed",
         "Reducer",

@@ -3,6 +3,7 @@
 from ._app import CompiledGraph, HistoryEntry, RunResult, graph_diff
 from ._builder import GraphBuilder, GraphIR, Join
 from ._context import NodeContext
+from ._limits import Limits
 from ._nodes import RetryPolicy
 from ._plan import RouteError
 from ._state import Reducer, StateSchema, add, append, merge
@@ -18,6 +19,7 @@ __all__ = [
     "GraphIR",
     "HistoryEntry",
     "Join",
+    "Limits",
     "NodeContext",
     "NodeName",
     "Reducer",

@@ -26,10 +26,12 @@ from flowstate.errors import (
     CorruptRowError,
     GraphMismatch,
     InputRejected,
+    PayloadTooLarge,
     RunStateError,
 )
 
 from . import _events as ev
+from ._limits import Limits
 from ._plan import start_tasks
 from ._rows import parse
 
@@ -107,9 +109,11 @@ class CompiledGraph(Generic[S]):
         interrupt_before: tuple[str, ...] = (),
         interrupt_after: tuple[str, ...] = (),
         max_concurrency: int | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.ir = ir
         self.max_concurrency = max_concurrency
+        self.limits = limits or Limits()
         self.name = ir.name
         self._store_arg = store
         self._durability: Durability = durability
@@ -147,6 +151,7 @@ class CompiledGraph(Generic[S]):
             interrupt_before=self.interrupt_before,
             interrupt_after=self.interrupt_after,
             max_concurrency=self.max_concurrency,
+            limits=self.limits,
         )
         clone.services = self.services
         clone.rng = self.rng
@@ -163,6 +168,7 @@ class CompiledGraph(Generic[S]):
         interrupt_before: Sequence[str] | None = None,
         interrupt_after: Sequence[str] | None = None,
         max_concurrency: int | None = None,
+        limits: Limits | None = None,
         on_event: Callable[[Any], None] | None = None,
     ) -> RunResult[S]:
         """Run the graph from ``input`` to END (or a pause). Checkpoints every activation.
@@ -171,6 +177,7 @@ class CompiledGraph(Generic[S]):
         """
         config = {
             "max_concurrency": max_concurrency or self.max_concurrency,
+            "limits": (limits or self.limits).model_dump(),
             "max_steps": max_steps if max_steps is not None else self.max_steps,
             "interrupt_before": list(
                 interrupt_before if interrupt_before is not None else self.interrupt_before
@@ -207,6 +214,7 @@ class CompiledGraph(Generic[S]):
             ) from None
         run_id = run_id or uuid.uuid4().hex[:16]
         config = config or {
+            "limits": self.limits.model_dump(),
             "max_steps": self.max_steps,
             "interrupt_before": [],
             "interrupt_after": [],
@@ -214,6 +222,11 @@ class CompiledGraph(Generic[S]):
         tasks = start_tasks(self.ir, state)
         now = time.time()
         input_json = schema.dump_state(state)
+        max_state = int(
+            config.get("limits", {}).get("max_state_bytes", self.limits.max_state_bytes)
+        )
+        if len(input_json) > max_state:
+            raise PayloadTooLarge("the input state", len(input_json), max_state, "max_state_bytes")
         run = RunRecord(
             id=run_id,
             graph=self.name,
@@ -266,6 +279,7 @@ class CompiledGraph(Generic[S]):
         last_snapshot_bytes: int = 0,
         config_override: dict[str, Any] | None = None,
         journal: JournalSource | None = None,
+        tokens: tuple[int, int] = (0, 0),
     ) -> RunResult[S]:
         config = {**parse("config", run.config, "runs", run.id, None), **(config_override or {})}
         sink = emit or (lambda e: None)
@@ -289,6 +303,8 @@ class CompiledGraph(Generic[S]):
             rng=self.rng,
             listening=emit is not None,
             max_concurrency=config.get("max_concurrency"),
+            limits=Limits(**config["limits"]) if "limits" in config else self.limits,
+            tokens=tokens,
         )
         if resumed:
             exe.resumed_step = step.step
@@ -362,6 +378,7 @@ class CompiledGraph(Generic[S]):
         value: Any = None,
         allow_graph_change: bool = False,
         max_steps: int | None = None,
+        limits: Limits | None = None,
         on_event: Callable[[Any], None] | None = None,
     ) -> RunResult[S]:
         """Continue a crashed, failed, paused or cancelled run from its last commit.
@@ -373,6 +390,7 @@ class CompiledGraph(Generic[S]):
             value=value,
             allow_graph_change=allow_graph_change,
             max_steps=max_steps,
+            limits=limits,
             emit=on_event,
         )
 
@@ -386,6 +404,7 @@ class CompiledGraph(Generic[S]):
         value: Any = None,
         allow_graph_change: bool = False,
         max_steps: int | None = None,
+        limits: Limits | None = None,
         emit: Callable[[Any], None] | None = None,
         journal: JournalSource | None = None,
     ) -> RunResult[S]:
@@ -420,8 +439,18 @@ class CompiledGraph(Generic[S]):
         committed = {}
         for w in store.writes(run_id, head.step, head.step + 1):
             committed[w.task_path] = self._committed_from(w, run_id)
-        override = {"max_steps": max_steps} if max_steps is not None else None
+        override: dict[str, Any] = {}
+        if max_steps is not None:
+            override["max_steps"] = max_steps
+        if limits is not None:
+            override["limits"] = limits.model_dump()
         visits = store.visit_counts(run_id)
+        tin = tout = 0
+        for w in store.writes(run_id):
+            if w.usage != "{}":
+                u = parse("usage", w.usage, "writes", run_id, w.step)
+                tin += u.get("input_tokens", 0)
+                tout += u.get("output_tokens", 0)
         return await self._execute(
             run,
             head,
@@ -434,8 +463,9 @@ class CompiledGraph(Generic[S]):
             bytes_since=info["bytes_since"],
             steps_since=info["steps_since"],
             last_snapshot_bytes=info["snapshot_bytes"],
-            config_override=override,
+            config_override=override or None,
             journal=journal,
+            tokens=(tin, tout),
         )
 
     def check_graph(self, run: RunRecord, allow_graph_change: bool = False) -> None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from flowstate.checkpoints import Durability, SQLiteStore
 
     from ._app import CompiledGraph
+    from ._limits import Limits
 
 __all__ = ["GraphBuilder", "GraphIR", "Join"]
 
@@ -215,6 +216,7 @@ class GraphBuilder(Generic[S]):
         interrupt_before: Sequence[str] = (),
         interrupt_after: Sequence[str] = (),
         max_concurrency: int | None = None,
+        limits: Limits | None = None,
     ) -> CompiledGraph[S]:
         """Validate the graph and bind it to a checkpoint store.
 
@@ -222,6 +224,7 @@ class GraphBuilder(Generic[S]):
         ``./flowstate.db``), ``":memory:"``, or a store object. ``max_steps`` bounds the
         number of activations of a run (default 10,000); reaching it pauses the run.
         ``max_concurrency`` bounds how many activations of one step run at once.
+        ``limits`` sets byte limits and token/cost budgets (see ``Limits``).
         """
         from ._app import CompiledGraph
 
@@ -240,6 +243,7 @@ class GraphBuilder(Generic[S]):
             interrupt_before=tuple(interrupt_before),
             interrupt_after=tuple(interrupt_after),
             max_concurrency=max_concurrency,
+            limits=limits,
         )
 
 

@@ -70,7 +70,9 @@ class NodeContext:
         replay: bool = False,
         cancelled: Callable[[], bool] = lambda: False,
         services: dict[str, Any] | None = None,
+        max_effect_bytes: int | None = None,
     ) -> None:
+        self._max_effect_bytes = max_effect_bytes
         self.run_id = run_id
         """Id of the run this activation belongs to."""
         self.step = step
@@ -149,6 +151,15 @@ class NodeContext:
                 f"{type(result).__name__}, which is not JSON ({e}); return plain data or a "
                 "pydantic model"
             ) from None
+        if self._max_effect_bytes is not None and len(response) > self._max_effect_bytes:
+            from flowstate.errors import PayloadTooLarge
+
+            raise PayloadTooLarge(
+                f"the result of effect '{name}' (#{seq}) of node '{self.node}'",
+                len(response),
+                self._max_effect_bytes,
+                "max_effect_bytes",
+            )
         import time
 
         record = EffectRecord(

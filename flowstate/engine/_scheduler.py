@@ -28,10 +28,11 @@ from flowstate.checkpoints import (
     StepRecord,
     WriteRecord,
 )
-from flowstate.errors import FlowstateError, NodeFailed, UpdateRejected
+from flowstate.errors import FlowstateError, NodeFailed, PayloadTooLarge, UpdateRejected
 
 from . import _events as ev
 from ._context import EffectDivergence, Interrupted, NodeContext
+from ._limits import Limits
 from ._plan import input_for, plan_next
 from ._rows import parse
 from ._types import END, Command, Send, Task
@@ -172,7 +173,11 @@ class Execution:
         rng: random.Random | None = None,
         listening: bool = True,
         max_concurrency: int | None = None,
+        limits: Limits | None = None,
+        tokens: tuple[int, int] = (0, 0),
     ) -> None:
+        self.limits = limits or Limits()
+        self.tokens_in, self.tokens_out = tokens
         self.listening = listening
         self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         self._signals_checked = -1.0
@@ -264,6 +269,20 @@ class Execution:
             return self._pause("pause requested")
         if self.activations + len(pending) > self.max_steps:
             return self._pause(self._limit_reason())
+        lim = self.limits
+        used = self.tokens_in + self.tokens_out
+        if lim.token_budget is not None and used >= lim.token_budget:
+            return self._pause(
+                f"token budget: {used:,} of {lim.token_budget:,} tokens used; resume with a "
+                "higher budget: resume(run_id, limits=Limits(token_budget=N))"
+            )
+        if lim.cost_budget is not None:
+            cost = lim.cost(self.tokens_in, self.tokens_out)
+            if cost >= lim.cost_budget:
+                return self._pause(
+                    f"cost budget: ${cost:.4f} of ${lim.cost_budget:.4f} used; resume with a "
+                    "higher budget: resume(run_id, limits=Limits(cost_budget=X))"
+                )
         for t in pending:
             spec = self.ir.nodes[t.node]
             if spec.max_visits is not None and self.visits.get(t.node, 0) >= spec.max_visits:
@@ -406,8 +425,16 @@ class Execution:
                 )
             ctx = self._context(task, attempt, journal, answers)
             try:
-                raw = await self._call(spec, task, ctx)
-                update, goto = self._normalize(spec, raw)
+                result = await self._call(spec, task, ctx)
+                update, goto = self._normalize(spec, result)
+                raw = self.schema.dump_update(task.node, update)
+                if len(raw) > self.limits.max_update_bytes:
+                    raise PayloadTooLarge(
+                        f"the update of node '{task.node}'",
+                        len(raw),
+                        self.limits.max_update_bytes,
+                        "max_update_bytes",
+                    )
                 break
             except Interrupted as i:
                 self._record_interrupt(task, i)
@@ -427,7 +454,7 @@ class Execution:
                     retry is not None
                     and attempt < retry.max_attempts
                     and isinstance(e, retry.retry_on)
-                    and not isinstance(e, UpdateRejected)
+                    and not isinstance(e, UpdateRejected | PayloadTooLarge)
                     and not isinstance(e, EffectDivergence)
                 ):
                     delay = retry.delay(attempt, self.rng.random())
@@ -458,18 +485,18 @@ class Execution:
                 self._remaining -= 1
                 self._failed = True
                 return _Failure(task, err)
-        return self._commit(task, spec, update, goto, started, ctx)
+        return self._commit(task, spec, update, raw, goto, started, ctx)
 
     def _commit(
         self,
         task: Task,
         spec: NodeSpec,
         update: dict[str, Any],
+        raw: str,
         goto: list[str | Send],
         started: float,
         ctx: NodeContext,
     ) -> Committed:
-        raw = self.schema.dump_update(task.node, update)
         seq = self._seq_of(task.path)
         write = WriteRecord(
             run_id=self.run_id,
@@ -503,6 +530,9 @@ class Execution:
             raise
         self.activations += 1
         self.visits[task.node] = self.visits.get(task.node, 0) + 1
+        if ctx.usage:
+            self.tokens_in += ctx.usage.get("input_tokens", 0)
+            self.tokens_out += ctx.usage.get("output_tokens", 0)
         self.bytes_since_snapshot += len(raw)
         if self.listening:
             self.emit(
@@ -537,6 +567,13 @@ class Execution:
             or self.steps_since_snapshot >= SNAPSHOT_MAX_STEPS
         ):
             snapshot = self.schema.dump_state(merged)
+            if len(snapshot) > self.limits.max_state_bytes:
+                raise PayloadTooLarge(
+                    f"the state after step {self.step}",
+                    len(snapshot),
+                    self.limits.max_state_bytes,
+                    "max_state_bytes",
+                )
             self.last_snapshot_bytes = len(snapshot)
             self.bytes_since_snapshot = 0
             self.steps_since_snapshot = 0
@@ -594,6 +631,7 @@ class Execution:
             replay=self.replay,
             cancelled=self._cancel_seen,
             services=self.app.services,
+            max_effect_bytes=self.limits.max_effect_bytes,
         )
 
     def _load_journal(self, task: Task) -> dict[int, EffectRecord]:

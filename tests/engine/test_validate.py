@@ -213,7 +213,9 @@ def test_random_graphs_either_fail_to_compile_or_run_to_end(spec, fast_tmp):
         g.add_node(n, node)
     for s, d in edges:
         g.add_edge(s, d)
-    db = fast_tmp / "r.db"
+    import uuid
+
+    db = fast_tmp / f"r-{uuid.uuid4().hex}.db"  # the fixture is shared by all examples
     try:
         app = g.compile(store=str(db), max_steps=200)
     except GraphBuildError as e:

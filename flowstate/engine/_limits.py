@@ -1,0 +1,36 @@
+"""Limits and budgets of a run (RELIABILITY.md G10). Stored with the run, so a resume
+keeps them unless it raises them explicitly."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Limits"]
+
+MiB = 1024 * 1024
+
+
+class Limits(BaseModel):
+    """Byte limits fail the offending node with ``PayloadTooLarge`` before anything is
+    written; budgets pause the run (status ``paused``, with the reason) so it can be resumed
+    with a higher budget."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_update_bytes: int = Field(default=4 * MiB, gt=0)
+    """Largest update one activation may commit, as JSON."""
+    max_effect_bytes: int = Field(default=4 * MiB, gt=0)
+    """Largest effect result (e.g. an LLM response) that may be journaled, as JSON."""
+    max_state_bytes: int = Field(default=64 * MiB, gt=0)
+    """Largest state that may be stored (input and snapshots), as JSON."""
+    token_budget: int | None = Field(default=None, gt=0)
+    """Total LLM tokens (input + output) the run may use; reaching it pauses the run."""
+    cost_budget: float | None = Field(default=None, gt=0)
+    """Total LLM cost (USD, from the prices below) the run may use; reaching it pauses."""
+    input_price_per_mtok: float = Field(default=0.0, ge=0)
+    output_price_per_mtok: float = Field(default=0.0, ge=0)
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return (
+            input_tokens * self.input_price_per_mtok + output_tokens * self.output_price_per_mtok
+        ) / 1e6
