@@ -200,6 +200,35 @@ class NodeContext:
             raise EffectError(f"interrupt payload of node '{self.node}' is not JSON: {e}") from None
         raise Interrupted(seq, raw)
 
+    @property
+    def llm(self) -> Any:
+        """The graph's model (``app.services["llm"]``), with every call journaled: on resume
+        and replay the recorded response is served and the model is not called again."""
+        from flowstate.llm import JournaledLLM
+
+        model = self.services.get("llm")
+        if model is None:
+            raise RunStateError(
+                f"node '{self.node}' used ctx.llm but the graph has no model: set "
+                "app.services['llm'] = AnthropicLLM(...) (or ScriptedLLM([...]) offline)"
+            )
+        return JournaledLLM(model, self)
+
+    @property
+    def tools(self) -> Any:
+        """The graph's tools (``app.services["tools"]``, a ToolRegistry), journaled."""
+        from flowstate.llm import JournaledTools, ToolRegistry
+
+        reg = self.services.get("tools")
+        if reg is None:
+            raise RunStateError(
+                f"node '{self.node}' used ctx.tools but the graph has none: set "
+                "app.services['tools'] = ToolRegistry([...])"
+            )
+        if not isinstance(reg, ToolRegistry):
+            reg = ToolRegistry(reg)
+        return JournaledTools(reg, self)
+
     def token(self, text: str) -> None:
         """Report streamed text (e.g. LLM tokens) as a live event; it is not journaled."""
         self._emit(("token", text))
