@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import random
@@ -127,6 +128,7 @@ class CompiledGraph(Generic[S]):
         self._check_signals = True
         self._tasks: dict[str, asyncio.Future[Any]] = {}
         self._cancel_requested: set[str] = set()
+        self._chains: dict[str, list[Callable[..., Any]]] = {}
         self.rng: random.Random | None = None
         """Seeded RNG for retry jitter (tests)."""
 
@@ -471,16 +473,57 @@ class CompiledGraph(Generic[S]):
     def check_graph(self, run: RunRecord, allow_graph_change: bool = False) -> None:
         if run.fingerprint == self.fingerprint or allow_graph_change:
             return
-        raise GraphMismatch(
-            run.id,
-            graph_diff(
-                parse("graph_doc", run.graph_doc, "runs", run.id, None), json.loads(self.graph_doc)
-            ),
-        )
+        old = parse("graph_doc", run.graph_doc, "runs", run.id, None)
+        new = json.loads(self.graph_doc)
+        structure = lambda d: {k: v for k, v in d.items() if k not in ("state", "state_version")}  # noqa: E731
+        if structure(old) == structure(new) and self._migration_chain(run):
+            return  # only the state schema changed, and migrations cover it
+        diff = graph_diff(old, new)
+        if old.get("state") != new.get("state"):
+            v_old, v_new = old.get("state_version", 1), self.ir.state_version
+            if v_old == v_new:
+                diff.append(
+                    f"! the state schema changed but its version is still {v_new}: bump "
+                    f"GraphBuilder(..., version={v_new + 1}) and register "
+                    f"add_migration({v_new}, fn) to migrate stored runs"
+                )
+            else:
+                missing = [v for v in range(v_old, v_new) if v not in self.ir.migrations]
+                if missing:
+                    diff.append(f"! no migration registered from state version(s) {missing}")
+        raise GraphMismatch(run.id, diff)
+
+    def _migration_chain(self, run: RunRecord) -> list[Callable[..., Any]] | None:
+        """The migrations that bring this run's stored JSON to the current state version:
+        [] when it is current, None when no chain exists."""
+        recorded = parse("graph_doc", run.graph_doc, "runs", run.id, None).get("state_version", 1)
+        if recorded == self.ir.state_version:
+            return []
+        if recorded > self.ir.state_version:
+            return None
+        chain = [self.ir.migrations.get(v) for v in range(recorded, self.ir.state_version)]
+        return None if any(f is None for f in chain) else chain  # type: ignore[return-value]
+
+    def _migrate(self, run_id: str, raw: str, kind: str) -> str:
+        chain = self._chains.get(run_id)
+        if chain is None:
+            run = self.store.get_run(run_id)
+            chain = self._migration_chain(run) or []
+            self._chains[run_id] = chain
+        if not chain:
+            return raw
+        doc = json.loads(raw)
+        for fn in chain:
+            try:
+                n_params = len(inspect.signature(fn).parameters)
+            except (TypeError, ValueError):
+                n_params = 1
+            doc = fn(doc, kind) if n_params >= 2 else fn(doc)
+        return json.dumps(doc)
 
     def _committed_from(self, w: WriteRecord, run_id: str) -> Committed:
         try:
-            update = self.ir.schema.load_update(w.update)
+            update = self.ir.schema.load_update(self._migrate(run_id, w.update, "update"))
             goto = goto_from_json(w.goto, run_id, w.step)
         except (ValueError, ValidationError) as e:
             raise CorruptRowError("writes", run_id, w.step, f"update of '{w.node}': {e}") from None
@@ -494,7 +537,7 @@ class CompiledGraph(Generic[S]):
         if snap is None or snap.snapshot is None:
             raise CorruptRowError("steps", run_id, step, "no snapshot at or before this step")
         try:
-            state = self.ir.schema.load_state(snap.snapshot)
+            state = self.ir.schema.load_state(self._migrate(run_id, snap.snapshot, "state"))
         except (ValueError, ValidationError) as e:
             raise CorruptRowError("steps", run_id, snap.step, f"snapshot: {e}") from None
         by_step: dict[int, list[WriteRecord]] = {}

@@ -55,6 +55,8 @@ class GraphIR:
     joins: list[Join]
     routers: dict[str, list[RouterSpec]]
     joins_by_source: dict[str, list[Join]] = field(default_factory=dict)
+    state_version: int = 1
+    migrations: dict[int, Callable[..., Any]] = field(default_factory=dict)
 
     def document(self) -> dict[str, Any]:
         """A canonical JSON-able description, hashed into the run's fingerprint."""
@@ -68,6 +70,7 @@ class GraphIR:
                 for s, rs in sorted(self.routers.items())
             },
             "state": self.schema.json_schema(),
+            "state_version": self.state_version,
         }
 
     def fingerprint(self) -> tuple[str, str]:
@@ -84,10 +87,15 @@ class GraphBuilder(Generic[S]):
     >>> app = g.compile(store="runs.db")
     """
 
-    def __init__(self, state: type[S], *, name: str | None = None) -> None:
+    def __init__(self, state: type[S], *, name: str | None = None, version: int = 1) -> None:
+        """``version`` is the version of the state schema; bump it when the state model
+        changes in a way stored runs must be migrated for, and register the migration with
+        ``add_migration``."""
         self.schema = StateSchema(state)
         self.state = state
         self.name = name or f"{state.__name__.lower()}_graph"
+        self.version = version
+        self._migrations: dict[int, Callable[..., Any]] = {}
         self._nodes: dict[str, NodeSpec] = {}
         self._edges: dict[str, list[str]] = {}
         self._joins: list[Join] = []
@@ -185,6 +193,21 @@ class GraphBuilder(Generic[S]):
         self._routers.setdefault(source, []).append(spec)
         return self
 
+    def add_migration(
+        self, from_version: int, fn: Callable[..., dict[str, Any]]
+    ) -> GraphBuilder[S]:
+        """Register how stored JSON of state version ``from_version`` becomes version
+        ``from_version + 1``. ``fn(doc)`` or ``fn(doc, kind)`` receives a dict of fields —
+        a whole state (``kind == "state"``: inputs and snapshots) or one update
+        (``kind == "update"``: only the fields a node wrote) — and returns the new dict.
+        Resume, history, state_at and replay apply the chain to runs recorded with an
+        older version; a run recorded with a different schema and no migration is refused.
+        """
+        if from_version in self._migrations:
+            self._problems.append(f"two migrations from state version {from_version}: keep one")
+        self._migrations[from_version] = fn
+        return self
+
     # -- compilation ---------------------------------------------------------------------
 
     def build(self) -> GraphIR:
@@ -198,8 +221,17 @@ class GraphBuilder(Generic[S]):
             edges={k: list(v) for k, v in self._edges.items()},
             joins=list(self._joins),
             routers={k: list(v) for k, v in self._routers.items()},
+            state_version=self.version,
+            migrations=dict(self._migrations),
         )
         problems = list(self._problems) + validate(ir)
+        for v in sorted(self._migrations):
+            if not 1 <= v < self.version:
+                problems.append(
+                    f"a migration from state version {v} cannot lead to the current version "
+                    f"{self.version}: migrations go from 1..{self.version - 1} to the next "
+                    "version; bump version= or remove it"
+                )
         if problems:
             raise GraphBuildError(self.name, problems)
         for j in ir.joins:
