@@ -524,5 +524,26 @@ def graph_cmd(
     )
 
 
+def _register_service() -> None:
+    try:
+        from flowstate.service import serve_command
+    except ImportError:  # the service extra (fastapi, uvicorn) is not installed
+
+        @app.command("serve")
+        def serve_missing() -> None:
+            """Run the HTTP task service (needs `pip install 'flowstate[service]'`)."""
+            _fail(
+                CLIError(
+                    "the task service needs fastapi and uvicorn: pip install 'flowstate[service]'"
+                )
+            )
+
+        return
+    app.command("serve")(serve_command)
+
+
+_register_service()
+
+
 def main() -> None:  # pragma: no cover - console script entry
     app()

@@ -6,7 +6,7 @@ types (the create-task body, the task id), which FastAPI must see as real object
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -17,6 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from flowstate.checkpoints import Durability, SQLiteStore
 from flowstate.engine import CompiledGraph, GraphBuilder
+from flowstate.engine import _events as ev
+from flowstate.engine._events import EventAdapter
 from flowstate.errors import StoreError
 
 from ._http import PROBLEM, ApiError, Guard, install_handlers
@@ -48,7 +50,8 @@ Errors are RFC 7807 problem documents (`application/problem+json`).
 """
 
 _DESCRIPTIONS = {
-    400: "The request is malformed (e.g. a cursor this server did not hand out).",
+    400: "The request is malformed: a body that is not UTF-8 JSON, or a cursor this "
+    "server did not hand out.",
     401: "A bearer token is required, or the one sent is not valid.",
     404: "No task with this id.",
     409: "The task's status does not allow the operation, or the idempotency key names "
@@ -61,6 +64,27 @@ _DESCRIPTIONS = {
 
 class EventStream(StreamingResponse):
     media_type = "text/event-stream"
+
+
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "One server-sent event (the schema of each event, OpenAPI 3.1 style).",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {
+            "type": "string",
+            "description": "The engine event's kind.",
+            "enum": sorted(m.model_fields["kind"].default for m in get_args(get_args(ev.Event)[0])),
+        },
+        "data": {
+            "type": "string",
+            "description": "The event as JSON.",
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": "#/components/schemas/Event"},
+        },
+        "id": {"type": "string", "description": "For Last-Event-ID: '<execution>:<index>'."},
+    },
+}
 
 
 def create_app(
@@ -150,12 +174,12 @@ def create_app(
                 "description": "The idempotency key names an existing task; it is returned.",
                 "links": links,
             },
-            **errors(409, 413, 422, 503),
+            **errors(400, 409, 413, 422, 503),
         },
     )
     async def create_task(body: CreateTask, request: Request, response: Response) -> TaskRef:  # type: ignore[valid-type]
         req = _strict(CreateTask, await request.body()).root
-        run, created = service.submit(
+        run, created = await service.submit(
             req.graph,
             req.input,
             max_steps=req.max_steps,
@@ -216,13 +240,13 @@ def create_app(
         operation_id="resume_task",
         summary="Resume a paused, failed or cancelled task, answering its interrupt",
         dependencies=secured,
-        responses=errors(404, 409, 413, 422, 503),
+        responses=errors(400, 404, 409, 413, 422, 503),
     )
     async def resume_task(
         task_id: TaskId, request: Request, body: ResumeTask | None = None
     ) -> TaskRef:
-        raw = await request.body()
-        if raw.strip():
+        raw = (await request.body()).strip()
+        if raw and raw != b"null":
             body = _strict(ResumeTask, raw)
         answer = body is not None and "value" in body.model_fields_set
         run = service.resume(
@@ -245,7 +269,7 @@ def create_app(
                 "its kind, `data:` its JSON, `id:` for Last-Event-ID), ending with "
                 "run_finished. A finished task whose events are no longer held replays "
                 "its final status only.",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
             },
             **errors(404, 422, 503),
         },
@@ -295,6 +319,8 @@ def create_app(
     async def ready() -> Health:
         if not service.started:
             raise ApiError(503, "the service is starting")
+        if service.recovery_error:
+            raise ApiError(503, service.recovery_error)
         try:
             store.signals("")  # a read that decodes no row: reachability, not integrity
         except StoreError:
@@ -308,14 +334,25 @@ def create_app(
 
 
 def _strict(model: type[BaseModel], raw: bytes) -> Any:
-    """Validate the raw JSON body in strict mode: the published schema is the contract, so
-    ``"5"`` is not an integer and ``1`` is not a string."""
+    """Validate the raw JSON body against the published schema, not pydantic's lax mode:
+    ``"5"`` is not an integer and ``1`` is not a string. Strict mode goes one step further
+    than JSON Schema, for which ``207.0`` *is* an integer: a body whose only strict errors
+    are such numbers is validated again in lax mode, which converts exactly those."""
     try:
         return model.model_validate_json(raw, strict=True)
     except ValidationError as e:
-        raise RequestValidationError(
-            [{**err, "loc": ("body", *err.get("loc", ()))} for err in e.errors()]
-        ) from None
+        errors = e.errors()
+    if all(_integral_number(err) for err in errors):
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as e:
+            errors = e.errors()
+    raise RequestValidationError([{**err, "loc": ("body", *err.get("loc", ()))} for err in errors])
+
+
+def _integral_number(err: Any) -> bool:
+    value = err.get("input")
+    return err.get("type") == "int_type" and isinstance(value, float) and value.is_integer()
 
 
 def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
@@ -331,9 +368,15 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
         for item in schema.get("paths", {}).values():
             for op in item.values():
                 for code, resp in op.get("responses", {}).items():
-                    content = resp.get("content", {})
-                    if str(code).isdigit() and int(code) >= 400 and "application/json" in content:
-                        content[PROBLEM] = content.pop("application/json")
+                    content = resp.get("content")
+                    if str(code).isdigit() and int(code) >= 400 and content:
+                        # FastAPI files error models under the route's media type
+                        # (text/event-stream for /events); errors are problem documents
+                        resp["content"] = {PROBLEM: next(iter(content.values()))}
+        events = EventAdapter.json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(events.pop("$defs", {}))
+        components["Event"] = events
         app.openapi_schema = schema
         return schema
 

@@ -25,6 +25,7 @@ from flowstate.errors import (
     FlowstateError,
     GraphMismatch,
     InputRejected,
+    PayloadTooLarge,
     RunNotFound,
     RunStateError,
     StoreError,
@@ -41,6 +42,7 @@ _STATUS_OF: tuple[tuple[type[FlowstateError], int], ...] = (
     (RunStateError, 409),
     (GraphMismatch, 409),
     (InputRejected, 422),
+    (PayloadTooLarge, 413),
     (CorruptRowError, 500),
     (StoreError, 503),
 )
@@ -277,7 +279,24 @@ class Guard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()  # http.disconnect, for streaming responses
 
-        await self.app(scope, replay, send)
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, replay, tracking_send)
+        except Exception as exc:
+            # Answer here rather than in Starlette's ServerErrorMiddleware, which re-raises
+            # after its response, and uvicorn then drops the keep-alive connection under
+            # the client's next request.
+            log.error("%s %s failed", scope.get("method"), scope.get("path"), exc_info=exc)
+            if started:
+                raise
+            await problem(500, "the server failed to handle the request")(scope, receive, send)
 
     def _check_token(self, header: bytes | None) -> JSONResponse | None:
         assert self.token is not None

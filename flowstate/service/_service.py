@@ -25,6 +25,7 @@ and ``flowstate resume``) must not execute the same run at once.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import logging
@@ -36,6 +37,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
@@ -44,8 +46,7 @@ from pydantic_core import PydanticSerializationError
 from flowstate.checkpoints import RunRecord, SQLiteStore, StepRecord
 from flowstate.engine import CompiledGraph
 from flowstate.engine import _events as ev
-from flowstate.engine._plan import start_tasks
-from flowstate.errors import FlowstateError, NodeFailed, RunStateError
+from flowstate.errors import FlowstateError, NodeFailed, RunStateError, StoreError
 
 from ._http import ApiError
 from ._models import (
@@ -68,52 +69,49 @@ SHUTDOWN_WAIT_SECONDS = 10.0
 KEEPALIVE_SECONDS = 15.0
 RETAINED_LOGS = 256
 """Event logs of finished executions kept for late SSE subscribers."""
-CURSOR_PATTERN = (
-    r"^[0-9]{1,12}(\.[0-9]{1,20})?(e[+-]?[0-9]{1,3})?~[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
-)
+CURSOR_PATTERN = r"^[0-9]{1,20}(\.[0-9]{1,40})?~[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+"""A cursor is ``<created_at>~<id>`` of the last task of the previous page: a keyset
+position. Any string of this shape is a valid position, so any cursor fitting the
+published pattern gets a page."""
 
 _RESUMABLE = ("paused", "failed", "cancelled")
 
 
-def admission_rows(
+class _Admitted(BaseException):
+    """Carries the rows the engine was about to create out of ``run()`` (see below)."""
+
+    def __init__(self, run: RunRecord, step0: StepRecord) -> None:
+        super().__init__(run.id)
+        self.run = run
+        self.step0 = step0
+
+
+class _CaptureStore:
+    """Stands in for the store while the engine prepares a new run: ``create_run`` is the
+    first thing ``run()`` writes, before anything executes, and it stops there."""
+
+    def create_run(self, run: RunRecord, first_step: StepRecord) -> None:
+        raise _Admitted(run, first_step)
+
+
+async def admission_rows(
     graph: CompiledGraph[Any], state: BaseModel, run_id: str, max_steps: int | None
 ) -> tuple[RunRecord, StepRecord]:
-    """The run row and step-0 row of a queued task: what ``CompiledGraph._start`` writes
-    for a new run, with status ``queued`` (``completed`` when START leads nowhere).
-
-    This mirrors the engine; tests/service pin it against ``graph.run()`` so a change in
-    the engine's rows is caught. (Wanted engine API: ``CompiledGraph.admit(...)``.)
+    """The run row and step-0 row of a new task, made by the engine's own ``run()`` (its
+    config, limits and checks included) and stopped at ``create_run``; the service stores
+    them with status ``queued`` (``completed`` when START leads nowhere), so admission is
+    durable before the task has a slot. (Wanted engine API: ``CompiledGraph.admit()``.)
     """
-    tasks = start_tasks(graph.ir, state)
-    now = time.time()
-    input_json = graph.ir.schema.dump_state(state)
-    config: dict[str, Any] = {
-        "max_steps": max_steps if max_steps is not None else graph.max_steps,
-        "interrupt_before": list(graph.interrupt_before),
-        "interrupt_after": list(graph.interrupt_after),
-    }
-    if hasattr(graph, "max_concurrency"):
-        config = {"max_concurrency": graph.max_concurrency, **config}
-    run = RunRecord(
-        id=run_id,
-        graph=graph.name,
-        fingerprint=graph.fingerprint,
-        graph_doc=graph.graph_doc,
-        status="queued" if tasks else "completed",
-        input=input_json,
-        head_step=0,
-        config=json.dumps(config),
-        created_at=now,
-        updated_at=now,
-    )
-    step0 = StepRecord(
-        run_id=run_id,
-        step=0,
-        tasks=json.dumps([t.to_json() for t in tasks]),
-        joins="{}",
-        snapshot=input_json,
-        created_at=now,
-    )
+    probe = copy.copy(graph)
+    probe._store = _CaptureStore()  # type: ignore[assignment]
+    try:
+        await probe.run(state, run_id=run_id, max_steps=max_steps)
+    except _Admitted as a:
+        run, step0 = a.run, a.step0
+    else:  # pragma: no cover - the engine always creates the run row first
+        raise RuntimeError("the engine ran a task without creating its run row")
+    if run.status == "running":
+        run = run.model_copy(update={"status": "queued"})
     return run, step0
 
 
@@ -123,17 +121,17 @@ def key_run_id(key: str) -> str:
 
 
 def encode_cursor(run: RunRecord) -> str:
-    return f"{run.created_at!r}~{run.id}"
+    at = repr(run.created_at)
+    if "e" in at:  # not a plausible timestamp, but keep the cursor exact and plain
+        at = format(Decimal(run.created_at), "f")
+    return f"{at}~{run.id}"
 
 
 def decode_cursor(cursor: str) -> tuple[float, str]:
     if not re.fullmatch(CURSOR_PATTERN, cursor):
         raise ApiError(400, "the cursor is not one this server handed out")
     at, _, run_id = cursor.partition("~")
-    value = float(at)
-    if not math.isfinite(value):
-        raise ApiError(400, "the cursor is not one this server handed out")
-    return value, run_id
+    return float(at), run_id
 
 
 def page_runs(
@@ -218,6 +216,7 @@ class TaskService:
         self.started = False
         self.recovered: list[str] = []
         """Runs picked up again at startup."""
+        self.recovery_error: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -225,7 +224,12 @@ class TaskService:
         """Queue again every run left ``running`` or ``queued`` (by a crash or a stop)."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        pending = [r for s in ("running", "queued") for r in iter_runs(self.store, s)]
+        try:
+            pending = [r for s in ("running", "queued") for r in iter_runs(self.store, s)]
+        except StoreError as e:  # e.g. a corrupt run row: serve, but say so on /ready
+            self.recovery_error = f"{e.code}: unfinished tasks were not resumed: {e.message}"
+            log.error("%s", self.recovery_error)
+            pending = []
         pending.sort(key=lambda r: (r.created_at, r.id))
         for run in pending:
             graph = self.graphs.get(run.graph)
@@ -257,7 +261,7 @@ class TaskService:
 
     # -- admission ------------------------------------------------------------------------
 
-    def submit(
+    async def submit(
         self,
         graph_name: str,
         state: BaseModel,
@@ -266,11 +270,12 @@ class TaskService:
         idempotency_key: str | None = None,
     ) -> tuple[RunRecord, bool]:
         """Admit a task. Returns its run row and whether it was created (False: the
-        idempotency key named an existing task)."""
+        idempotency key named an existing task). From the key lookup to the insert there
+        is no await, so two requests with one key cannot both create it."""
         graph = self.graphs[graph_name]
         run_id = key_run_id(idempotency_key) if idempotency_key else uuid.uuid4().hex[:16]
         try:
-            run, step0 = admission_rows(graph, state, run_id, max_steps)
+            run, step0 = await admission_rows(graph, state, run_id, max_steps)
         except PydanticSerializationError as e:
             raise ApiError(
                 422,
@@ -389,9 +394,13 @@ class TaskService:
             elif run.status in ("running", "queued"):
                 # the engine stopped before recording an outcome (a graph mismatch, storage)
                 e = x.error
-                why = e.message if isinstance(e, FlowstateError) else f"{type(e).__name__}: {e}"
-                code = f"{e.code}: " if isinstance(e, FlowstateError) else ""
-                run = self.store.update_run(x.run_id, status="failed", error=f"{code}{why}"[:2000])
+                if isinstance(e, FlowstateError):
+                    why = f"{e.code}: {e.message}"
+                elif e is not None:
+                    why = f"{type(e).__name__}: {e}"
+                else:
+                    why = "the execution stopped without recording an outcome"
+                run = self.store.update_run(x.run_id, status="failed", error=why[:2000])
         except FlowstateError as e:
             log.error("task %s: cannot record its outcome: %s", x.run_id, e)
         finally:
@@ -434,6 +443,8 @@ class TaskService:
             run = self.store.get_run(run_id)
             if run.status == "completed":
                 raise ApiError(409, f"task {run_id} completed before the cancel took effect")
+            if run.status in ("paused", "failed"):  # it stopped on its own meanwhile
+                run = self.store.update_run(run_id, status="cancelled", error=x.cancel_reason)
             return run
         if run.status == "completed":
             raise ApiError(409, f"task {run_id} is completed; there is nothing to cancel")

@@ -26,6 +26,9 @@ def record_call(run_id: str, node: str) -> None:
     if not path:
         return
     with sqlite3.connect(path, timeout=30) as c:
+        # WAL + NORMAL: survives the SIGKILL of the server process without an fsync per call
+        c.execute("PRAGMA journal_mode = WAL")
+        c.execute("PRAGMA synchronous = NORMAL")
         c.execute("CREATE TABLE IF NOT EXISTS calls (run_id TEXT, node TEXT, at REAL)")
         c.execute("INSERT INTO calls VALUES (?, ?, ?)", [run_id, node, time.time()])
 

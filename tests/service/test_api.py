@@ -140,9 +140,14 @@ def test_interrupt_then_resume_with_a_value(serve) -> None:
     body = wait_for(c, tid, ("paused",))
     assert body["reason"] == "interrupt in 'ask'"
     assert body["interrupts"] == [
-        {"step": 0, "task_path": "ask", "seq": 0, "payload": {"question": "approve?", "amount": 120}}
+        {
+            "step": 0,
+            "task_path": "ask",
+            "seq": 0,
+            "payload": {"question": "approve?", "amount": 120},
+        }
     ]
-    # not resumable while paused? it is; but these are refused:
+    # a body with unknown fields is refused
     _problem(c.post(f"/v1/tasks/{tid}/resume", json={"value": 1, "bogus": 2}), 422)
     r = c.post(f"/v1/tasks/{tid}/resume", json={"value": "approved"})
     assert r.status_code == 202 and r.json() == {"id": tid, "status": "queued"}
@@ -237,7 +242,7 @@ def test_pagination_is_stable(serve) -> None:
 def test_keyset_pages_survive_identical_timestamps(tmp_path: Path) -> None:
     g = steps_graph().compile(store=str(tmp_path / "t.db"))
     for i in range(9):
-        run, step0 = admission_rows(g, g.state_model(), f"run{i}", None)
+        run, step0 = asyncio.run(admission_rows(g, g.state_model(), f"run{i}", None))
         g.store.create_run(run.model_copy(update={"created_at": 1000.0}), step0)
     got, after = [], None
     while True:
@@ -250,12 +255,12 @@ def test_keyset_pages_survive_identical_timestamps(tmp_path: Path) -> None:
 
 
 def test_admission_rows_match_what_the_engine_writes(tmp_path: Path) -> None:
-    """The service admits a queued task with the rows ``run()`` would write: pinned so an
-    engine change to those rows is caught here."""
+    """The service admits a queued task with the rows ``run()`` writes (it has the engine
+    make them): the same config, input and first step, and the engine runs it."""
     g = steps_graph().compile(store=str(tmp_path / "a.db"), interrupt_before=["s2"])
     asyncio.run(g.run({"label": "x"}, run_id="engine", max_steps=7))
     engine_run, engine_step = g.store.get_run("engine"), g.store.get_step("engine", 0)
-    run, step0 = admission_rows(g, g.state_model(label="x"), "svc", 7)
+    run, step0 = asyncio.run(admission_rows(g, g.state_model(label="x"), "svc", 7))
     assert run.status == "queued"
     assert json.loads(run.config) == json.loads(engine_run.config)
     for f in ("graph", "fingerprint", "graph_doc", "input", "parent_id"):
@@ -306,3 +311,26 @@ def test_store_is_shared_with_the_engine(serve, tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "runs.db")
     assert [w.node for w in store.writes(tid)] == STEP_NODES
     assert store.integrity_check() == "ok"
+
+
+def test_example_registry_serves_a_ticket(serve) -> None:
+    c = serve(graphs=load_registry("examples.service_graphs:REGISTRY")).client()
+    r = c.post("/v1/tasks", json={"graph": "support", "input": {"text": "refund my invoice"}})
+    tid = r.json()["id"]
+    body = wait_for(c, tid, ("paused",))
+    assert body["interrupts"][0]["payload"]["question"] == "send this reply?"
+    c.post(f"/v1/tasks/{tid}/resume", json={"value": True})
+    body = wait_for(c, tid)
+    assert body["state"]["category"] == "billing"
+    assert body["state"]["log"] == ["classified as billing", "drafted", "approved", "sent"]
+
+
+def test_public_surface_is_pinned() -> None:
+    import flowstate.service
+
+    assert flowstate.service.__all__ == [
+        "GraphRegistry",
+        "create_app",
+        "load_registry",
+        "serve_command",
+    ]
