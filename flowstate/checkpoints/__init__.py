@@ -16,12 +16,14 @@ from ._records import (
     WriteRecord,
     row_hash,
 )
+from ._maintenance import DoctorReport, doctor, parse_age, prune
 from ._sqlite import Durability, SQLiteStore
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "TERMINAL_STATUSES",
     "AttemptRecord",
+    "DoctorReport",
     "Durability",
     "EffectRecord",
     "InterruptRecord",
@@ -30,5 +32,8 @@ __all__ = [
     "SQLiteStore",
     "StepRecord",
     "WriteRecord",
+    "doctor",
+    "parse_age",
+    "prune",
     "row_hash",
 ]
