@@ -20,7 +20,7 @@ def test_parse_age():
         and parse_age("90m") == 5400
         and parse_age("2w") == 14 * 86400
     )
-    with pytest.raises(ValueError, match="e.g. 30d"):
+    with pytest.raises(ValueError, match=r"e\.g\. 30d"):
         parse_age("thirty days")
 
 
