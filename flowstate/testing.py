@@ -68,15 +68,17 @@ def assert_resumable(
     *,
     max_points: int = 500,
     value: Callable[[Any], Any] | None = None,
+    workdir: str | Path | None = None,
 ) -> ResumeReport:
     """Crash the run at every activation boundary and inside every effect, resume it in a
     fresh store handle, and check it against an uninterrupted run: same final state, same
     committed updates, and no effect performed twice except one in flight at the crash.
 
     ``value`` answers interrupts: called with the interrupt payload, returns the answer.
-    Node code must be deterministic given its input and its effects' results.
+    Node code must be deterministic given its input and its effects' results. ``workdir``
+    is where the scratch databases go (default: a new temporary directory).
     """
-    tmp = Path(tempfile.mkdtemp(prefix="flowstate-resumable-"))
+    tmp = Path(tempfile.mkdtemp(prefix="flowstate-resumable-", dir=workdir))
     performed: Counter[tuple[str, int, str, int]] = Counter()
 
     def observe(run_id: str, step: int, path: str, seq: int, name: str) -> None:

@@ -74,6 +74,9 @@ class RouterSpec:
     input_kind: Literal["state", "view", "none"]
     input_type: Any
     name: str
+    sends: bool = True
+    """False when the return annotation rules Sends out (e.g. ``list[Literal[...]]``), so a
+    target cannot be activated several times in one step."""
 
 
 def _hints(fn: Callable[..., Any], state: type[BaseModel] | None = None) -> dict[str, Any]:
@@ -236,6 +239,7 @@ def analyse_router(
             multi = True
     if ret is not None and (get_origin(ret) in (list, tuple) or ret in (list, tuple)):
         multi = True
+    sends = multi and not _literal_only(ret)
     return RouterSpec(
         source=source,
         fn=fn,
@@ -245,4 +249,18 @@ def analyse_router(
         input_kind=kind,  # type: ignore[arg-type]
         input_type=input_type,
         name=getattr(fn, "__name__", "router"),
+        sends=sends,
     )
+
+
+def _literal_only(ann: Any) -> bool:
+    """True when an annotation is made only of Literal targets (no Send, no bare str)."""
+    if ann is None or ann is inspect.Parameter.empty:
+        return False
+    origin = get_origin(ann)
+    if origin is Literal:
+        return True
+    if origin in (Union, types.UnionType, list, tuple, set, frozenset):
+        args = get_args(ann)
+        return bool(args) and all(_literal_only(a) for a in args if a is not Ellipsis)
+    return False

@@ -725,7 +725,12 @@ class Execution:
         child_id = f"{self.run_id}/{self.step}/{task.path}"
         bound = sub._bind(self.store)
         existing = self.store.find_run(child_id)
-        source = self.state if not task.send else self.schema.model.model_validate(task.payload)
+        source: BaseModel = self.state
+        if task.send:
+            # a Send to a subgraph carries the fields to override; the rest come from the
+            # step's input state
+            payload = task.payload if isinstance(task.payload, dict) else {}
+            source = self.schema.model.model_validate({**self.state.model_dump(), **payload})
         child_input = {cf: getattr(source, pf) for cf, pf in (spec.input_map or {}).items()}
         if existing is None:
             result = await bound._start(

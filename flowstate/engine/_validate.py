@@ -202,7 +202,7 @@ def _parallel_conflicts(ir: GraphIR) -> list[str]:
     # one node activated several times in one step by Sends
     for s, rs in ir.routers.items():
         for r in rs:
-            if r.multi:
+            if r.multi and r.sends:
                 for t in r.targets:
                     bad = sorted(unsafe(t))
                     if bad and (t, t, bad[0]) not in seen:
@@ -211,7 +211,8 @@ def _parallel_conflicts(ir: GraphIR) -> list[str]:
                             f"router '{r.name}' after '{s}' may activate '{t}' several times in "
                             f"one step (fan-out), and '{t}' writes '{bad[0]}', which has no "
                             f"reducer: declare `{bad[0]}: Annotated[..., append]` (or another "
-                            "reducer)"
+                            "reducer); if the router never sends to it, annotate its return "
+                            "as list[Literal[...]]"
                         )
 
     def branch_depths(start: str, limit: int) -> dict[str, set[int]]:

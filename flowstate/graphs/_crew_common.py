@@ -1,0 +1,104 @@
+"""Pieces the crews share: the default prompts, the synthesiser, the first log entry."""
+
+from typing import Any, TypedDict
+
+from flowstate.engine import NodeContext
+from flowstate.llm import JournaledLLM, user
+
+from ._crew_agents import Agent, agent_from_llm
+from ._crew_models import CrewMessage, CrewStatus
+
+__all__ = [
+    "SYNTHESISER_SYSTEM",
+    "FinishUpdate",
+    "resolve_synthesiser",
+    "roster",
+    "synthesise_answers",
+    "task_message",
+]
+
+SYNTHESISER_SYSTEM = (
+    "You are the synthesiser of a crew of agents. You receive the user's request and the "
+    "answers the agents gave. Combine them into one final answer for the user: keep what they "
+    "agree on, settle disagreements with reasons, and do not mention the crew or the agents."
+)
+"""Default system prompt of the synthesiser of the orchestrator and debate crews."""
+
+
+class FinishUpdate(TypedDict, total=False):
+    """What a node that ends a crew writes."""
+
+    answer: str
+    status: CrewStatus
+    log: list[CrewMessage]
+
+
+def task_message(task: str, recipient: str) -> CrewMessage:
+    """The user's request as the first entry of the log."""
+    return CrewMessage(sender="user", recipient=recipient, content=task, type="task")
+
+
+def roster(agents: list[Agent]) -> str:
+    """One `- name: description` line per agent."""
+    return "\n".join(f"- {a.name}: {a.description or '(no description)'}" for a in agents)
+
+
+def resolve_synthesiser(synthesiser: Any, fallback: Any, problems: list[str]) -> Agent | None:
+    """The synthesiser as a model agent: given as an Agent or an LLM, else built on `fallback`."""
+    if synthesiser is None:
+        synthesiser = fallback
+    if synthesiser is None:
+        problems.append(
+            "the crew has no model for its synthesis: pass synthesiser=agent_from_llm("
+            "'synthesiser', llm, system) or synthesiser=llm"
+        )
+        return None
+    if isinstance(synthesiser, Agent):
+        if synthesiser.llm is None:
+            problems.append(
+                f"the synthesiser {synthesiser.name!r} is a graph agent; a synthesiser must be a "
+                "model agent (agent_from_llm) or an LLM"
+            )
+            return None
+        return synthesiser
+    if callable(getattr(synthesiser, "complete", None)):
+        return agent_from_llm("synthesiser", synthesiser, SYNTHESISER_SYSTEM, max_tokens=2048)
+    problems.append(
+        f"synthesiser={synthesiser!r} is neither an Agent nor an LLM: pass "
+        "agent_from_llm('synthesiser', llm, system) or an LLM"
+    )
+    return None
+
+
+async def synthesise_answers(
+    synth: Agent, ctx: NodeContext, request: str, heading: str, answers: list[CrewMessage]
+) -> FinishUpdate:
+    """Ask the synthesiser for one answer from `answers`; an empty reply is `bad_output`."""
+    assert synth.llm is not None
+    parts = [f"[{m.sender}]\n{m.content or '(no answer)'}" for m in answers]
+    prompt = (
+        f"Request: {request}\n\n{heading}\n\n" + "\n\n".join(parts) + "\n\n"
+        "Write the final answer to the request."
+    )
+    reply = await JournaledLLM(synth.llm, ctx).complete(
+        [user(prompt)], system=synth.system, max_tokens=synth.max_tokens
+    )
+    text = reply.text.strip()
+    if not text:
+        return {
+            "status": "bad_output",
+            "log": [
+                CrewMessage(
+                    sender="crew",
+                    recipient="user",
+                    content=f"the synthesiser {synth.name!r} gave an empty answer",
+                    type="critique",
+                    metadata={"stop_reason": reply.stop_reason},
+                )
+            ],
+        }
+    return {
+        "answer": text,
+        "status": "done",
+        "log": [CrewMessage(sender=synth.name, recipient="user", content=text, type="synthesis")],
+    }
