@@ -89,12 +89,18 @@ class HistoryEntry:
         return (self.finished_at - self.started_at) * 1000
 
 
-def _open_store(store: str | SQLiteStore | None, durability: Durability) -> SQLiteStore:
-    if isinstance(store, SQLiteStore):
-        return store
+def _open_store(store: Any, durability: Durability) -> Any:
+    """A path or ``:memory:`` opens an SQLite store, a ``postgresql://`` URL a Postgres
+    store; any other object with the store interface is used as it is."""
     if store is None:
         store = os.environ.get("FLOWSTATE_DB", DEFAULT_DB)
-    return SQLiteStore(store, durability=durability)
+    if isinstance(store, str) and store.startswith(("postgresql://", "postgres://")):
+        from flowstate.checkpoints._postgres import PostgresStore
+
+        return PostgresStore(store)
+    if isinstance(store, str | os.PathLike):
+        return SQLiteStore(store, durability=durability)
+    return store
 
 
 class CompiledGraph(Generic[S]):
@@ -118,7 +124,7 @@ class CompiledGraph(Generic[S]):
         self.name = ir.name
         self._store_arg = store
         self._durability: Durability = durability
-        self._store: SQLiteStore | None = store if isinstance(store, SQLiteStore) else None
+        self._store: Any = None if store is None or isinstance(store, str | os.PathLike) else store
         self.max_steps = max_steps
         self.interrupt_before = interrupt_before
         self.interrupt_after = interrupt_after

@@ -169,6 +169,9 @@ def test_unknown_fields_are_refused() -> None:
 
 
 PUBLIC = {
+    "EffectContext",
+    "JournaledLLM",
+    "JournaledTools",
     "AnthropicLLM",
     "ContentBlock",
     "DEFAULT_ANTHROPIC_MODEL",

@@ -1,8 +1,10 @@
 """Fixtures for the checkpoint-store tests.
 
-- ``store_factory`` / ``store``: a fresh store of each backend in ``STORE_BACKENDS``. Today
-  that is an SQLite file in ``tmp_path``; a Postgres backend on 127.0.0.1 is added to the
-  same list, and every contract test then runs against it unchanged (STYLE.md item 12).
+- ``store_factory`` / ``store``: a fresh store of each backend in ``STORE_BACKENDS``: an
+  SQLite file in ``tmp_path``, and a ``PostgresStore`` on its own schema of the server on
+  127.0.0.1:5432 (``FLOWSTATE_TEST_PG_DSN`` overrides the DSN). Every contract test runs
+  against both unchanged (STYLE.md item 12). The Postgres tests skip when no server can be
+  reached, and fail instead when ``CI=true``. Each schema is dropped after its test.
 - ``audit``: records code-execution audit events (``sys.addaudithook``) while a block of
   store reads runs, so the corruption tests can assert that nothing in a row is ever
   unpickled, imported, compiled, executed or spawned (RELIABILITY.md G7, R6).
@@ -12,7 +14,10 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,15 +37,77 @@ from flowstate.checkpoints import (
 
 # -- backends ------------------------------------------------------------------------------
 
-STORE_BACKENDS = ["sqlite"]
-"""Every backend the contract suite runs against. Add "postgres" here with its factory."""
+STORE_BACKENDS = ["sqlite", "postgres"]
+"""Every backend the contract suite runs against."""
 
 
 def _open_sqlite(tmp_path: Path, name: str, **kwargs: Any) -> SQLiteStore:
     return SQLiteStore(tmp_path / f"{name}.db", **kwargs)
 
 
-_FACTORIES: dict[str, Callable[..., Any]] = {"sqlite": _open_sqlite}
+PG_DSN = os.environ.get("FLOWSTATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+_PG_SESSION = uuid.uuid4().hex[:8]
+_PG_REACHABLE: list[str | None] = []  # [None] when reachable, [reason] when not
+_PG_SCHEMAS: set[str] = set()
+"""Schemas created by the current test; ``_drop_postgres_schemas`` drops them after it."""
+
+
+def require_postgres() -> str:
+    """The test DSN; skips the test (fails it when ``CI=true``) without a reachable server."""
+    if not _PG_REACHABLE:
+        try:
+            import psycopg
+
+            psycopg.connect(PG_DSN, connect_timeout=3).close()
+            _PG_REACHABLE.append(None)
+        except Exception as e:  # ImportError, OperationalError
+            _PG_REACHABLE.append(f"{type(e).__name__}: {e}".strip())
+    reason = _PG_REACHABLE[0]
+    if reason is not None:
+        msg = f"no PostgreSQL server on 127.0.0.1:5432: {reason}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return PG_DSN
+
+
+def pg_schema(tmp_path: Path, name: str) -> str:
+    """A schema name unique to this test session, test and ``name`` (the same name in the
+    same test gives the same schema, so a store can be reopened); dropped after the test."""
+    digest = hashlib.sha256(f"{tmp_path}\0{name}".encode()).hexdigest()[:16]
+    schema = f"fs_{_PG_SESSION}_{digest}"
+    _PG_SCHEMAS.add(schema)
+    return schema
+
+
+def drop_pg_schema(schema: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(PG_DSN, autocommit=True, connect_timeout=5) as c:
+        c.execute("SET lock_timeout = '10s'")
+        c.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def _open_postgres(tmp_path: Path, name: str, **kwargs: Any) -> Any:
+    if "durability" in kwargs:
+        pytest.skip("durability levels (WAL + synchronous) are an SQLite setting; a "
+                    "PostgresStore's durability is the server's (fsync, synchronous_commit)")
+    dsn = require_postgres()
+    from flowstate.checkpoints._postgres import PostgresStore
+
+    return PostgresStore(dsn, schema=pg_schema(tmp_path, name), **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _drop_postgres_schemas() -> Iterator[None]:
+    """Drop the Postgres schemas a test created (runs after its stores are closed)."""
+    yield
+    while _PG_SCHEMAS:
+        drop_pg_schema(_PG_SCHEMAS.pop())
+
+
+_FACTORIES: dict[str, Callable[..., Any]] = {"sqlite": _open_sqlite, "postgres": _open_postgres}
 
 StoreFactory = Callable[..., Any]
 
