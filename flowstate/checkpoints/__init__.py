@@ -4,6 +4,7 @@ Stores hold JSON documents and know nothing of node code. ``SQLiteStore`` is the
 embedded default.
 """
 
+from ._maintenance import DoctorReport, doctor, parse_age, prune
 from ._records import (
     CHECKPOINT_FORMAT,
     TERMINAL_STATUSES,
@@ -16,7 +17,6 @@ from ._records import (
     WriteRecord,
     row_hash,
 )
-from ._maintenance import DoctorReport, doctor, parse_age, prune
 from ._sqlite import Durability, SQLiteStore
 
 __all__ = [

@@ -24,7 +24,13 @@ import sqlite_utils
 from pydantic import ValidationError
 
 from flowstate._crashpoints import crash_point
-from flowstate.errors import CorruptRowError, RunNotFound, RunStateError, StoreIOError
+from flowstate.errors import (
+    CorruptRowError,
+    RunNotFound,
+    RunStateError,
+    StoreError,
+    StoreIOError,
+)
 
 from ._records import (
     AttemptRecord,
@@ -197,6 +203,43 @@ def _values(record: Any, cols: Sequence[str]) -> list[Any]:
     return vals
 
 
+_decode_text = functools.partial(str, encoding="utf-8", errors="replace")
+"""``text_factory`` of the connection. SQLite does not check that TEXT is UTF-8, so a
+damaged row can hold any bytes, and sqlite3's default factory then fails the whole query
+("Could not decode to UTF-8 column …") without naming the row. Decoding with U+FFFD
+replacement lets the row reach ``_decode``, whose hash check names its table, run and
+step. Valid UTF-8 decodes exactly as before, so stored hashes still match."""
+
+_SELF_OR_CHILDREN = '("{col}" = ? OR ("{col}" >= ? AND "{col}" < ?))'
+"""``col`` is the run id or starts with ``run id + "/"``, byte for byte; see
+``_self_or_children_params``."""
+
+
+def _children_range(run_id: str) -> tuple[str, str]:
+    """``[lo, hi)`` holding exactly the texts that start with ``run_id + "/"``.
+
+    With SQLite's BINARY collation (memcmp of UTF-8, i.e. code point order), a text
+    with that prefix sorts at or after ``run_id/`` and before ``run_id0`` (``'0'`` is the
+    character after ``'/'``), and every text in between has the prefix. Unlike ``LIKE``
+    this is case-sensitive, has no wildcard or escape character, and can use the
+    primary-key index of every table.
+    """
+    return run_id + "/", run_id + chr(ord("/") + 1)
+
+
+def _self_or_children_params(run_id: str) -> list[str]:
+    return [run_id, *_children_range(run_id)]
+
+
+def _check_mutable(fields: dict[str, Any]) -> None:
+    unknown = set(fields) - set(_MUTABLE)
+    if unknown:
+        raise ValueError(
+            f"run fields {sorted(unknown)} cannot change after creation; only "
+            f"{', '.join(_MUTABLE)} can"
+        )
+
+
 class SQLiteStore:
     """Checkpoint store on one SQLite file.
 
@@ -210,7 +253,14 @@ class SQLiteStore:
         *,
         durability: Durability = "normal",
         busy_timeout_ms: int = 30_000,
+        migrate: bool = True,
     ) -> None:
+        """Open (creating if needed) the store at ``path``.
+
+        ``migrate=False`` skips the schema migrations: the file is opened as it is, for
+        diagnosis (``flowstate doctor``) of a database whose migrations table cannot be
+        read. Such a store may lack tables; use ``integrity_check`` and ``table_sizes``.
+        """
         if durability not in ("normal", "full"):
             raise ValueError(
                 f"durability must be 'normal' or 'full', not {durability!r}: 'normal' "
@@ -228,23 +278,57 @@ class SQLiteStore:
             conn = sqlite3.connect(
                 str(path), isolation_level=None, check_same_thread=False, timeout=0
             )
+        except sqlite3.DatabaseError as e:
+            raise StoreIOError(f"cannot open checkpoint database {self.path}: {e}") from e
+        try:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {durability.upper()}")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_ROW_BYTES)
+            conn.text_factory = _decode_text
         except sqlite3.DatabaseError as e:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
             raise StoreIOError(f"cannot open checkpoint database {self.path}: {e}") from e
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
-        with self.write():
-            migrations.apply(self.db)
+        if migrate:
+            self._migrate()
+
+    def _migrate(self) -> None:
+        try:
+            with self.write():
+                migrations.apply(self.db)
+        except (sqlite3.DatabaseError, StoreError) as e:
+            cause = e.__cause__ if isinstance(e, StoreError) and e.__cause__ else e
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.close()
+            if "database is locked" in str(cause):
+                hint = "another process held the write lock for the whole busy timeout; retry"
+            else:
+                hint = (
+                    "the file may be damaged: run `flowstate doctor` (or "
+                    f"`sqlite3 {self.path} 'PRAGMA integrity_check'`) to diagnose it"
+                )
+            raise StoreIOError(
+                f"cannot read or migrate the schema of checkpoint database {self.path}: "
+                f"{cause}; {hint}"
+            ) from cause
 
     # -- transactions -------------------------------------------------------------
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, started with ``BEGIN IMMEDIATE``."""
+        """One write transaction, started with ``BEGIN IMMEDIATE``.
+
+        If the body raises, the transaction is rolled back, then a ``sqlite3``
+        constraint violation is re-raised as ``StoreError`` and any other
+        ``sqlite3.DatabaseError`` (malformed page, I/O error, full disk) as
+        ``StoreIOError``, with the SQLite error as ``__cause__``. Everything else
+        (flowstate's own errors, ``ValueError``, ``sqlite3.ProgrammingError``, which is
+        a bug in the caller, and ``BaseException`` s) propagates unchanged.
+        """
         with self._lock:
             crash_point("store.before_begin")
             try:
@@ -253,9 +337,25 @@ class SQLiteStore:
                 raise StoreIOError(f"cannot start a write transaction on {self.path}: {e}") from e
             try:
                 yield self.conn
-            except BaseException:
+            except BaseException as e:
                 with contextlib.suppress(sqlite3.DatabaseError):
                     self.conn.execute("ROLLBACK")
+                # flowstate's own errors, ValueError etc. and BaseExceptions (cancellation,
+                # simulated crashes) propagate unchanged; SQLite's are typed as storage
+                if isinstance(e, sqlite3.IntegrityError):
+                    raise StoreError(
+                        f"write refused by a constraint of checkpoint database {self.path}: "
+                        f"{e}; nothing of this transaction was kept. A UNIQUE failure means "
+                        "the row is already stored (another process may be running the "
+                        "same run)"
+                    ) from e
+                if isinstance(e, sqlite3.DatabaseError) and not isinstance(
+                    e, sqlite3.ProgrammingError
+                ):
+                    raise StoreIOError(
+                        f"write failed on {self.path}: {e}; the transaction was rolled back. "
+                        "If the database is damaged, run `flowstate doctor`"
+                    ) from e
                 raise
             crash_point("store.before_commit")
             try:
@@ -375,9 +475,7 @@ class SQLiteStore:
         return self.get_run(run_id)
 
     def _update_run(self, c: sqlite3.Connection, run_id: str, fields: dict[str, Any]) -> None:
-        unknown = set(fields) - set(_MUTABLE)
-        if unknown:
-            raise ValueError(f"run fields {sorted(unknown)} cannot change after creation")
+        _check_mutable(fields)
         sets = [f'"{k}" = ?' for k in fields]
         vals = list(fields.values())
         now = time.time()
@@ -406,9 +504,19 @@ class SQLiteStore:
         The write row, the effects journaled with it, the next step row and the run's
         head advance all land together or not at all.
         """
+        if run_fields:
+            _check_mutable(run_fields)
         with self.write() as c:
             for w in writes:
-                c.execute(_insert_sql("writes", _WRITE_COLS), _values(w, _WRITE_COLS))
+                try:
+                    c.execute(_insert_sql("writes", _WRITE_COLS), _values(w, _WRITE_COLS))
+                except sqlite3.IntegrityError as e:
+                    raise StoreError(
+                        f"activation '{w.task_path}' of run {run_id} at step {w.step} is "
+                        "already committed (table 'writes'), so this commit of it was refused "
+                        "and nothing of it was stored. Only one process may execute a run at a "
+                        f"time: check `flowstate runs` for another worker running {run_id}"
+                    ) from e
             for e in effects:
                 c.execute(
                     _insert_sql("effects", _EFFECT_COLS, "INSERT OR IGNORE"),
@@ -422,11 +530,13 @@ class SQLiteStore:
                 if set(run_fields) >= {"status", "head_step", "error"}:
                     now = time.time()
                     st, hs, er = run_fields["status"], run_fields["head_step"], run_fields["error"]
-                    c.execute(
+                    cur = c.execute(
                         "UPDATE runs SET status = ?, head_step = ?, error = ?, updated_at = ?, "
                         "mhash = ? WHERE id = ?",
                         [st, hs, er, now, row_hash(st, hs, er, now), run_id],
                     )
+                    if cur.rowcount != 1:
+                        raise RunNotFound(run_id)
                 else:
                     self._update_run(c, run_id, run_fields)
 
@@ -533,13 +643,79 @@ class SQLiteStore:
     # -- maintenance ---------------------------------------------------------------
 
     def integrity_check(self) -> str:
-        rows = self._read("PRAGMA integrity_check")
+        """SQLite's ``PRAGMA integrity_check`` report: ``"ok"``, the problems it found
+        joined by ``"; "``, or ``"error: <message>"`` when SQLite cannot even run the
+        check (e.g. ``"error: database disk image is malformed"``)."""
+        with self._lock:
+            try:
+                rows = self.conn.execute("PRAGMA integrity_check").fetchall()
+            except sqlite3.DatabaseError as e:
+                return f"error: {e}"
         return "; ".join(str(r[0]) for r in rows)
+
+    def table_sizes(self) -> dict[str, int]:
+        """Row count of every table in the file (migrations bookkeeping included)."""
+        names = [
+            str(r[0])
+            for r in self._read(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND substr(name, 1, 7) != 'sqlite_' ORDER BY name"
+            )
+        ]
+        sizes: dict[str, int] = {}
+        for name in names:
+            quoted = name.replace('"', '""')
+            sizes[name] = int(self._read(f'SELECT count(*) FROM "{quoted}"')[0][0])
+        return sizes
+
+    def largest_runs(self, limit: int = 10) -> list[tuple[str, int]]:
+        """The ``limit`` runs with the most payload bytes, largest first, as
+        ``(run id, bytes)``: the JSON of their writes (update, goto, usage), steps
+        (tasks, joins, snapshot) and effects (request, response). Child runs of
+        subgraph activations count on their own."""
+        rows = self._read(
+            """
+            SELECT run_id, sum(n) AS total FROM (
+                SELECT run_id, coalesce(length(CAST("update" AS BLOB)), 0)
+                    + coalesce(length(CAST(goto AS BLOB)), 0)
+                    + coalesce(length(CAST(usage AS BLOB)), 0) AS n FROM writes
+                UNION ALL
+                SELECT run_id, coalesce(length(CAST(tasks AS BLOB)), 0)
+                    + coalesce(length(CAST(joins AS BLOB)), 0)
+                    + coalesce(length(CAST(snapshot AS BLOB)), 0) FROM steps
+                UNION ALL
+                SELECT run_id, coalesce(length(CAST(request AS BLOB)), 0)
+                    + coalesce(length(CAST(response AS BLOB)), 0) FROM effects
+            )
+            GROUP BY run_id ORDER BY total DESC, run_id LIMIT ?
+            """,
+            [int(limit)],
+        )
+        return [(str(r[0]), int(r[1])) for r in rows]
+
+    def child_run_ids(self, run_id: str) -> list[str]:
+        """Ids of the direct child runs of ``run_id``'s subgraph activations, i.e. the
+        runs with id ``run_id/<step>/<task_path>``, in id order.
+
+        Only ids are read: a damaged row of some other run (a fork, a grandchild) cannot
+        make this fail, unlike ``list_runs(parent_id=...)`` which decodes every row.
+        """
+        lo, hi = _children_range(run_id)
+        rows = self._read("SELECT id FROM runs WHERE id >= ? AND id < ? ORDER BY id", [lo, hi])
+        out = []
+        for r in rows:
+            rid = r[0]
+            if not isinstance(rid, str):
+                continue
+            step, sep, task = rid[len(lo) :].partition("/")
+            if sep and task and "/" not in task and step.isascii() and step.isdigit():
+                out.append(rid)
+        return out
 
     def delete_run(self, run_id: str) -> None:
         """Delete a run and everything hanging off it, child runs included."""
+        params = _self_or_children_params(run_id)
         with self.write() as c:
-            like = run_id.replace("%", r"\%").replace("_", r"\_") + "/%"
             for table, col in (
                 ("writes", "run_id"),
                 ("steps", "run_id"),
@@ -550,8 +726,7 @@ class SQLiteStore:
                 ("runs", "id"),
             ):
                 c.execute(
-                    f"DELETE FROM \"{table}\" WHERE {col} = ? OR {col} LIKE ? ESCAPE '\\'",
-                    [run_id, like],
+                    f'DELETE FROM "{table}" WHERE ' + _SELF_OR_CHILDREN.format(col=col), params
                 )
 
     # -- signals: pause and cancel requests from other processes ----------------------

@@ -431,7 +431,13 @@ class CompiledGraph(Generic[S]):
                 step=head.step,
             )
         if value is not None:
-            pending = [i for i in store.interrupts(run_id, head.step) if i.answer is None]
+            # all of the run's interrupt rows are read (and hash-checked), so a corrupted
+            # row is reported rather than the answer silently going nowhere
+            recorded = store.interrupts(run_id)
+            for i in recorded:
+                if i.answer is not None:
+                    parse("json", i.answer, "interrupts", run_id, i.step)
+            pending = [i for i in recorded if i.answer is None and i.step == head.step]
             if not pending:
                 raise RunStateError(
                     f"run {run_id} has no pending interrupt at step {head.step} to answer with "
@@ -610,14 +616,8 @@ class CompiledGraph(Generic[S]):
         effects: dict[tuple[int, str], int] = {}
         for e in store.effects(run_id):
             effects[(e.step, e.task_path)] = effects.get((e.step, e.task_path), 0) + 1
-        children = (
-            {
-                c.id
-                for c in store.list_runs(parent_id=run_id, include_children=True, limit=1_000_000)
-            }
-            if nested
-            else set()
-        )
+        # ids only: a corrupt fork of this run must not break its parent's history
+        children = set(store.child_run_ids(run_id)) if nested else set()
         out: list[HistoryEntry] = []
         for w in store.writes(run_id):
             out.append(

@@ -234,7 +234,7 @@ def test_a_second_commit_of_the_same_activation_is_refused_and_the_first_kept(
     store.create_run(rec.run("r1"), rec.step("r1", 0))
     first = rec.write("r1", 0, "a", update='{"n":1}')
     store.commit("r1", writes=[first])
-    with pytest.raises(Exception):  # noqa: B017 - the type is pinned by the xfail test below
+    with pytest.raises(Exception):  # noqa: B017 - the type is pinned by the test below
         store.commit("r1", writes=[rec.write("r1", 0, "a", update='{"n":2}')],
                      step=rec.step("r1", 1), run_fields={"head_step": 1})
     assert store.writes("r1") == [first]
@@ -242,10 +242,6 @@ def test_a_second_commit_of_the_same_activation_is_refused_and_the_first_kept(
     assert store.get_run("r1").head_step == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: SQLiteStore.commit/create_run let sqlite3.IntegrityError escape on a duplicate "
-    "key (write() re-raises whatever the body raised); a backend-neutral contract needs a "
-    "flowstate StoreError subclass"))
 def test_a_duplicate_commit_raises_a_store_error(store: Any, rec: Rec) -> None:
     store.create_run(rec.run("r1"), rec.step("r1", 0))
     store.commit("r1", writes=[rec.write("r1", 0, "a")])
@@ -254,11 +250,6 @@ def test_a_duplicate_commit_raises_a_store_error(store: Any, rec: Rec) -> None:
     assert "r1" in str(ei.value) and "'a'" in str(ei.value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: SQLiteStore.commit's fast path (run_fields with status, head_step and error) "
-    "runs a bare UPDATE and never checks that a row changed, so a commit for a run that "
-    "does not exist (deleted meanwhile) silently stores orphan writes; with fewer run "
-    "fields the same call raises RunNotFound"))
 def test_a_commit_for_an_unknown_run_raises_run_not_found(store: Any, rec: Rec) -> None:
     with pytest.raises(RunNotFound):
         store.commit("ghost", writes=[rec.write("ghost", 0, "a")],
@@ -266,9 +257,6 @@ def test_a_commit_for_an_unknown_run_raises_run_not_found(store: Any, rec: Rec) 
     assert store.writes("ghost") == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: SQLiteStore.commit's fast path ignores run_fields keys other than status, "
-    "head_step and error instead of refusing them like update_run does"))
 def test_commit_refuses_immutable_run_fields_on_every_path(store: Any, rec: Rec) -> None:
     store.create_run(rec.run("r1", graph="g"), rec.step("r1", 0))
     with pytest.raises(ValueError, match="graph"):
@@ -426,14 +414,8 @@ def test_delete_run_removes_child_runs_and_everything_hanging_off_them(
     [
         ("a_b", "axb"),  # '_' is a LIKE wildcard
         ("a%b", "aXYb"),  # '%' is a LIKE wildcard
-        pytest.param("Job", "job", marks=pytest.mark.xfail(strict=True, reason=(
-            "BUG: SQLiteStore.delete_run matches children with LIKE, which is "
-            "case-insensitive for ASCII in SQLite: deleting 'Job' deletes the child runs "
-            "of 'job'"))),
-        pytest.param("a\\b", "ab", marks=pytest.mark.xfail(strict=True, reason=(
-            "BUG: SQLiteStore.delete_run escapes '%' and '_' but not the escape "
-            "character '\\' itself: deleting 'a\\b' deletes the child runs of 'ab' and "
-            "leaves its own children behind"))),
+        ("Job", "job"),  # LIKE is case-insensitive for ASCII
+        ("a\\b", "ab"),  # '\\' was the unescaped LIKE escape character
     ],
 )
 def test_delete_run_never_touches_the_children_of_another_run(
@@ -457,6 +439,84 @@ def test_delete_run_of_an_unknown_run_is_a_no_op(store: Any, rec: Rec) -> None:
     before = dump(store, "r1")
     store.delete_run("ghost")
     assert dump(store, "r1") == before
+
+
+# -- child runs and maintenance -------------------------------------------------------------------
+
+
+def test_child_run_ids_lists_only_the_direct_children(store: Any, rec: Rec) -> None:
+    children = ["p/3/node", "p/4/send[0]", "p/12/node"]
+    not_children = [
+        "p",
+        "p/3/node/1/inner",  # a grandchild
+        "p/x/node",  # not the shape parent/<step>/<task>
+        "p/3",
+        "p/3/",
+        "P/3/node",  # ids are case-sensitive
+        "px/3/node",
+        "p2/3/node",
+        "q/1/p",
+    ]
+    for rid in children + not_children:
+        store.create_run(rec.run(rid), rec.step(rid, 0))
+    store.create_run(rec.run("fork", parent_id="p", parent_step=3), rec.step("fork", 0))
+
+    assert sorted(store.child_run_ids("p")) == sorted(children)
+    assert store.child_run_ids("p/3/node") == ["p/3/node/1/inner"]
+    assert store.child_run_ids("P") == ["P/3/node"]
+    assert store.child_run_ids("ghost") == []
+    assert store.child_run_ids("p/4/send[0]") == []
+
+
+@pytest.mark.parametrize("parent", ["a_b", "a%b", "a\\b", "Job", "ü/1/ß"])
+def test_child_run_ids_match_the_parent_id_exactly(store: Any, rec: Rec, parent: str) -> None:
+    lookalikes = {"a_b": "axb", "a%b": "aXYb", "a\\b": "ab", "Job": "job", "ü/1/ß": "ü/1/s"}
+    for rid in (parent, f"{parent}/1/n", lookalikes[parent], f"{lookalikes[parent]}/1/n"):
+        store.create_run(rec.run(rid), rec.step(rid, 0))
+    assert store.child_run_ids(parent) == [f"{parent}/1/n"]
+
+
+def _payload_bytes(*records: Any) -> int:
+    cols = ("update", "goto", "usage", "tasks", "joins", "snapshot", "request", "response")
+    return sum(
+        len(getattr(r, c).encode())
+        for r in records
+        for c in cols
+        if c in type(r).model_fields and getattr(r, c) is not None
+    )
+
+
+def test_table_sizes_and_largest_runs(store: Any, rec: Rec) -> None:
+    big = "x" * 5000
+    s0 = rec.step("big", 0, snapshot=f'{{"s":"{big}"}}')
+    w = rec.write("big", 0, "a", update=f'{{"s":"{big}é"}}')
+    e = rec.effect("big", 0, "a", response=f'{{"v":"{big}"}}')
+    s1 = rec.step("big", 1)
+    store.create_run(rec.run("big"), s0)
+    store.commit("big", writes=[w], effects=[e], step=s1)
+    small = rec.step("small", 0)
+    store.create_run(rec.run("small"), small)
+    store.create_run(rec.run("small/0/n"), rec.step("small/0/n", 0))
+    store.create_run(rec.run("empty"), rec.step("empty", 0, tasks="[]"))
+
+    sizes = store.table_sizes()
+    expected = {
+        "runs": 4,
+        "steps": 5,
+        "writes": 1,
+        "effects": 1,
+        "interrupts": 0,
+        "attempts": 0,
+        "signals": 0,
+    }
+    assert {k: sizes[k] for k in expected} == expected
+    assert all(isinstance(v, int) for v in sizes.values())
+
+    top = store.largest_runs(10)
+    assert top[0] == ("big", _payload_bytes(s0, s1, w, e))
+    assert dict(top)["small"] == _payload_bytes(small)
+    assert [rid for rid, _ in top] == ["big", "small", "small/0/n", "empty"]
+    assert store.largest_runs(1) == top[:1]
 
 
 # -- steps ----------------------------------------------------------------------------------------

@@ -42,7 +42,13 @@ from hypothesis import strategies as st
 
 from flowstate import CompiledGraph, SQLiteStore
 from flowstate.checkpoints import row_hash
-from flowstate.errors import CorruptRowError, RunNotFound, StoreError, StoreIOError
+from flowstate.errors import (
+    CorruptRowError,
+    RunNotFound,
+    RunStateError,
+    StoreError,
+    StoreIOError,
+)
 
 from ._graphs import GoldenState, golden_graph
 from .conftest import PAYLOAD_MARKER, AuditRecorder
@@ -476,11 +482,7 @@ def test_a_corrupt_row_is_reported_typed_and_contained(
     "table",
     [
         "runs", "steps", "writes", "effects",
-        pytest.param("interrupts", marks=pytest.mark.xfail(strict=True, reason=(
-            "BUG: CompiledGraph._continue drops resume(value=...) silently when no pending "
-            "interrupt row is found at the head step; an interrupt row whose step key was "
-            "corrupted is never read, so the answer is lost and the run pauses again "
-            "without any error (see test_resume_with_a_value_never_drops_it_silently)"))),
+        "interrupts",
     ],
 )
 @settings(EXAMPLES, max_examples=15, phases=[Phase.explicit, Phase.reuse, Phase.generate])
@@ -539,27 +541,17 @@ def test_resume_with_a_corrupt_journal_row_raises_corrupt_row_error(
         store.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: CompiledGraph._continue (flowstate/engine/_app.py) ignores `value` when "
-    "store.interrupts(run_id, head.step) has no pending row; here the paused run's "
-    "interrupt row had its step key corrupted (1 -> 0), so the answer is dropped, the node "
-    "interrupts again and resume returns 'paused' with no error"))
 def test_resume_with_a_value_never_drops_it_silently(golden: Golden, workdir: Path) -> None:
     row = _row(golden, "interrupts", PAUSED)
     c = Corruption("interrupts", PAUSED, row["rowid_"], "step", 0, 0)
     _, store, app = open_copy(golden, workdir, c)
     try:
-        with pytest.raises(StoreError):
+        with pytest.raises((StoreError, RunStateError)):  # never silently dropped
             asyncio.run(app.resume(PAUSED, value="yes"))
     finally:
         store.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: CompiledGraph._rebuild (flowstate/engine/_app.py) replays whatever write rows "
-    "store.writes(run, snap.step, step) returns and never checks them against the tasks "
-    "of each closed step row; a write row that is lost, or whose step key moved it out of "
-    "the range, silently yields a state without that node's update"))
 @pytest.mark.parametrize("how", ["deleted", "moved_past_head"])
 def test_a_missing_write_row_is_not_silently_skipped(
     golden: Golden, workdir: Path, how: str
@@ -584,11 +576,6 @@ def test_a_missing_write_row_is_not_silently_skipped(
         store.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: CompiledGraph._history (flowstate/engine/_app.py) finds subgraph children with "
-    "store.list_runs(parent_id=run_id, include_children=True), which decodes and "
-    "hash-checks the full row of every run whose parent_id is run_id, forks included; one "
-    "corrupt fork makes history() of its parent raise CorruptRowError naming the fork"))
 def test_a_corrupt_fork_does_not_break_its_parents_history(
     golden: Golden, workdir: Path
 ) -> None:
@@ -608,11 +595,6 @@ def test_a_corrupt_fork_does_not_break_its_parents_history(
         store.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: text that is not UTF-8 in a TEXT column makes sqlite3 raise 'Could not decode "
-    "to UTF-8 column ...' inside SQLiteStore._read, which wraps it as StoreIOError "
-    "'read failed on <path>' naming neither the table nor the run; it also fails "
-    "list_runs for every run"))
 @pytest.mark.parametrize("table", TABLES)
 def test_a_row_with_invalid_utf8_names_its_table_and_run(
     golden: Golden, workdir: Path, table: str
@@ -672,7 +654,10 @@ def _forge(path: Path, table: str, rid: str, match: dict[str, Any], col: str, va
 
 
 def _xf(reason: str) -> Any:
-    return pytest.mark.xfail(strict=True, reason=reason)
+    """Formerly pinned engine bugs, all fixed: strict parsing of every JSON column the
+    engine reads (flowstate/engine/_rows.py) and of stored updates (strict mode). Kept as a
+    no-op so each case still documents the bug it guards against."""
+    return ()
 
 
 _RAW_PARSE = (
@@ -883,10 +868,6 @@ def test_a_garbage_page_gives_a_store_error_and_fails_integrity_check(
         store.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (doctor): SQLiteStore.integrity_check() goes through _read(), so when SQLite "
-    "fails PRAGMA integrity_check itself with 'database disk image is malformed' (a page "
-    "whose header is garbage) it raises StoreIOError instead of returning that diagnosis"))
 def test_integrity_check_returns_a_diagnosis_instead_of_raising(
     big_db: Path, workdir: Path
 ) -> None:
@@ -901,10 +882,6 @@ def test_integrity_check_returns_a_diagnosis_instead_of_raising(
         store.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: SQLiteStore.write() wraps only BEGIN and COMMIT; a statement inside the "
-    "transaction that hits a malformed page (or an I/O error) raises a bare "
-    "sqlite3.DatabaseError instead of StoreIOError"))
 def test_writes_to_a_garbage_page_raise_store_io_error(big_db: Path, workdir: Path) -> None:
     path = workdir / "smashed.db"
     _copy_db(big_db, path)
@@ -937,25 +914,27 @@ def test_a_garbage_header_page_fails_to_open_with_store_io_error(
     assert str(path) in str(ei.value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: SQLiteStore.__init__ runs migrations.apply() inside write() without wrapping "
-    "sqlite3.DatabaseError, so a garbage page in the migrations table escapes as a bare "
-    "'database disk image is malformed' and `flowstate doctor` cannot open the store to "
-    "run integrity_check"))
 def test_a_garbage_migrations_page_fails_to_open_with_store_io_error(
     big_db: Path, workdir: Path
 ) -> None:
     path = workdir / "smashed.db"
     _copy_db(big_db, path)
     _smash_page(path, _root_page(path, "_sqlite_migrations"), seed=3)
-    with pytest.raises(StoreIOError, match="malformed"):
+    with pytest.raises(StoreIOError, match="malformed") as ei:
         SQLiteStore(path)
+    msg = str(ei.value)
+    assert str(path) in msg and "flowstate doctor" in msg and "integrity_check" in msg, msg
+    assert isinstance(ei.value.__cause__, sqlite3.DatabaseError)
+
+    # `flowstate doctor` opens it without migrating and gets a diagnosis, not an exception
+    store = SQLiteStore(path, migrate=False)
+    try:
+        report = store.integrity_check()
+        assert report != "ok", report
+    finally:
+        store.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: CompiledGraph.get_state (flowstate/engine/_app.py) raises CorruptRowError "
-    "('the run has no step rows') for a run id that does not exist, blaming storage; "
-    "history() and resume() raise RunNotFound for the same id"))
 def test_get_state_of_an_unknown_run_is_run_not_found_not_corruption(
     golden: Golden, workdir: Path
 ) -> None:
