@@ -12,6 +12,8 @@ FlowstateError                 base of everything below; has a stable ``code``
 ├── ReplayDivergence           replay produced a different update than the recorded run
 ├── RunNotFound                no run with that id in the store
 ├── RunStateError              the run is not in a state that allows the operation
+│   ├── RunOwned               another live process is executing the run
+│   └── LeaseLost              this process lost the run to another (its commit was fenced)
 ├── EffectError                an effect's arguments or result cannot be journaled
 └── StoreError                 storage, not your code
     ├── CorruptRowError        a stored row failed its hash or schema check
@@ -32,10 +34,12 @@ __all__ = [
     "GraphBuildError",
     "GraphMismatch",
     "InputRejected",
+    "LeaseLost",
     "NodeFailed",
     "PayloadTooLarge",
     "ReplayDivergence",
     "RunNotFound",
+    "RunOwned",
     "RunStateError",
     "StoreError",
     "StoreIOError",
@@ -171,6 +175,40 @@ class RunStateError(FlowstateError):
     """The run's status does not allow the operation."""
 
     code = "FS207"
+
+
+class RunOwned(RunStateError):
+    """Another live process holds the run's lease: one writer per run."""
+
+    code = "FS212"
+
+    def __init__(self, run_id: str, owner: str, lease_until: float) -> None:
+        import time
+
+        self.run_id = run_id
+        self.owner = owner
+        self.lease_until = lease_until
+        left = max(0.0, lease_until - time.time())
+        super().__init__(
+            f"run {run_id} is being executed by {owner} (its lease runs {left:.1f}s more); "
+            "wait for it to finish, pass wait=SECONDS to resume, or resume after its lease "
+            "expires if that process died"
+        )
+
+
+class LeaseLost(RunStateError):
+    """This process's lease on a run was taken over; its commits are rejected (fenced)."""
+
+    code = "FS213"
+
+    def __init__(self, run_id: str, epoch: int, detail: str = "") -> None:
+        self.run_id = run_id
+        self.epoch = epoch
+        super().__init__(
+            f"this process no longer owns run {run_id} (epoch {epoch} was taken over"
+            f"{': ' + detail if detail else ''}); its commit was rejected and nothing of it "
+            "was stored. Another process continues the run."
+        )
 
 
 class EffectError(FlowstateError):

@@ -360,12 +360,15 @@ class PostgresStore:
                     "SELECT pg_advisory_xact_lock(hashtextextended(%s::text, 0))",
                     [f"flowstate.migrate:{self.schema}"],
                 )
-                c.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                    sql.Identifier(self.schema)))
-                c.execute(self._q(
-                    'CREATE TABLE IF NOT EXISTS {migrations} ('
-                    '"name" text COLLATE "C" PRIMARY KEY, "applied_at" double precision NOT NULL)'
-                ))
+                c.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+                )
+                c.execute(
+                    self._q(
+                        "CREATE TABLE IF NOT EXISTS {migrations} ("
+                        '"name" text COLLATE "C" PRIMARY KEY, "applied_at" double precision NOT NULL)'
+                    )
+                )
                 done = {str(r[0]) for r in c.execute(self._q('SELECT "name" FROM {migrations}'))}
                 unknown = sorted(done - set(MIGRATIONS))
                 if unknown:
@@ -415,9 +418,7 @@ class PostgresStore:
             except psycopg.Error as e:
                 if attempt == 1 and (c.closed or c.broken):
                     continue  # dropped while idle: nothing was sent, reconnect once
-                raise StoreIOError(
-                    f"cannot start a write transaction on {self._where}: {e}"
-                ) from e
+                raise StoreIOError(f"cannot start a write transaction on {self._where}: {e}") from e
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _rollback(self, c: psycopg.Connection[Any]) -> None:
@@ -631,16 +632,17 @@ class PostgresStore:
         sets = [sql.SQL("{} = %s").format(sql.Identifier(k)) for k in fields]
         sets.append(sql.SQL('"updated_at" = %s'))
         row = c.execute(
-            sql.SQL("UPDATE {} SET {} WHERE \"id\" = %s "
-                    'RETURNING "status", "head_step", "error", "updated_at"').format(
-                self._t["runs"], sql.SQL(", ").join(sets)
-            ),
+            sql.SQL(
+                'UPDATE {} SET {} WHERE "id" = %s '
+                'RETURNING "status", "head_step", "error", "updated_at"'
+            ).format(self._t["runs"], sql.SQL(", ").join(sets)),
             [*fields.values(), time.time(), run_id],
         ).fetchone()
         if row is None:
             raise RunNotFound(run_id)
-        c.execute(self._q('UPDATE {runs} SET "mhash" = %s WHERE "id" = %s'),
-                  [row_hash(*row), run_id])
+        c.execute(
+            self._q('UPDATE {runs} SET "mhash" = %s WHERE "id" = %s'), [row_hash(*row), run_id]
+        )
 
     # -- steps and writes -----------------------------------------------------------------
 
@@ -672,8 +674,7 @@ class PostgresStore:
                         f"time: check `flowstate runs` for another worker running {run_id}"
                     ) from e
             for e in effects:
-                c.execute(self._insert("effects", _EFFECT_COLS, "ignore"),
-                          _values(e, _EFFECT_COLS))
+                c.execute(self._insert("effects", _EFFECT_COLS, "ignore"), _values(e, _EFFECT_COLS))
             if step is not None:
                 c.execute(self._insert("steps", _STEP_COLS, "replace"), _values(step, _STEP_COLS))
             if run_fields:
@@ -682,8 +683,10 @@ class PostgresStore:
                     st, hs = run_fields["status"], run_fields["head_step"]
                     er = _storable_error(run_fields["error"])
                     cur = c.execute(
-                        self._q('UPDATE {runs} SET "status" = %s, "head_step" = %s, '
-                                '"error" = %s, "updated_at" = %s, "mhash" = %s WHERE "id" = %s'),
+                        self._q(
+                            'UPDATE {runs} SET "status" = %s, "head_step" = %s, '
+                            '"error" = %s, "updated_at" = %s, "mhash" = %s WHERE "id" = %s'
+                        ),
                         [st, hs, er, now, row_hash(st, hs, er, now), run_id],
                     )
                     if cur.rowcount != 1:
@@ -711,14 +714,18 @@ class PostgresStore:
     def steps(self, run_id: str, start: int = 0, stop: int | None = None) -> list[StepRecord]:
         hi = stop if stop is not None else 2**62
         return self._select(
-            "steps", '"run_id" = %s AND "step" >= %s AND "step" < %s', [run_id, start, hi],
+            "steps",
+            '"run_id" = %s AND "step" >= %s AND "step" < %s',
+            [run_id, start, hi],
             '"step"',
         )
 
     def writes(self, run_id: str, start: int = 0, stop: int | None = None) -> list[WriteRecord]:
         hi = stop if stop is not None else 2**62
         return self._select(
-            "writes", '"run_id" = %s AND "step" >= %s AND "step" < %s', [run_id, start, hi],
+            "writes",
+            '"run_id" = %s AND "step" >= %s AND "step" < %s',
+            [run_id, start, hi],
             '"step", "seq", "task_path"',
         )
 
@@ -726,8 +733,9 @@ class PostgresStore:
 
     def record_effect(self, effect: EffectRecord) -> None:
         with self.write() as c:
-            c.execute(self._insert("effects", _EFFECT_COLS, "ignore"),
-                      _values(effect, _EFFECT_COLS))
+            c.execute(
+                self._insert("effects", _EFFECT_COLS, "ignore"), _values(effect, _EFFECT_COLS)
+            )
 
     def effects(
         self, run_id: str, step: int | None = None, task_path: str | None = None
@@ -743,14 +751,17 @@ class PostgresStore:
 
     def record_interrupt(self, intr: InterruptRecord, run_fields: dict[str, Any]) -> None:
         with self.write() as c:
-            c.execute(self._insert("interrupts", _INTERRUPT_COLS, "replace"),
-                      _values(intr, _INTERRUPT_COLS))
+            c.execute(
+                self._insert("interrupts", _INTERRUPT_COLS, "replace"),
+                _values(intr, _INTERRUPT_COLS),
+            )
             self._update_run(c, intr.run_id, run_fields)
 
     def interrupts(self, run_id: str, step: int | None = None) -> list[InterruptRecord]:
         if step is None:
-            return self._select("interrupts", '"run_id" = %s', [run_id],
-                                '"step", "task_path", "seq"')
+            return self._select(
+                "interrupts", '"run_id" = %s', [run_id], '"step", "task_path", "seq"'
+            )
         return self._select(
             "interrupts", '"run_id" = %s AND "step" = %s', [run_id, step], '"task_path", "seq"'
         )
@@ -758,8 +769,10 @@ class PostgresStore:
     def answer_interrupt(self, intr: InterruptRecord, answer: str) -> None:
         new = intr.model_copy(update={"answer": answer})
         with self.write() as c:
-            c.execute(self._insert("interrupts", _INTERRUPT_COLS, "replace"),
-                      _values(new, _INTERRUPT_COLS))
+            c.execute(
+                self._insert("interrupts", _INTERRUPT_COLS, "replace"),
+                _values(new, _INTERRUPT_COLS),
+            )
 
     def record_attempt(self, attempt: AttemptRecord) -> None:
         with self.write() as c:
@@ -829,8 +842,9 @@ class PostgresStore:
 
     def _attempt_problems(self, c: psycopg.Connection[Any]) -> list[str]:
         out = []
-        q = self._q('SELECT "run_id", "step", "task_path", "attempt", "error", "created_at" '
-                    "FROM {attempts}")
+        q = self._q(
+            'SELECT "run_id", "step", "task_path", "attempt", "error", "created_at" FROM {attempts}'
+        )
         with c.cursor() as cur:
             for r in cur.stream(q):
                 try:
@@ -951,8 +965,9 @@ class PostgresStore:
     def signals(self, run_id: str) -> set[str]:
         return {
             str(r[0])
-            for r in self._read(self._q('SELECT "kind" FROM {signals} WHERE "run_id" = %s'),
-                                [run_id])
+            for r in self._read(
+                self._q('SELECT "kind" FROM {signals} WHERE "run_id" = %s'), [run_id]
+            )
         }
 
     def clear_signals(self, run_id: str) -> None:

@@ -156,6 +156,14 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m002_leases(db: sqlite_utils.Database) -> None:
+    """One writer per run: the owner, its fencing epoch and its lease expiry."""
+    db["runs"].add_column("owner", str)  # type: ignore[union-attr]
+    db["runs"].add_column("epoch", int, not_null_default=0)  # type: ignore[union-attr]
+    db["runs"].add_column("lease_until", float)  # type: ignore[union-attr]
+
+
 _RUN_COLS = tuple(RunRecord.model_fields)
 _MUTABLE = ("status", "head_step", "error", "updated_at")
 _RUN_IMMUTABLE = tuple(c for c in _RUN_COLS if c not in _MUTABLE)
@@ -270,6 +278,9 @@ class SQLiteStore:
         self.path = Path(path)
         self.durability: Durability = durability
         self._lock = threading.RLock()
+        self.fences: dict[str, tuple[str, int]] = {}
+        """run id -> (owner, epoch) this store object writes for; every write touching a
+        fenced run checks, inside its transaction, that the epoch is still current."""
         self.commits = 0
         """Number of write transactions committed by this store object (for tests)."""
         try:
@@ -416,7 +427,15 @@ class SQLiteStore:
 
     # -- runs -----------------------------------------------------------------------
 
-    def create_run(self, run: RunRecord, first_step: StepRecord) -> None:
+    def create_run(
+        self,
+        run: RunRecord,
+        first_step: StepRecord,
+        *,
+        owner: str | None = None,
+        ttl: float = 0.0,
+    ) -> None:
+        """Create a run and its first step; with ``owner``, also take its lease (epoch 1)."""
         with self.write() as c:
             try:
                 c.execute(_RUN_INSERT, _run_values(run))
@@ -426,6 +445,13 @@ class SQLiteStore:
                     f"(`flowstate resume {run.id}`) or choose another run id"
                 ) from None
             c.execute(_insert_sql("steps", _STEP_COLS), _values(first_step, _STEP_COLS))
+            if owner is not None:
+                c.execute(
+                    "UPDATE runs SET owner = ?, epoch = 1, lease_until = ? WHERE id = ?",
+                    [owner, time.time() + ttl, run.id],
+                )
+        if owner is not None:
+            self.fences[run.id] = (owner, 1)
 
     def get_run(self, run_id: str) -> RunRecord:
         rows = self._select("runs", "id = ?", [run_id])
@@ -476,6 +502,7 @@ class SQLiteStore:
 
     def _update_run(self, c: sqlite3.Connection, run_id: str, fields: dict[str, Any]) -> None:
         _check_mutable(fields)
+        self._fence(c, run_id)
         sets = [f'"{k}" = ?' for k in fields]
         vals = list(fields.values())
         now = time.time()
@@ -507,6 +534,7 @@ class SQLiteStore:
         if run_fields:
             _check_mutable(run_fields)
         with self.write() as c:
+            self._fence(c, run_id)
             for w in writes:
                 try:
                     c.execute(_insert_sql("writes", _WRITE_COLS), _values(w, _WRITE_COLS))
@@ -572,6 +600,7 @@ class SQLiteStore:
 
     def record_effect(self, effect: EffectRecord) -> None:
         with self.write() as c:
+            self._fence(c, effect.run_id)
             c.execute(
                 _insert_sql("effects", _EFFECT_COLS, "INSERT OR IGNORE"),
                 _values(effect, _EFFECT_COLS),
@@ -591,6 +620,7 @@ class SQLiteStore:
 
     def record_interrupt(self, intr: InterruptRecord, run_fields: dict[str, Any]) -> None:
         with self.write() as c:
+            self._fence(c, intr.run_id)
             c.execute(
                 _insert_sql("interrupts", _INTERRUPT_COLS, "INSERT OR REPLACE"),
                 _values(intr, _INTERRUPT_COLS),
@@ -752,3 +782,68 @@ class SQLiteStore:
             "SELECT node, count(*) FROM writes WHERE run_id = ? GROUP BY node", [run_id]
         )
         return {str(r[0]): int(r[1]) for r in rows}
+
+    # -- one writer per run: leases and fencing -------------------------------------------
+
+    def _fence(self, c: sqlite3.Connection, run_id: str) -> None:
+        fence = self.fences.get(run_id)
+        if fence is None:
+            return
+        row = c.execute("SELECT owner, epoch FROM runs WHERE id = ?", [run_id]).fetchone()
+        if row is None or (row[0], row[1]) != fence:
+            from flowstate.errors import LeaseLost
+
+            now_owner = f"now held by {row[0]} at epoch {row[1]}" if row else "run deleted"
+            raise LeaseLost(run_id, fence[1], now_owner)
+
+    def acquire(self, run_id: str, owner: str, ttl: float, alive: Any = None) -> int:
+        """Take the run's lease for ``owner`` (refused while another live owner holds an
+        unexpired one) and return the new fencing epoch. ``alive(owner) -> bool|None`` lets
+        the caller declare a holder dead before its lease expires (e.g. a dead local pid)."""
+        from flowstate.errors import RunOwned
+
+        with self.write() as c:
+            row = c.execute(
+                "SELECT owner, epoch, lease_until FROM runs WHERE id = ?", [run_id]
+            ).fetchone()
+            if row is None:
+                raise RunNotFound(run_id)
+            holder, epoch, until = row
+            now = time.time()
+            if holder and holder != owner and until is not None and until > now:
+                if alive is None or alive(holder) is not False:
+                    raise RunOwned(run_id, holder, until)
+            epoch = int(epoch or 0) + 1
+            c.execute(
+                "UPDATE runs SET owner = ?, epoch = ?, lease_until = ? WHERE id = ?",
+                [owner, epoch, now + ttl, run_id],
+            )
+        self.fences[run_id] = (owner, epoch)
+        return epoch
+
+    def heartbeat(self, run_id: str, owner: str, epoch: int, ttl: float) -> bool:
+        """Extend the lease; False when it was taken over (the caller must stop)."""
+        with self.write() as c:
+            cur = c.execute(
+                "UPDATE runs SET lease_until = ? WHERE id = ? AND owner = ? AND epoch = ?",
+                [time.time() + ttl, run_id, owner, epoch],
+            )
+            return cur.rowcount == 1
+
+    def release(self, run_id: str, owner: str, epoch: int) -> None:
+        """Give the lease up (only if still held by this owner and epoch)."""
+        self.fences.pop(run_id, None)
+        with self.write() as c:
+            c.execute(
+                "UPDATE runs SET owner = NULL, lease_until = NULL "
+                "WHERE id = ? AND owner = ? AND epoch = ?",
+                [run_id, owner, epoch],
+            )
+
+    def lease(self, run_id: str) -> tuple[str | None, int, float | None]:
+        """(owner, epoch, lease_until) of a run."""
+        rows = self._read("SELECT owner, epoch, lease_until FROM runs WHERE id = ?", [run_id])
+        if not rows:
+            raise RunNotFound(run_id)
+        r = rows[0]
+        return (r[0], int(r[1] or 0), r[2])

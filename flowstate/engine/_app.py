@@ -27,11 +27,14 @@ from flowstate.errors import (
     CorruptRowError,
     GraphMismatch,
     InputRejected,
+    LeaseLost,
     PayloadTooLarge,
+    RunOwned,
     RunStateError,
 )
 
 from . import _events as ev
+from ._lease import DEFAULT_LEASE_TTL, Heartbeat, local_owner_alive, new_owner, retire
 from ._limits import Limits
 from ._plan import start_tasks
 from ._rows import parse
@@ -117,8 +120,11 @@ class CompiledGraph(Generic[S]):
         interrupt_after: tuple[str, ...] = (),
         max_concurrency: int | None = None,
         limits: Limits | None = None,
+        lease_ttl: float | None = None,
     ) -> None:
         self.ir = ir
+        self.lease_ttl = lease_ttl or DEFAULT_LEASE_TTL
+        """Seconds a run's lease lasts without a heartbeat (one writer per run)."""
         self.max_concurrency = max_concurrency
         self.limits = limits or Limits()
         self.name = ir.name
@@ -160,6 +166,7 @@ class CompiledGraph(Generic[S]):
             interrupt_after=self.interrupt_after,
             max_concurrency=self.max_concurrency,
             limits=self.limits,
+            lease_ttl=self.lease_ttl,
         )
         clone.services = self.services
         clone.rng = self.rng
@@ -259,7 +266,15 @@ class CompiledGraph(Generic[S]):
         )
         if not tasks:
             run = run.model_copy(update={"status": "completed"})
-        self.store.create_run(run, step0)
+        owner = new_owner()
+        try:
+            if hasattr(self.store, "acquire"):
+                self.store.create_run(run, step0, owner=owner, ttl=self.lease_ttl)
+            else:
+                self.store.create_run(run, step0)
+        except BaseException:
+            retire(owner)
+            raise
         return await self._execute(
             run,
             step0,
@@ -269,6 +284,7 @@ class CompiledGraph(Generic[S]):
             resumed=False,
             last_snapshot_bytes=len(input_json),
             journal=journal,
+            lease=(owner, 1),
         )
 
     async def _execute(
@@ -288,6 +304,7 @@ class CompiledGraph(Generic[S]):
         config_override: dict[str, Any] | None = None,
         journal: JournalSource | None = None,
         tokens: tuple[int, int] = (0, 0),
+        lease: tuple[str, int] | None = None,
     ) -> RunResult[S]:
         config = {**parse("config", run.config, "runs", run.id, None), **(config_override or {})}
         sink = emit or (lambda e: None)
@@ -320,9 +337,15 @@ class CompiledGraph(Generic[S]):
         sink(ev.RunStarted(run_id=run.id, graph=self.name, resumed=resumed, step=step.step))
         inner = asyncio.ensure_future(exe.drive())
         self._tasks[run.id] = inner
+        beat: Heartbeat | None = None
+        if lease is not None and hasattr(self.store, "heartbeat"):
+            beat = Heartbeat(self.store, run.id, lease[0], lease[1], self.lease_ttl, inner)
+            beat.start()
         try:
             outcome = await asyncio.shield(inner)
         except asyncio.CancelledError:
+            if beat is not None and beat.lost:
+                raise LeaseLost(run.id, lease[1] if lease else 0, "its heartbeat failed") from None
             # Either app.cancel() cancelled the run, or our caller's task was cancelled.
             if not inner.done():
                 inner.cancel()
@@ -342,6 +365,13 @@ class CompiledGraph(Generic[S]):
             raise
         finally:
             self._tasks.pop(run.id, None)
+            if lease is not None:
+                retire(lease[0])
+            if beat is not None:
+                await beat.stop()
+            if lease is not None and hasattr(self.store, "release"):
+                with contextlib.suppress(Exception):
+                    self.store.release(run.id, lease[0], lease[1])
         return self._result(run.id, outcome)
 
     def _result(self, run_id: str, o: Outcome) -> RunResult[S]:
@@ -387,11 +417,14 @@ class CompiledGraph(Generic[S]):
         allow_graph_change: bool = False,
         max_steps: int | None = None,
         limits: Limits | None = None,
+        wait: float | None = None,
         on_event: Callable[[Any], None] | None = None,
     ) -> RunResult[S]:
         """Continue a crashed, failed, paused or cancelled run from its last commit.
 
-        Committed activations never run again. ``value`` answers a pending interrupt.
+        Committed activations never run again. ``value`` answers a pending interrupt. A run
+        that another live process is executing is refused with ``RunOwned``, or waited for
+        up to ``wait`` seconds.
         """
         return await self._continue(
             run_id,
@@ -399,6 +432,7 @@ class CompiledGraph(Generic[S]):
             allow_graph_change=allow_graph_change,
             max_steps=max_steps,
             limits=limits,
+            wait=wait,
             emit=on_event,
         )
 
@@ -415,56 +449,79 @@ class CompiledGraph(Generic[S]):
         limits: Limits | None = None,
         emit: Callable[[Any], None] | None = None,
         journal: JournalSource | None = None,
+        wait: float | None = None,
     ) -> RunResult[S]:
         store = self.store
         run = store.get_run(run_id)
         self.check_graph(run, allow_graph_change)
-        head = store.latest_step(run_id)
-        if head is None:
-            raise CorruptRowError("steps", run_id, None, "the run has no step rows")
-        state, info = self._rebuild(run_id, head.step)
-        if run.status == "completed" and not parse("tasks", head.tasks, "steps", run_id, head.step):
-            return RunResult(
-                run_id=run_id,
-                status="completed",
-                state=state,  # type: ignore[arg-type]
-                step=head.step,
-            )
-        if value is not None:
-            # all of the run's interrupt rows are read (and hash-checked), so a corrupted
-            # row is reported rather than the answer silently going nowhere
-            recorded = store.interrupts(run_id)
-            for i in recorded:
-                if i.answer is not None:
-                    parse("json", i.answer, "interrupts", run_id, i.step)
-            pending = [i for i in recorded if i.answer is None and i.step == head.step]
-            if not pending:
-                raise RunStateError(
-                    f"run {run_id} has no pending interrupt at step {head.step} to answer with "
-                    "a value; resume it without one"
+        owner = new_owner()
+        try:
+            epoch = 0
+            if hasattr(store, "acquire"):
+                deadline = time.monotonic() + (wait or 0.0)
+                while True:
+                    try:
+                        epoch = store.acquire(
+                            run_id, owner, self.lease_ttl, alive=local_owner_alive
+                        )
+                        break
+                    except RunOwned:
+                        if time.monotonic() >= deadline:
+                            raise
+                        await asyncio.sleep(min(0.5, self.lease_ttl / 3))
+            head = store.latest_step(run_id)
+            if head is None:
+                raise CorruptRowError("steps", run_id, None, "the run has no step rows")
+            state, info = self._rebuild(run_id, head.step)
+            if run.status == "completed" and not parse(
+                "tasks", head.tasks, "steps", run_id, head.step
+            ):
+                if epoch:
+                    store.release(run_id, owner, epoch)
+                return RunResult(
+                    run_id=run_id,
+                    status="completed",
+                    state=state,  # type: ignore[arg-type]
+                    step=head.step,
                 )
-            store.answer_interrupt(pending[0], json.dumps(value))
-        else:
-            for i in store.interrupts(run_id, head.step):
-                if i.answer is None and i.seq == -1:  # a breakpoint: resuming passes it
-                    store.answer_interrupt(i, "null")
-        store.clear_signals(run_id)
-        run = store.update_run(run_id, status="running", error=None)
-        committed = {}
-        for w in store.writes(run_id, head.step, head.step + 1):
-            committed[w.task_path] = self._committed_from(w, run_id)
-        override: dict[str, Any] = {}
-        if max_steps is not None:
-            override["max_steps"] = max_steps
-        if limits is not None:
-            override["limits"] = limits.model_dump()
-        visits = store.visit_counts(run_id)
-        tin = tout = 0
-        for w in store.writes(run_id):
-            if w.usage != "{}":
-                u = parse("usage", w.usage, "writes", run_id, w.step)
-                tin += u.get("input_tokens", 0)
-                tout += u.get("output_tokens", 0)
+            if value is not None:
+                # all of the run's interrupt rows are read (and hash-checked), so a corrupted
+                # row is reported rather than the answer silently going nowhere
+                recorded = store.interrupts(run_id)
+                for i in recorded:
+                    if i.answer is not None:
+                        parse("json", i.answer, "interrupts", run_id, i.step)
+                pending = [i for i in recorded if i.answer is None and i.step == head.step]
+                if not pending:
+                    raise RunStateError(
+                        f"run {run_id} has no pending interrupt at step {head.step} to answer with "
+                        "a value; resume it without one"
+                    )
+                store.answer_interrupt(pending[0], json.dumps(value))
+            else:
+                for i in store.interrupts(run_id, head.step):
+                    if i.answer is None and i.seq == -1:  # a breakpoint: resuming passes it
+                        store.answer_interrupt(i, "null")
+            store.clear_signals(run_id)
+            run = store.update_run(run_id, status="running", error=None)
+            committed = {}
+            for w in store.writes(run_id, head.step, head.step + 1):
+                committed[w.task_path] = self._committed_from(w, run_id)
+            override: dict[str, Any] = {}
+            if max_steps is not None:
+                override["max_steps"] = max_steps
+            if limits is not None:
+                override["limits"] = limits.model_dump()
+            visits = store.visit_counts(run_id)
+            tin = tout = 0
+            for w in store.writes(run_id):
+                if w.usage != "{}":
+                    u = parse("usage", w.usage, "writes", run_id, w.step)
+                    tin += u.get("input_tokens", 0)
+                    tout += u.get("output_tokens", 0)
+        except BaseException:
+            retire(owner)
+            raise
         return await self._execute(
             run,
             head,
@@ -480,6 +537,7 @@ class CompiledGraph(Generic[S]):
             config_override=override or None,
             journal=journal,
             tokens=(tin, tout),
+            lease=(owner, epoch) if epoch else None,
         )
 
     def check_graph(self, run: RunRecord, allow_graph_change: bool = False) -> None:

@@ -249,6 +249,7 @@ class GraphBuilder(Generic[S]):
         interrupt_after: Sequence[str] = (),
         max_concurrency: int | None = None,
         limits: Limits | None = None,
+        lease_ttl: float | None = None,
     ) -> CompiledGraph[S]:
         """Validate the graph and bind it to a checkpoint store.
 
@@ -276,6 +277,7 @@ class GraphBuilder(Generic[S]):
             interrupt_after=tuple(interrupt_after),
             max_concurrency=max_concurrency,
             limits=limits,
+            lease_ttl=lease_ttl,
         )
 
 

@@ -177,6 +177,7 @@ class Execution:
         tokens: tuple[int, int] = (0, 0),
     ) -> None:
         self.limits = limits or Limits()
+        self._custom = app.ir.schema.custom_reducer_fields()
         self.tokens_in, self.tokens_out = tokens
         self.listening = listening
         self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
@@ -427,6 +428,9 @@ class Execution:
             try:
                 result = await self._call(spec, task, ctx)
                 update, goto = self._normalize(spec, result)
+                if self._custom and not self._custom.isdisjoint(update):
+                    # a user reducer may refuse the update: find out before committing it
+                    self.schema.apply(self.state, [(task.node, update)], self.step)
                 raw = self.schema.dump_update(task.node, update)
                 if len(raw) > self.limits.max_update_bytes:
                     raise PayloadTooLarge(

@@ -129,6 +129,12 @@ class StateSchema:
     def name(self) -> str:
         return self.model.__name__
 
+    def custom_reducer_fields(self) -> set[str]:
+        """Fields whose reducer is user code (it may refuse an update)."""
+        return {
+            n for n, f in self.fields.items() if f.reducer is not None and not f.reducer.builtin
+        }
+
     def reducer_fields(self) -> set[str]:
         return {n for n, f in self.fields.items() if f.reducer is not None}
 
@@ -209,7 +215,15 @@ class StateSchema:
                     values[key] = value
                 else:
                     old = values[key] if key in values else getattr(state, key)
-                    new = spec.reducer(old, value)
+                    try:
+                        new = spec.reducer(old, value)
+                    except Exception as e:
+                        raise UpdateRejected(
+                            node,
+                            key,
+                            f"reducer '{spec.reducer.name}' refused the update: "
+                            f"{type(e).__name__}: {e}",
+                        ) from e
                     if spec.result_adapter is not None:
                         try:
                             new = spec.result_adapter.validate_python(new)

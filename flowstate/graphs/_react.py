@@ -132,7 +132,8 @@ class ReActState(BaseModel):
     """Every step so far, in order."""
     messages: Annotated[list[Message], messages_reducer] = []
     """The conversation with the model (tool calls and results included); always a valid
-    Messages API conversation."""
+    Messages API conversation. Empty on input, the agent starts it with `task` as the user's
+    message; given on input (ending with a user message), the agent continues it."""
     answer: str | None = None
     """The final answer; None unless `status` is `"answered"`."""
     status: ReActStatus = "running"
@@ -157,6 +158,11 @@ Thought: <your reasoning>
 Action: <tool name>(<JSON object with the tool's input>)
 
 When you know the answer, reply:
+Thought: <your reasoning>
+Final Answer: <the answer>"""
+
+_TEXT_SYSTEM_NO_TOOLS = """\
+Solve the task. Think first, then answer, in exactly this format:
 Thought: <your reasoning>
 Final Answer: <the answer>"""
 
@@ -200,7 +206,11 @@ def react_agent(
     if native:
         system_prompt = system
     else:
-        system_prompt = _TEXT_SYSTEM.format(tools=describe_tools(registry))
+        system_prompt = (
+            _TEXT_SYSTEM.format(tools=describe_tools(registry))
+            if len(registry)
+            else _TEXT_SYSTEM_NO_TOOLS
+        )
         if system:
             system_prompt = f"{system}\n\n{system_prompt}"
 

@@ -178,7 +178,7 @@ def llm_node(
         if schema is not None and output_tool is not None:
             tries = 0
             while True:
-                value, problem = _structured(reply, schema, output_tool.name)
+                value, problem = _structured(reply, schema, output_tool.name, registry.names)
                 if value is not None or (problem is None and reply.tool_calls):
                     break  # the answer, or calls of the other tools (answered by a tool node)
                 assert problem is not None
@@ -250,13 +250,16 @@ def _structured_instructions(system: str | None, tool_name: str) -> str:
 
 
 def _structured(
-    reply: LLMResponse, schema: type[BaseModel], tool_name: str
+    reply: LLMResponse, schema: type[BaseModel], tool_name: str, tools: list[str]
 ) -> tuple[BaseModel | None, str | None]:
-    """The structured answer, or why there is none (None when the reply calls other tools)."""
+    """The structured answer, or why there is none (neither when it calls the other tools)."""
     calls = [c for c in reply.tool_calls if c.name == tool_name]
     if not calls:
-        if reply.tool_calls:
-            return None, None
+        others = [c.name for c in reply.tool_calls]
+        if others and all(n in tools for n in others):
+            return None, None  # a turn of the tool loop; the answer comes later
+        if others:
+            return None, f"the answer calls {others} but not that tool"
         said = f"; it said {reply.text[:200]!r}" if reply.text else ""
         return None, (
             f"the answer (stop_reason {reply.stop_reason!r}) has no call of that tool{said}"

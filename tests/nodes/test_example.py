@@ -21,6 +21,7 @@ def load_example() -> ModuleType:
     spec = importlib.util.spec_from_file_location("llm_agent_example", EXAMPLE)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # pydantic resolves the state's annotations through it
     spec.loader.exec_module(module)
     return module
 

@@ -240,6 +240,57 @@ def test_structured_input_that_does_not_fit_the_model_is_an_error() -> None:
     assert "label" in str(info.value.__cause__) and "confidence" in str(info.value.__cause__)
 
 
+def test_structured_output_after_a_tool_loop() -> None:
+    @tool
+    def lookup(sender: str) -> str:
+        """Reputation of a sender."""
+        return "known spammer"
+
+    llm = ScriptedLLM(
+        [
+            {"tool_calls": [{"name": "lookup", "input": {"sender": "x@y.z"}}]},
+            {"tool_calls": [{"name": "Verdict", "input": {"label": "spam", "confidence": 1}}]},
+        ]
+    )
+    g = GraphBuilder(State)
+    g.add_node(
+        "classify",
+        llm_node(
+            llm,
+            prompt="Classify mail from x@y.z: {question}",
+            output=Verdict,
+            output_field="verdict",
+            messages_field="messages",
+            tools=[lookup],
+        ),
+    )
+    g.add_node("tools", tool_node([lookup]))
+    g.add_edge(START, "classify")
+    g.add_conditional_edges(
+        "classify", lambda s: "tools" if s.verdict is None else END, targets=["tools", END]
+    )
+    g.add_edge("tools", "classify")
+
+    result = g.compile(store=":memory:").run_sync({"question": "WIN"})
+
+    assert result.state.verdict == Verdict(label="spam", confidence=1)
+    assert [t.name for t in llm.requests[0].tools] == ["lookup", "Verdict"]
+    assert [m.role for m in result.state.messages] == ["user", "assistant", "user", "assistant"]
+
+
+def test_calling_an_unoffered_tool_instead_of_the_output_tool_is_an_error() -> None:
+    llm = ScriptedLLM([{"tool_calls": [{"name": "search", "input": {}}]}])
+    app = one_node_app(
+        llm_node(
+            llm, prompt="{question}", output=Verdict, output_field="verdict", output_retries=0
+        ),
+        name="classify",
+    )
+    with pytest.raises(NodeFailed) as info:
+        app.run_sync({"question": "x"})
+    assert "the answer calls ['search'] but not that tool" in str(info.value.__cause__)
+
+
 @pytest.mark.anyio
 async def test_structured_output_with_anthropic_llm(
     server: MessagesServer, anthropic_llm: AnthropicLLM

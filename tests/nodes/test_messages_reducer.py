@@ -106,5 +106,11 @@ def test_in_a_graph_a_node_that_breaks_the_conversation_fails() -> None:
         app.run_sync({})
 
     assert info.value.node == "greet"
-    assert isinstance(info.value.__cause__, ValueError)
+    from flowstate import UpdateRejected
+
+    # a refused update is an UpdateRejected naming the field; the reducer's error is its cause
+    assert isinstance(info.value.__cause__, UpdateRejected)
+    assert info.value.__cause__.field == "messages"
+    assert isinstance(info.value.__cause__.__cause__, ValueError)
     assert "first message must be a user one" in str(info.value)
+    assert app.store.writes(info.value.run_id) == []  # nothing committed
