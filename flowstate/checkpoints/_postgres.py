@@ -366,7 +366,8 @@ class PostgresStore:
                 c.execute(
                     self._q(
                         "CREATE TABLE IF NOT EXISTS {migrations} ("
-                        '"name" text COLLATE "C" PRIMARY KEY, "applied_at" double precision NOT NULL)'
+                        '"name" text COLLATE "C" PRIMARY KEY, '
+                        '"applied_at" double precision NOT NULL)'
                     )
                 )
                 done = {str(r[0]) for r in c.execute(self._q('SELECT "name" FROM {migrations}'))}

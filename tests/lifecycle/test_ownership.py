@@ -77,7 +77,7 @@ def test_two_processes_racing_to_resume_a_crashed_run(tmp_path):
     a, b = _spawn(db, "r", "resume"), _spawn(db, "r", "resume")
     results = []
     for q in (a, b):
-        out, err = q.communicate(timeout=90)
+        out, _ = q.communicate(timeout=90)
         results.append((q.returncode, json.loads(out)))
     codes = sorted(r[0] for r in results)
     assert codes == [0, 4], results  # exactly one proceeds, the other is refused
