@@ -22,8 +22,10 @@ class CrashingStore(SQLiteStore):
         self.crash_after = crash_after
         self.activation_commits = 0
 
-    def commit(self, run_id, *, writes=(), effects=(), step=None, run_fields=None):  # type: ignore[no-untyped-def]
-        super().commit(run_id, writes=writes, effects=effects, step=step, run_fields=run_fields)
+    def commit(self, run_id, *, writes=(), effects=(), step=None, run_fields=None, hook=None):  # type: ignore[no-untyped-def]
+        super().commit(
+            run_id, writes=writes, effects=effects, step=step, run_fields=run_fields, hook=hook
+        )
         if writes:
             self.activation_commits += 1
             if self.crash_after is not None and self.activation_commits >= self.crash_after:

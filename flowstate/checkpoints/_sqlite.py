@@ -525,8 +525,12 @@ class SQLiteStore:
         effects: Sequence[EffectRecord] = (),
         step: StepRecord | None = None,
         run_fields: dict[str, Any] | None = None,
+        hook: Any = None,
     ) -> None:
         """Commit an activation (or a step boundary) in one transaction (G1).
+
+        ``hook(conn)`` runs inside the same transaction (the engine applies a node's
+        memory writes there).
 
         The write row, the effects journaled with it, the next step row and the run's
         head advance all land together or not at all.
@@ -554,6 +558,8 @@ class SQLiteStore:
                 c.execute(
                     _insert_sql("steps", _STEP_COLS, "INSERT OR REPLACE"), _values(step, _STEP_COLS)
                 )
+            if hook is not None:
+                hook(c)
             if run_fields:
                 if set(run_fields) >= {"status", "head_step", "error"}:
                     now = time.time()

@@ -141,6 +141,7 @@ class CompiledGraph(Generic[S]):
         self._tasks: dict[str, asyncio.Future[Any]] = {}
         self._cancel_requested: set[str] = set()
         self._chains: dict[str, list[Callable[..., Any]]] = {}
+        self._memory: Any = None
         self.rng: random.Random | None = None
         """Seeded RNG for retry jitter (tests)."""
 
@@ -153,6 +154,17 @@ class CompiledGraph(Generic[S]):
         if self._store is None:
             self._store = _open_store(self._store_arg, self._durability)
         return self._store
+
+    def _memory_binding(self) -> Any:
+        if self._memory is None:
+            from ._memory import MemoryBinding
+
+            self._memory = MemoryBinding(self.store)
+        return self._memory
+
+    def memory_store(self) -> Any:
+        """The MemoryStore over this graph's checkpoint database (to inspect memories)."""
+        return self._memory_binding().reader
 
     def _bind(self, store: SQLiteStore) -> CompiledGraph[S]:
         """The same graph on another store (subgraphs run on their parent's store)."""

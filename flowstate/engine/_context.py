@@ -71,7 +71,11 @@ class NodeContext:
         cancelled: Callable[[], bool] = lambda: False,
         services: dict[str, Any] | None = None,
         max_effect_bytes: int | None = None,
+        memory_binding: Callable[[], Any] | None = None,
     ) -> None:
+        self._memory_binding = memory_binding
+        self.memory_ops: list[Any] = []
+        """Memory writes of this activation, committed with it."""
         self._max_effect_bytes = max_effect_bytes
         self.run_id = run_id
         """Id of the run this activation belongs to."""
@@ -228,6 +232,24 @@ class NodeContext:
         if not isinstance(reg, ToolRegistry):
             reg = ToolRegistry(reg)
         return JournaledTools(reg, self)
+
+    def memory(self, namespace: str = "default", kind: str = "episodic", **options: Any) -> Any:
+        """A memory (``working``, ``episodic``, ``semantic``, ``reflection``, or
+        ``composite``) in ``namespace``, stored in the checkpoint database and shared by
+        every run that names the same namespace. ``add`` is buffered and commits with this
+        activation; ``await retrieve(query, k)`` is journaled."""
+        from ._memory import NodeMemory, reflection_fn
+
+        if self._memory_binding is None:
+            raise RunStateError("ctx.memory is not available here")
+        reader = self._memory_binding().reader
+        if kind in ("reflection", "composite") and "llm" not in options:
+            options.setdefault("complete_fn", reflection_fn(self))
+        if kind == "composite":
+            mem = reader.composite(namespace, buffer=self.memory_ops, **options)
+        else:
+            mem = reader.memory(kind, namespace, buffer=self.memory_ops, **options)
+        return NodeMemory(self, mem, f"{kind}:{namespace}")
 
     def token(self, text: str) -> None:
         """Report streamed text (e.g. LLM tokens) as a live event; it is not journaled."""

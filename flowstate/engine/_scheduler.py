@@ -527,7 +527,18 @@ class Execution:
             except Exception as e:  # a write conflict or a router error: fail after commit
                 self._close_error = e
         try:
-            self.store.commit(self.run_id, writes=[write], step=step_row, run_fields=run_fields)
+            if ctx.memory_ops:
+                ops = list(ctx.memory_ops)
+                apply = self.app._memory_binding().reader.apply_ops
+                self.store.commit(
+                    self.run_id,
+                    writes=[write],
+                    step=step_row,
+                    run_fields=run_fields,
+                    hook=lambda conn: apply(conn, ops),
+                )
+            else:
+                self.store.commit(self.run_id, writes=[write], step=step_row, run_fields=run_fields)
         except BaseException:
             self.committed.pop(task.path, None)
             self._closed = None
@@ -636,6 +647,7 @@ class Execution:
             cancelled=self._cancel_seen,
             services=self.app.services,
             max_effect_bytes=self.limits.max_effect_bytes,
+            memory_binding=self.app._memory_binding,
         )
 
     def _load_journal(self, task: Task) -> dict[int, EffectRecord]:
