@@ -19,6 +19,11 @@ contract tests cannot tell the two apart (DESIGN.md "Storage"; RELIABILITY.md G1
   name, so processes opening a fresh schema at the same moment do not race.
 - Key and ordering columns use ``COLLATE "C"`` (byte order, like SQLite's BINARY), so
   ``list_runs`` and the other ordered reads return the same order on both backends.
+- One writer per run, as in ``SQLiteStore``: ``runs.owner/epoch/lease_until`` (migration
+  ``m002_leases``), ``acquire`` / ``heartbeat`` / ``release`` / ``lease``, and a fence
+  check of ``self.fences`` inside the transaction of every ``commit``,
+  ``record_effect``, ``record_interrupt`` and run update. Where SQLite serialises on its
+  single write lock, Postgres serialises on the run row (``FOR UPDATE``).
 
 One connection per store object (autocommit, explicit ``BEGIN``/``COMMIT``), serialised
 by an ``RLock`` like ``SQLiteStore``'s. A connection that the server dropped (restart,
@@ -44,7 +49,15 @@ from psycopg.conninfo import conninfo_to_dict
 from pydantic import ValidationError
 
 from flowstate._crashpoints import crash_point
-from flowstate.errors import CorruptRowError, RunNotFound, RunStateError, StoreError, StoreIOError
+from flowstate.errors import (
+    CorruptRowError,
+    LeaseLost,
+    RunNotFound,
+    RunOwned,
+    RunStateError,
+    StoreError,
+    StoreIOError,
+)
 
 from ._records import (
     AttemptRecord,
@@ -154,6 +167,16 @@ _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
                 "created_at" double precision,
                 PRIMARY KEY ("run_id", "kind")
             )""",
+        ),
+    ),
+    (
+        # one writer per run: the owner, its fencing epoch and its lease expiry (the
+        # columns of SQLiteStore's m002_leases)
+        "m002_leases",
+        (
+            'ALTER TABLE {runs} ADD COLUMN "owner" text, '
+            'ADD COLUMN "epoch" bigint NOT NULL DEFAULT 0, '
+            'ADD COLUMN "lease_until" double precision',
         ),
     ),
 )
@@ -275,6 +298,9 @@ class PostgresStore:
         self._closed = False
         self._migrated = not migrate
         self._migrating = False
+        self.fences: dict[str, tuple[str, int]] = {}
+        """run id -> (owner, epoch) this store object writes for; every write touching a
+        fenced run checks, inside its transaction, that the epoch is still current."""
         self.commits = 0
         """Number of write transactions committed by this store object (for tests)."""
         self._t = {name: sql.Identifier(schema, name) for name in (*_TABLES, "migrations")}
@@ -557,7 +583,15 @@ class PostgresStore:
 
     # -- runs ---------------------------------------------------------------------------
 
-    def create_run(self, run: RunRecord, first_step: StepRecord) -> None:
+    def create_run(
+        self,
+        run: RunRecord,
+        first_step: StepRecord,
+        *,
+        owner: str | None = None,
+        ttl: float = 0.0,
+    ) -> None:
+        """Create a run and its first step; with ``owner``, also take its lease (epoch 1)."""
         with self.write() as c:
             try:
                 c.execute(
@@ -574,6 +608,16 @@ class PostgresStore:
                     f"(`flowstate resume {run.id}`) or choose another run id"
                 ) from None
             c.execute(self._insert("steps", _STEP_COLS), _values(first_step, _STEP_COLS))
+            if owner is not None:
+                c.execute(
+                    self._q(
+                        'UPDATE {runs} SET "owner" = %s, "epoch" = 1, "lease_until" = %s '
+                        'WHERE "id" = %s'
+                    ),
+                    [owner, time.time() + ttl, run.id],
+                )
+        if owner is not None:
+            self.fences[run.id] = (owner, 1)
 
     def get_run(self, run_id: str) -> RunRecord:
         rows = self._select("runs", '"id" = %s', [run_id])
@@ -626,6 +670,7 @@ class PostgresStore:
 
     def _update_run(self, c: psycopg.Connection[Any], run_id: str, fields: dict[str, Any]) -> None:
         _check_mutable(fields)
+        self._fence(c, run_id)
         # updated_at is always the time of this update (as in SQLiteStore)
         fields = {k: v for k, v in fields.items() if k != "updated_at"}
         if "error" in fields:
@@ -664,6 +709,7 @@ class PostgresStore:
         if run_fields:
             _check_mutable(run_fields)
         with self.write() as c:
+            self._fence(c, run_id)
             for w in writes:
                 try:
                     c.execute(self._insert("writes", _WRITE_COLS), _values(w, _WRITE_COLS))
@@ -734,6 +780,7 @@ class PostgresStore:
 
     def record_effect(self, effect: EffectRecord) -> None:
         with self.write() as c:
+            self._fence(c, effect.run_id)
             c.execute(
                 self._insert("effects", _EFFECT_COLS, "ignore"), _values(effect, _EFFECT_COLS)
             )
@@ -752,6 +799,7 @@ class PostgresStore:
 
     def record_interrupt(self, intr: InterruptRecord, run_fields: dict[str, Any]) -> None:
         with self.write() as c:
+            self._fence(c, intr.run_id)
             c.execute(
                 self._insert("interrupts", _INTERRUPT_COLS, "replace"),
                 _values(intr, _INTERRUPT_COLS),
@@ -981,3 +1029,86 @@ class PostgresStore:
             [run_id],
         )
         return {str(r[0]): int(r[1]) for r in rows}
+
+    # -- one writer per run: leases and fencing ---------------------------------------------
+    # The run row is the lock: ``acquire`` takes it ``FOR UPDATE`` and a fenced write takes
+    # it ``FOR NO KEY UPDATE`` (the lock its own UPDATE of the run would take), so a
+    # takeover and a stale owner's commit are serialised on the row, and a commit that
+    # passed its fence check lands before the takeover that would have refused it.
+
+    def _fence(self, c: psycopg.Connection[Any], run_id: str) -> None:
+        fence = self.fences.get(run_id)
+        if fence is None:
+            return
+        row = c.execute(
+            self._q('SELECT "owner", "epoch" FROM {runs} WHERE "id" = %s FOR NO KEY UPDATE'),
+            [run_id],
+        ).fetchone()
+        if row is None or (row[0], row[1]) != fence:
+            now_owner = f"now held by {row[0]} at epoch {row[1]}" if row else "run deleted"
+            raise LeaseLost(run_id, fence[1], now_owner)
+
+    def acquire(self, run_id: str, owner: str, ttl: float, alive: Any = None) -> int:
+        """Take the run's lease for ``owner`` (refused while another live owner holds an
+        unexpired one) and return the new fencing epoch. ``alive(owner) -> bool|None`` lets
+        the caller declare a holder dead before its lease expires (e.g. a dead local pid)."""
+        with self.write() as c:
+            row = c.execute(
+                self._q(
+                    'SELECT "owner", "epoch", "lease_until" FROM {runs} WHERE "id" = %s '
+                    "FOR UPDATE"
+                ),
+                [run_id],
+            ).fetchone()
+            if row is None:
+                raise RunNotFound(run_id)
+            holder, epoch, until = row
+            now = time.time()
+            if holder and holder != owner and until is not None and until > now:
+                if alive is None or alive(holder) is not False:
+                    raise RunOwned(run_id, holder, until)
+            epoch = int(epoch or 0) + 1
+            c.execute(
+                self._q(
+                    'UPDATE {runs} SET "owner" = %s, "epoch" = %s, "lease_until" = %s '
+                    'WHERE "id" = %s'
+                ),
+                [owner, epoch, now + ttl, run_id],
+            )
+        self.fences[run_id] = (owner, epoch)
+        return epoch
+
+    def heartbeat(self, run_id: str, owner: str, epoch: int, ttl: float) -> bool:
+        """Extend the lease; False when it was taken over (the caller must stop)."""
+        with self.write() as c:
+            cur = c.execute(
+                self._q(
+                    'UPDATE {runs} SET "lease_until" = %s '
+                    'WHERE "id" = %s AND "owner" = %s AND "epoch" = %s'
+                ),
+                [time.time() + ttl, run_id, owner, epoch],
+            )
+            return cur.rowcount == 1
+
+    def release(self, run_id: str, owner: str, epoch: int) -> None:
+        """Give the lease up (only if still held by this owner and epoch)."""
+        self.fences.pop(run_id, None)
+        with self.write() as c:
+            c.execute(
+                self._q(
+                    'UPDATE {runs} SET "owner" = NULL, "lease_until" = NULL '
+                    'WHERE "id" = %s AND "owner" = %s AND "epoch" = %s'
+                ),
+                [run_id, owner, epoch],
+            )
+
+    def lease(self, run_id: str) -> tuple[str | None, int, float | None]:
+        """(owner, epoch, lease_until) of a run."""
+        rows = self._read(
+            self._q('SELECT "owner", "epoch", "lease_until" FROM {runs} WHERE "id" = %s'),
+            [run_id],
+        )
+        if not rows:
+            raise RunNotFound(run_id)
+        r = rows[0]
+        return (r[0], int(r[1] or 0), r[2])

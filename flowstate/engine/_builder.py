@@ -74,8 +74,13 @@ class GraphIR:
         }
 
     def fingerprint(self) -> tuple[str, str]:
-        doc = json.dumps(self.document(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(doc.encode()).hexdigest(), doc
+        # the IR never changes after build(); the state's JSON schema is costly to compute
+        cached = self.__dict__.get("_fingerprint")
+        if cached is None:
+            doc = json.dumps(self.document(), sort_keys=True, separators=(",", ":"))
+            cached = (hashlib.sha256(doc.encode()).hexdigest(), doc)
+            self.__dict__["_fingerprint"] = cached
+        return cached  # type: ignore[no-any-return]
 
 
 class GraphBuilder(Generic[S]):

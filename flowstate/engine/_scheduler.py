@@ -774,9 +774,10 @@ class Execution:
         for pf, cf in (spec.output_map or {}).items():
             final = getattr(result.state, cf)
             reducer = self.schema.fields[pf].reducer
-            update[pf] = _contribution(
-                reducer.name if reducer else None, child_input.get(cf, _MISSING), final
-            )
+            kind = None
+            if reducer is not None:
+                kind = "append" if reducer.wrap_item else reducer.name
+            update[pf] = _contribution(kind, child_input.get(cf, _MISSING), final)
         return update
 
     def _normalize(self, spec: NodeSpec, raw: Any) -> tuple[dict[str, Any], list[str | Send]]:

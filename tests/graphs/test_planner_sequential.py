@@ -240,7 +240,12 @@ def test_survives_a_crash_at_every_point_inside_a_react_subgraph_step() -> None:
 
 
 def test_survives_a_crash_at_every_point_while_replanning() -> None:
-    llm = ScriptedLLM(planner_script(replanning_script))
+    def short(prompt: str) -> str:  # one step done, one failed, one new one
+        if "The plan has to change" in prompt:
+            return "1. Look up Nantes online"
+        return "1. Look up Lyon\n2. Look up Nantes in the archive"
+
+    llm = ScriptedLLM(planner_script(short))
     app = sequential_planner(llm, archive_is_down).compile(store=":memory:")
     resumable(app, GOAL)
 

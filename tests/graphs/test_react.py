@@ -17,7 +17,9 @@ from flowstate.llm import (
     LLMRequest,
     ScriptedLLM,
     ToolResultBlock,
+    assistant,
     conversation_problems,
+    user,
 )
 from flowstate.testing import assert_replays
 from tests.llm.messages_server import MessagesServer, message, text, tool_use
@@ -235,6 +237,16 @@ def test_text_protocol_gives_up_at_the_step_limit_without_inventing_an_answer() 
     assert (state.status, state.answer, state.turns) == ("max_steps", None, 2)
     assert len(llm.requests) == 2
     assert all(s.action is None for s in state.steps)
+    assert "Tools you can use" not in (llm.requests[0].system or "")  # it has none
+
+
+def test_a_conversation_given_as_input_is_continued() -> None:
+    llm = ScriptedLLM(lambda req: f"You said: {req.messages[-1].text}")
+    history = [user("Hi"), assistant("Hello!"), user("What is 2 + 2?")]
+    app = react_agent(llm).compile(store=":memory:")
+    state = app.run_sync({"task": "chat", "messages": history}).state
+    assert state.answer == "You said: What is 2 + 2?"
+    assert llm.requests[0].messages == history
 
 
 # -- durability -------------------------------------------------------------------------------
@@ -250,7 +262,7 @@ def test_native_agent_survives_a_crash_at_every_point() -> None:
 def test_text_agent_survives_a_crash_at_every_point() -> None:
     def script(req: LLMRequest) -> Any:
         turn = (len(req.messages) + 1) // 2
-        return {1: "no format", 2: "Action: population(Nantes)"}.get(turn, "Final Answer: 323204")
+        return "Action: population(Nantes)" if turn == 1 else "Final Answer: 323204"
 
     app = react_agent(ScriptedLLM(script), make_tools(), protocol="text").compile(store=":memory:")
     resumable(app, {"task": "Nantes?"})

@@ -97,11 +97,13 @@ def test_reads_are_journaled_so_replay_needs_no_memory(tmp_path):
 
 def test_memories_survive_a_process_restart(tmp_path):
     db = tmp_path / "x.db"
+    root = str(Path(__file__).resolve().parents[2])
     code = (
-        "import sys; sys.path.insert(0, %r)\n"
+        f"import sys; sys.path.insert(0, {root!r})\n"
         "from tests.memory_engine.test_ctx_memory import build\n"
-        "build().compile(store=%r).run_sync({'user': 'ada', 'said': 'I love green tea'})\n"
-    ) % (str(Path(__file__).resolve().parents[2]), str(db))
+        f"build().compile(store={str(db)!r})"
+        ".run_sync({'user': 'ada', 'said': 'I love green tea'})\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     app = build().compile(store=str(db))
     r = app.run_sync({"user": "ada", "said": "green tea"})
