@@ -53,7 +53,7 @@ def _store(db: str | None, must_exist: bool = True) -> SQLiteStore:
     return SQLiteStore(path)
 
 
-def load_graph(target: str, db: str | None = None) -> CompiledGraph[Any]:
+def load_graph(target: str, db: str | None = None, llm: str | None = None) -> CompiledGraph[Any]:
     """Import ``module:attr`` (a CompiledGraph, a GraphBuilder, or a function returning
     one) given by the user on the command line, and bind it to the store."""
     if ":" not in target:
@@ -75,7 +75,23 @@ def load_graph(target: str, db: str | None = None) -> CompiledGraph[Any]:
             raise CLIError(f"module '{mod_name}' has no attribute '{attr}'")
         obj = getattr(obj, part)
     if callable(obj) and not isinstance(obj, CompiledGraph | GraphBuilder):
-        obj = obj()
+        import inspect
+
+        kwargs: dict[str, Any] = {}
+        spec = llm or os.environ.get("FLOWSTATE_LLM")
+        try:
+            params = inspect.signature(obj).parameters
+        except (TypeError, ValueError):
+            params = {}  # type: ignore[assignment]
+        if "llm" in params:
+            if not spec:
+                raise CLIError(
+                    f"'{target}' needs a model: pass --llm anthropic:MODEL or --llm scripted:FILE"
+                )
+            from flowstate.llm import llm_from_spec
+
+            kwargs["llm"] = llm_from_spec(spec)
+        obj = obj(**kwargs)
     if isinstance(obj, GraphBuilder):
         obj = obj.compile(store=_db(db))
     if not isinstance(obj, CompiledGraph):
@@ -221,9 +237,7 @@ def run(
     """Run a graph from an input, checkpointing every node, with a live display."""
 
     def go() -> None:
-        if llm:
-            os.environ["FLOWSTATE_LLM"] = llm
-        g = load_graph(graph, db)
+        g = load_graph(graph, db, llm)
         data = _json_arg(input, "--input")
         result = _drive(
             lambda v: g.run(data, run_id=run_id, max_steps=max_steps, on_event=v), quiet
@@ -247,6 +261,9 @@ def resume(
     allow_graph_change: bool = typer.Option(
         False, "--allow-graph-change", help="Resume although the graph changed."
     ),
+    llm: str | None = typer.Option(
+        None, "--llm", help="Model for prebuilt graphs: anthropic:MODEL or scripted:FILE."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live display."),
 ) -> None:
     """Continue a crashed, failed, paused or cancelled run from its last checkpoint."""
@@ -254,7 +271,7 @@ def resume(
     def go() -> None:
         target = _need_graph(graph)
         _store(db)
-        g = load_graph(target, db)
+        g = load_graph(target, db, llm)
         val = _json_arg(value, "--value")
         result = _drive(
             lambda v: g.resume(
@@ -459,13 +476,16 @@ def replay(
     allow_graph_change: bool = typer.Option(
         False, "--allow-graph-change", help="Replay although the graph changed."
     ),
+    llm: str | None = typer.Option(
+        None, "--llm", help="Model for prebuilt graphs: anthropic:MODEL or scripted:FILE."
+    ),
 ) -> None:
     """Re-execute a recorded run offline (every effect from the journal) and report the
     first divergence from the recording."""
 
     def go() -> None:
         _store(db)
-        g = load_graph(_need_graph(graph), db)
+        g = load_graph(_need_graph(graph), db, llm)
         report = asyncio.run(
             g.replay(run_id, raise_on_divergence=False, allow_graph_change=allow_graph_change)
         )
@@ -493,13 +513,17 @@ def fork(
     reuse_effects: bool = typer.Option(
         False, "--reuse-effects", help="Serve effects whose requests match the parent's."
     ),
+    llm: str | None = typer.Option(
+        None, "--llm", help="Model for prebuilt graphs: anthropic:MODEL or scripted:FILE."
+    ),
+
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live display."),
 ) -> None:
     """Start a new run from a step of an existing one, optionally patched."""
 
     def go() -> None:
         _store(db)
-        g = load_graph(_need_graph(graph), db)
+        g = load_graph(_need_graph(graph), db, llm)
         patch = _json_arg(set_, "--set")
         result = _drive(
             lambda v: g.fork(run_id, at=at, update=patch, reuse_effects=reuse_effects, on_event=v),

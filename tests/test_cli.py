@@ -82,3 +82,18 @@ def test_console_script_runs(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout[out.stdout.index("{") :])["n"] == 11
+
+
+def test_run_and_replay_a_prebuilt_graph_with_a_named_model(tmp_path):
+    script = tmp_path / "script.json"
+    script.write_text('["Final Answer: 42"]')
+    db = str(tmp_path / "p.db")
+    args = ["--db", db, "--llm", f"scripted:{script}"]
+    r = runner.invoke(app, ["run", "flowstate.graphs:react_agent", "--input",
+                            '{"task": "what is 6*7?"}', "--run-id", "p1", *args])
+    assert r.exit_code == 0, r.output
+    assert "run p1 completed" in r.output and '"status": "answered"' in r.output
+    r = runner.invoke(app, ["replay", "p1", "--graph", "flowstate.graphs:react_agent", *args])
+    assert r.exit_code == 0 and "replay identical" in r.output, r.output
+    r = runner.invoke(app, ["run", "flowstate.graphs:react_agent", "--db", db])
+    assert r.exit_code == 1 and "needs a model: pass --llm" in r.output

@@ -853,3 +853,49 @@ class SQLiteStore:
             raise RunNotFound(run_id)
         r = rows[0]
         return (r[0], int(r[1] or 0), r[2])
+
+    # -- state-schema migration of a stored run ---------------------------------------
+
+    def migrate_run(
+        self,
+        run_id: str,
+        *,
+        state: Any,
+        update: Any,
+        fingerprint: str,
+        graph_doc: str,
+    ) -> None:
+        """Rewrite a run's stored JSON to a new state-schema version, in one transaction:
+        ``state(raw) -> raw`` for the input and every snapshot, ``update(raw) -> raw`` for
+        every committed update; the run then records the new graph fingerprint. Row hashes
+        are recomputed. Used by resume, so new rows are never mixed with old ones."""
+        with self.write() as c:
+            self._fence(c, run_id)
+            run = self.get_run(run_id)
+            new_run = run.model_copy(
+                update={
+                    "input": state(run.input),
+                    "fingerprint": fingerprint,
+                    "graph_doc": graph_doc,
+                }
+            )
+            vals = [getattr(new_run, k) for k in _RUN_IMMUTABLE]
+            c.execute(
+                "UPDATE runs SET input = ?, fingerprint = ?, graph_doc = ?, hash = ? WHERE id = ?",
+                [new_run.input, fingerprint, graph_doc, row_hash(*vals), run_id],
+            )
+            for st in self.steps(run_id):
+                if st.snapshot is None:
+                    continue
+                new = st.model_copy(update={"snapshot": state(st.snapshot)})
+                c.execute(
+                    "UPDATE steps SET snapshot = ?, hash = ? WHERE run_id = ? AND step = ?",
+                    [new.snapshot, _values(new, _STEP_COLS)[-1], run_id, st.step],
+                )
+            for w in self.writes(run_id):
+                new_w = w.model_copy(update={"update": update(w.update)})
+                c.execute(
+                    'UPDATE writes SET "update" = ?, hash = ? '
+                    "WHERE run_id = ? AND step = ? AND task_path = ?",
+                    [new_w.update, _values(new_w, _WRITE_COLS)[-1], run_id, w.step, w.task_path],
+                )

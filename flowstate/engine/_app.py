@@ -481,6 +481,24 @@ class CompiledGraph(Generic[S]):
                         if time.monotonic() >= deadline:
                             raise
                         await asyncio.sleep(min(0.5, self.lease_ttl / 3))
+            chain = self._migration_chain(run)
+            if chain:
+                # rewrite the stored run to the current state version first, so rows
+                # written from now on are never mixed with rows of an older version
+                if not hasattr(store, "migrate_run"):
+                    raise RunStateError(
+                        f"run {run_id} needs a state-schema migration, which this store "
+                        f"({type(store).__name__}) cannot apply in place"
+                    )
+                store.migrate_run(
+                    run_id,
+                    state=lambda raw: self._migrate(run_id, raw, "state"),
+                    update=lambda raw: self._migrate(run_id, raw, "update"),
+                    fingerprint=self.fingerprint,
+                    graph_doc=self.graph_doc,
+                )
+                self._chains.pop(run_id, None)
+                run = store.get_run(run_id)
             head = store.latest_step(run_id)
             if head is None:
                 raise CorruptRowError("steps", run_id, None, "the run has no step rows")
@@ -490,6 +508,7 @@ class CompiledGraph(Generic[S]):
             ):
                 if epoch:
                     store.release(run_id, owner, epoch)
+                retire(owner)
                 return RunResult(
                     run_id=run_id,
                     status="completed",

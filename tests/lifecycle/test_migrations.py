@@ -98,3 +98,29 @@ def test_migration_versions_are_checked_at_build():
     g.add_migration(5, rename)
     with pytest.raises(GraphBuildError, match="migration from state version 5"):
         g.compile(store=":memory:")
+
+
+def test_resume_migrates_the_stored_run_then_continues_in_the_new_version(tmp_path):
+    db = str(tmp_path / "x.db")
+
+    def boom(s: V1) -> dict:
+        raise RuntimeError("b is broken in v1")
+
+    g1 = GraphBuilder(V1, name="doc")
+    g1.add_node("a", lambda s: {"name": s.name + "!", "count": s.count + 1}).add_node("b", boom)
+    g1.add_edge(START, "a").add_edge("a", "b").add_edge("b", END)
+    import pytest as _pytest
+
+    from flowstate import NodeFailed
+
+    with _pytest.raises(NodeFailed):
+        g1.compile(store=db).run_sync({"name": "doc"}, run_id="old")
+    app2 = v2_graph().compile(store=db)
+    r = app2.resume_sync("old")
+    assert r.status == "completed"
+    assert r.state == V2(title="doc!", count=11, tags=["v2"])
+    # every stored row is now version 2: a fresh handle rebuilds without migrating again
+    fresh = v2_graph().compile(store=db)
+    assert fresh.get_state("old") == r.state
+    assert fresh.state_at("old", 1) == V2(title="doc!", count=1)
+    assert fresh.get_run("old").fingerprint == fresh.fingerprint
