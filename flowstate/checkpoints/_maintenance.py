@@ -79,10 +79,16 @@ def doctor(store: Any, *, vacuum: bool = False, top: int = 10) -> DoctorReport:
     report = DoctorReport(
         path=str(store.path), integrity=store.integrity_check(), file_bytes=size()
     )
-    if hasattr(store, "table_sizes"):
-        report.rows = store.table_sizes()
-    if hasattr(store, "largest_runs"):
-        report.largest_runs = store.largest_runs(top)
+    from flowstate.errors import StoreError
+
+    try:  # a damaged file may not even be countable: the integrity result says why
+        if hasattr(store, "table_sizes"):
+            report.rows = store.table_sizes()
+        if hasattr(store, "largest_runs"):
+            report.largest_runs = store.largest_runs(top)
+    except StoreError:
+        if report.ok:
+            raise
     if vacuum and report.ok:
         with store._lock:
             store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

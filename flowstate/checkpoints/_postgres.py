@@ -1055,8 +1055,7 @@ class PostgresStore:
         with self.write() as c:
             row = c.execute(
                 self._q(
-                    'SELECT "owner", "epoch", "lease_until" FROM {runs} WHERE "id" = %s '
-                    "FOR UPDATE"
+                    'SELECT "owner", "epoch", "lease_until" FROM {runs} WHERE "id" = %s FOR UPDATE'
                 ),
                 [run_id],
             ).fetchone()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import sqlite3
 import threading
@@ -164,6 +165,18 @@ def m002_leases(db: sqlite_utils.Database) -> None:
     db["runs"].add_column("lease_until", float)  # type: ignore[union-attr]
 
 
+@migrations()
+def m003_blobs(db: sqlite_utils.Database) -> None:
+    """Large effect results stored once by content hash (forks and retries repeat them)."""
+    db["blobs"].create({"hash": str, "data": str}, pk="hash")  # type: ignore[union-attr]
+
+
+BLOB_MIN_BYTES = 8 * 1024
+"""Effect results at least this large are stored once in ``blobs`` by their sha256 and
+referenced as ``@blob:<hash>`` (a prefix no JSON text can start with)."""
+BLOB_PREFIX = "@blob:"
+
+
 _RUN_COLS = tuple(RunRecord.model_fields)
 _MUTABLE = ("status", "head_step", "error", "updated_at")
 _RUN_IMMUTABLE = tuple(c for c in _RUN_COLS if c not in _MUTABLE)
@@ -203,6 +216,15 @@ def _run_values(run: RunRecord) -> list[Any]:
         row_hash(*(getattr(run, c) for c in _RUN_IMMUTABLE)),
         row_hash(*(getattr(run, c) for c in _MUTABLE)),
     ]
+
+
+def _blobbed(c: sqlite3.Connection, e: EffectRecord) -> EffectRecord:
+    """Store a large effect result once, by content hash, and reference it."""
+    if len(e.response) < BLOB_MIN_BYTES:
+        return e
+    digest = hashlib.sha256(e.response.encode()).hexdigest()
+    c.execute("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", [digest, e.response])
+    return e.model_copy(update={"response": BLOB_PREFIX + digest})
 
 
 def _values(record: Any, cols: Sequence[str]) -> list[Any]:
@@ -552,7 +574,7 @@ class SQLiteStore:
             for e in effects:
                 c.execute(
                     _insert_sql("effects", _EFFECT_COLS, "INSERT OR IGNORE"),
-                    _values(e, _EFFECT_COLS),
+                    _values(_blobbed(c, e), _EFFECT_COLS),
                 )
             if step is not None:
                 c.execute(
@@ -609,7 +631,7 @@ class SQLiteStore:
             self._fence(c, effect.run_id)
             c.execute(
                 _insert_sql("effects", _EFFECT_COLS, "INSERT OR IGNORE"),
-                _values(effect, _EFFECT_COLS),
+                _values(_blobbed(c, effect), _EFFECT_COLS),
             )
 
     def effects(
@@ -622,7 +644,20 @@ class SQLiteStore:
         if task_path is not None:
             where += " AND task_path = ?"
             params.append(task_path)
-        return self._select("effects", where, params, "step, task_path, seq")
+        rows = self._select("effects", where, params, "step, task_path, seq")
+        return [self._unblob(e) for e in rows]
+
+    def _unblob(self, e: EffectRecord) -> EffectRecord:
+        if not e.response.startswith(BLOB_PREFIX):
+            return e
+        digest = e.response[len(BLOB_PREFIX) :]
+        rows = self._read("SELECT data FROM blobs WHERE hash = ?", [digest])
+        if not rows:
+            raise CorruptRowError("blobs", e.run_id, e.step, f"blob {digest[:12]}… is missing")
+        data = rows[0][0]
+        if hashlib.sha256(str(data).encode()).hexdigest() != digest:
+            raise CorruptRowError("blobs", e.run_id, e.step, f"blob {digest[:12]}… fails its hash")
+        return e.model_copy(update={"response": data})
 
     def record_interrupt(self, intr: InterruptRecord, run_fields: dict[str, Any]) -> None:
         with self.write() as c:
@@ -764,6 +799,12 @@ class SQLiteStore:
                 c.execute(
                     f'DELETE FROM "{table}" WHERE ' + _SELF_OR_CHILDREN.format(col=col), params
                 )
+            # blobs no effect refers to any more
+            c.execute(
+                "DELETE FROM blobs WHERE hash NOT IN (SELECT substr(response, ?) FROM effects "
+                "WHERE substr(response, 1, ?) = ?)",
+                [len(BLOB_PREFIX) + 1, len(BLOB_PREFIX), BLOB_PREFIX],
+            )
 
     # -- signals: pause and cancel requests from other processes ----------------------
 

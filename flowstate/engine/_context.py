@@ -129,6 +129,15 @@ class NodeContext:
             ) from None
         rec = self._journal.get(seq)
         if rec is not None and rec.name == name and rec.request == request:
+            if (rec.run_id, rec.step, rec.task_path) != (self.run_id, self.step, self.task_path):
+                # served from another run's journal (a fork reusing its parent's): keep a
+                # copy in this run's own journal, so it stays self-contained (large results
+                # are stored once, by content hash)
+                own = rec.model_copy(
+                    update={"run_id": self.run_id, "step": self.step, "task_path": self.task_path}
+                )
+                self._record(own)
+                self._journal[seq] = own
             self._emit(("effect", seq, name, True))
             return self._decode(rec.response, result_type)
         if self._replay:

@@ -90,6 +90,9 @@ def _hints(fn: Callable[..., Any], state: type[BaseModel] | None = None) -> dict
         scope = dict(getattr(target, "__globals__", {}))
         if state is not None:
             scope.setdefault(state.__name__, state)
+        from ._context import NodeContext
+
+        scope.setdefault("NodeContext", NodeContext)
         code, cells = getattr(target, "__code__", None), getattr(target, "__closure__", None)
         if code is not None and cells:
             scope.update(

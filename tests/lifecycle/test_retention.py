@@ -98,3 +98,85 @@ def test_doctor_on_a_damaged_file(tmp_path):
     out = CliRunner().invoke(cli, ["doctor", "--db", str(db)])
     assert out.exit_code == 1
     assert "integrity" in out.output and "ok" not in out.output.split("integrity")[1][:4]
+
+
+def test_large_effect_results_are_stored_once_by_content_hash(tmp_path):
+    import asyncio
+
+    from pydantic import BaseModel
+
+    from flowstate import END, START, GraphBuilder, NodeContext
+
+    class S(BaseModel):
+        topic: str
+        size: int = 0
+
+    big = "lorem ipsum " * 5000  # ~60 kB, like a long LLM answer
+
+    async def fetch(s: S, ctx: NodeContext) -> dict:
+        async def get(topic: str) -> str:
+            return big
+
+        text = await ctx.effect("llm", get, s.topic)
+        return {"size": len(text)}
+
+    def done(s: S) -> dict:
+        return {}
+
+    g = GraphBuilder(S).add_node(fetch).add_node(done)
+    g.add_edge(START, "fetch").add_edge("fetch", "done").add_edge("done", END)
+    db = tmp_path / "x.db"
+    app = g.compile(store=str(db))
+    app.run_sync({"topic": "t"}, run_id="parent")
+    for i in range(5):  # forks that re-use the parent's journaled answer
+        asyncio.run(app.fork("parent", at=0, reuse_effects=True, new_run_id=f"f{i}"))
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT count(*) FROM effects").fetchone()[0] == 6
+        assert c.execute("SELECT count(*) FROM blobs").fetchone()[0] == 1
+        stored = c.execute("SELECT sum(length(data)) FROM blobs").fetchone()[0]
+        refs = c.execute("SELECT sum(length(response)) FROM effects").fetchone()[0]
+    assert stored == len(big) + 2 and refs < 6 * 100
+    assert app.store.effects("f3")[0].response == f'"{big}"'
+    assert app.get_state("f3").size == len(big)
+    # deleting every run that refers to it deletes the blob too
+    for rid in ("parent", "f0", "f1", "f2", "f3"):
+        app.store.delete_run(rid)
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT count(*) FROM blobs").fetchone()[0] == 1
+    app.store.delete_run("f4")
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT count(*) FROM blobs").fetchone()[0] == 0
+
+
+def test_a_tampered_blob_is_a_typed_error(tmp_path):
+    import asyncio
+
+    test_large_effect_results_are_stored_once_by_content_hash  # noqa: B018 - same graph
+    from pydantic import BaseModel
+
+    from flowstate import END, START, CorruptRowError, GraphBuilder, NodeContext
+
+    class S(BaseModel):
+        n: int = 0
+
+    async def fetch(s: S, ctx: NodeContext) -> dict:
+        async def get() -> str:
+            return "x" * 20000
+
+        await ctx.effect("llm", get)
+        return {"n": 1}
+
+    app = (
+        GraphBuilder(S)
+        .add_node(fetch)
+        .add_edge(START, "fetch")
+        .add_edge("fetch", END)
+        .compile(store=str(tmp_path / "x.db"))
+    )
+    app.run_sync({}, run_id="r")
+    with sqlite3.connect(tmp_path / "x.db") as c:
+        c.execute("UPDATE blobs SET data = replace(data, 'x', 'y')")
+    with pytest.raises(CorruptRowError, match="blob .* fails its hash"):
+        app.store.effects("r")
+    with pytest.raises(CorruptRowError):
+        asyncio.run(app.replay("r"))
