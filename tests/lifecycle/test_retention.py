@@ -176,7 +176,7 @@ def test_a_tampered_blob_is_a_typed_error(tmp_path):
     app.run_sync({}, run_id="r")
     with sqlite3.connect(tmp_path / "x.db") as c:
         c.execute("UPDATE blobs SET data = replace(data, 'x', 'y')")
-    with pytest.raises(CorruptRowError, match="blob .* fails its hash"):
+    with pytest.raises(CorruptRowError, match=r"blob .* fails its hash"):
         app.store.effects("r")
     with pytest.raises(CorruptRowError):
         asyncio.run(app.replay("r"))
