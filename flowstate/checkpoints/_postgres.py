@@ -179,6 +179,12 @@ _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             'ADD COLUMN "lease_until" double precision',
         ),
     ),
+    (
+        # mirrors SQLiteStore's m003_blobs so both stores have the same tables; this store
+        # keeps effect results inline (Postgres TOAST already compresses large values)
+        "m003_blobs",
+        ('CREATE TABLE {blobs} ("hash" text COLLATE "C" PRIMARY KEY, "data" text NOT NULL)',),
+    ),
 )
 
 MIGRATIONS: tuple[str, ...] = tuple(name for name, _ in _MIGRATIONS)
@@ -303,7 +309,7 @@ class PostgresStore:
         fenced run checks, inside its transaction, that the epoch is still current."""
         self.commits = 0
         """Number of write transactions committed by this store object (for tests)."""
-        self._t = {name: sql.Identifier(schema, name) for name in (*_TABLES, "migrations")}
+        self._t = {name: sql.Identifier(schema, name) for name in (*_TABLES, "migrations", "blobs")}
         self._sql_cache: dict[str, sql.Composed] = {}
         if min_size:
             with self._lock:

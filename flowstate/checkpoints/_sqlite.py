@@ -315,6 +315,7 @@ class SQLiteStore:
             raise StoreIOError(f"cannot open checkpoint database {self.path}: {e}") from e
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            self._busy_timeout_ms = int(busy_timeout_ms)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {durability.upper()}")
             conn.execute("PRAGMA foreign_keys = ON")
@@ -940,3 +941,18 @@ class SQLiteStore:
                     "WHERE run_id = ? AND step = ? AND task_path = ?",
                     [new_w.update, _values(new_w, _WRITE_COLS)[-1], run_id, w.step, w.task_path],
                 )
+
+    def shrink_wal(self) -> None:
+        """Best effort, at the end of a run: fold the WAL into the database and truncate it,
+        so the files on disk are about the size of the data. Gives up at once (no waiting)
+        when another connection is busy; SQLite's auto-checkpoint then does it later."""
+        if self.memory:
+            return
+        with self._lock:
+            try:
+                self.conn.execute("PRAGMA busy_timeout = 0")
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.DatabaseError:
+                pass
+            finally:
+                self.conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")

@@ -182,6 +182,8 @@ class Execution:
         self.listening = listening
         self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         self._signals_checked = -1.0
+        self._seq_tasks: list[Task] | None = None
+        self._seq_map: dict[str, int] = {}
         self.app = app
         self.ir = app.ir
         self.schema = app.ir.schema
@@ -391,6 +393,9 @@ class Execution:
         return Outcome("paused", self.state, reason, self.step)
 
     def _finish(self, status: str, reason: str | None, already: bool = False) -> Outcome:
+        shrink = getattr(self.store, "shrink_wal", None)
+        if shrink is not None and "/" not in self.run_id:
+            shrink()
         if not already or status != "completed" or self.run.status != "completed":
             self.store.update_run(self.run_id, status=status, error=reason, head_step=self.step)
         self.emit(ev.RunFinished(run_id=self.run_id, status=status, reason=reason))
@@ -565,7 +570,10 @@ class Execution:
     def _seq_of(self, path: str) -> int:
         if len(self.tasks) == 1:
             return 0
-        return next(i for i, t in enumerate(self.tasks) if t.path == path)
+        if self._seq_tasks is not self.tasks:  # one map per step: fan-outs stay linear
+            self._seq_map = {t.path: i for i, t in enumerate(self.tasks)}
+            self._seq_tasks = self.tasks
+        return self._seq_map[path]
 
     def _close_step(self, standalone: bool) -> tuple[StepRecord, dict[str, Any]]:
         ordered = [self.committed[t.path] for t in self.tasks]

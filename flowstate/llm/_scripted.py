@@ -191,6 +191,15 @@ class ScriptedLLM:
             if inspect.isawaitable(item):
                 item = await item
             entry = self._parse(item, where=f"the script function's answer to request {number}")
+            # a function script is stateless: number new tool calls after the ones already in
+            # the conversation, so the same request always gets the same ids (resumable)
+            self._next_tool_id = 1 + sum(
+                1
+                for m in request.messages
+                if not isinstance(m.content, str)
+                for b in m.content
+                if getattr(b, "type", None) == "tool_use"
+            )
         elif number > len(self._entries):
             origin = f" from {self._source}" if self._source else ""
             raise ScriptExhausted(

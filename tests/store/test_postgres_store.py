@@ -78,6 +78,33 @@ def test_migrations_are_recorded_once_and_reopening_is_a_no_op(
                       "attempts", "signals"}
 
 
+def test_a_schema_from_before_leases_is_migrated_on_open(
+    pg: PgFactory, admin: psycopg.Connection[Any]
+) -> None:
+    """A schema with only ``m001_initial`` (a run in it) gains the lease columns when
+    opened by this version; the old run is intact, unleased and can be acquired."""
+    assert MIGRATIONS[:2] == ("m001_initial", "m002_leases")
+    rec = Rec()
+    s = pg()
+    s.create_run(rec.run("old"), rec.step("old", 0))
+    before = s.get_run("old")
+    s.close()
+    _exec(admin, s, 'ALTER TABLE {t} DROP COLUMN "owner", DROP COLUMN "epoch", '
+          'DROP COLUMN "lease_until"', "runs")
+    _exec(admin, s, "DELETE FROM {t} WHERE \"name\" = 'm002_leases'", "migrations")
+    s2 = pg()
+    cols = {r[0]: (r[1], r[2], r[3]) for r in admin.execute(
+        "SELECT column_name, data_type, is_nullable, column_default "
+        "FROM information_schema.columns WHERE table_schema = %s AND table_name = 'runs'",
+        [s2.schema])}
+    assert cols["owner"][:2] == ("text", "YES")
+    assert cols["epoch"] == ("bigint", "NO", "0")
+    assert cols["lease_until"][:2] == ("double precision", "YES")
+    assert s2.get_run("old") == before and s2.integrity_check() == "ok"
+    assert s2.lease("old") == (None, 0, None)
+    assert s2.acquire("old", "a", 30.0) == 1
+
+
 def test_concurrent_openers_of_a_fresh_schema_do_not_race(
     tmp_path: Path, admin: psycopg.Connection[Any]
 ) -> None:
