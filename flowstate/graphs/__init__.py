@@ -16,7 +16,7 @@ again for finished turns, and replay offline.
 
 import inspect as _inspect
 
-from ._common import Executor, ExecutorFn
+from ._common import Executor, ExecutorFn, MemorySpec
 from ._crews import (
     Agent,
     CrewMessage,
@@ -71,6 +71,7 @@ __all__ = [
     "ExecutorFn",
     "FinalAnswer",
     "HierarchicalState",
+    "MemorySpec",
     "Observation",
     "Plan",
     "PlanStatus",

@@ -8,13 +8,18 @@ Everything here is small and stable: other modules of `flowstate.graphs` import 
   tool use.
 - `clip(text, limit)`: shorten text for prompts and error messages.
 - `ExecutorFn` / `Executor`: what a planner runs each step with.
+- `MemorySpec`: the memory a ReAct agent or a crew recalls from and remembers into, with
+  `recall(ctx, spec, query)` and `remember(ctx, spec, text, ...)` used by their nodes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from flowstate.engine import CompiledGraph, GraphBuilder
 from flowstate.llm import (
@@ -30,11 +35,17 @@ from flowstate.llm import (
 __all__ = [
     "Executor",
     "ExecutorFn",
+    "MemorySpec",
     "ToolsArg",
     "ask",
     "clip",
     "describe_tools",
+    "memory_spec",
+    "note",
+    "recall",
     "registry_of",
+    "remember",
+    "with_memories",
 ]
 
 ToolsArg: TypeAlias = ToolRegistry | Iterable[Tool[..., Any] | Callable[..., Any]] | None
@@ -99,3 +110,116 @@ def clip(text: str, limit: int = 2000) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}… [{len(text) - limit} more characters]"
+
+
+MEMORIES_HEADING = "Relevant memories:"
+"""First line of the block of recalled memories added to a model's system prompt."""
+
+
+class MemorySpec(BaseModel):
+    """The memory a prebuilt graph recalls from and remembers into (`memory=` of
+    `react_agent` and of the crews).
+
+    Before each reasoning call the node retrieves the `k` entries most relevant to its task
+    (a journaled `ctx.memory(namespace, kind).retrieve`) and, when there are any, appends them
+    to the system prompt of that call as a `Relevant memories:` block. Entries written by the
+    run itself (or by its subgraphs) are left out: the model already has them in context.
+    Observations (tool results, agents' answers) and final answers are added to the memory
+    as the node that produced them commits, so a crashed node never writes twice.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespace: str = Field(min_length=1)
+    """Shared by every run that names it (an agent, a user, a crew, …)."""
+    kind: Literal["episodic", "semantic", "composite", "working"] = "episodic"
+    """The kind of memory (see `flowstate.memory`)."""
+    k: int = Field(default=3, ge=0)
+    """How many memories to recall before each reasoning call (0: remember only)."""
+    remember: Literal["observations", "answers", "both"] = "both"
+    """What is added: tool results and agents' answers, final answers, or both."""
+
+    @property
+    def observations(self) -> bool:
+        """Whether observations are remembered."""
+        return self.remember in ("observations", "both")
+
+    @property
+    def answers(self) -> bool:
+        """Whether final answers are remembered."""
+        return self.remember in ("answers", "both")
+
+
+def memory_spec(memory: Any, where: str) -> MemorySpec | None:
+    """`memory` as a `MemorySpec` (a mapping is validated into one); None stays None."""
+    if memory is None or isinstance(memory, MemorySpec):
+        return memory
+    if isinstance(memory, dict):
+        return MemorySpec.model_validate(memory)
+    raise TypeError(
+        f"{where}(memory={memory!r}): pass MemorySpec(namespace=..., kind=..., k=..., "
+        "remember=...) or None"
+    )
+
+
+def _own(entry_run: Any, run_id: str) -> bool:
+    """Whether an entry was written by the run `run_id` or one of its subgraph runs."""
+    return isinstance(entry_run, str) and (
+        entry_run == run_id or entry_run.startswith(f"{run_id}/")
+    )
+
+
+async def recall(ctx: Any, spec: MemorySpec | None, query: str) -> list[str]:
+    """The contents of the `spec.k` memories most relevant to `query`, best first, leaving
+    out the ones this run wrote. Every read is a journaled `retrieve` of the node's memory."""
+    if spec is None or spec.k == 0:
+        return []
+    mem = ctx.memory(spec.namespace, spec.kind)
+    n = spec.k
+    while True:
+        hits = await mem.retrieve(query, n)
+        kept = [h for h in hits if not _own(h.entry.metadata.get("run_id"), ctx.run_id)]
+        if len(kept) >= spec.k or len(hits) < n:
+            return [h.entry.content for h in kept[: spec.k]]
+        n *= 2  # some were this run's own: look further
+
+
+def with_memories(system: str | None, memories: list[str]) -> str | None:
+    """`system` with a `Relevant memories:` block appended (unchanged without memories)."""
+    if not memories:
+        return system
+    lines = [MEMORIES_HEADING]
+    for content in memories:
+        text = clip(content.strip(), 1500).replace("\n", "\n  ")
+        lines.append(f"- {text}")
+    block = "\n".join(lines)
+    return f"{system}\n\n{block}" if system else block
+
+
+def remember(
+    ctx: Any,
+    spec: MemorySpec | None,
+    text: str,
+    *,
+    source: Literal["observation", "answer"],
+    importance: float = 0.5,
+    **metadata: Any,
+) -> None:
+    """Add `text` to the memory when `spec` remembers `source`s; the write is buffered and
+    commits with the node's activation."""
+    if spec is None or not text.strip():
+        return
+    if not (spec.observations if source == "observation" else spec.answers):
+        return
+    meta = {"source": source, "run_id": ctx.run_id, "node": ctx.node, **metadata}
+    extra: dict[str, Any] = {}
+    if spec.kind == "semantic":  # facts live under a key: one per distinct text
+        extra["key"] = f"{source}:{hashlib.sha256(text.encode()).hexdigest()[:24]}"
+    ctx.memory(spec.namespace, spec.kind).add(
+        clip(text, 4000), importance=importance, metadata=meta, **extra
+    )
+
+
+def note(task: str, label: str, text: str) -> str:
+    """The text of a memory: what it was about, then what was learnt."""
+    return f"Task: {clip(task.strip(), 500)}\n{label}: {text.strip()}"

@@ -10,7 +10,7 @@ store): its input field receives the assignment's text and its output field beco
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
@@ -21,6 +21,7 @@ from flowstate.engine import END, START, CompiledGraph, GraphBuilder, NodeContex
 from flowstate.errors import GraphBuildError
 from flowstate.llm import LLM, JournaledLLM, user
 
+from ._common import MemorySpec, note, recall, remember, with_memories
 from ._crew_models import Assignment, CrewMessage, CrewState
 from ._crew_parse import name_key
 
@@ -29,10 +30,12 @@ __all__ = [
     "Agent",
     "AgentRun",
     "LogUpdate",
+    "Observe",
     "add_assignee",
     "agent_from_graph",
     "agent_from_llm",
     "check_agents",
+    "remember_reply",
     "reply_message",
     "send_to",
 ]
@@ -228,15 +231,40 @@ def reply_message(assignment: Assignment, text: str) -> CrewMessage:
     )
 
 
-def _llm_agent_node(agent: Agent) -> Any:
+Observe = Callable[[Assignment], bool]
+"""Whether an agent's reply to an assignment is remembered as an observation."""
+
+
+def remember_reply(
+    ctx: NodeContext, memory: MemorySpec | None, agent: str, assignment: Assignment, text: str
+) -> None:
+    """Add an agent's reply to the crew's memory as an observation."""
+    remember(
+        ctx,
+        memory,
+        note(assignment.task, f"{agent} answered", text),
+        source="observation",
+        agent=agent,
+    )
+
+
+def _llm_agent_node(
+    agent: Agent, memory: MemorySpec | None = None, observe: Observe | None = None
+) -> Any:
     llm = agent.llm
     assert llm is not None
 
     async def run_agent(assignment: Assignment, ctx: NodeContext) -> LogUpdate:
+        system = agent.system
+        if memory is not None:
+            system = with_memories(system, await recall(ctx, memory, assignment.prompt))
         reply = await JournaledLLM(llm, ctx).complete(
-            [user(assignment.prompt)], system=agent.system, max_tokens=agent.max_tokens
+            [user(assignment.prompt)], system=system, max_tokens=agent.max_tokens
         )
-        return {"log": [reply_message(assignment, reply.text.strip())]}
+        text = reply.text.strip()
+        if memory is not None and (observe is None or observe(assignment)):
+            remember_reply(ctx, memory, agent.name, assignment, text)
+        return {"log": [reply_message(assignment, text)]}
 
     run_agent.__name__ = run_agent.__qualname__ = agent.name
     return run_agent
@@ -259,7 +287,9 @@ class _PromptUpdate(TypedDict):
     prompt: str
 
 
-def _graph_agent_app(agent: Agent) -> CompiledGraph[AgentRun]:
+def _graph_agent_app(
+    agent: Agent, memory: MemorySpec | None = None, observe: Observe | None = None
+) -> CompiledGraph[AgentRun]:
     assert agent.graph is not None
 
     async def prepare(s: AgentRun) -> _PromptUpdate:
@@ -274,6 +304,13 @@ def _graph_agent_app(agent: Agent) -> CompiledGraph[AgentRun]:
         assert s.assignment is not None
         return {"log": [reply_message(s.assignment, _as_text(s.output))]}
 
+    async def report_and_remember(s: AgentRun, ctx: NodeContext) -> LogUpdate:
+        assert s.assignment is not None
+        text = _as_text(s.output)
+        if observe is None or observe(s.assignment):
+            remember_reply(ctx, memory, agent.name, s.assignment, text)
+        return {"log": [reply_message(s.assignment, text)]}
+
     g = GraphBuilder(AgentRun, name=f"agent_{agent.name}")
     g.add_node(prepare)
     g.add_node(
@@ -282,7 +319,7 @@ def _graph_agent_app(agent: Agent) -> CompiledGraph[AgentRun]:
         input_map={agent.input_field: "prompt"},
         output_map={"output": agent.output_field},
     )
-    g.add_node(report)
+    g.add_node("report", report if memory is None else report_and_remember)
     g.add_edge(START, "prepare")
     g.add_edge("prepare", agent.name)
     g.add_edge(agent.name, "report")
@@ -298,18 +335,27 @@ def _as_text(value: Any) -> str:
     return json.dumps(to_jsonable_python(value), ensure_ascii=False)
 
 
-def add_assignee(g: GraphBuilder[Any], agent: Agent, *, max_visits: int | None = None) -> None:
+def add_assignee(
+    g: GraphBuilder[Any],
+    agent: Agent,
+    *,
+    max_visits: int | None = None,
+    memory: MemorySpec | None = None,
+    observe: Observe | None = None,
+) -> None:
     """Add `agent` as a node that takes an `Assignment` and appends its reply to the log.
 
     A model agent's node receives the assignment as its `Send` payload; a graph agent's node is
-    its wrapping subgraph, which reads `assignment` from the state (see `send_to`).
+    its wrapping subgraph, which reads `assignment` from the state (see `send_to`). With
+    `memory`, a model agent recalls memories relevant to its assignment before its call, and
+    every agent's reply is remembered as an observation (only those `observe` accepts).
     """
     if agent.llm is not None:
-        g.add_node(agent.name, _llm_agent_node(agent), max_visits=max_visits)
+        g.add_node(agent.name, _llm_agent_node(agent, memory, observe), max_visits=max_visits)
     else:
         g.add_node(
             agent.name,
-            _graph_agent_app(agent),
+            _graph_agent_app(agent, memory, observe),
             input_map={"assignment": "assignment"},
             output_map={"log": "log"},
             max_visits=max_visits,

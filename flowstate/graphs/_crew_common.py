@@ -5,12 +5,14 @@ from typing import Any, TypedDict
 from flowstate.engine import NodeContext
 from flowstate.llm import JournaledLLM, user
 
+from ._common import MemorySpec, note, recall, remember, with_memories
 from ._crew_agents import Agent, agent_from_llm
 from ._crew_models import CrewMessage, CrewStatus
 
 __all__ = [
     "SYNTHESISER_SYSTEM",
     "FinishUpdate",
+    "remember_answer",
     "resolve_synthesiser",
     "roster",
     "synthesise_answers",
@@ -31,6 +33,11 @@ class FinishUpdate(TypedDict, total=False):
     answer: str
     status: CrewStatus
     log: list[CrewMessage]
+
+
+def remember_answer(ctx: NodeContext, memory: MemorySpec | None, task: str, answer: str) -> None:
+    """Add a crew's final answer to its memory (when it remembers answers)."""
+    remember(ctx, memory, note(task, "Answer", answer), source="answer", importance=0.8)
 
 
 def task_message(task: str, recipient: str) -> CrewMessage:
@@ -71,17 +78,28 @@ def resolve_synthesiser(synthesiser: Any, fallback: Any, problems: list[str]) ->
 
 
 async def synthesise_answers(
-    synth: Agent, ctx: NodeContext, request: str, heading: str, answers: list[CrewMessage]
+    synth: Agent,
+    ctx: NodeContext,
+    request: str,
+    heading: str,
+    answers: list[CrewMessage],
+    memory: MemorySpec | None = None,
 ) -> FinishUpdate:
-    """Ask the synthesiser for one answer from `answers`; an empty reply is `bad_output`."""
+    """Ask the synthesiser for one answer from `answers`; an empty reply is `bad_output`.
+
+    With `memory`, memories relevant to `request` are recalled into its system prompt first,
+    and the final answer is remembered."""
     assert synth.llm is not None
     parts = [f"[{m.sender}]\n{m.content or '(no answer)'}" for m in answers]
     prompt = (
         f"Request: {request}\n\n{heading}\n\n" + "\n\n".join(parts) + "\n\n"
         "Write the final answer to the request."
     )
+    system = synth.system
+    if memory is not None:
+        system = with_memories(system, await recall(ctx, memory, request))
     reply = await JournaledLLM(synth.llm, ctx).complete(
-        [user(prompt)], system=synth.system, max_tokens=synth.max_tokens
+        [user(prompt)], system=system, max_tokens=synth.max_tokens
     )
     text = reply.text.strip()
     if not text:
@@ -97,6 +115,7 @@ async def synthesise_answers(
                 )
             ],
         }
+    remember_answer(ctx, memory, request, text)
     return {
         "answer": text,
         "status": "done",

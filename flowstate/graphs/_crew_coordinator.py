@@ -29,8 +29,9 @@ from flowstate.engine import END, START, Command, GraphBuilder, NodeContext
 from flowstate.errors import GraphBuildError
 from flowstate.llm import LLM, JournaledLLM, Message, assistant, user
 
-from ._crew_agents import Agent, add_assignee, check_agents
-from ._crew_common import roster, task_message
+from ._common import MemorySpec, memory_spec, recall, with_memories
+from ._crew_agents import Agent, add_assignee, check_agents, remember_reply
+from ._crew_common import remember_answer, roster, task_message
 from ._crew_models import (
     Assignment,
     CrewMessage,
@@ -99,6 +100,7 @@ def coordinator_crew(
     max_retries: int = 1,
     system: str | None = None,
     name: str = "coordinator_crew",
+    memory: MemorySpec | None = None,
 ) -> GraphBuilder[CoordinatorState]:
     """A crew where `llm` coordinates `agents` by delegating to them by name.
 
@@ -109,6 +111,9 @@ def coordinator_crew(
     - `max_visits`: how many tasks each agent may be given (an agent's own `max_visits` wins).
     - `max_retries`: corrections a model gets for an unusable reply before the run ends with
       status `bad_output`.
+    - `memory` (a `MemorySpec`): before each turn, the coordinator or model agent recalls
+      memories relevant to its task into its system prompt; the agents' results
+      (observations) and the coordinator's final answer are remembered.
     """
     problems = check_agents(agents, reserved=(COORDINATOR, "user", "crew"), role="agent")
     for label, value, least in (
@@ -120,6 +125,7 @@ def coordinator_crew(
             problems.append(f"{label} must be at least {least}, not {value}")
     if max_visits is not None and max_visits < 1:
         problems.append(f"max_visits must be at least 1, not {max_visits}")
+    spec = memory_spec(memory, "coordinator_crew")
     if problems:
         raise GraphBuildError(name, problems)
     by_name = {a.name: a for a in agents}
@@ -225,6 +231,9 @@ def coordinator_crew(
         max_tokens = 1024 if me == COORDINATOR else by_name[me].max_tokens
         model = JournaledLLM(model_llm, ctx)
         system_prompt = system_for(me, stack, may)
+        if spec is not None:
+            query = s.task if frame is None else assignment_of(frame).prompt
+            system_prompt = with_memories(system_prompt, await recall(ctx, spec, query))
         messages: list[Message] = [user(prompt_for(s, me, frame, may))]
         on_stack = (
             {COORDINATOR, me} | {d.caller for d in stack} | {d.delegate.target for d in stack}
@@ -241,6 +250,10 @@ def coordinator_crew(
             else:
                 decision = Decision("invalid", problem="it is empty")
             if decision.kind == "answer":
+                if frame is None:
+                    remember_answer(ctx, spec, s.task, decision.answer)
+                else:
+                    remember_reply(ctx, spec, me, assignment_of(frame), decision.answer)
                 return finish(update, log, me, frame, decision.answer)
             if decision.kind == "delegate":
                 d = decision.delegate
@@ -431,7 +444,7 @@ def coordinator_crew(
                 max_visits=own + (max_delegations if may_delegate else 0),
             )
         else:
-            add_assignee(g, agent, max_visits=own)
+            add_assignee(g, agent, max_visits=own, memory=spec)
             g.add_conditional_edges(
                 agent.name, return_to_caller, targets=[c for c in callers if c != agent.name]
             )

@@ -16,6 +16,7 @@ from flowstate.engine import END, START, GraphBuilder, NodeContext, Send
 from flowstate.errors import GraphBuildError
 from flowstate.llm import LLM
 
+from ._common import MemorySpec, memory_spec
 from ._crew_agents import Agent, LogUpdate, add_assignee, agent_from_llm, check_agents, send_to
 from ._crew_common import FinishUpdate, resolve_synthesiser, synthesise_answers, task_message
 from ._crew_models import Assignment, CrewMessage, CrewState
@@ -50,6 +51,7 @@ def debate_crew(
     synthesiser: Agent | LLM | None = None,
     system: str | None = None,
     name: str = "debate_crew",
+    memory: MemorySpec | None = None,
 ) -> GraphBuilder[DebateState]:
     """A debate among `n_agents` debaters built on one model, or among the given agents.
 
@@ -58,6 +60,10 @@ def debate_crew(
     Given agents (two or more), `n_agents` and `system` are not used. Their answers are
     messages of type `answer` with `{"round": r}`; after round `rounds` the synthesiser
     (default: the model, or the first model agent's model) writes `answer`.
+
+    With `memory` (a `MemorySpec`), every model debater and the synthesiser recall memories
+    relevant to their task into their system prompt before each call; the debaters' answers
+    of the last round (observations) and the final answer are remembered.
     """
     problems: list[str] = []
     agents: list[Agent]
@@ -88,10 +94,14 @@ def debate_crew(
     if rounds < 0:
         problems.append(f"rounds must be 0 or more, not {rounds}")
     synth = resolve_synthesiser(synthesiser, fallback, problems)
+    spec = memory_spec(memory, "debate_crew")
     if problems or synth is None:
         raise GraphBuildError(name, problems)
     by_name = {a.name: a for a in agents}
     names = list(by_name)
+
+    def last_round(assignment: Assignment) -> bool:
+        return assignment.metadata.get("round") == rounds
 
     async def open_debate(s: DebateState) -> LogUpdate:
         return {"log": [task_message(s.task, "moderator")]}
@@ -140,12 +150,12 @@ def debate_crew(
             and m.metadata.get("round") == rounds
         ]
         heading = f"The debaters' final answers after {rounds} round(s) of debate:"
-        return await synthesise_answers(synth, ctx, s.task, heading, final)
+        return await synthesise_answers(synth, ctx, s.task, heading, final, spec)
 
     g = GraphBuilder(DebateState, name=name)
     g.add_node("open", open_debate, max_visits=1)
     for agent in agents:
-        add_assignee(g, agent, max_visits=rounds + 1)
+        add_assignee(g, agent, max_visits=rounds + 1, memory=spec, observe=last_round)
         g.add_edge(agent.name, "moderate")
     g.add_node(moderate, max_visits=rounds + 1)
     g.add_node(synthesise, max_visits=1)

@@ -17,6 +17,7 @@ from flowstate.engine import END, START, GraphBuilder, NodeContext, Send
 from flowstate.errors import GraphBuildError
 from flowstate.llm import LLM, JournaledLLM, Message, assistant, user
 
+from ._common import MemorySpec, memory_spec, recall, with_memories
 from ._crew_agents import Agent, add_assignee, check_agents, send_to
 from ._crew_common import (
     FinishUpdate,
@@ -60,6 +61,7 @@ def orchestrator_crew(
     system: str | None = None,
     max_retries: int = 1,
     name: str = "orchestrator_crew",
+    memory: MemorySpec | None = None,
 ) -> GraphBuilder[OrchestratorState]:
     """A crew where `llm` chooses among `specialists`, which then run in parallel.
 
@@ -74,6 +76,7 @@ def orchestrator_crew(
     synth = resolve_synthesiser(synthesiser, llm, problems)
     if max_retries < 0:
         problems.append(f"max_retries must be 0 or more, not {max_retries}")
+    spec = memory_spec(memory, "orchestrator_crew")
     if problems or synth is None:
         raise GraphBuildError(name, problems)
     agents = {a.name: a for a in specialists}
@@ -91,8 +94,11 @@ def orchestrator_crew(
         messages: list[Message] = [user(f"Request: {s.task}")]
         named_unknown = False
         text = ""
+        system = instructions
+        if spec is not None:
+            system = with_memories(instructions, await recall(ctx, spec, s.task))
         for attempt in range(max_retries + 1):
-            reply = await model.complete(messages, system=instructions)
+            reply = await model.complete(messages, system=system)
             text = reply.text.strip()
             choices = parse_choices(text, names)
             if choices.unknown:
@@ -162,13 +168,13 @@ def orchestrator_crew(
     async def synthesise(s: OrchestratorState, ctx: NodeContext) -> FinishUpdate:
         answers = [m for m in s.log if m.type == "answer" and m.recipient == "orchestrator"]
         return await synthesise_answers(
-            synth, ctx, s.task, "Answers from the specialists:", answers
+            synth, ctx, s.task, "Answers from the specialists:", answers, spec
         )
 
     g = GraphBuilder(OrchestratorState, name=name)
     g.add_node(orchestrate, max_visits=1)
     for agent in specialists:
-        add_assignee(g, agent, max_visits=1)
+        add_assignee(g, agent, max_visits=1, memory=spec)
         g.add_edge(agent.name, "synthesise")
     g.add_node(synthesise, max_visits=1)
     g.add_edge(START, "orchestrate")

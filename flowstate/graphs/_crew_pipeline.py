@@ -9,11 +9,12 @@ nothing stops the pipeline with status `bad_output` rather than feeding an empty
 
 from collections.abc import Callable
 
-from flowstate.engine import END, START, GraphBuilder, Send
+from flowstate.engine import END, START, GraphBuilder, NodeContext, Send
 from flowstate.errors import GraphBuildError
 
+from ._common import MemorySpec, memory_spec
 from ._crew_agents import Agent, LogUpdate, add_assignee, check_agents, send_to
-from ._crew_common import FinishUpdate, task_message
+from ._crew_common import FinishUpdate, remember_answer, task_message
 from ._crew_models import Assignment, CrewMessage, CrewState
 
 __all__ = ["PipelineState", "pipeline_crew"]
@@ -25,11 +26,17 @@ class PipelineState(CrewState):
 
 
 def pipeline_crew(
-    agents: list[Agent], *, name: str = "pipeline_crew"
+    agents: list[Agent], *, name: str = "pipeline_crew", memory: MemorySpec | None = None
 ) -> GraphBuilder[PipelineState]:
-    """A crew that runs `agents` in order, each on the previous one's output."""
+    """A crew that runs `agents` in order, each on the previous one's output.
+
+    With `memory` (a `MemorySpec`), every model stage recalls memories relevant to its input
+    into its system prompt before its call; the stages' outputs (observations) and the final
+    answer are remembered (the last stage's output once, as the answer, when both are).
+    """
     stages = list(agents)
     problems = check_agents(stages, reserved=("begin", "finish", "user", "crew"), role="stage")
+    spec = memory_spec(memory, "pipeline_crew")
     if problems:
         raise GraphBuildError(name, problems)
     names = [a.name for a in stages]
@@ -93,11 +100,21 @@ def pipeline_crew(
                 }
         return {"answer": _output(s.log, n - 1) or "", "status": "done"}
 
+    async def finish_and_remember(s: PipelineState, ctx: NodeContext) -> FinishUpdate:
+        update = await finish(s)
+        if update.get("status") == "done":
+            remember_answer(ctx, spec, s.task, update.get("answer", ""))
+        return update
+
+    def observe(assignment: Assignment) -> bool:
+        # the last stage's output is the answer: remembered once, by `finish`
+        return not (spec is not None and spec.answers and assignment.metadata["stage"] == n - 1)
+
     g = GraphBuilder(PipelineState, name=name)
     g.add_node(begin, max_visits=1)
     for agent in stages:
-        add_assignee(g, agent, max_visits=1)
-    g.add_node(finish, max_visits=1)
+        add_assignee(g, agent, max_visits=1, memory=spec, observe=observe)
+    g.add_node("finish", finish if spec is None else finish_and_remember, max_visits=1)
     g.add_edge(START, "begin")
     g.add_conditional_edges("begin", to_stage(0), targets=[names[0]])
     for i, agent in enumerate(stages, 1):

@@ -23,6 +23,7 @@ Two protocols:
   any model.
 """
 
+import json
 from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, Field
@@ -43,7 +44,18 @@ from flowstate.llm import (
 )
 from flowstate.nodes import messages_reducer
 
-from ._common import ToolsArg, clip, describe_tools, registry_of
+from ._common import (
+    MemorySpec,
+    ToolsArg,
+    clip,
+    describe_tools,
+    memory_spec,
+    note,
+    recall,
+    registry_of,
+    remember,
+    with_memories,
+)
 from ._parsing import parse_react
 
 __all__ = [
@@ -186,6 +198,7 @@ def react_agent(
     name: str = "react_agent",
     max_tokens: int = 1024,
     retry: RetryPolicy | int | None = None,
+    memory: MemorySpec | None = None,
 ) -> GraphBuilder[ReActState]:
     """A ReAct agent as a graph builder over `ReActState`: compile it, or use it as a subgraph.
 
@@ -196,11 +209,17 @@ def react_agent(
     an unusable reply (no action and no answer) is answered with a correction and costs a
     step. `system` is added to the system prompt; `retry` is the `RetryPolicy` of the model
     node (a failing model call otherwise fails the run, which can be resumed).
+
+    With `memory` (a `MemorySpec`), each model call first recalls the `memory.k` memories
+    most relevant to `task` (a journaled read) and, when there are any, gets them in its
+    system prompt as a `Relevant memories:` block; the tool results (`act`) and the final
+    answer are added to the memory, committed with the node that produced them.
     """
     if max_steps < 1:
         raise ValueError(f"react_agent(max_steps={max_steps}): allow at least one model call")
     if protocol not in ("native", "text"):
         raise ValueError(f"react_agent(protocol={protocol!r}): use 'native' or 'text'")
+    spec = memory_spec(memory, "react_agent")
     registry = registry_of(tools)
     native = protocol == "native"
     if native:
@@ -217,9 +236,12 @@ def react_agent(
     async def reason(state: ReActState, ctx: NodeContext) -> dict[str, Any]:
         """Ask the model for its next step."""
         new: list[Message] = [] if state.messages else [user(state.task)]
+        system_now = system_prompt
+        if spec is not None:
+            system_now = with_memories(system_prompt, await recall(ctx, spec, state.task))
         reply = await JournaledLLM(llm, ctx).complete(
             [*state.messages, *new],
-            system=system_prompt,
+            system=system_now,
             tools=(registry.specs or None) if native else None,
             max_tokens=max_tokens,
         )
@@ -227,6 +249,9 @@ def react_agent(
         update = _read_native(reply) if native else _read_text(reply)
         update["messages"] = new + update["messages"]
         update["turns"] = turn
+        answer = update.get("answer")
+        if spec is not None and isinstance(answer, str):
+            remember(ctx, spec, note(state.task, "Answer", answer), source="answer", importance=0.8)
         return update
 
     async def act(state: ReActState, ctx: NodeContext) -> dict[str, Any]:
@@ -264,6 +289,16 @@ def react_agent(
                 outcome = next(done)
                 observation = Observation(content=outcome.content, success=not outcome.is_error)
             steps.append(step.model_copy(update={"observation": observation}))
+            if spec is not None and i not in early:
+                remember(
+                    ctx,
+                    spec,
+                    note(state.task, _observed(step.action), observation.content),
+                    source="observation",
+                    importance=0.5 if observation.success else 0.3,
+                    tool=step.action.tool if isinstance(step.action, ToolAction) else None,
+                    success=observation.success,
+                )
         if native:
             reply = user(
                 [
@@ -362,6 +397,16 @@ def _read_native(reply: LLMResponse) -> dict[str, Any]:
             ReActStep(observation=Observation(content=_NATIVE_EMPTY, success=False)),
         ],
     }
+
+
+def _observed(action: ReActAction | None) -> str:
+    """How a remembered observation is introduced: the tool call it came from."""
+    if not isinstance(action, ToolAction):
+        return "Observation"
+    given = action.input
+    if not isinstance(given, str):
+        given = json.dumps(given, ensure_ascii=False, default=str)
+    return f"Observation from {action.tool}({clip(given, 300)})"
 
 
 def _clean_message(reply: LLMResponse) -> Message:

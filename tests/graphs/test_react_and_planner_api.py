@@ -29,6 +29,7 @@ AGENTS_AND_PLANNERS = {
     "ExecutorFn",
     "FinalAnswer",
     "HierarchicalState",
+    "MemorySpec",
     "Observation",
     "Plan",
     "PlanStatus",
