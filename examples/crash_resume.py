@@ -28,6 +28,8 @@ from pydantic import BaseModel
 from flowstate import END, START, GraphBuilder, NodeContext, append
 
 STAGES = ["collect", "clean", "analyse", "draft", "review", "publish"]
+DELAY = float(os.environ.get("DEMO_STAGE_SECONDS", "0.3"))
+"""How long each stage's "work" takes (the test suite sets 0)."""
 
 
 class Report(BaseModel):
@@ -41,7 +43,7 @@ class Report(BaseModel):
 def make_stage(name: str):
     async def stage(state: Report, ctx: NodeContext) -> dict[str, list[str]]:
         async def work(topic: str) -> str:
-            await asyncio.sleep(0.3)  # stands in for an LLM call or a tool
+            await asyncio.sleep(DELAY)  # stands in for an LLM call or a tool
             return f"{name} done for {topic!r}"
 
         note = await ctx.effect(name, work, state.topic)

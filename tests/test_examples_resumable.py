@@ -18,7 +18,7 @@ CASES: list[tuple[str, str, dict[str, Any], Any]] = [
     ("crash_resume", "build", {"topic": "durable agents"}, None),
     ("llm_agent", "graph", None, None),
     ("react_agent", "graph", None, None),
-    ("planners", "dag", None, None),
+    ("planners", "dag", {"goal": "How many people live in Lyon and Nantes together?"}, None),
     ("crews", "graph", None, None),
     ("service_graphs", "support", {"text": "please refund the invoice"}, True),
 ]
@@ -47,7 +47,10 @@ def _input(module: Any, given: dict[str, Any] | None) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("name", "factory", "given", "answer"), CASES, ids=[c[0] for c in CASES])
-def test_example_graph_is_resumable_and_replays(name, factory, given, answer, fast_tmp):
+def test_example_graph_is_resumable_and_replays(
+    name, factory, given, answer, fast_tmp, monkeypatch
+):
+    monkeypatch.setenv("DEMO_STAGE_SECONDS", "0")
     module = _load(name)
     builder = getattr(module, factory)()
     app = builder.compile(store=str(fast_tmp / f"{name}.db"))

@@ -1,10 +1,12 @@
 """Checkpoint stores: runs, step boundaries, committed activations and the effects journal.
 
 Stores hold JSON documents and know nothing of node code. ``SQLiteStore`` is the
-embedded default.
+embedded default; ``InMemoryStore`` keeps the records in process memory (no persistence,
+for tests and benchmarks).
 """
 
 from ._maintenance import DoctorReport, doctor, parse_age, prune
+from ._memory_store import InMemoryStore
 from ._records import (
     CHECKPOINT_FORMAT,
     TERMINAL_STATUSES,
@@ -26,6 +28,7 @@ __all__ = [
     "DoctorReport",
     "Durability",
     "EffectRecord",
+    "InMemoryStore",
     "InterruptRecord",
     "RunRecord",
     "RunStatus",

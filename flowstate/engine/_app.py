@@ -94,9 +94,14 @@ class HistoryEntry:
 
 def _open_store(store: Any, durability: Durability) -> Any:
     """A path or ``:memory:`` opens an SQLite store, a ``postgresql://`` URL a Postgres
-    store; any other object with the store interface is used as it is."""
+    store, ``memory://`` an ``InMemoryStore`` (no persistence); any other object with the
+    store interface is used as it is."""
     if store is None:
         store = os.environ.get("FLOWSTATE_DB", DEFAULT_DB)
+    if isinstance(store, str) and store == "memory://":
+        from flowstate.checkpoints import InMemoryStore
+
+        return InMemoryStore()
     if isinstance(store, str) and store.startswith(("postgresql://", "postgres://")):
         from flowstate.checkpoints._postgres import PostgresStore
 
@@ -380,7 +385,7 @@ class CompiledGraph(Generic[S]):
             if lease is not None:
                 retire(lease[0])
             if beat is not None:
-                await beat.stop()
+                beat.stop()
             if lease is not None and hasattr(self.store, "release"):
                 with contextlib.suppress(Exception):
                     self.store.release(run.id, lease[0], lease[1])

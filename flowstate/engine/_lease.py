@@ -9,7 +9,6 @@ crashed owner on this host is detected at once by its pid; elsewhere its lease e
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import uuid
@@ -92,8 +91,8 @@ class Heartbeat:
                     self.victim.cancel()
                 return
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
+        """Stop beating. Synchronous on purpose: the run's status is already final, and
+        its caller must see the execution end at once, not one event-loop turn later."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task

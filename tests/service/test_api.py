@@ -166,7 +166,8 @@ def test_resume_with_null_answers_the_interrupt(serve) -> None:
     # no value: the node asks again
     assert c.post(f"/v1/tasks/{tid}/resume").status_code == 202
     assert wait_for(c, tid, ("paused",))["interrupts"][0]["seq"] == 0
-    assert c.post(f"/v1/tasks/{tid}/resume", json={"value": None}).status_code == 202
+    resp = c.post(f"/v1/tasks/{tid}/resume", json={"value": None})
+    assert resp.status_code == 202, resp.text
     assert wait_for(c, tid)["state"]["decision"] == "None"
 
 

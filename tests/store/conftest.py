@@ -1,10 +1,12 @@
 """Fixtures for the checkpoint-store tests.
 
 - ``store_factory`` / ``store``: a fresh store of each backend in ``STORE_BACKENDS``: an
-  SQLite file in ``tmp_path``, and a ``PostgresStore`` on its own schema of the server on
-  127.0.0.1:5432 (``FLOWSTATE_TEST_PG_DSN`` overrides the DSN). Every contract test runs
-  against both unchanged (STYLE.md item 12). The Postgres tests skip when no server can be
-  reached, and fail instead when ``CI=true``. Each schema is dropped after its test.
+  SQLite file in ``tmp_path``, a ``PostgresStore`` on its own schema of the server on
+  127.0.0.1:5432 (``FLOWSTATE_TEST_PG_DSN`` overrides the DSN), and an ``InMemoryStore``
+  (stores opened with the same name in one test share its tables, like two processes on one
+  file). Every contract test runs against all of them unchanged (STYLE.md item 12). The
+  Postgres tests skip when no server can be reached, and fail instead when ``CI=true``.
+  Each schema is dropped after its test.
 - ``audit``: records code-execution audit events (``sys.addaudithook``) while a block of
   store reads runs, so the corruption tests can assert that nothing in a row is ever
   unpickled, imported, compiled, executed or spawned (RELIABILITY.md G7, R6).
@@ -28,6 +30,7 @@ import pytest
 from flowstate.checkpoints import (
     AttemptRecord,
     EffectRecord,
+    InMemoryStore,
     InterruptRecord,
     RunRecord,
     SQLiteStore,
@@ -37,7 +40,7 @@ from flowstate.checkpoints import (
 
 # -- backends ------------------------------------------------------------------------------
 
-STORE_BACKENDS = ["sqlite", "postgres"]
+STORE_BACKENDS = ["sqlite", "postgres", "memory"]
 """Every backend the contract suite runs against."""
 
 
@@ -99,6 +102,27 @@ def _open_postgres(tmp_path: Path, name: str, **kwargs: Any) -> Any:
     return PostgresStore(dsn, schema=pg_schema(tmp_path, name), **kwargs)
 
 
+_MEMORY_DBS: dict[tuple[Path, str], InMemoryStore] = {}
+"""The first in-memory store opened under each (test, name); later opens are its siblings."""
+
+
+def _open_memory(tmp_path: Path, name: str, **kwargs: Any) -> InMemoryStore:
+    if "durability" in kwargs:
+        pytest.skip("durability levels (WAL + synchronous) are an SQLite setting; an "
+                    "InMemoryStore persists nothing")
+    first = _MEMORY_DBS.get((tmp_path, name))
+    if first is None:
+        first = _MEMORY_DBS[(tmp_path, name)] = InMemoryStore(**kwargs)
+        return first
+    return first.sibling()
+
+
+@pytest.fixture(autouse=True)
+def _forget_memory_stores() -> Iterator[None]:
+    yield
+    _MEMORY_DBS.clear()
+
+
 @pytest.fixture(autouse=True)
 def _drop_postgres_schemas() -> Iterator[None]:
     """Drop the Postgres schemas a test created (runs after its stores are closed)."""
@@ -107,7 +131,11 @@ def _drop_postgres_schemas() -> Iterator[None]:
         drop_pg_schema(_PG_SCHEMAS.pop())
 
 
-_FACTORIES: dict[str, Callable[..., Any]] = {"sqlite": _open_sqlite, "postgres": _open_postgres}
+_FACTORIES: dict[str, Callable[..., Any]] = {
+    "sqlite": _open_sqlite,
+    "postgres": _open_postgres,
+    "memory": _open_memory,
+}
 
 StoreFactory = Callable[..., Any]
 
