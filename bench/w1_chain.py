@@ -1,11 +1,12 @@
 """W1 chain: N nodes, each incrementing a counter.
 
-(a) no persistence: flowstate ``compile(store=":memory:")``, LangGraph without a checkpointer,
-Burr without a persister. (b) SQLite file checkpoints at each engine's default granularity:
-flowstate ``compile(store=path)`` (a commit per activation), LangGraph ``AsyncSqliteSaver``
-(durability="async", a checkpoint per superstep), Burr ``AsyncSQLitePersister`` (a row per
-action). The metric is the wall time of one run divided by N: per-node overhead in µs.
-Graphs are built once outside the timer; each timed run is a fresh run/thread/app id.
+(a) no persistence: flowstate ``compile(store=InMemoryStore())`` (the records kept in dicts:
+no SQL, no JSON rows), LangGraph without a checkpointer, Burr without a persister. (b) SQLite
+file checkpoints at each engine's default granularity: flowstate ``compile(store=path)`` (a
+commit per activation), LangGraph ``AsyncSqliteSaver`` (durability="async", a checkpoint per
+superstep), Burr ``AsyncSQLitePersister`` (a row per action). The metric is the wall time of
+one run divided by N: per-node overhead in µs. Graphs are built once outside the timer; each
+timed run is a fresh run/thread/app id.
 """
 
 from typing import Any
@@ -56,7 +57,10 @@ async def flowstate(cfg: Sizes = FULL) -> dict[str, Any]:
     n = cfg.w1_nodes
     g = _fs_builder(n)
     out: dict[str, Any] = {}
-    out["a_us_per_node"] = await _fs_measure(g.compile(store=":memory:", max_steps=10 * n), n)
+    from flowstate.checkpoints import InMemoryStore
+
+    app_mem = g.compile(store=InMemoryStore(), max_steps=10 * n)
+    out["a_us_per_node"] = await _fs_measure(app_mem, n)
     with scratch("w1-fs") as d:
         app = g.compile(store=str(d / "fs.db"), max_steps=10 * n)
         out["b_us_per_node"] = await _fs_measure(app, n)

@@ -7,8 +7,9 @@ then counts them. The metric is the wall time of one whole run (ideal ≈ the sl
 - Burr: its documented parallelism primitive, a ``MapStates`` action (async) mapping the
   ``branch`` action over B states and reducing them, followed by a ``count`` action.
 
-(a) no persistence — judged against the target. (b) SQLite checkpoints at each engine's
-default granularity — for information (Burr's sub-applications inherit the persister).
+(a) no persistence — judged against the target (flowstate: ``compile(store=InMemoryStore())``).
+(b) SQLite checkpoints at each engine's default granularity — for information (Burr's
+sub-applications inherit the persister).
 """
 
 import asyncio
@@ -75,7 +76,9 @@ async def flowstate(cfg: Sizes = FULL) -> dict[str, Any]:
         assert r.status == "completed" and r.state.total == n, r
 
     out: dict[str, Any] = {}
-    app = g.compile(store=":memory:", max_steps=10 * n)
+    from flowstate.checkpoints import InMemoryStore
+
+    app = g.compile(store=InMemoryStore(), max_steps=10 * n)
     out["a_ms"] = await _time(lambda: app.run({}), check)
     with scratch("w3-fs") as d:
         app = g.compile(store=str(d / "fs.db"), max_steps=10 * n)

@@ -11,7 +11,6 @@ nothing; and a commit costs microseconds.
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -288,20 +287,15 @@ def test_resume_after_a_crash_after_an_activation_commit(tmp_path: Path, k: int)
     assert fresh.get_run("r").status == "completed"
 
 
-# -- cost ---------------------------------------------------------------------------------------
+# -- many commits ------------------------------------------------------------------------------
+# (its speed is measured in bench/, W1(a): timed assertions do not belong in tests)
 
 
-def test_an_activation_commit_costs_microseconds(rec: Rec) -> None:
-    """The hot path (a write row, the next step row, the run head) keeps the records and
-    touches no JSON: far below SQLite's cost even on a slow machine."""
+def test_many_activation_commits_keep_every_row(rec: Rec) -> None:
     s = InMemoryStore()
     s.create_run(rec.run("r"), rec.step("r", 0), owner="me", ttl=30)
     n = 2000
-    rows = [(rec.write("r", i, "a"), rec.step("r", i + 1)) for i in range(n)]
-    fields = [{"status": "running", "head_step": i + 1, "error": None} for i in range(n)]
-    t0 = time.perf_counter()
-    for (w, st), f in zip(rows, fields, strict=True):
-        s.commit("r", writes=[w], step=st, run_fields=f)
-    per_commit = (time.perf_counter() - t0) / n
-    assert per_commit < 50e-6, f"{per_commit * 1e6:.1f} µs per commit"
+    for i in range(n):
+        s.commit("r", writes=[rec.write("r", i, "a")], step=rec.step("r", i + 1),
+                 run_fields={"status": "running", "head_step": i + 1, "error": None})
     assert s.get_run("r").head_step == n and len(s.writes("r")) == n
