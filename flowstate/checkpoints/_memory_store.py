@@ -434,14 +434,18 @@ class InMemoryStore:
 
     # -- effects, interrupts, attempts ------------------------------------------------------
 
-    def record_effect(self, effect: EffectRecord) -> None:
+    def record_effect(self, effect: EffectRecord, *, replace: bool = False) -> None:
         with self._lock:
             if effect.run_id in self.fences:
                 self._fence(self._t, effect.run_id)
             m = self._t.effects.get(effect.run_id)
             if m is None:
                 m = self._t.effects[effect.run_id] = {}
-            m.setdefault((effect.step, effect.task_path, effect.seq), effect)
+            key = (effect.step, effect.task_path, effect.seq)
+            if replace:
+                m[key] = effect
+            else:
+                m.setdefault(key, effect)
             self.commits += 1
 
     def effects(

@@ -784,11 +784,12 @@ class PostgresStore:
 
     # -- effects, interrupts, attempts ---------------------------------------------------
 
-    def record_effect(self, effect: EffectRecord) -> None:
+    def record_effect(self, effect: EffectRecord, *, replace: bool = False) -> None:
         with self.write() as c:
             self._fence(c, effect.run_id)
             c.execute(
-                self._insert("effects", _EFFECT_COLS, "ignore"), _values(effect, _EFFECT_COLS)
+                self._insert("effects", _EFFECT_COLS, "replace" if replace else "ignore"),
+                _values(effect, _EFFECT_COLS),
             )
 
     def effects(

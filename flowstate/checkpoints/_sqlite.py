@@ -627,11 +627,14 @@ class SQLiteStore:
 
     # -- effects, interrupts, attempts -------------------------------------------------
 
-    def record_effect(self, effect: EffectRecord) -> None:
+    def record_effect(self, effect: EffectRecord, *, replace: bool = False) -> None:
+        """Journal an effect (first record wins; ``replace`` overwrites it: a resumed
+        activation whose request changed ran the effect again)."""
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         with self.write() as c:
             self._fence(c, effect.run_id)
             c.execute(
-                _insert_sql("effects", _EFFECT_COLS, "INSERT OR IGNORE"),
+                _insert_sql("effects", _EFFECT_COLS, verb),
                 _values(_blobbed(c, effect), _EFFECT_COLS),
             )
 

@@ -185,9 +185,12 @@ class NodeContext:
             response=response,
             created_at=time.time(),
         )
-        self._record(record)
+        if seq in self.diverged:
+            self._record(record, replace=True)  # type: ignore[call-arg]
+        else:
+            self._record(record)
         self._journal[seq] = record
-        self._emit(("effect", seq, name, False))
+        self._emit(("effect", seq, name, False, seq in self.diverged))
         return self._decode(response, result_type)
 
     @staticmethod

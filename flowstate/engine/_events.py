@@ -80,6 +80,9 @@ class EffectRecorded(_Base):
     seq: int
     name: str
     replayed: bool
+    diverged: bool = False
+    """On resume, the request differed from the journaled one: the effect ran live and its
+    new result replaced the record (also recorded in the run's attempts)."""
 
 
 class Token(_Base):

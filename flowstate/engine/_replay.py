@@ -152,7 +152,13 @@ async def replay(
             state,
             run_id=run_id,
             journal=journal,
-            config=json.loads(recorded_run.config),
+            # breakpoints paused the recording, they do not change what ran: replay
+            # passes them (interrupts inside nodes are answered from the recording)
+            config={
+                **json.loads(recorded_run.config),
+                "interrupt_before": [],
+                "interrupt_after": [],
+            },
         )
         status = result.status
     except _Mismatch as m:

@@ -625,7 +625,10 @@ class Execution:
     ) -> NodeContext:
         def emit(item: Any) -> None:
             if item[0] == "effect":
-                _, seq, name, replayed = item
+                _, seq, name, replayed, *rest = item
+                diverged = bool(rest and rest[0])
+                if diverged:
+                    self._record_attempt(task, 0, EffectDivergence(seq, name, None, "changed"))
                 self.emit(
                     ev.EffectRecorded(
                         run_id=self.run_id,
@@ -634,6 +637,7 @@ class Execution:
                         seq=seq,
                         name=name,
                         replayed=replayed,
+                        diverged=diverged,
                     )
                 )
             elif item[0] == "token":

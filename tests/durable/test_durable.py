@@ -274,3 +274,34 @@ def test_assert_resumable_on_the_research_graph():
         "effect.after_call",
         "store.after_commit",
     } <= report.points_reached
+
+
+def test_a_changed_effect_request_on_resume_runs_live_and_is_flagged(tmp_path):
+    from flowstate.checkpoints import EffectRecord
+    from tests.durable.graphs import no_approval
+
+    app = no_approval().compile(store=str(tmp_path / "y.db"))
+    r = app.run_sync({"topic": "t"}, run_id="s", interrupt_before=["summarise"])
+    assert r.status == "paused"
+    # a journal entry for summarise's effect with another prompt, as if the code had changed
+    # after a crash between the effect and the commit
+    old = EffectRecord(
+        run_id="s",
+        step=1,
+        task_path="summarise",
+        seq=0,
+        name="llm",
+        request='{"args":["concerning t-0, t-1, t-2"],"kwargs":{}}',
+        response='"old summary"',
+        created_at=0.0,
+    )
+    app.store.record_effect(old)
+    events: list = []
+    r = asyncio.run(app.resume("s", on_event=events.append))
+    assert r.status == "completed" and r.state.summary == "summary of about t-0, t-1, t-2"
+    flagged = [e for e in events if e.kind == "effect_recorded" and e.diverged]
+    assert [(e.step, e.task_path, e.seq) for e in flagged] == [(1, "summarise", 0)]
+    journal = app.store.effects("s", 1, "summarise")
+    assert journal[0].response == '"summary of about t-0, t-1, t-2"'  # replaced
+    assert any("EffectDivergence" in a.error for a in app.store.attempts("s"))
+    assert_replays(app, "s")
