@@ -394,8 +394,8 @@ class Execution:
 
     def _finish(self, status: str, reason: str | None, already: bool = False) -> Outcome:
         shrink = getattr(self.store, "shrink_wal", None)
-        if shrink is not None and "/" not in self.run_id:
-            shrink()
+        if shrink is not None and "/" not in self.run_id and len(self.app._tasks) <= 1:
+            shrink()  # the last run of this graph to finish folds the WAL back (one fsync)
         if not already or status != "completed" or self.run.status != "completed":
             self.store.update_run(self.run_id, status=status, error=reason, head_step=self.step)
         self.emit(ev.RunFinished(run_id=self.run_id, status=status, reason=reason))
