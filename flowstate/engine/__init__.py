@@ -1,11 +1,13 @@
 """The engine: graph builder, validation, scheduler, node context, events."""
 
-from ._app import CompiledGraph, HistoryEntry, RunResult, graph_diff
+from ._app import CompiledGraph
 from ._builder import GraphBuilder, GraphIR, Join
 from ._context import NodeContext
+from ._identity import graph_diff
 from ._limits import Limits
 from ._nodes import RetryPolicy
 from ._plan import RouteError
+from ._results import HistoryEntry, RunResult
 from ._state import Reducer, StateSchema, add, append, merge
 from ._types import END, START, Command, NodeName, RunId, Send, Task, TaskPath
 from ._validate import to_networkx

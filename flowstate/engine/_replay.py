@@ -142,7 +142,6 @@ async def replay(
 
     scratch = SQLiteStore(":memory:")
     clone = app._bind(scratch)
-    clone._check_signals = False
     state = app.ir.schema.load_state(recorded_run.input)
     journal = JournalSource(store=source, strict=True, check=check)
     divergence: Divergence | None = None

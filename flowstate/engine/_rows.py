@@ -6,7 +6,6 @@ forged row) must still never reach node code as anything but validated data.
 
 from __future__ import annotations
 
-import json
 from typing import Any, NotRequired
 
 from pydantic import TypeAdapter, ValidationError
@@ -48,7 +47,3 @@ def parse(kind: str, raw: str | None, table: str, run_id: str, step: int | None)
     except (ValidationError, ValueError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CorruptRowError(table, run_id, step, f"column {kind!r}: {first}") from None
-
-
-def loads(raw: str) -> Any:
-    return json.loads(raw)

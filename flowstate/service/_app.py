@@ -18,8 +18,8 @@ from pydantic import BaseModel, ValidationError
 from flowstate.checkpoints import Durability, SQLiteStore
 from flowstate.engine import CompiledGraph, GraphBuilder
 from flowstate.engine import _events as ev
-from flowstate.engine._events import EventAdapter
 from flowstate.errors import StoreError
+from flowstate.events import EventAdapter
 
 from ._http import PROBLEM, ApiError, Guard, install_handlers
 from ._models import (

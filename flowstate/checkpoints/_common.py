@@ -1,0 +1,237 @@
+"""What the checkpoint stores share whatever they keep rows in: the column lists and the
+row hashes, row decoding and validation, the mutable-column check, run filters, the
+lease-takeover rule and the errors they raise with the same words.
+
+Nothing here knows SQL; ``SQLiteStore``, ``PostgresStore`` and ``InMemoryStore`` call
+these helpers so that the three backends cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from flowstate.errors import CorruptRowError, LeaseLost, RunOwned, RunStateError, StoreError
+
+from ._records import (
+    AttemptRecord,
+    EffectRecord,
+    InterruptRecord,
+    RunRecord,
+    StepRecord,
+    WriteRecord,
+    row_hash,
+)
+
+RUN_COLS = tuple(RunRecord.model_fields)
+MUTABLE = ("status", "head_step", "error", "updated_at")
+"""The run columns that may change after creation, in their ``mhash`` order."""
+RUN_IMMUTABLE = tuple(c for c in RUN_COLS if c not in MUTABLE)
+STEP_COLS = tuple(StepRecord.model_fields)
+WRITE_COLS = tuple(WriteRecord.model_fields)
+EFFECT_COLS = tuple(EffectRecord.model_fields)
+INTERRUPT_COLS = tuple(InterruptRecord.model_fields)
+ATTEMPT_COLS = tuple(AttemptRecord.model_fields)
+TABLE_MODELS: dict[str, tuple[type[Any], tuple[str, ...]]] = {
+    "runs": (RunRecord, RUN_COLS),
+    "steps": (StepRecord, STEP_COLS),
+    "writes": (WriteRecord, WRITE_COLS),
+    "effects": (EffectRecord, EFFECT_COLS),
+    "interrupts": (InterruptRecord, INTERRUPT_COLS),
+}
+"""Record model and column order of every hashed table."""
+
+PER_RUN_TABLES = (
+    ("writes", "run_id"),
+    ("steps", "run_id"),
+    ("effects", "run_id"),
+    ("interrupts", "run_id"),
+    ("attempts", "run_id"),
+    ("signals", "run_id"),
+    ("runs", "id"),
+)
+"""Every table holding rows of a run, with its run-id column, in deletion order."""
+
+NO_STOP = 2**62
+"""The ``stop`` of a step range left open."""
+
+
+# -- row values and hashes ---------------------------------------------------------------
+
+
+def run_values(run: RunRecord) -> list[Any]:
+    """The run's columns in ``RUN_COLS`` order, then its ``hash`` and ``mhash``."""
+    vals = [getattr(run, c) for c in RUN_COLS]
+    return [
+        *vals,
+        row_hash(*(getattr(run, c) for c in RUN_IMMUTABLE)),
+        row_hash(*(getattr(run, c) for c in MUTABLE)),
+    ]
+
+
+def values(record: Any, cols: Sequence[str]) -> list[Any]:
+    """The record's ``cols``, then their ``hash``."""
+    vals = [getattr(record, c) for c in cols]
+    vals.append(row_hash(*vals))
+    return vals
+
+
+def decode_row(table: str, row: Sequence[Any]) -> Any:
+    """Check a stored row's hash(es) and validate it strictly into its record; a
+    ``CorruptRowError`` naming table, run and step otherwise. ``row`` is the table's
+    columns then ``hash`` (and for runs ``mhash``)."""
+    model, cols = TABLE_MODELS[table]
+    if table == "runs":
+        d = dict(zip(cols, row[: len(cols)], strict=True))
+        rid = str(d.get("id"))
+        if (
+            row_hash(*(d[c] for c in RUN_IMMUTABLE)) != row[len(cols)]
+            or row_hash(*(d[c] for c in MUTABLE)) != row[len(cols) + 1]
+        ):
+            raise CorruptRowError("runs", rid, None, "integrity hash mismatch")
+        try:
+            return model.model_validate(d)
+        except ValidationError as e:
+            raise CorruptRowError("runs", rid, None, f"invalid row: {e}") from None
+    vals, stored_hash = list(row[: len(cols)]), row[len(cols)]
+    run_id = str(vals[0]) if vals else "?"
+    step = vals[1] if len(vals) > 1 and isinstance(vals[1], int) else None
+    if row_hash(*vals) != stored_hash:
+        raise CorruptRowError(table, run_id, step, "integrity hash mismatch")
+    try:
+        return model.model_validate(dict(zip(cols, vals, strict=True)))
+    except ValidationError as e:
+        raise CorruptRowError(table, run_id, step, f"invalid row: {e}") from None
+
+
+def hashed_columns(table: str) -> tuple[str, ...]:
+    """The columns a read of ``table`` selects for ``decode_row``."""
+    _, cols = TABLE_MODELS[table]
+    return (*cols, "hash", "mhash") if table == "runs" else (*cols, "hash")
+
+
+def attempt_from_row(row: Sequence[Any]) -> AttemptRecord:
+    """An ``attempts`` row (``ATTEMPT_COLS`` order) validated into its record."""
+    return AttemptRecord.model_validate(dict(zip(ATTEMPT_COLS, row, strict=True)))
+
+
+# -- runs ----------------------------------------------------------------------------------
+
+
+def check_mutable(fields: dict[str, Any]) -> None:
+    unknown = set(fields) - set(MUTABLE)
+    if unknown:
+        raise ValueError(
+            f"run fields {sorted(unknown)} cannot change after creation; only "
+            f"{', '.join(MUTABLE)} can"
+        )
+
+
+def run_filters(
+    *,
+    status: str | None = None,
+    graph: str | None = None,
+    parent_id: str | None = None,
+    before: float | None = None,
+) -> list[tuple[str, str, Any]]:
+    """``list_runs``' column filters as ``(column, operator, value)``, in a fixed order;
+    the backend renders them (and the ``include_children`` test) in its own SQL."""
+    out: list[tuple[str, str, Any]] = []
+    if status is not None:
+        out.append(("status", "=", status))
+    if graph is not None:
+        out.append(("graph", "=", graph))
+    if parent_id is not None:
+        out.append(("parent_id", "=", parent_id))
+    if before is not None:
+        out.append(("created_at", "<", before))
+    return out
+
+
+def run_exists_error(run_id: str) -> RunStateError:
+    return RunStateError(
+        f"a run with id '{run_id}' already exists: resume it "
+        f"(`flowstate resume {run_id}`) or choose another run id"
+    )
+
+
+def duplicate_write_error(run_id: str, w: WriteRecord) -> StoreError:
+    return StoreError(
+        f"activation '{w.task_path}' of run {run_id} at step {w.step} is "
+        "already committed (table 'writes'), so this commit of it was refused "
+        "and nothing of it was stored. Only one process may execute a run at a "
+        f"time: check `flowstate runs` for another worker running {run_id}"
+    )
+
+
+# -- child runs ------------------------------------------------------------------------------
+
+
+def children_range(run_id: str) -> tuple[str, str]:
+    """``[lo, hi)`` holding exactly the texts that start with ``run_id + "/"``.
+
+    In byte order (SQLite's BINARY collation, Postgres' ``COLLATE "C"``: memcmp of UTF-8,
+    i.e. code point order), a text with that prefix sorts at or after ``run_id/`` and
+    before ``run_id0`` (``'0'`` is the character after ``'/'``), and every text in between
+    has the prefix. Unlike ``LIKE`` this is case-sensitive, has no wildcard or escape
+    character, and can use the primary-key index of every table.
+    """
+    return run_id + "/", run_id + chr(ord("/") + 1)
+
+
+def is_direct_child(prefix: str, rid: str) -> bool:
+    """``rid`` is ``prefix`` + ``<step>/<task_path>`` (``prefix`` is the parent id + "/")."""
+    step, sep, task = rid[len(prefix) :].partition("/")
+    return bool(sep and task and "/" not in task and step.isascii() and step.isdigit())
+
+
+def direct_children(prefix: str, ids: Sequence[Any]) -> list[str]:
+    """The ids of ``ids`` (in their order) that are direct children; non-text ids skipped."""
+    return [rid for rid in ids if isinstance(rid, str) and is_direct_child(prefix, rid)]
+
+
+def family(run_id: str) -> Callable[[str], bool]:
+    """``rid == run_id`` or ``rid`` starts with ``run_id + "/"``: exact, case-sensitive,
+    no wildcard (the same rows as the SQL stores' byte range)."""
+    prefix = run_id + "/"
+    return lambda rid: rid == run_id or rid.startswith(prefix)
+
+
+# -- one writer per run: leases and fencing ----------------------------------------------------
+
+
+def check_fence(
+    run_id: str, fence: tuple[str, int] | None, current: tuple[Any, Any] | None
+) -> None:
+    """Raise ``LeaseLost`` unless the run's ``current`` (owner, epoch) is still ``fence``
+    (``current`` None: the run is gone; ``fence`` None: nothing to check)."""
+    if fence is None:
+        return
+    if current is None or (current[0], current[1]) != fence:
+        now_owner = f"now held by {current[0]} at epoch {current[1]}" if current else "run deleted"
+        raise LeaseLost(run_id, fence[1], now_owner)
+
+
+def next_epoch(
+    run_id: str,
+    owner: str,
+    holder: str | None,
+    epoch: int | None,
+    until: float | None,
+    now: float,
+    alive: Any = None,
+) -> int:
+    """The epoch ``owner`` takes the run's lease at, or ``RunOwned`` while another live
+    owner holds an unexpired one. ``alive(holder) -> bool|None`` may declare the holder
+    dead before its lease expires."""
+    if holder and holder != owner and until is not None and until > now:
+        if alive is None or alive(holder) is not False:
+            raise RunOwned(run_id, holder, until)
+    return int(epoch or 0) + 1
+
+
+def lease_tuple(row: Sequence[Any]) -> tuple[str | None, int, float | None]:
+    """(owner, epoch, lease_until) of a stored ``(owner, epoch, lease_until)`` row."""
+    return (row[0], int(row[1] or 0), row[2])

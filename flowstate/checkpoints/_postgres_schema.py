@@ -1,0 +1,128 @@
+"""The PostgreSQL checkpoint schema: versioned migrations recorded in
+``<schema>.migrations``.
+
+Each migration is a name and its statements; ``{runs}`` etc. are the schema-qualified
+table names. Never edit or reorder a released migration; append a new one.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["MIGRATIONS", "SCHEMA_NAME", "TABLES"]
+
+SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+"""Schema names the store accepts: a plain SQL identifier of at most 63 bytes."""
+
+TABLES = ("runs", "steps", "writes", "effects", "interrupts", "attempts", "signals")
+
+_MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "m001_initial",
+        (
+            """CREATE TABLE {runs} (
+                "id" text COLLATE "C" PRIMARY KEY,
+                "graph" text NOT NULL,
+                "fingerprint" text NOT NULL,
+                "graph_doc" text,
+                "status" text NOT NULL,
+                "input" text NOT NULL,
+                "head_step" bigint NOT NULL,
+                "error" text,
+                "parent_id" text COLLATE "C",
+                "parent_step" bigint,
+                "config" text,
+                "created_at" double precision,
+                "updated_at" double precision,
+                "hash" text NOT NULL,
+                "mhash" text
+            )""",
+            # no index on updated_at: it changes on every commit (as in SQLiteStore)
+            'CREATE INDEX "runs_created_at" ON {runs} ("created_at")',
+            'CREATE INDEX "runs_parent_id" ON {runs} ("parent_id")',
+            """CREATE TABLE {steps} (
+                "run_id" text COLLATE "C" NOT NULL,
+                "step" bigint NOT NULL,
+                "tasks" text NOT NULL,
+                "joins" text,
+                "snapshot" text,
+                "created_at" double precision,
+                "hash" text NOT NULL,
+                PRIMARY KEY ("run_id", "step")
+            )""",
+            """CREATE TABLE {writes} (
+                "run_id" text COLLATE "C" NOT NULL,
+                "step" bigint NOT NULL,
+                "task_path" text COLLATE "C" NOT NULL,
+                "node" text NOT NULL,
+                "seq" bigint NOT NULL,
+                "update" text NOT NULL,
+                "goto" text,
+                "usage" text,
+                "started_at" double precision,
+                "finished_at" double precision,
+                "hash" text NOT NULL,
+                PRIMARY KEY ("run_id", "step", "task_path")
+            )""",
+            """CREATE TABLE {effects} (
+                "run_id" text COLLATE "C" NOT NULL,
+                "step" bigint NOT NULL,
+                "task_path" text COLLATE "C" NOT NULL,
+                "seq" bigint NOT NULL,
+                "name" text NOT NULL,
+                "request" text NOT NULL,
+                "response" text NOT NULL,
+                "created_at" double precision,
+                "hash" text NOT NULL,
+                PRIMARY KEY ("run_id", "step", "task_path", "seq")
+            )""",
+            """CREATE TABLE {interrupts} (
+                "run_id" text COLLATE "C" NOT NULL,
+                "step" bigint NOT NULL,
+                "task_path" text COLLATE "C" NOT NULL,
+                "seq" bigint NOT NULL,
+                "payload" text NOT NULL,
+                "answer" text,
+                "created_at" double precision,
+                "hash" text NOT NULL,
+                PRIMARY KEY ("run_id", "step", "task_path", "seq")
+            )""",
+            """CREATE TABLE {attempts} (
+                "run_id" text COLLATE "C" NOT NULL,
+                "step" bigint NOT NULL,
+                "task_path" text COLLATE "C" NOT NULL,
+                "attempt" bigint NOT NULL,
+                "error" text,
+                "created_at" double precision,
+                PRIMARY KEY ("run_id", "step", "task_path", "attempt")
+            )""",
+            """CREATE TABLE {signals} (
+                "run_id" text COLLATE "C" NOT NULL,
+                "kind" text COLLATE "C" NOT NULL,
+                "created_at" double precision,
+                PRIMARY KEY ("run_id", "kind")
+            )""",
+        ),
+    ),
+    (
+        # one writer per run: the owner, its fencing epoch and its lease expiry (the
+        # columns of SQLiteStore's m002_leases)
+        "m002_leases",
+        (
+            'ALTER TABLE {runs} ADD COLUMN "owner" text, '
+            'ADD COLUMN "epoch" bigint NOT NULL DEFAULT 0, '
+            'ADD COLUMN "lease_until" double precision',
+        ),
+    ),
+    (
+        # mirrors SQLiteStore's m003_blobs so both stores have the same tables; this store
+        # keeps effect results inline (Postgres TOAST already compresses large values)
+        "m003_blobs",
+        ('CREATE TABLE {blobs} ("hash" text COLLATE "C" PRIMARY KEY, "data" text NOT NULL)',),
+    ),
+)
+
+MIGRATIONS: tuple[str, ...] = tuple(name for name, _ in _MIGRATIONS)
+"""Names of the migrations this version applies, in order."""
+
+# -- columns and hashes (the same as SQLiteStore's) ----------------------------------------

@@ -1,0 +1,194 @@
+"""``SQLiteStore``'s connection: opening the file, the schema migrations, ``BEGIN
+IMMEDIATE`` write transactions, reads, and decoding of stored rows.
+
+Why ``BEGIN IMMEDIATE`` and not sqlite-utils' ``atomic()``: see ``_sqlite``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlite_utils
+
+from flowstate._crashpoints import crash_point
+from flowstate.errors import StoreError, StoreIOError
+
+from ._common import decode_row, hashed_columns
+from ._sqlite_schema import migrations
+
+__all__ = ["MAX_ROW_BYTES", "Durability", "SQLiteConnection"]
+
+Durability = Literal["normal", "full"]
+"""``normal``: WAL + synchronous=NORMAL, committed activations survive a process crash.
+``full``: WAL + synchronous=FULL, they also survive an OS crash or power loss."""
+
+MAX_ROW_BYTES = 256 * 1024 * 1024
+"""SQLITE_LIMIT_LENGTH backstop; the engine's own byte limits are far lower."""
+
+
+_decode_text = functools.partial(str, encoding="utf-8", errors="replace")
+"""``text_factory`` of the connection. SQLite does not check that TEXT is UTF-8, so a
+damaged row can hold any bytes, and sqlite3's default factory then fails the whole query
+("Could not decode to UTF-8 column …") without naming the row. Decoding with U+FFFD
+replacement lets the row reach ``_decode``, whose hash check names its table, run and
+step. Valid UTF-8 decodes exactly as before, so stored hashes still match."""
+
+
+class SQLiteConnection:
+    """One SQLite connection, used from one event loop; every write is one ``BEGIN
+    IMMEDIATE … COMMIT``. The base of ``SQLiteStore``."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: Durability = "normal",
+        busy_timeout_ms: int = 30_000,
+        migrate: bool = True,
+    ) -> None:
+        """Open (creating if needed) the store at ``path``.
+
+        ``migrate=False`` skips the schema migrations: the file is opened as it is, for
+        diagnosis (``flowstate doctor``) of a database whose migrations table cannot be
+        read. Such a store may lack tables; use ``integrity_check`` and ``table_sizes``.
+        """
+        if durability not in ("normal", "full"):
+            raise ValueError(
+                f"durability must be 'normal' or 'full', not {durability!r}: 'normal' "
+                "survives a process crash, 'full' also a power loss"
+            )
+        self.memory = str(path) == ":memory:"
+        self.path = Path(path)
+        self.durability: Durability = durability
+        self._lock = threading.RLock()
+        self.fences: dict[str, tuple[str, int]] = {}
+        """run id -> (owner, epoch) this store object writes for; every write touching a
+        fenced run checks, inside its transaction, that the epoch is still current."""
+        self.commits = 0
+        """Number of write transactions committed by this store object (for tests)."""
+        try:
+            if not self.memory:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False, timeout=0
+            )
+        except sqlite3.DatabaseError as e:
+            raise StoreIOError(f"cannot open checkpoint database {self.path}: {e}") from e
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            self._busy_timeout_ms = int(busy_timeout_ms)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {durability.upper()}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_ROW_BYTES)
+            conn.text_factory = _decode_text
+        except sqlite3.DatabaseError as e:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            raise StoreIOError(f"cannot open checkpoint database {self.path}: {e}") from e
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        if migrate:
+            self._migrate()
+
+    def _migrate(self) -> None:
+        try:
+            with self.write():
+                migrations.apply(self.db)
+        except (sqlite3.DatabaseError, StoreError) as e:
+            cause = e.__cause__ if isinstance(e, StoreError) and e.__cause__ else e
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.close()
+            if "database is locked" in str(cause):
+                hint = "another process held the write lock for the whole busy timeout; retry"
+            else:
+                hint = (
+                    "the file may be damaged: run `flowstate doctor` (or "
+                    f"`sqlite3 {self.path} 'PRAGMA integrity_check'`) to diagnose it"
+                )
+            raise StoreIOError(
+                f"cannot read or migrate the schema of checkpoint database {self.path}: "
+                f"{cause}; {hint}"
+            ) from cause
+
+    # -- transactions -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, started with ``BEGIN IMMEDIATE``.
+
+        If the body raises, the transaction is rolled back, then a ``sqlite3``
+        constraint violation is re-raised as ``StoreError`` and any other
+        ``sqlite3.DatabaseError`` (malformed page, I/O error, full disk) as
+        ``StoreIOError``, with the SQLite error as ``__cause__``. Everything else
+        (flowstate's own errors, ``ValueError``, ``sqlite3.ProgrammingError``, which is
+        a bug in the caller, and ``BaseException`` s) propagates unchanged.
+        """
+        with self._lock:
+            crash_point("store.before_begin")
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.DatabaseError as e:
+                raise StoreIOError(f"cannot start a write transaction on {self.path}: {e}") from e
+            try:
+                yield self.conn
+            except BaseException as e:
+                with contextlib.suppress(sqlite3.DatabaseError):
+                    self.conn.execute("ROLLBACK")
+                # flowstate's own errors, ValueError etc. and BaseExceptions (cancellation,
+                # simulated crashes) propagate unchanged; SQLite's are typed as storage
+                if isinstance(e, sqlite3.IntegrityError):
+                    raise StoreError(
+                        f"write refused by a constraint of checkpoint database {self.path}: "
+                        f"{e}; nothing of this transaction was kept. A UNIQUE failure means "
+                        "the row is already stored (another process may be running the "
+                        "same run)"
+                    ) from e
+                if isinstance(e, sqlite3.DatabaseError) and not isinstance(
+                    e, sqlite3.ProgrammingError
+                ):
+                    raise StoreIOError(
+                        f"write failed on {self.path}: {e}; the transaction was rolled back. "
+                        "If the database is damaged, run `flowstate doctor`"
+                    ) from e
+                raise
+            crash_point("store.before_commit")
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.DatabaseError as e:
+                with contextlib.suppress(sqlite3.DatabaseError):
+                    self.conn.execute("ROLLBACK")
+                raise StoreIOError(f"commit failed on {self.path}: {e}") from e
+            self.commits += 1
+            crash_point("store.after_commit")
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                cur = self.conn.execute(sql, params)
+                return cur.fetchall()
+            except sqlite3.DatabaseError as e:
+                raise StoreIOError(f"read failed on {self.path}: {e}") from e
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    # -- row decoding -------------------------------------------------------------
+
+    def _decode(self, table: str, row: Sequence[Any]) -> Any:
+        return decode_row(table, row)
+
+    def _select(self, table: str, where: str, params: Sequence[Any], order: str = "") -> list[Any]:
+        names = ", ".join(f'"{c}"' for c in hashed_columns(table))
+        sql = f'SELECT {names} FROM "{table}" WHERE {where}'
+        if order:
+            sql += f" ORDER BY {order}"
+        return [self._decode(table, r) for r in self._read(sql, params)]

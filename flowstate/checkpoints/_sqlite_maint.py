@@ -1,0 +1,211 @@
+"""``SQLiteStore``'s maintenance: content-addressed blobs of large effect results,
+integrity check, sizes, child runs, deletion, state-schema migration of a stored run and
+WAL shrinking."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from typing import Any
+
+from flowstate.errors import CorruptRowError
+
+from ._common import (
+    PER_RUN_TABLES,
+    RUN_IMMUTABLE,
+    STEP_COLS,
+    WRITE_COLS,
+    children_range,
+    direct_children,
+    values,
+)
+from ._records import EffectRecord, row_hash
+
+__all__ = ["BLOB_MIN_BYTES", "BLOB_PREFIX", "SQLiteMaintenance", "blobbed"]
+
+BLOB_MIN_BYTES = 8 * 1024
+"""Effect results at least this large are stored once in ``blobs`` by their sha256 and
+referenced as ``@blob:<hash>`` (a prefix no JSON text can start with)."""
+BLOB_PREFIX = "@blob:"
+
+
+def blobbed(c: sqlite3.Connection, e: EffectRecord) -> EffectRecord:
+    """Store a large effect result once, by content hash, and reference it."""
+    if len(e.response) < BLOB_MIN_BYTES:
+        return e
+    digest = hashlib.sha256(e.response.encode()).hexdigest()
+    c.execute("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", [digest, e.response])
+    return e.model_copy(update={"response": BLOB_PREFIX + digest})
+
+
+_SELF_OR_CHILDREN = '("{col}" = ? OR ("{col}" >= ? AND "{col}" < ?))'
+"""``col`` is the run id or starts with ``run id + "/"``, byte for byte; see
+``_common.children_range``."""
+
+
+class SQLiteMaintenance:
+    """Mixin of ``SQLiteStore``: uses its ``_lock``, ``conn``, ``write``, ``_read``,
+    ``_fence``, ``get_run``, ``steps`` and ``writes``."""
+
+    _lock: Any
+    conn: sqlite3.Connection
+    memory: bool
+    _busy_timeout_ms: int
+    write: Any
+    _read: Any
+    _fence: Any
+    get_run: Any
+    steps: Any
+    writes: Any
+
+    def _unblob(self, e: EffectRecord) -> EffectRecord:
+        if not e.response.startswith(BLOB_PREFIX):
+            return e
+        digest = e.response[len(BLOB_PREFIX) :]
+        rows = self._read("SELECT data FROM blobs WHERE hash = ?", [digest])
+        if not rows:
+            raise CorruptRowError("blobs", e.run_id, e.step, f"blob {digest[:12]}… is missing")
+        data = rows[0][0]
+        if hashlib.sha256(str(data).encode()).hexdigest() != digest:
+            raise CorruptRowError("blobs", e.run_id, e.step, f"blob {digest[:12]}… fails its hash")
+        return e.model_copy(update={"response": data})
+
+    # -- maintenance ---------------------------------------------------------------
+
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check`` report: ``"ok"``, the problems it found
+        joined by ``"; "``, or ``"error: <message>"`` when SQLite cannot even run the
+        check (e.g. ``"error: database disk image is malformed"``)."""
+        with self._lock:
+            try:
+                rows = self.conn.execute("PRAGMA integrity_check").fetchall()
+            except sqlite3.DatabaseError as e:
+                return f"error: {e}"
+        return "; ".join(str(r[0]) for r in rows)
+
+    def table_sizes(self) -> dict[str, int]:
+        """Row count of every table in the file (migrations bookkeeping included)."""
+        names = [
+            str(r[0])
+            for r in self._read(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND substr(name, 1, 7) != 'sqlite_' ORDER BY name"
+            )
+        ]
+        sizes: dict[str, int] = {}
+        for name in names:
+            quoted = name.replace('"', '""')
+            sizes[name] = int(self._read(f'SELECT count(*) FROM "{quoted}"')[0][0])
+        return sizes
+
+    def largest_runs(self, limit: int = 10) -> list[tuple[str, int]]:
+        """The ``limit`` runs with the most payload bytes, largest first, as
+        ``(run id, bytes)``: the JSON of their writes (update, goto, usage), steps
+        (tasks, joins, snapshot) and effects (request, response). Child runs of
+        subgraph activations count on their own."""
+        rows = self._read(
+            """
+            SELECT run_id, sum(n) AS total FROM (
+                SELECT run_id, coalesce(length(CAST("update" AS BLOB)), 0)
+                    + coalesce(length(CAST(goto AS BLOB)), 0)
+                    + coalesce(length(CAST(usage AS BLOB)), 0) AS n FROM writes
+                UNION ALL
+                SELECT run_id, coalesce(length(CAST(tasks AS BLOB)), 0)
+                    + coalesce(length(CAST(joins AS BLOB)), 0)
+                    + coalesce(length(CAST(snapshot AS BLOB)), 0) FROM steps
+                UNION ALL
+                SELECT run_id, coalesce(length(CAST(request AS BLOB)), 0)
+                    + coalesce(length(CAST(response AS BLOB)), 0) FROM effects
+            )
+            GROUP BY run_id ORDER BY total DESC, run_id LIMIT ?
+            """,
+            [int(limit)],
+        )
+        return [(str(r[0]), int(r[1])) for r in rows]
+
+    def child_run_ids(self, run_id: str) -> list[str]:
+        """Ids of the direct child runs of ``run_id``'s subgraph activations, i.e. the
+        runs with id ``run_id/<step>/<task_path>``, in id order.
+
+        Only ids are read: a damaged row of some other run (a fork, a grandchild) cannot
+        make this fail, unlike ``list_runs(parent_id=...)`` which decodes every row.
+        """
+        lo, hi = children_range(run_id)
+        rows = self._read("SELECT id FROM runs WHERE id >= ? AND id < ? ORDER BY id", [lo, hi])
+        return direct_children(lo, [r[0] for r in rows])
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete a run and everything hanging off it, child runs included."""
+        params = [run_id, *children_range(run_id)]
+        with self.write() as c:
+            for table, col in PER_RUN_TABLES:
+                c.execute(
+                    f'DELETE FROM "{table}" WHERE ' + _SELF_OR_CHILDREN.format(col=col), params
+                )
+            # blobs no effect refers to any more
+            c.execute(
+                "DELETE FROM blobs WHERE hash NOT IN (SELECT substr(response, ?) FROM effects "
+                "WHERE substr(response, 1, ?) = ?)",
+                [len(BLOB_PREFIX) + 1, len(BLOB_PREFIX), BLOB_PREFIX],
+            )
+
+    # -- state-schema migration of a stored run ---------------------------------------
+
+    def migrate_run(
+        self,
+        run_id: str,
+        *,
+        state: Any,
+        update: Any,
+        fingerprint: str,
+        graph_doc: str,
+    ) -> None:
+        """Rewrite a run's stored JSON to a new state-schema version, in one transaction:
+        ``state(raw) -> raw`` for the input and every snapshot, ``update(raw) -> raw`` for
+        every committed update; the run then records the new graph fingerprint. Row hashes
+        are recomputed. Used by resume, so new rows are never mixed with old ones."""
+        with self.write() as c:
+            self._fence(c, run_id)
+            run = self.get_run(run_id)
+            new_run = run.model_copy(
+                update={
+                    "input": state(run.input),
+                    "fingerprint": fingerprint,
+                    "graph_doc": graph_doc,
+                }
+            )
+            vals = [getattr(new_run, k) for k in RUN_IMMUTABLE]
+            c.execute(
+                "UPDATE runs SET input = ?, fingerprint = ?, graph_doc = ?, hash = ? WHERE id = ?",
+                [new_run.input, fingerprint, graph_doc, row_hash(*vals), run_id],
+            )
+            for st in self.steps(run_id):
+                if st.snapshot is None:
+                    continue
+                new = st.model_copy(update={"snapshot": state(st.snapshot)})
+                c.execute(
+                    "UPDATE steps SET snapshot = ?, hash = ? WHERE run_id = ? AND step = ?",
+                    [new.snapshot, values(new, STEP_COLS)[-1], run_id, st.step],
+                )
+            for w in self.writes(run_id):
+                new_w = w.model_copy(update={"update": update(w.update)})
+                c.execute(
+                    'UPDATE writes SET "update" = ?, hash = ? '
+                    "WHERE run_id = ? AND step = ? AND task_path = ?",
+                    [new_w.update, values(new_w, WRITE_COLS)[-1], run_id, w.step, w.task_path],
+                )
+
+    def shrink_wal(self) -> None:
+        """Best effort, at the end of a run: fold the WAL into the database and truncate it,
+        so the files on disk are about the size of the data. Gives up at once (no waiting)
+        when another connection is busy; SQLite's auto-checkpoint then does it later."""
+        if self.memory:
+            return
+        with self._lock:
+            try:
+                self.conn.execute("PRAGMA busy_timeout = 0")
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.DatabaseError:
+                pass
+            finally:
+                self.conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")

@@ -1,0 +1,128 @@
+"""The SQLite checkpoint schema: migrations registered on ``sqlite_utils.Migrations``.
+
+Never edit or reorder a released migration; append a new one.
+"""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+__all__ = ["migrations"]
+
+migrations = sqlite_utils.Migrations("flowstate")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db["runs"].create(  # type: ignore[union-attr]
+        {
+            "id": str,
+            "graph": str,
+            "fingerprint": str,
+            "graph_doc": str,
+            "status": str,
+            "input": str,
+            "head_step": int,
+            "error": str,
+            "parent_id": str,
+            "parent_step": int,
+            "config": str,
+            "created_at": float,
+            "updated_at": float,
+            "hash": str,
+            "mhash": str,
+        },
+        pk="id",
+        not_null={"graph", "fingerprint", "status", "input", "head_step", "hash"},
+    )
+    # no index on updated_at: it changes on every commit and would cost a page write each
+    db["runs"].create_index(["created_at"])  # type: ignore[union-attr]
+    db["runs"].create_index(["parent_id"])  # type: ignore[union-attr]
+    db["steps"].create(  # type: ignore[union-attr]
+        {
+            "run_id": str,
+            "step": int,
+            "tasks": str,
+            "joins": str,
+            "snapshot": str,
+            "created_at": float,
+            "hash": str,
+        },
+        pk=("run_id", "step"),
+        not_null={"tasks", "hash"},
+    )
+    db["writes"].create(  # type: ignore[union-attr]
+        {
+            "run_id": str,
+            "step": int,
+            "task_path": str,
+            "node": str,
+            "seq": int,
+            "update": str,
+            "goto": str,
+            "usage": str,
+            "started_at": float,
+            "finished_at": float,
+            "hash": str,
+        },
+        pk=("run_id", "step", "task_path"),
+        not_null={"node", "seq", "update", "hash"},
+    )
+    db["effects"].create(  # type: ignore[union-attr]
+        {
+            "run_id": str,
+            "step": int,
+            "task_path": str,
+            "seq": int,
+            "name": str,
+            "request": str,
+            "response": str,
+            "created_at": float,
+            "hash": str,
+        },
+        pk=("run_id", "step", "task_path", "seq"),
+        not_null={"name", "request", "response", "hash"},
+    )
+    db["interrupts"].create(  # type: ignore[union-attr]
+        {
+            "run_id": str,
+            "step": int,
+            "task_path": str,
+            "seq": int,
+            "payload": str,
+            "answer": str,
+            "created_at": float,
+            "hash": str,
+        },
+        pk=("run_id", "step", "task_path", "seq"),
+        not_null={"payload", "hash"},
+    )
+    db["attempts"].create(  # type: ignore[union-attr]
+        {
+            "run_id": str,
+            "step": int,
+            "task_path": str,
+            "attempt": int,
+            "error": str,
+            "created_at": float,
+        },
+        pk=("run_id", "step", "task_path", "attempt"),
+    )
+    db["signals"].create(  # type: ignore[union-attr]
+        {"run_id": str, "kind": str, "created_at": float},
+        pk=("run_id", "kind"),
+    )
+
+
+@migrations()
+def m002_leases(db: sqlite_utils.Database) -> None:
+    """One writer per run: the owner, its fencing epoch and its lease expiry."""
+    db["runs"].add_column("owner", str)  # type: ignore[union-attr]
+    db["runs"].add_column("epoch", int, not_null_default=0)  # type: ignore[union-attr]
+    db["runs"].add_column("lease_until", float)  # type: ignore[union-attr]
+
+
+@migrations()
+def m003_blobs(db: sqlite_utils.Database) -> None:
+    """Large effect results stored once by content hash (forks and retries repeat them)."""
+    db["blobs"].create({"hash": str, "data": str}, pk="hash")  # type: ignore[union-attr]

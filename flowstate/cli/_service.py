@@ -1,0 +1,26 @@
+"""The `serve` command: the HTTP task service, or a hint to install it."""
+
+from __future__ import annotations
+
+import typer
+
+from ._common import CLIError, _fail
+
+
+def register_service(app: typer.Typer) -> None:
+    """Add `serve` to `app` (a stub that explains the install when the extra is missing)."""
+    try:
+        from flowstate.service import serve_command
+    except ImportError:  # the service extra (fastapi, uvicorn) is not installed
+
+        @app.command("serve")
+        def serve_missing() -> None:
+            """Run the HTTP task service (needs `pip install 'flowstate[service]'`)."""
+            _fail(
+                CLIError(
+                    "the task service needs fastapi and uvicorn: pip install 'flowstate[service]'"
+                )
+            )
+
+        return
+    app.command("serve")(serve_command)

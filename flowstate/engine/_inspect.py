@@ -1,0 +1,129 @@
+"""Reading runs back: rebuild a state at any step from its snapshot and updates, history."""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from flowstate.checkpoints import RunRecord, WriteRecord
+from flowstate.errors import CorruptRowError, RunStateError
+
+from ._outcome import Committed, goto_from_json
+from ._results import HistoryEntry
+from ._rows import parse
+from ._types import Task
+
+__all__ = ["InspectMixin"]
+
+S = TypeVar("S", bound=BaseModel)
+
+
+class InspectMixin(Generic[S]):
+    """Part of ``CompiledGraph``: state rebuild, history, state_at."""
+
+    def _committed_from(self, w: WriteRecord, run_id: str) -> Committed:
+        try:
+            update = self.ir.schema.load_update(self._migrate(run_id, w.update, "update"))
+            goto = goto_from_json(w.goto, run_id, w.step)
+        except (ValueError, ValidationError) as e:
+            raise CorruptRowError("writes", run_id, w.step, f"update of '{w.node}': {e}") from None
+        task = Task(w.node, w.task_path)
+        return Committed(task, w, update, goto)
+
+    def _rebuild(self, run_id: str, step: int) -> tuple[BaseModel, dict[str, int]]:
+        """The input state of ``step``: the nearest snapshot plus the updates after it."""
+        store = self.store
+        snap = store.last_snapshot(run_id, step)
+        if snap is None or snap.snapshot is None:
+            raise CorruptRowError("steps", run_id, step, "no snapshot at or before this step")
+        try:
+            state = self.ir.schema.load_state(self._migrate(run_id, snap.snapshot, "state"))
+        except (ValueError, ValidationError) as e:
+            raise CorruptRowError("steps", run_id, snap.step, f"snapshot: {e}") from None
+        by_step: dict[int, list[WriteRecord]] = {}
+        nbytes = 0
+        for w in store.writes(run_id, snap.step, step):
+            by_step.setdefault(w.step, []).append(w)
+            nbytes += len(w.update)
+        # every closed step must hold exactly the activations it planned: a missing or
+        # misplaced write row would otherwise yield a silently wrong state
+        for row in store.steps(run_id, snap.step, step):
+            planned = sorted(
+                t["path"] for t in parse("tasks", row.tasks, "steps", run_id, row.step)
+            )
+            held = sorted(w.task_path for w in by_step.get(row.step, []))
+            if planned != held:
+                raise CorruptRowError(
+                    "writes",
+                    run_id,
+                    row.step,
+                    f"step {row.step} planned {planned} but the store holds writes {held}",
+                )
+        for s in sorted(by_step):
+            ws = sorted(by_step[s], key=lambda w: w.seq)
+            updates = [(w.node, self._committed_from(w, run_id).update) for w in ws]
+            state = self.ir.schema.apply(state, updates, s)
+        return state, {
+            "bytes_since": nbytes,
+            "steps_since": step - snap.step,
+            "snapshot_bytes": len(snap.snapshot),
+        }
+
+    # -- inspection -------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> RunRecord:
+        return self.store.get_run(run_id)
+
+    def get_state(self, run_id: str) -> S:
+        """The run's current state (after its last closed step)."""
+        self.store.get_run(run_id)
+        head = self.store.latest_step(run_id)
+        if head is None:
+            raise CorruptRowError("steps", run_id, None, "the run has no step rows")
+        return self._rebuild(run_id, head.step)[0]  # type: ignore[return-value]
+
+    def state_at(self, run_id: str, step: int) -> S:
+        """The state at the start of ``step`` (step 0 is the input)."""
+        self.store.get_run(run_id)
+        head = self.store.latest_step(run_id)
+        if head is None or step < 0 or step > head.step:
+            last = head.step if head else 0
+            raise RunStateError(f"run {run_id} has steps 0..{last}; step {step} does not exist")
+        return self._rebuild(run_id, step)[0]  # type: ignore[return-value]
+
+    def history(self, run_id: str, *, nested: bool = True) -> list[HistoryEntry]:
+        """Every committed activation of the run, in order. With ``nested`` (default),
+        the activations of subgraph child runs follow the parent activation that ran
+        them, with ``run_id`` set to the child run and ``depth`` to its nesting level."""
+        store = self.store
+        store.get_run(run_id)
+        return self._history(run_id, nested, 0)
+
+    def _history(self, run_id: str, nested: bool, depth: int) -> list[HistoryEntry]:
+        store = self.store
+        effects: dict[tuple[int, str], int] = {}
+        for e in store.effects(run_id):
+            effects[(e.step, e.task_path)] = effects.get((e.step, e.task_path), 0) + 1
+        # ids only: a corrupt fork of this run must not break its parent's history
+        children = set(store.child_run_ids(run_id)) if nested else set()
+        out: list[HistoryEntry] = []
+        for w in store.writes(run_id):
+            out.append(
+                HistoryEntry(
+                    step=w.step,
+                    node=w.node,
+                    task_path=w.task_path,
+                    update=parse("update", w.update, "writes", run_id, w.step),
+                    effects=effects.get((w.step, w.task_path), 0),
+                    started_at=w.started_at,
+                    finished_at=w.finished_at,
+                    run_id=run_id,
+                    depth=depth,
+                    usage=parse("usage", w.usage, "writes", run_id, w.step),
+                )
+            )
+            child = f"{run_id}/{w.step}/{w.task_path}"
+            if child in children:
+                out += self._history(child, nested, depth + 1)
+        return out

@@ -1,0 +1,61 @@
+"""What the scheduler keeps of an activation and returns of a run, and the JSON form of
+``Command`` targets stored with each write."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic_core
+from pydantic import BaseModel
+
+from flowstate.checkpoints import WriteRecord
+
+from ._rows import parse
+from ._types import Send, Task
+
+__all__ = ["Committed", "Failure", "Outcome", "goto_from_json", "goto_to_json"]
+
+
+@dataclass
+class Committed:
+    task: Task
+    write: WriteRecord
+    update: dict[str, Any]
+    goto: list[str | Send]
+
+
+@dataclass
+class Outcome:
+    status: str
+    state: BaseModel
+    reason: str | None = None
+    step: int = 0
+    interrupts: list[Any] = field(default_factory=list)
+
+
+def goto_to_json(goto: list[str | Send]) -> str:
+    items = [
+        {"node": g.node, "payload": pydantic_core.to_jsonable_python(g.payload)}
+        if isinstance(g, Send)
+        else g
+        for g in goto
+    ]
+    return json.dumps(items)
+
+
+def goto_from_json(raw: str, run_id: str = "?", step: int | None = None) -> list[str | Send]:
+    return [
+        Send(g["node"], g.get("payload")) if isinstance(g, dict) else str(g)
+        for g in parse("goto", raw, "writes", run_id, step)
+    ]
+
+
+class Failure(Exception):
+    """A node's failure, carried out of its activation to the step."""
+
+    def __init__(self, task: Task, exc: BaseException) -> None:
+        super().__init__(str(exc))
+        self.task = task
+        self.exc = exc

@@ -1,0 +1,50 @@
+"""What running and inspecting a graph return."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+__all__ = ["HistoryEntry", "RunResult"]
+
+S = TypeVar("S", bound=BaseModel)
+
+
+@dataclass
+class RunResult(Generic[S]):
+    """What a run, resume or fork returns."""
+
+    run_id: str
+    status: str
+    """completed | paused | cancelled (a failure raises NodeFailed instead)."""
+    state: S
+    reason: str | None = None
+    """Why the run paused (interrupt, breakpoint, limit) or was cancelled."""
+    step: int = 0
+    interrupts: list[Any] = field(default_factory=list)
+    """Payloads of the interrupts waiting for an answer."""
+
+
+@dataclass
+class HistoryEntry:
+    """One committed activation of a run."""
+
+    step: int
+    node: str
+    task_path: str
+    update: dict[str, Any]
+    effects: int
+    started_at: float
+    finished_at: float
+    run_id: str
+    """The run the activation belongs to (a subgraph child run for nested entries)."""
+    depth: int = 0
+    """0 for the run's own activations, 1 for a subgraph's, 2 for a sub-subgraph's …"""
+    usage: dict[str, int] = field(default_factory=dict)
+    """LLM tokens used by the activation."""
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.finished_at - self.started_at) * 1000

@@ -1,0 +1,81 @@
+"""Subgraphs: a compiled graph as a node runs as a child run ``parent/step/task`` in the
+parent's store, so a crash inside it resumes inside it."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from ._context import Interrupted
+
+if TYPE_CHECKING:
+    from ._nodes import NodeSpec
+    from ._scheduler import Execution
+    from ._types import Task
+
+__all__ = ["call_subgraph"]
+
+
+_MISSING = object()
+
+
+def _contribution(reducer: str | None, initial: Any, final: Any) -> Any:
+    """What a subgraph added to a field, so the parent's reducer does not count the
+    input twice: the appended suffix, the added amount, the changed keys. Fields without
+    a built-in reducer get the subgraph's final value."""
+    if initial is _MISSING:
+        return final
+    if reducer == "append" and isinstance(final, list) and isinstance(initial, list):
+        if final[: len(initial)] == initial:
+            return final[len(initial) :]
+    elif reducer == "add":
+        try:
+            return final - initial
+        except TypeError:
+            return final
+    elif reducer == "merge" and isinstance(final, dict) and isinstance(initial, dict):
+        return {k: v for k, v in final.items() if k not in initial or initial[k] != v}
+    return final
+
+
+async def call_subgraph(self: Execution, spec: NodeSpec, task: Task) -> Any:
+    sub = spec.subgraph
+    child_id = f"{self.run_id}/{self.step}/{task.path}"
+    bound = sub._bind(self.store)
+    existing = self.store.find_run(child_id)
+    source: BaseModel = self.state
+    if task.send:
+        # a Send to a subgraph carries the fields to override; the rest come from the
+        # step's input state
+        payload = task.payload if isinstance(task.payload, dict) else {}
+        source = self.schema.model.model_validate({**self.state.model_dump(), **payload})
+    child_input = {cf: getattr(source, pf) for cf, pf in (spec.input_map or {}).items()}
+    if existing is None:
+        result = await bound._start(
+            child_input,
+            run_id=child_id,
+            parent=self.run_id,
+            parent_step=self.step,
+            emit=self.emit,
+            journal=self.journal,
+        )
+    else:
+        answers = self._load_answers(task)
+        value = json.loads(answers[0]) if 0 in answers else None
+        result = await bound._continue(child_id, value=value, emit=self.emit, journal=self.journal)
+    if result.status != "completed":
+        raise Interrupted(
+            0,
+            json.dumps({"subgraph": child_id, "status": result.status, "reason": result.reason}),
+        )
+    update: dict[str, Any] = {}
+    for pf, cf in (spec.output_map or {}).items():
+        final = getattr(result.state, cf)
+        reducer = self.schema.fields[pf].reducer
+        kind = None
+        if reducer is not None:
+            kind = "append" if reducer.wrap_item else reducer.name
+        update[pf] = _contribution(kind, child_input.get(cf, _MISSING), final)
+    return update
