@@ -52,6 +52,12 @@ class FlowstateError(Exception):
     """Base class of every flowstate error."""
 
     code: str = "FS000"
+    """Stable code, documented in the error table (``FS1xx`` graphs, ``FS2xx`` runs, ``FS3xx``
+    storage)."""
+
+    retryable: bool = False
+    """Whether trying the same thing again may succeed (a transient fault, not a bug): the
+    default retry policy retries exactly the errors that say so."""
 
     def __init__(self, message: str) -> None:
         super().__init__(f"{self.code}: {message}")
