@@ -7,6 +7,7 @@ for tests and benchmarks).
 
 from ._maintenance import DoctorReport, doctor, parse_age, prune
 from ._memory_store import InMemoryStore
+from ._open import open_store
 from ._records import (
     CHECKPOINT_FORMAT,
     TERMINAL_STATUSES,
@@ -36,6 +37,7 @@ __all__ = [
     "StepRecord",
     "WriteRecord",
     "doctor",
+    "open_store",
     "parse_age",
     "prune",
     "row_hash",

@@ -462,6 +462,26 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
             on_event=on_event,
         )
 
+    def admit_fork(
+        self,
+        run_id: str,
+        *,
+        at: int,
+        update: dict[str, Any] | None = None,
+        new_run_id: str | None = None,
+    ) -> RunRecord:
+        """Store a fork of ``run_id`` at step ``at`` (patched with ``update``) with status
+        ``queued``, without executing it: ``resume(new_id)`` runs it, as ``fork`` would
+        (``completed`` when the step planned nothing). For a service that admits durably
+        before it has an execution slot."""
+        from ._replay import fork_rows
+
+        run, step0, _ = fork_rows(
+            self, run_id, at=at, update=update, new_run_id=new_run_id, status="queued"
+        )
+        self.store.create_run(run, step0)
+        return run
+
     def to_mermaid(self) -> str:
         from ._render import to_mermaid
 

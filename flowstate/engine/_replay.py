@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
-from flowstate.checkpoints import SQLiteStore, WriteRecord
+from flowstate.checkpoints import RunRecord, SQLiteStore, StepRecord, WriteRecord
 from flowstate.errors import NodeFailed, ReplayDivergence, RunStateError
 
 from ._context import EffectDivergence
@@ -23,7 +23,7 @@ from ._scheduler import JournalSource
 if TYPE_CHECKING:
     from ._app import CompiledGraph, RunResult
 
-__all__ = ["Divergence", "ReplayReport", "fork", "replay"]
+__all__ = ["Divergence", "ReplayReport", "fork", "fork_rows", "replay"]
 
 
 class Divergence(BaseModel):
@@ -241,21 +241,19 @@ async def replay(
     return report
 
 
-async def fork(
+def fork_rows(
     app: CompiledGraph[Any],
     run_id: str,
     *,
     at: int,
     update: dict[str, Any] | None = None,
-    reuse_effects: bool = False,
     new_run_id: str | None = None,
-    on_event: Any = None,
-) -> RunResult[Any]:
-    """Start a new run from the state at step ``at`` of ``run_id``, patched with ``update``."""
+    status: Literal["running", "queued"] = "running",
+) -> tuple[RunRecord, StepRecord, Any]:
+    """The run row, step-0 row and state of a fork of ``run_id`` at step ``at``, patched
+    with ``update`` (validated like a node's update); nothing is written."""
     import time
     import uuid
-
-    from flowstate.checkpoints import RunRecord, StepRecord
 
     store = app.store
     parent = store.get_run(run_id)
@@ -279,7 +277,7 @@ async def fork(
         graph=app.name,
         fingerprint=app.fingerprint,
         graph_doc=app.graph_doc,
-        status="running",
+        status=status,
         input=state_json,
         parent_id=run_id,
         parent_step=at,
@@ -297,6 +295,24 @@ async def fork(
     )
     if not json.loads(row.tasks):
         run = run.model_copy(update={"status": "completed"})
+    return run, step0, state
+
+
+async def fork(
+    app: CompiledGraph[Any],
+    run_id: str,
+    *,
+    at: int,
+    update: dict[str, Any] | None = None,
+    reuse_effects: bool = False,
+    new_run_id: str | None = None,
+    on_event: Any = None,
+) -> RunResult[Any]:
+    """Start a new run from the state at step ``at`` of ``run_id``, patched with ``update``."""
+    store = app.store
+    run, step0, state = fork_rows(app, run_id, at=at, update=update, new_run_id=new_run_id)
+    new_id = run.id
+    state_json = step0.snapshot or ""
     store.create_run(run, step0)
     journal = None
     if reuse_effects:

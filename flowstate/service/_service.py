@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -217,6 +217,8 @@ class TaskService:
         self.recovered: list[str] = []
         """Runs picked up again at startup."""
         self.recovery_error: str | None = None
+        self.stats: Callable[[RunRecord], dict[str, Any]] | None = None
+        """Per-run numbers for list items (duration, activations, tokens, cost)."""
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -530,12 +532,27 @@ class TaskService:
         return TaskDetail(**_summary_fields(run), state=state, steps=steps, interrupts=interrupts)
 
     def page(
-        self, *, status: str | None, graph: str | None, limit: int, cursor: str | None
+        self,
+        *,
+        status: str | None,
+        graph: str | None,
+        limit: int,
+        cursor: str | None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> TaskPage:
         after = decode_cursor(cursor) if cursor else None
+        if until is not None and (after is None or after[0] >= until):
+            after = (until, "\U0010ffff")  # past every id created at `until`: strictly before
         rows, more = page_runs(self.store, status=status, graph=graph, limit=limit, after=after)
+        if since is not None and rows and rows[-1].created_at < since:
+            rows, more = [r for r in rows if r.created_at >= since], False  # newest first
+        stats = self.stats
         return TaskPage(
-            items=[self.summary(r) for r in rows],
+            items=[
+                self.summary(r).model_copy(update=stats(r)) if stats else self.summary(r)
+                for r in rows
+            ],
             next_cursor=encode_cursor(rows[-1]) if more and rows else None,
         )
 
