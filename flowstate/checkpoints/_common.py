@@ -8,7 +8,8 @@ these helpers so that the three backends cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -235,3 +236,18 @@ def next_epoch(
 def lease_tuple(row: Sequence[Any]) -> tuple[str | None, int, float | None]:
     """(owner, epoch, lease_until) of a stored ``(owner, epoch, lease_until)`` row."""
     return (row[0], int(row[1] or 0), row[2])
+
+
+def sum_usage(raws: Iterable[str]) -> dict[str, int]:
+    """Token counts summed over ``writes.usage`` JSON texts (unreadable ones skipped)."""
+    total = {"input_tokens": 0, "output_tokens": 0}
+    for raw in raws:
+        try:
+            data = json.loads(raw or "{}")
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            for k, v in data.items():
+                if isinstance(v, int | float) and not isinstance(v, bool):
+                    total[str(k)] = total.get(str(k), 0) + int(v)
+    return total

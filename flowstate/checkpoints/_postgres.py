@@ -59,6 +59,7 @@ from ._common import (
     run_exists_error,
     run_filters,
     run_values,
+    sum_usage,
     values,
 )
 from ._postgres_conn import PostgresConnection, ids
@@ -391,3 +392,8 @@ class PostgresStore(PostgresConnection, PostgresLeases, PostgresMaintenance):
             [run_id],
         )
         return {str(r[0]): int(r[1]) for r in rows}
+
+    def usage_totals(self, run_id: str) -> tuple[int, dict[str, int]]:
+        """(committed activations, summed token usage) of the run, without decoding rows."""
+        rows = self._read(self._q('SELECT "usage" FROM {writes} WHERE "run_id" = %s'), [run_id])
+        return len(rows), sum_usage(str(r[0]) for r in rows if r[0] and r[0] != "{}")

@@ -33,6 +33,7 @@ from ._common import (
     run_exists_error,
     run_filters,
     run_values,
+    sum_usage,
     values,
 )
 from ._records import (
@@ -344,3 +345,13 @@ class SQLiteStore(SQLiteConnection, SQLiteLeases, SQLiteMaintenance):
             "SELECT node, count(*) FROM writes WHERE run_id = ? GROUP BY node", [run_id]
         )
         return {str(r[0]): int(r[1]) for r in rows}
+
+    def usage_totals(self, run_id: str) -> tuple[int, dict[str, int]]:
+        """(committed activations, summed token usage) of the run, without decoding its
+        write rows: a 10,000-step run answers in milliseconds."""
+        (n,) = self._read("SELECT count(*) FROM writes WHERE run_id = ?", [run_id])[0]
+        raws = self._read(
+            "SELECT usage FROM writes WHERE run_id = ? AND usage IS NOT NULL AND usage != '{}'",
+            [run_id],
+        )
+        return int(n), sum_usage(str(r[0]) for r in raws)

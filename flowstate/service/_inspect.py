@@ -123,6 +123,9 @@ class RunInspector:
 
     def usage(self, run_id: str) -> tuple[int, dict[str, int]]:
         """(committed activations, summed token usage) of a run's own activations."""
+        fast = getattr(self.store, "usage_totals", None)
+        if fast is not None:
+            return fast(run_id)  # type: ignore[no-any-return]
         total: dict[str, int] = {"input_tokens": 0, "output_tokens": 0}
         n = 0
         for w in self.store.writes(run_id):
@@ -146,9 +149,7 @@ class RunInspector:
             return None
         if not (limits.input_price_per_mtok or limits.output_price_per_mtok):
             return None
-        return round(
-            limits.cost(tokens.get("input_tokens", 0), tokens.get("output_tokens", 0)), 6
-        )
+        return round(limits.cost(tokens.get("input_tokens", 0), tokens.get("output_tokens", 0)), 6)
 
     @staticmethod
     def duration_ms(run: RunRecord) -> float:
@@ -214,8 +215,12 @@ class RunInspector:
                     status = "paused"
             kind = (doc["nodes"].get(n) or {}).get("kind", "node")
             nodes.append(
-                NodeView(name=n, kind="subgraph" if kind == "subgraph" else "node",
-                         visits=count, status=status)
+                NodeView(
+                    name=n,
+                    kind="subgraph" if kind == "subgraph" else "node",
+                    visits=count,
+                    status=status,
+                )
             )
         activations, tokens = self.usage(run_id)
         graph = self.graphs.get(run.graph)
@@ -289,7 +294,8 @@ class RunInspector:
         effect_counts: dict[tuple[int, str], int] = {}
         for step in sorted({w.step for w in writes}):
             for e in store.effects(run_id, step):
-                effect_counts[(e.step, e.task_path)] = effect_counts.get((e.step, e.task_path), 0) + 1
+                key = (e.step, e.task_path)
+                effect_counts[key] = effect_counts.get(key, 0) + 1
         items = []
         for w in writes:
             update = _loads(w.update, {})
@@ -353,8 +359,12 @@ class RunInspector:
             raise RunStateError(f"run {run_id} has no snapshot at or before step {step}")
         state = _loads(snap.snapshot, {})
         pending = [
-            {"step": w.step, "node": w.node, "task_path": w.task_path,
-             "update": _loads(w.update, {})}
+            {
+                "step": w.step,
+                "node": w.node,
+                "task_path": w.task_path,
+                "update": _loads(w.update, {}),
+            }
             for w in store.writes(run_id, snap.step, step)
         ]
         diff: list[DiffItem] = []
@@ -362,7 +372,7 @@ class RunInspector:
             # without the reducers only what the previous step's activations wrote is known
             for w in store.writes(run_id, previous, step):
                 update = _loads(w.update, {})
-                for k, v in (update.items() if isinstance(update, dict) else ()):
+                for k, v in update.items() if isinstance(update, dict) else ():
                     diff.append(DiffItem(path=f"{k}", op="change", after=v))
         return StateAtStep(
             run_id=run_id,
@@ -401,8 +411,9 @@ def _mermaid(doc: dict[str, Any]) -> str:
     """Mermaid text from a stored graph document (when the graph itself is not served)."""
 
     def nid(n: str) -> str:
-        return {START: "__start__", END: "__end__"}.get(n, "n_" + "".join(
-            c if c.isalnum() or c == "_" else "_" for c in n))
+        return {START: "__start__", END: "__end__"}.get(
+            n, "n_" + "".join(c if c.isalnum() or c == "_" else "_" for c in n)
+        )
 
     lines = ["flowchart TD", '    __start__(["start"])', '    __end__(["end"])']
     for n, spec in sorted(doc.get("nodes", {}).items()):

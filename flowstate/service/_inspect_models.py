@@ -50,8 +50,9 @@ class RunLink(BaseModel):
     relation: Literal["fork_parent", "fork", "subgraph_parent", "subgraph"]
     status: str
     step: int | None = Field(
-        default=None, description="The parent step the fork starts at, or the step of the "
-        "activation that ran the subgraph."
+        default=None,
+        description="The parent step the fork starts at, or the step of the "
+        "activation that ran the subgraph.",
     )
 
 
@@ -168,8 +169,7 @@ class ForkTask(BaseModel):
     at: int = Field(ge=0, le=100_000_000, description="The step to fork at (0: the input).")
     update: dict[str, Any] | None = Field(
         default=None,
-        description="A state patch applied through the reducers, validated like a node's "
-        "update.",
+        description="A state patch applied through the reducers, validated like a node's update.",
     )
 
 

@@ -9,7 +9,7 @@ No ``from __future__ import annotations``: FastAPI must see the annotations as o
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 
 from ._actions import fork_task, pause_task, replay_task
 from ._http import ApiError

@@ -120,9 +120,7 @@ def graph_svg(doc: dict[str, Any], nodes: dict[str, tuple[str, int]]) -> str:
         for k in sorted(rows):
             row = rows[k]
             row.sort(
-                key=lambda n: (
-                    sum(pos[p] for p in preds[n]) / len(preds[n]) if preds[n] else pos[n]
-                )
+                key=lambda n: sum(pos[p] for p in preds[n]) / len(preds[n]) if preds[n] else pos[n]
             )
             for i, n in enumerate(row):
                 pos[n] = float(i)
@@ -149,7 +147,7 @@ def graph_svg(doc: dict[str, Any], nodes: dict[str, tuple[str, int]]) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" class="fs-graph" viewBox="0 0 '
         f'{total_w:.0f} {height:.0f}" width="{total_w:.0f}" height="{height:.0f}" '
         f'role="img" aria-label="graph {escape(str(doc.get("name", "")))}">',
-        "<defs><marker id=\"fs-arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" "
+        '<defs><marker id="fs-arrow" viewBox="0 0 10 10" refX="9" refY="5" '
         'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
         '<path d="M0,0 L10,5 L0,10 z" fill="#616161"/></marker></defs>',
     ]

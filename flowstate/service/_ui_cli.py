@@ -69,7 +69,11 @@ def ui_command(
         raise typer.Exit(2) from None
     app = create_app(registry, db=path, token=token, read_only=not graphs)
     config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5,
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=5,
         server_header=False,
     )
     server = uvicorn.Server(config)

@@ -14,8 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from flowstate import END, START, GraphBuilder, NodeContext, append
-from flowstate import Limits
+from flowstate import END, START, GraphBuilder, Limits, NodeContext, append
 from flowstate.llm import LLMRequest, LLMResponse, Message, ScriptedLLM, Usage
 from flowstate.service import GraphRegistry
 
@@ -143,9 +142,7 @@ def waiter_graph() -> GraphBuilder[Wait]:
 
 def registry() -> GraphRegistry:
     prices = Limits(input_price_per_mtok=3.0, output_price_per_mtok=15.0)
-    reg = GraphRegistry(
-        [review_graph().compile(limits=prices), counter_graph(), waiter_graph()]
-    )
+    reg = GraphRegistry([review_graph().compile(limits=prices), counter_graph(), waiter_graph()])
     reg["review"].services["llm"] = ScriptedLLM(_answer)
     return reg
 

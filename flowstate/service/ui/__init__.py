@@ -136,8 +136,9 @@ class InspectorGate:
             await self._ui(scope, receive, send, path, method)
             return
         if method in _UNSAFE and not _same_origin(scope):
-            await _problem(send, 403, "cross-origin request refused: the Origin header names "
-                           "another site")
+            await _problem(
+                send, 403, "cross-origin request refused: the Origin header names another site"
+            )
             return
         if self.token is not None and _header(scope, b"authorization") is None:
             session = self._session(scope)
@@ -184,8 +185,11 @@ class InspectorGate:
             if not _same_origin(scope):
                 await _problem(send, 403, "cross-origin request refused")
                 return
-            await _redirect(send, "/ui/login", cookie=f"{COOKIE}=; Max-Age=0; Path=/; "
-                            "HttpOnly; Secure; SameSite=Strict")
+            await _redirect(
+                send,
+                "/ui/login",
+                cookie=f"{COOKIE}=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Strict",
+            )
             return
         if path == "/ui/session":
             if not signed_in:
@@ -292,7 +296,11 @@ async def _json(send: Send, status: int, doc: dict[str, Any]) -> None:
 
 async def _problem(send: Send, status: int, detail: str, *, allow: str | None = None) -> None:
     titles = {403: "Forbidden", 404: "Not found", 405: "Method not allowed", 413: "Too large"}
-    doc = {"type": "about:blank", "title": titles.get(status, "Error"), "status": status,
-           "detail": detail}
+    doc = {
+        "type": "about:blank",
+        "title": titles.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
     extra = [(b"allow", allow.encode())] if allow else None
     await _send(send, status, json.dumps(doc).encode(), "application/problem+json", extra=extra)
