@@ -556,6 +556,17 @@ def test_writes_are_ordered_by_step_then_merge_order(store: Any, rec: Rec) -> No
     assert store.visit_counts("r1") == {"a": 1, "b": 1, "c": 1, "d": 1}
 
 
+def test_usage_totals_sum_the_committed_activations(store: Any, rec: Rec) -> None:
+    store.create_run(rec.run("r1"), rec.step("r1", 0))
+    assert store.usage_totals("r1") == (0, {"input_tokens": 0, "output_tokens": 0})
+    store.commit("r1", writes=[rec.write("r1", 0, "a", usage='{"input_tokens": 7, "output_tokens": 2}')])
+    store.commit("r1", writes=[rec.write("r1", 1, "b")])
+    store.commit("r1", writes=[rec.write("r1", 2, "c", usage='{"input_tokens": 3, "cache_read": 5}')])
+    assert store.usage_totals("r1") == (
+        3, {"input_tokens": 10, "output_tokens": 2, "cache_read": 5})
+    assert store.usage_totals("ghost") == (0, {"input_tokens": 0, "output_tokens": 0})
+
+
 def test_rows_survive_closing_and_reopening_the_store(store_factory: StoreFactory,
                                                       rec: Rec) -> None:
     s1 = store_factory("reopen")

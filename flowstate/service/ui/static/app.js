@@ -217,6 +217,7 @@ async function showList(params) {
 const state = { run: null, page: null, selected: null };
 
 async function showRun(id, step) {
+  refreshGen++;
   const overview = await api("GET", `/v1/tasks/${runPath(id)}/overview`);
   state.run = overview;
   state.selected = null;
@@ -266,13 +267,15 @@ function renderRun() {
           links.length ? h("ul", { id: "links" }, links) : null),
         h("div", {}, actionButtons(r)))),
     h("div", { class: "row" },
-      h("div", { class: "panel grow" }, h("h2", {}, "Graph"), graphBox, legend,
-        h("details", {}, h("summary", {}, "Mermaid"), h("pre", { class: "json", id: "mermaid" }, r.mermaid))),
       h("div", { class: "side" },
-        interruptsPanel(r),
-        h("div", { class: "panel", id: "replay-panel", hidden: true }))),
-    h("div", { class: "panel", id: "timeline-panel" }, timelineView()),
-    h("div", { class: "panel", id: "detail", hidden: true }),
+        h("div", { class: "panel" }, h("h2", {}, "Graph"), graphBox, legend,
+          h("details", {}, h("summary", {}, "Mermaid"), h("pre", { class: "json", id: "mermaid" }, r.mermaid))),
+      ),
+      h("div", { class: "grow" },
+        r.interrupts.length ? interruptsPanel(r) : null,
+        h("div", { class: "panel", id: "replay-panel", hidden: true }),
+        h("div", { class: "panel", id: "timeline-panel" }, timelineView()),
+        h("div", { class: "panel", id: "detail", hidden: true }))),
   );
   if (!r.actions) {
     const note = r.id.includes("/")
@@ -324,7 +327,6 @@ function interruptsPanel(r) {
   const pending = pendingInterrupts(r);
   const answered = r.interrupts.filter((i) => i.answered);
   const panel = h("div", { class: "panel", id: "interrupts" }, h("h2", {}, "Interrupts"));
-  if (!r.interrupts.length) panel.append(h("p", { class: "muted" }, "None."));
   for (const i of pending) {
     const input = h("textarea", { rows: 2, id: "answer-" + i.id.replace(/[^A-Za-z0-9]/g, "_"),
       class: "answer", placeholder: "answer as JSON (true, \"text\", {\"ok\": false})" });
@@ -499,6 +501,7 @@ async function selectActivation(a) {
   }
   panel.replaceChildren(h("h2", { id: "detail-title" }, heading), tabs, body);
   show("Changes");
+  panel.scrollIntoView({ block: "nearest" });
 }
 
 function blocksOf(content) {
@@ -566,14 +569,17 @@ function forkView(a) {
 
 // -- live updates ------------------------------------------------------------------------
 
+let refreshGen = 0;
+
 async function refresh() {
   const r = state.run;
   if (!r) return;
+  const mine = ++refreshGen; // the latest refresh wins: an older one still in flight is dropped
   const keep = state.selected;
   const overview = await api("GET", `/v1/tasks/${runPath(r.id)}/overview`);
   const start = state.page ? state.page.start : 0;
   const page = await api("GET", `/v1/tasks/${runPath(r.id)}/history?start=${start}&limit=${STEPS_PER_PAGE}`);
-  if (!state.run || state.run.id !== r.id) return;
+  if (mine !== refreshGen || !state.run || state.run.id !== r.id) return;
   const replay = document.getElementById("replay-panel");
   const replayKids = replay && !replay.hidden ? [...replay.childNodes] : null;
   state.run = overview;
