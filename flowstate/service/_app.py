@@ -169,8 +169,21 @@ def create_app(
             ("CancelTask", "cancel_task"),
             ("ResumeTask", "resume_task"),
             ("TaskEvents", "task_events"),
+            ("PauseTask", "pause_task"),
+            ("ForkTask", "fork_task"),
+            ("ReplayTask", "replay_task"),
         )
     }
+    links.update(
+        {
+            name: {"operationId": op, "parameters": {"run_id": "$response.body#/id"}}
+            for name, op in (
+                ("TaskOverview", "task_overview"),
+                ("TaskHistory", "task_history"),
+                ("TaskState", "task_state"),
+            )
+        }
+    )
 
     def writable() -> None:
         if read_only:

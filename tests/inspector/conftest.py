@@ -64,9 +64,7 @@ class Page:
         self.page = self.context.new_page()
         self.base = base
         self.errors: list[str] = []
-        self.page.on(
-            "console", lambda m: self.errors.append(m.text) if m.type == "error" else None
-        )
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
 
     def shot(self, name: str) -> Path:

@@ -51,10 +51,15 @@ def word_count(text: str) -> int:
     return len(text.split())
 
 
+CHANGED = {"write": False}
+"""Set ``CHANGED["write"] = True`` to change the node's code: replays then diverge."""
+
+
 async def write(s: Review, ctx: NodeContext) -> dict:
     words = await ctx.effect("word_count", word_count, " ".join(s.facts))
     note = f" (revised after: {s.feedback[-1]})" if s.feedback else ""
-    return {"draft": f"A {words}-word draft on {s.topic}{note}", "rounds": s.rounds + 1}
+    kind = "an improved" if CHANGED["write"] else "A"
+    return {"draft": f"{kind} {words}-word draft on {s.topic}{note}", "rounds": s.rounds + 1}
 
 
 class Text(BaseModel):

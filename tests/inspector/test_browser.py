@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .conftest import TOKEN, wait_status
+from .graphs import CHANGED
 
 EXPECT_TIMEOUT = 15_000
 
@@ -73,7 +74,9 @@ def test_review_run_end_to_end(served: Any, open_page: Any) -> None:
     assert page.locator("#run-id").inner_text() == tid
     approve = page.locator("#graph .fs-node[data-node='approve']")
     assert approve.get_attribute("data-status") == "interrupted"
-    assert page.locator("#graph .fs-node[data-node='research']").get_attribute("data-status") == "ran"
+    assert (
+        page.locator("#graph .fs-node[data-node='research']").get_attribute("data-status") == "ran"
+    )
     assert page.locator("#graph .fs-node[data-node='research']").get_attribute("data-visits") == "1"
     assert page.locator("#interrupts .interrupt.pending").count() == 1
     assert "Publish this draft?" in page.locator("#interrupts").inner_text()
@@ -105,8 +108,10 @@ def test_review_run_end_to_end(served: Any, open_page: Any) -> None:
     page.click("#interrupts .answer-btn")
     write = page.locator("#graph .fs-node[data-node='write']")
     until(
-        lambda: write.get_attribute("data-visits") == "2"
-        and page.locator("#interrupts .interrupt.pending").count() == 1,
+        lambda: (
+            write.get_attribute("data-visits") == "2"
+            and page.locator("#interrupts .interrupt.pending").count() == 1
+        ),
         "the second round's interrupt",
     )
     assert page.locator("#graph .fs-node[data-node='approve']").get_attribute("data-visits") == "1"
@@ -115,7 +120,9 @@ def test_review_run_end_to_end(served: Any, open_page: Any) -> None:
     page.click("#interrupts .answer-btn")
     page.wait_for_selector("#run-header h1 .badge.completed")
     assert wait_status(client, tid, {"completed"})["state"]["approved"] is True
-    assert page.locator("#graph .fs-node[data-node='approve']").get_attribute("data-status") == "ran"
+    assert (
+        page.locator("#graph .fs-node[data-node='approve']").get_attribute("data-status") == "ran"
+    )
     p.shot("07-completed")
 
     # replay: identical, from the journal
@@ -123,6 +130,18 @@ def test_review_run_end_to_end(served: Any, open_page: Any) -> None:
     page.wait_for_selector("#replay-report.identical")
     assert "9 activations" in page.locator("#replay-report").inner_text()  # 7 + 2 nested
     p.shot("08-replay")
+
+    # change the write node's code: the replay now reports where and how it diverges
+    CHANGED["write"] = True
+    try:
+        page.click("#act-replay")
+        page.wait_for_selector("#replay-report.diverged")
+    finally:
+        CHANGED["write"] = False
+    report = page.locator("#replay-report").inner_text()
+    assert "Diverged at step 1, node 'write'" in report
+    assert "draft" in report and "an improved 7-word draft on ducks" in report
+    p.shot("08b-replay-diverged")
 
     # fork from step 1 with a patched topic: a new linked run that re-runs from write
     page.click("#timeline tr.activation[data-step='1']")

@@ -559,9 +559,9 @@ def test_writes_are_ordered_by_step_then_merge_order(store: Any, rec: Rec) -> No
 def test_usage_totals_sum_the_committed_activations(store: Any, rec: Rec) -> None:
     store.create_run(rec.run("r1"), rec.step("r1", 0))
     assert store.usage_totals("r1") == (0, {"input_tokens": 0, "output_tokens": 0})
-    store.commit("r1", writes=[rec.write("r1", 0, "a", usage='{"input_tokens": 7, "output_tokens": 2}')])
-    store.commit("r1", writes=[rec.write("r1", 1, "b")])
-    store.commit("r1", writes=[rec.write("r1", 2, "c", usage='{"input_tokens": 3, "cache_read": 5}')])
+    used = ['{"input_tokens": 7, "output_tokens": 2}', "{}", '{"input_tokens": 3, "cache_read": 5}']
+    for step, usage in enumerate(used):
+        store.commit("r1", writes=[rec.write("r1", step, f"n{step}", usage=usage)])
     assert store.usage_totals("r1") == (
         3, {"input_tokens": 10, "output_tokens": 2, "cache_read": 5})
     assert store.usage_totals("ghost") == (0, {"input_tokens": 0, "output_tokens": 0})
