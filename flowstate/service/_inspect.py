@@ -318,13 +318,16 @@ class RunInspector:
                     child_run=child if child in children else None,
                 )
             )
+        head = store.latest_step(run_id)
+        # the last step that has (or will have) activations: a finished run's head plans none
+        last = run.head_step if head is None or _loads(head.tasks, []) else run.head_step - 1
         return TimelinePage(
             run_id=run_id,
             head_step=run.head_step,
             start=start,
             stop=min(stop, run.head_step + 1),
             items=items,
-            next_start=stop if stop <= run.head_step else None,
+            next_start=stop if stop <= last else None,
         )
 
     # -- state ----------------------------------------------------------------------------
@@ -339,12 +342,20 @@ class RunInspector:
         graph = self.graph_for(run) if "/" not in run_id else None
         previous = step - 1 if step > 0 else None
         if graph is not None:
-            now = graph.state_at(run_id, step).model_dump(mode="json")
-            before = (
-                graph.state_at(run_id, previous).model_dump(mode="json")
-                if previous is not None
-                else now
-            )
+            if previous is None:
+                now = before = graph.state_at(run_id, step).model_dump(mode="json")
+            elif run.fingerprint == graph.fingerprint:
+                # one rebuild, not two: the previous state plus that step's updates, merged
+                # by the graph's reducers in merge order (stored JSON needs no migration)
+                schema = graph.ir.schema
+                prev_state = graph.state_at(run_id, previous)
+                ws = sorted(store.writes(run_id, previous, step), key=lambda w: w.seq)
+                updates = [(w.node, schema.load_update(w.update)) for w in ws]
+                before = prev_state.model_dump(mode="json")
+                now = schema.apply(prev_state, updates, previous).model_dump(mode="json")
+            else:
+                now = graph.state_at(run_id, step).model_dump(mode="json")
+                before = graph.state_at(run_id, previous).model_dump(mode="json")
             return StateAtStep(
                 run_id=run_id,
                 step=step,

@@ -128,9 +128,12 @@ def graph_svg(doc: dict[str, Any], nodes: dict[str, tuple[str, int]]) -> str:
     def label(n: str) -> str:
         return "start" if n == START else "end" if n == END else n
 
+    def badge_w(visits: int) -> float:
+        return 16 + 7 * len(f"×{visits}")
+
     def width(n: str) -> float:
         visits = nodes.get(n, ("", 0))[1]
-        extra = 34 if visits else 0
+        extra = badge_w(visits) + 6 if visits else 0
         return max(64.0, len(label(n)) * _CHAR + 26 + extra)
 
     row_w = {k: sum(width(n) for n in r) + _X_GAP * (len(r) - 1) for k, r in rows.items()}
@@ -156,7 +159,13 @@ def graph_svg(doc: dict[str, Any], nodes: dict[str, tuple[str, int]]) -> str:
         sx, sy, sw = box[s]
         dx, dy, dw = box[d]
         dash = ' stroke-dasharray="5 4"' if conditional else ""
-        if layer[d] > layer[s]:
+        if s == d:  # a node that loops on itself: a small arc on its right
+            x0, y0 = sx + sw / 2, sy + _H / 2
+            path = (
+                f"M{x0:.1f},{y0 - 8:.1f} C{x0 + 42:.1f},{y0 - 30:.1f} "
+                f"{x0 + 42:.1f},{y0 + 30:.1f} {x0:.1f},{y0 + 8:.1f}"
+            )
+        elif layer[d] > layer[s]:
             y0, y1 = sy + _H, dy
             mid = (y0 + y1) / 2
             path = f"M{sx:.1f},{y0:.1f} C{sx:.1f},{mid:.1f} {dx:.1f},{mid:.1f} {dx:.1f},{y1:.1f}"
@@ -194,17 +203,18 @@ def graph_svg(doc: dict[str, Any], nodes: dict[str, tuple[str, int]]) -> str:
                 f'<rect x="{x - w / 2 + 3:.1f}" y="{y + 3:.1f}" width="{w - 6:.1f}" '
                 f'height="{_H - 6}" rx="4" fill="none" stroke="{stroke}" stroke-width="1"/>'
             )
-        tx = x - (17 if visits else 0)
+        bw = badge_w(visits) if visits else 0.0
+        tx = x - (bw / 2 + 3 if visits else 0)
         out.append(
             f'<text x="{tx:.1f}" y="{y + _H / 2 + 4.5:.1f}" text-anchor="middle" '
             f'font-family="system-ui, sans-serif" font-size="13" fill="#212121">'
             f"{escape(label(n))}</text>"
         )
         if visits:
-            bx = x + w / 2 - 22
+            bx = x + w / 2 - 6 - bw  # the badge's left edge
             out.append(
-                f'<rect x="{bx - 14:.1f}" y="{y + 8:.1f}" width="30" height="18" rx="9" '
-                f'fill="{stroke}"/><text class="fs-visits" x="{bx + 1:.1f}" '
+                f'<rect x="{bx:.1f}" y="{y + 8:.1f}" width="{bw:.0f}" height="18" rx="9" '
+                f'fill="{stroke}"/><text class="fs-visits" x="{bx + bw / 2:.1f}" '
                 f'y="{y + 21:.1f}" text-anchor="middle" font-family="system-ui, sans-serif" '
                 f'font-size="11" fill="#fff">×{visits}</text>'
             )

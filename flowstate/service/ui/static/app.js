@@ -393,7 +393,7 @@ let nodeFilter = null;
 
 function filterNode(node) {
   nodeFilter = nodeFilter === node ? null : node;
-  document.getElementById("timeline-panel").replaceChildren(timelineView());
+  document.getElementById("timeline-panel").replaceChildren(...timelineView());
 }
 
 function timelineView() {
@@ -421,7 +421,7 @@ function timelineView() {
   const go = h("input", { type: "number", min: 0, max: r.head_step, id: "goto-step", placeholder: "step", style: null, size: 6 });
   const load = async (start) => {
     state.page = await api("GET", `/v1/tasks/${runPath(r.id)}/history?start=${start}&limit=${STEPS_PER_PAGE}`);
-    document.getElementById("timeline-panel").replaceChildren(timelineView());
+    document.getElementById("timeline-panel").replaceChildren(...timelineView());
   };
   return [
     h("div", { class: "row" }, h("h2", { class: "grow" }, "Timeline",
@@ -454,7 +454,9 @@ function timelineView() {
 async function selectActivation(a) {
   state.selected = a;
   document.querySelectorAll("#timeline tr.activation").forEach((tr) => {
-    tr.classList.toggle("selected", Number(tr.dataset.step) === a.step && tr.dataset.task === a.task_path);
+    const on = Number(tr.dataset.step) === a.step && tr.dataset.task === a.task_path;
+    tr.classList.toggle("selected", on);
+    if (on) tr.scrollIntoView({ block: "nearest" });
   });
   const r = state.run;
   const panel = document.getElementById("detail");
