@@ -225,6 +225,7 @@ async function showRun(id, step) {
   const page = await api("GET", `/v1/tasks/${runPath(id)}/history?start=${start}&limit=${STEPS_PER_PAGE}`);
   state.page = page;
   renderRun();
+  window.scrollTo(0, 0);
   if (step !== null) {
     const a = page.items.find((x) => x.step === step);
     if (a) selectActivation(a);
