@@ -38,6 +38,17 @@ READ_ONLY_DETAIL = (
 
 MAX_TIMELINE_STEPS = 500
 
+RunPath = Annotated[
+    str,
+    Path(
+        pattern=RUN_PATH_PATTERN,
+        description="A task id, or a subgraph run of it: '<task>/<step>/<task path>'.",
+    ),
+]
+TaskId = Annotated[
+    str, Path(pattern=TASK_ID_PATTERN, description="The task id returned at creation.")
+]
+
 
 def add_inspector_routes(
     app: FastAPI,
@@ -49,16 +60,6 @@ def add_inspector_routes(
     read_only: bool = False,
 ) -> None:
     """Register the inspector endpoints on ``app`` (``read_only``: actions answer 403)."""
-    RunPath = Annotated[
-        str,
-        Path(
-            pattern=RUN_PATH_PATTERN,
-            description="A task id, or a subgraph run of it: '<task>/<step>/<task path>'.",
-        ),
-    ]
-    TaskId = Annotated[
-        str, Path(pattern=TASK_ID_PATTERN, description="The task id returned at creation.")
-    ]
 
     @app.get(
         "/v1/tasks/{run_id:path}/overview",
