@@ -194,6 +194,7 @@ class RunInspector:
                 answer=_loads(i.answer),
             )
             for i in store.interrupts(run_id)
+            if i.seq >= 0  # negative: a breakpoint's or a subgraph's bookkeeping row
         ]
         pending = [
             i for i in interrupts if not i.answered and head is not None and i.step == head.step

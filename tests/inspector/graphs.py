@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from flowstate import END, START, GraphBuilder, Limits, NodeContext, append
+from flowstate import END, START, GraphBuilder, Limits, NodeContext, RetryPolicy, append
 from flowstate.llm import LLMRequest, LLMResponse, Message, ScriptedLLM, Usage
 from flowstate.service import GraphRegistry
 
@@ -145,9 +145,40 @@ def waiter_graph() -> GraphBuilder[Wait]:
     return g
 
 
+# -- shaky: a node that fails once, then succeeds on retry; broken: one that always fails
+
+
+class Flaky(BaseModel):
+    done: Annotated[list[str], append] = []
+
+
+_tries: dict[str, int] = {}
+
+
+def shaky(s: Flaky, ctx: NodeContext) -> dict:
+    _tries[ctx.run_id] = _tries.get(ctx.run_id, 0) + 1
+    if _tries[ctx.run_id] == 1:
+        raise RuntimeError("the network blinked")
+    return {"done": ["shaky"]}
+
+
+def fragile(s: Flaky) -> dict:
+    raise ValueError("fragile is broken")
+
+
+def shaky_graph() -> GraphBuilder[Flaky]:
+    g = GraphBuilder(Flaky, name="shaky")
+    retry = RetryPolicy(max_attempts=3, initial_delay=0.01, retry_on=(RuntimeError,))
+    g.add_node(shaky, retry=retry).add_node(fragile)
+    g.add_edge(START, "shaky").add_edge("shaky", "fragile").add_edge("fragile", END)
+    return g
+
+
 def registry() -> GraphRegistry:
     prices = Limits(input_price_per_mtok=3.0, output_price_per_mtok=15.0)
-    reg = GraphRegistry([review_graph().compile(limits=prices), counter_graph(), waiter_graph()])
+    reg = GraphRegistry(
+        [review_graph().compile(limits=prices), counter_graph(), waiter_graph(), shaky_graph()]
+    )
     reg["review"].services["llm"] = ScriptedLLM(_answer)
     return reg
 

@@ -176,6 +176,19 @@ def test_inspector_endpoints(client: TestClient) -> None:
     assert rep["identical"] and rep["recorded_status"] == "paused"
 
 
+def test_attempts_and_a_failed_node(client: TestClient) -> None:
+    tid = client.post("/v1/tasks", json={"graph": "shaky", "input": {}}, headers=AUTH).json()["id"]
+    assert wait(client, tid, {"failed"})["status"] == "failed"
+    o = client.get(f"/v1/tasks/{tid}/overview", headers=AUTH).json()
+    assert "fragile is broken" in o["error"]
+    assert {n["name"]: (n["status"], n["visits"]) for n in o["nodes"]} == {
+        "shaky": ("ran", 1),
+        "fragile": ("failed", 0),
+    }
+    (a,) = client.get(f"/v1/tasks/{tid}/history", headers=AUTH).json()["items"]
+    assert (a["node"], a["attempts"]) == ("shaky", 2)  # one failed attempt, then the commit
+
+
 def test_pause_stops_a_running_task_at_a_node_boundary(client: TestClient) -> None:
     tid = client.post(
         "/v1/tasks", json={"graph": "waiter", "input": {"seconds": 0.05}}, headers=AUTH
@@ -334,3 +347,44 @@ def test_graph_svg_draws_loops_joins_and_escapes_names() -> None:
     assert 'data-node="c" data-status="failed"' in svg
     assert 'data-node="b&lt;i&gt;" data-status="never_reached"' in svg
     assert svg.count('class="fs-edge"') == 6  # 2 + 1 edges, 2 join sources, c -> a loop
+
+
+@pytest.mark.slow
+def test_paging_100000_runs_reads_one_page_at_a_time(tmp_path: Path) -> None:
+    """A page costs the same over 100,000 runs as over a thousand: keyset paging on the
+    created_at index, never a scan of every run."""
+    store = SQLiteStore(str(tmp_path / "runs.db"))
+    t0 = 1_700_000_000.0
+    doc = '{"nodes": {}}'
+    for i in range(100_000):
+        at = t0 + i * 0.5
+        run = RunRecord(
+            id=f"r{i:06d}",
+            graph="counter",
+            fingerprint="f" * 64,
+            graph_doc=doc,
+            status="completed",
+            input="{}",
+            created_at=at,
+            updated_at=at,
+        )
+        store.create_run(run, StepRecord(run_id=run.id, step=0, tasks="[]", created_at=at))
+    with TestClient(create_app(registry(), db=str(tmp_path / "runs.db"))) as c:
+        c.get("/v1/tasks", params={"limit": 50})  # warm
+        t = time.perf_counter()
+        page = c.get("/v1/tasks", params={"limit": 50}).json()
+        first = time.perf_counter() - t
+        cursor, pages = page["next_cursor"], 1
+        while pages < 40:  # 2,000 runs in
+            page = c.get("/v1/tasks", params={"limit": 50, "cursor": cursor}).json()
+            cursor, pages = page["next_cursor"], pages + 1
+        t = time.perf_counter()
+        deep = c.get("/v1/tasks", params={"limit": 50, "cursor": cursor}).json()
+        later = time.perf_counter() - t
+        t = time.perf_counter()
+        old = c.get("/v1/tasks", params={"limit": 50, "until": t0 + 1000}).json()
+        by_time = time.perf_counter() - t
+    assert page["items"][-1]["id"] == "r098000"
+    assert deep["items"][0]["id"] == "r097999"
+    assert [t["id"] for t in old["items"]][:2] == ["r001999", "r001998"]
+    assert max(first, later, by_time) < 0.25, (first, later, by_time)
