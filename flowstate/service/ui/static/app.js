@@ -403,7 +403,8 @@ function timelineView() {
   const items = nodeFilter ? p.items.filter((a) => a.node === nodeFilter) : p.items;
   const rows = items.map((a) => {
     const tr = h("tr", { class: "clickable activation", dataset: { step: a.step, task: a.task_path },
-      onclick: () => selectActivation(a) },
+      tabindex: 0, onclick: () => selectActivation(a),
+      onkeydown: (ev) => { if (ev.key === "Enter") selectActivation(a); } },
       h("td", { class: "num" }, a.step),
       h("td", {}, a.node, a.task_path !== a.node ? h("span", { class: "muted" }, " " + a.task_path) : null),
       h("td", { class: "num" }, "+" + fmtMs((a.started_at - t0) * 1000)),
@@ -621,7 +622,9 @@ function startLive() {
         later();
       });
     }
-    src.onerror = () => { src.close(); if (live) live.timer = setInterval(later, 1500); };
+    src.onerror = () => { src.close(); };
+    // a run executed by another process (a worker) streams only its end: poll as well
+    live.timer = setInterval(later, 3000);
   } else {
     // a read-only inspector: poll the store
     live.timer = setInterval(later, 1500);
