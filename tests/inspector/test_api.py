@@ -388,3 +388,29 @@ def test_paging_100000_runs_reads_one_page_at_a_time(tmp_path: Path) -> None:
     assert deep["items"][0]["id"] == "r097999"
     assert [t["id"] for t in old["items"]][:2] == ["r001999", "r001998"]
     assert max(first, later, by_time) < 0.25, (first, later, by_time)
+
+
+def test_the_inspector_reads_a_postgres_store(tmp_path: Path) -> None:
+    from flowstate.checkpoints._postgres import PostgresStore
+    from flowstate.service._inspect import RunInspector
+    from tests.store.conftest import drop_pg_schema, pg_schema, require_postgres
+
+    dsn = require_postgres()
+    schema = pg_schema(tmp_path, "inspector")
+    store = PostgresStore(dsn, schema=schema)
+    try:
+        reg = registry().bind(store)
+        rid = asyncio.run(reg["review"].run({"topic": "eels"})).run_id
+        o = RunInspector(store, reg).overview(rid)
+        assert o.status == "paused" and o.activations == 3 and o.tokens["input_tokens"] == 120
+        assert [i.id for i in o.interrupts] == ["3:approve:0"]
+        assert {n.name: n.status for n in o.nodes}["approve"] == "interrupted"
+        page = RunInspector(store, reg).timeline(rid, 0, 100)
+        assert [a.node for a in page.items] == ["research", "write", "polish"]
+        st = RunInspector(store, reg).state(rid, 2)
+        assert st.exact and st.state["draft"] == "A 7-word draft on eels"
+        ro = RunInspector(store, GraphRegistry()).state(rid, 2)  # read-only: no reducers
+        assert not ro.exact and [u["node"] for u in ro.pending_updates] == ["research", "write"]
+    finally:
+        store.close()
+        drop_pg_schema(schema)
