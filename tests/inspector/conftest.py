@@ -41,8 +41,10 @@ def _browser_missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Module-scoped, not session-scoped: while Playwright's sync API runs it holds an event
+    loop in this thread, so the tests after these (``asyncio.run``) must not share it."""
     reason = _browser_missing()
     if reason:
         pytest.skip(reason)
