@@ -127,6 +127,7 @@ def counter_graph() -> GraphBuilder[Count]:
 
 class Wait(BaseModel):
     seconds: float = Field(default=0.3, ge=0, le=30)
+    limit: int = Field(default=40, ge=1, le=100_000)
     ticks: Annotated[list[int], append] = []
 
 
@@ -136,7 +137,7 @@ async def tick(s: Wait) -> dict:
 
 
 def again(s: Wait) -> Literal["tick", "__end__"]:
-    return "tick" if len(s.ticks) < 40 else END
+    return "tick" if len(s.ticks) < s.limit else END
 
 
 def waiter_graph() -> GraphBuilder[Wait]:

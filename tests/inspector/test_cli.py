@@ -97,16 +97,17 @@ def test_read_only_ui_follows_a_run_another_process_executes(
                 box.setdefault("run_id", getattr(e, "run_id", None))
                 started.set()
 
-            box["result"] = await graph.run({"seconds": 0.2}, on_event=seen)
+            # runs until the test cancels it: a loaded machine may be slow to start the UI
+            box["result"] = await graph.run({"seconds": 0.2, "limit": 10_000}, on_event=seen)
 
         asyncio.run(go())
 
-    writer = threading.Thread(target=execute, daemon=True)
-    writer.start()
-    assert started.wait(20)
-    rid = box["run_id"]
-    try:
-        with flowstate_ui("--db", str(db)) as url:
+    with flowstate_ui("--db", str(db)) as url:
+        writer = threading.Thread(target=execute, daemon=True)
+        writer.start()
+        assert started.wait(20)
+        rid = box["run_id"]
+        try:
             p = open_page(url)
             page = p.page
             page.set_default_timeout(15_000)
@@ -127,10 +128,10 @@ def test_read_only_ui_follows_a_run_another_process_executes(
             r = httpx.post(f"{url}/v1/tasks/{rid}/pause")
             assert r.status_code == 403 and "--graphs" in r.json()["detail"]
             assert p.errors == []
-    finally:
-        # as another process would: the executing loop sees it at its next node boundary
-        SQLiteStore(str(db)).send_signal(rid, "cancel")
-        writer.join(timeout=20)
+        finally:
+            # as another process would: the executing loop sees it at its next node boundary
+            SQLiteStore(str(db)).send_signal(rid, "cancel")
+            writer.join(timeout=20)
 
 
 def test_ui_with_graphs_can_act(tmp_path: Path) -> None:
