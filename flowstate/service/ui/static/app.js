@@ -362,8 +362,9 @@ function interruptsPanel(r) {
 }
 
 function answerBody(interrupt, value) {
-  // the service answers interrupts by id where it supports it; `value` answers the one pending
-  return { value };
+  // `value` answers the one pending interrupt; with several, each is answered by its id
+  const pending = pendingInterrupts(state.run);
+  return pending.length === 1 ? { value } : { answers: { [interrupt.id]: value } };
 }
 
 function showReplay(rep) {
