@@ -160,9 +160,14 @@ def test_review_run_end_to_end(served: Any, open_page: Any) -> None:
     )
     p.shot("09-fork")
 
-    # the parent lists the fork; its subgraph run opens nested
+    # the parent lists the fork; its subgraph's steps show nested, and the run opens
     page.click("#links a[data-relation='fork_parent']")
     page.wait_for_selector(f"#links a[data-relation='fork'][href*='{fork_id}']")
+    page.click("#timeline tr.activation[data-step='2'] button.expand")
+    nested = page.locator(f"#timeline tr.nested[data-parent='{tid}/2/polish']")
+    nested.first.wait_for()
+    assert nested.count() == 1 and "tidy" in nested.inner_text()
+    p.shot("10a-nested-subgraph-steps")
     page.click("#timeline tr.activation[data-step='2'] a.child-link")
     page.wait_for_selector("#links a[data-relation='subgraph_parent']")
     assert page.locator("#run-id").inner_text() == f"{tid}/2/polish"

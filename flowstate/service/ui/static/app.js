@@ -414,8 +414,12 @@ function timelineView() {
       h("td", { class: "num" }, (a.tokens.input_tokens || 0) + (a.tokens.output_tokens || 0) || ""),
       h("td", { class: "num" }, a.effects || ""),
       h("td", { class: "mono" }, a.writes.join(", ")),
-      h("td", {}, a.child_run ? h("a", { href: runHref(a.child_run), class: "child-link",
-        onclick: (ev) => ev.stopPropagation() }, "open subgraph run") : null));
+      h("td", {}, a.child_run ? [
+        h("button", { class: "link-btn expand", title: "show the subgraph's steps here",
+          onclick: (ev) => { ev.stopPropagation(); toggleNested(ev.target, a.child_run); } }, "▸ steps"),
+        " ",
+        h("a", { href: runHref(a.child_run), class: "child-link",
+          onclick: (ev) => ev.stopPropagation() }, "open run")] : null));
     if (state.selected && state.selected.step === a.step && state.selected.task_path === a.task_path) {
       tr.classList.add("selected");
     }
@@ -450,6 +454,33 @@ function timelineView() {
         if (a) selectActivation(a);
       } }, "Go to step")),
   ];
+}
+
+async function toggleNested(button, childId) {
+  const tr = button.closest("tr");
+  const shown = document.querySelectorAll(`#timeline tr.nested[data-parent="${CSS.escape(childId)}"]`);
+  if (shown.length) {
+    shown.forEach((x) => x.remove());
+    button.textContent = "▸ steps";
+    return;
+  }
+  const page = await api("GET", `/v1/tasks/${runPath(childId)}/history?start=0&limit=${STEPS_PER_PAGE}`);
+  const depth = childId.split("/").length / 2; // each subgraph level adds "/<step>/<path>"
+  const rows = page.items.map((c) => h("tr", { class: "clickable nested", tabindex: 0,
+    dataset: { parent: childId, step: c.step, task: c.task_path },
+    onclick: () => { location.hash = runHref(childId, c.step); } },
+    h("td", { class: "num muted" }, c.step),
+    h("td", { style: null, class: "nested-node", dataset: { depth: Math.floor(depth) } }, "↳ " + c.node),
+    h("td", { class: "num" }, ""),
+    h("td", { class: "num" }, fmtMs(c.duration_ms)),
+    h("td", { class: "num" }, c.attempts),
+    h("td", { class: "num" }, (c.tokens.input_tokens || 0) + (c.tokens.output_tokens || 0) || ""),
+    h("td", { class: "num" }, c.effects || ""),
+    h("td", { class: "mono" }, c.writes.join(", ")),
+    h("td", {}, c.child_run ? h("a", { href: runHref(c.child_run), onclick: (ev) => ev.stopPropagation() },
+      "open subgraph run") : null)));
+  tr.after(...rows);
+  button.textContent = "▾ steps";
 }
 
 // -- one activation: state, diff, effects, fork -------------------------------------------
