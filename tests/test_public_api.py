@@ -26,6 +26,7 @@ def test_top_level_all_is_pinned():
         "LeaseLost",
         "Limits",
         "PayloadTooLarge",
+        "PendingInterrupt",
         "NodeContext",
         "NodeFailed",
         "Reducer",

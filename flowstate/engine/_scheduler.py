@@ -24,6 +24,7 @@ from flowstate.errors import FlowstateError, NodeFailed, PayloadTooLarge
 from . import _events as ev
 from ._activation import ActivationMixin
 from ._context import Interrupted
+from ._interrupts import pending_interrupts
 from ._journal import JournalSource
 from ._limits import Limits
 from ._outcome import Committed, Failure, Outcome, goto_from_json, goto_to_json
@@ -286,12 +287,19 @@ class Execution(ActivationMixin):
             )
             self.emit(ev.RunFinished(run_id=self.run_id, status="failed", reason=err.message))
             raise err
-        payloads = [json.loads(i.payload) for _, i in self._interrupts]
-        task = self._interrupts[0][0]
-        reason = f"interrupt in '{task.node}'"
+        pending = pending_interrupts(self.store, self.run_id)
+        if pending:
+            reason = f"interrupt in '{pending[0].node}'"
+            if len(pending) > 1:
+                reason += f" (+{len(pending) - 1} more)"
+        else:  # a subgraph stopped at a breakpoint or a limit: its reason says which
+            reason = f"subgraph in '{self._interrupts[0][0].node}' paused"
+            sub = json.loads(self._interrupts[0][1].payload)
+            if isinstance(sub, dict) and sub.get("reason"):
+                reason += f": {sub['reason']}"
         self.store.update_run(self.run_id, status="paused", error=reason, head_step=self.step)
         self.emit(ev.RunFinished(run_id=self.run_id, status="paused", reason=reason))
-        return Outcome("paused", self.state, reason, self.step, payloads)
+        return Outcome("paused", self.state, reason, self.step, pending)
 
     def _pause(self, reason: str) -> Outcome:
         self.store.update_run(self.run_id, status="paused", error=reason, head_step=self.step)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from ._context import Interrupted
+from ._interrupts import SUBGRAPH_SEQ
 
 if TYPE_CHECKING:
     from ._nodes import NodeSpec
@@ -62,12 +63,12 @@ async def call_subgraph(self: Execution, spec: NodeSpec, task: Task) -> Any:
             journal=self.journal,
         )
     else:
-        answers = self._load_answers(task)
-        value = json.loads(answers[0]) if 0 in answers else None
-        result = await bound._continue(child_id, value=value, emit=self.emit, journal=self.journal)
+        # answers to the child's interrupts were stored in the child run by id
+        # (resume(answers=...) on the top-level run): continuing it reads them
+        result = await bound._continue(child_id, emit=self.emit, journal=self.journal)
     if result.status != "completed":
         raise Interrupted(
-            0,
+            SUBGRAPH_SEQ,
             json.dumps({"subgraph": child_id, "status": result.status, "reason": result.reason}),
         )
     update: dict[str, Any] = {}
