@@ -4,6 +4,7 @@ commit it — with the step's close when it is the step's last activation."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from collections.abc import Mapping
@@ -327,6 +328,8 @@ class ActivationMixin:
             if spec.is_async:
                 coro = spec.fn(*args, **kwargs)
             else:
+                # ctx.effect / ctx.interrupt called from the worker thread run on this loop
+                ctx._sync_loop = asyncio.get_running_loop()
                 coro = asyncio.to_thread(spec.fn, *args, **kwargs)
         if spec.timeout is not None:
             return await asyncio.wait_for(coro, spec.timeout)
@@ -348,6 +351,17 @@ class ActivationMixin:
                     )
                 goto.append(it)
             raw = raw.update
+        if inspect.isawaitable(raw):
+            close = getattr(raw, "close", None)
+            if close is not None:
+                close()  # no "never awaited" warning: the error below says it
+            raise UpdateRejected(
+                spec.name,
+                None,
+                "it returned a coroutine, not an update: an async call (ctx.llm, ctx.tools, "
+                "an async function) must be awaited, so make the node `async def` and "
+                "`await` it",
+            )
         if raw is None:
             upd: Mapping[str, Any] = {}
         elif isinstance(raw, BaseModel):
@@ -361,4 +375,15 @@ class ActivationMixin:
                 f"it returned {type(raw).__name__}; return a dict of state fields, a model, "
                 "a Command, or None",
             )
+        for key, value in upd.items():
+            if inspect.isawaitable(value):
+                close = getattr(value, "close", None)
+                if close is not None:
+                    close()
+                raise UpdateRejected(
+                    spec.name,
+                    key,
+                    "its value is an un-awaited coroutine: `await` the async call that "
+                    "produced it (in an `async def` node), or call a sync function",
+                )
         return self.schema.validate_update(spec.name, upd, spec.writes), goto
