@@ -6,7 +6,7 @@ from ._context import NodeContext
 from ._identity import graph_diff
 from ._interrupts import UNSET, PendingInterrupt, answer_interrupts, pending_interrupts
 from ._limits import Limits
-from ._nodes import RetryPolicy
+from ._nodes import RetryPolicy, default_retry_on
 from ._plan import RouteError
 from ._results import HistoryEntry, RunResult
 from ._state import Reducer, StateSchema, add, append, merge
@@ -39,6 +39,7 @@ __all__ = [
     "add",
     "answer_interrupts",
     "append",
+    "default_retry_on",
     "graph_diff",
     "merge",
     "pending_interrupts",

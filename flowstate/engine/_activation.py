@@ -23,6 +23,7 @@ from flowstate.errors import FlowstateError, PayloadTooLarge, UpdateRejected
 
 from . import _events as ev
 from ._context import EffectDivergence, Interrupted, NodeContext
+from ._nodes import policy_for
 from ._outcome import Committed, Failure, goto_to_json
 from ._plan import input_for
 from ._rows import parse
@@ -96,11 +97,10 @@ class ActivationMixin:
                         f"node '{task.node}' overran its timeout of {spec.timeout}s and was "
                         "cancelled; raise timeout= or make the node faster"
                     )
-                retry = spec.retry
+                retry = policy_for(spec.retry, e) if spec.retry else None
                 if (
                     retry is not None
                     and attempt < retry.max_attempts
-                    and isinstance(e, retry.retry_on)
                     and not isinstance(e, UpdateRejected | PayloadTooLarge)
                     and not isinstance(e, EffectDivergence)
                 ):
