@@ -32,6 +32,11 @@ def _contribution(reducer: str | None, initial: Any, final: Any) -> Any:
         if final[: len(initial)] == initial:
             return final[len(initial) :]
     elif reducer == "add":
+        if isinstance(initial, str | list | tuple | bytes) and type(final) is type(initial):
+            # sequences: what the child concatenated (a prefix the child kept as it was)
+            if final[: len(initial)] == initial:
+                return final[len(initial) :]
+            return final
         try:
             return final - initial
         except TypeError:
