@@ -111,9 +111,9 @@ class RetryPolicy:
     backoff: float = 2.0
     max_delay: float = 10.0
     jitter: float = 0.1
-    retry_on: tuple[type[BaseException], ...] | type[BaseException] | Callable[
-        [BaseException], bool
-    ] = default_retry_on
+    retry_on: (
+        tuple[type[BaseException], ...] | type[BaseException] | Callable[[BaseException], bool]
+    ) = default_retry_on
 
     def matches(self, exc: BaseException) -> bool:
         """Whether this policy applies to ``exc``."""
@@ -157,6 +157,9 @@ class NodeSpec:
     input_map: Mapping[str, str] | None = None
     output_map: Mapping[str, str] | None = None
     payload_adapter: TypeAdapter[Any] | None = None
+    payload_only: bool = False
+    """The input model has fields the state lacks, so it is not a view: the node can only
+    be reached by ``Send(node, payload)``."""
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -287,9 +290,16 @@ def analyse_node(name: str, fn: Callable[..., Any], state: type[BaseModel]) -> N
             payload_adapter = TypeAdapter(input_type)
         except Exception:
             payload_adapter = None
+    payload_only = (
+        kind == "view"
+        and isinstance(input_type, type)
+        and issubclass(input_type, BaseModel)
+        and not set(input_type.model_fields) <= set(state.model_fields)
+    )
     return NodeSpec(
         name=name,
         fn=fn,
+        payload_only=payload_only,
         is_async=inspect.iscoroutinefunction(call),
         input_kind=kind,  # type: ignore[arg-type]
         input_type=input_type,
