@@ -38,6 +38,7 @@ def test_top_level_all_is_pinned():
         "RunStateError",
         "SQLiteStore",
         "Send",
+        "StateMutated",
         "StoreError",
         "StoreIOError",
         "UpdateRejected",

@@ -19,10 +19,11 @@ from flowstate.checkpoints import (
     StepRecord,
     WriteRecord,
 )
-from flowstate.errors import FlowstateError, PayloadTooLarge, UpdateRejected
+from flowstate.errors import FlowstateError, PayloadTooLarge, StateMutated, UpdateRejected
 
 from . import _events as ev
 from ._context import EffectDivergence, Interrupted, NodeContext
+from ._isolation import check_mutations, isolate
 from ._nodes import policy_for
 from ._outcome import Committed, Failure, goto_to_json
 from ._plan import input_for
@@ -70,8 +71,11 @@ class ActivationMixin:
                 )
             ctx = self._context(task, attempt, journal, answers)
             try:
-                result = await self._call(spec, task, ctx)
+                arg, source = self._input(spec, task)
+                result = await self._call(spec, task, ctx, arg)
                 update, goto = self._normalize(spec, result)
+                if source is not None:
+                    check_mutations(task.node, arg, source, set(update))
                 if self._custom and not self._custom.isdisjoint(update):
                     # a user reducer may refuse the update: find out before committing it
                     self.schema.apply(self.state, [(task.node, update)], self.step)
@@ -101,7 +105,7 @@ class ActivationMixin:
                 if (
                     retry is not None
                     and attempt < retry.max_attempts
-                    and not isinstance(e, UpdateRejected | PayloadTooLarge)
+                    and not isinstance(e, UpdateRejected | PayloadTooLarge | StateMutated)
                     and not isinstance(e, EffectDivergence)
                 ):
                     delay = retry.delay(attempt, self.rng.random())
@@ -304,25 +308,39 @@ class ActivationMixin:
             )
         )
 
-    async def _call(self, spec: NodeSpec, task: Task, ctx: NodeContext) -> Any:
+    def _input(self, spec: NodeSpec, task: Task) -> tuple[Any, Any]:
+        """The node's input, and the shared values it was isolated from (None when the
+        input is the node's own already: a Send payload, no input, a subgraph)."""
+        if spec.subgraph is not None or spec.input_kind == "none":
+            return None, None
+        if task.send:
+            arg = task.payload
+            if spec.payload_adapter is not None:
+                try:
+                    arg = spec.payload_adapter.validate_python(task.payload)
+                except ValidationError as e:
+                    raise UpdateRejected(
+                        task.node,
+                        None,
+                        f"the Send payload does not fit its input annotation: {e}",
+                    ) from None
+            elif spec.input_kind == "state":
+                arg = self.schema.model.model_validate(task.payload)
+            return arg, None
+        # every activation reads its own input: an in-place change never reaches the
+        # step's state, a sibling or the stored run (see _isolation.py)
+        view = input_for(spec.input_kind, spec.input_type, self.state)
+        if view is self.state:
+            return isolate(self.schema.model, self.state), self.state
+        if isinstance(view, BaseModel):
+            values = dict(view.__dict__)
+            return isolate(type(view), values), values
+        return view, None
+
+    async def _call(self, spec: NodeSpec, task: Task, ctx: NodeContext, arg: Any) -> Any:
         if spec.subgraph is not None:
             coro = call_subgraph(self, spec, task)  # type: ignore[arg-type]
         else:
-            if task.send:
-                arg = task.payload
-                if spec.payload_adapter is not None:
-                    try:
-                        arg = spec.payload_adapter.validate_python(task.payload)
-                    except ValidationError as e:
-                        raise UpdateRejected(
-                            task.node,
-                            None,
-                            f"the Send payload does not fit its input annotation: {e}",
-                        ) from None
-                elif spec.input_kind == "state":
-                    arg = self.schema.model.model_validate(task.payload)
-            else:
-                arg = input_for(spec.input_kind, spec.input_type, self.state)
             args = () if spec.input_kind == "none" else (arg,)
             kwargs = {spec.ctx_param: ctx} if spec.ctx_param else {}
             if spec.is_async:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -84,9 +85,10 @@ def default_retry_on(exc: BaseException) -> bool:
         return False
     if isinstance(exc, _PERMANENT_OS_ERRORS):
         return False
-    from flowstate.llm import LLMConfigError, ScriptExhausted, ToolInputError
-
-    if isinstance(exc, LLMConfigError | ScriptExhausted | ToolInputError):
+    llm = sys.modules.get("flowstate.llm")  # not imported: none of its errors can exist
+    if llm is not None and isinstance(
+        exc, llm.LLMConfigError | llm.ScriptExhausted | llm.ToolInputError
+    ):
         return False  # the setup or the script is wrong: another attempt is the same
     status = _status_of(exc)
     if status is not None:
