@@ -120,36 +120,34 @@ def show(
         t = Table(title="activations")
         for col in ("step", "node", "effects", "ms", "tokens", "update"):
             t.add_column(col, overflow="fold")
-        effects: dict[tuple[int, str], int] = {}
-        for e in store.effects(run_id):
-            effects[(e.step, e.task_path)] = effects.get((e.step, e.task_path), 0) + 1
-        children = {
-            c.id: c for c in store.list_runs(parent_id=run_id, include_children=True, limit=10_000)
-        }
         tokens = 0
-        for w in store.writes(run_id):
-            usage = json.loads(w.usage)
-            tk = sum(int(v) for v in usage.values()) if usage else 0
-            tokens += tk
-            t.add_row(
-                str(w.step),
-                w.task_path,
-                str(effects.get((w.step, w.task_path), 0)),
-                f"{(w.finished_at - w.started_at) * 1000:.0f}",
-                str(tk or ""),
-                w.update,
-            )
-            child = children.get(f"{run_id}/{w.step}/{w.task_path}")
-            if child is not None:
-                for cw in store.writes(child.id):
-                    t.add_row(
-                        f"  {w.step}.{cw.step}",
-                        f"  └ {cw.task_path}",
-                        "",
-                        f"{(cw.finished_at - cw.started_at) * 1000:.0f}",
-                        "",
-                        cw.update,
-                    )
+
+        def rows(rid: str, depth: int, prefix: str) -> None:
+            """The activations of ``rid``, each followed by its subgraph's, at every depth."""
+            nonlocal tokens
+            children = set(store.child_run_ids(rid))
+            effects: dict[tuple[int, str], int] = {}
+            for e in store.effects(rid):
+                effects[(e.step, e.task_path)] = effects.get((e.step, e.task_path), 0) + 1
+            for w in store.writes(rid):
+                usage = json.loads(w.usage)
+                tk = sum(int(v) for v in usage.values()) if usage else 0
+                if depth == 0:
+                    tokens += tk  # a subgraph activation's usage counts its child run
+                indent = "  " * depth
+                t.add_row(
+                    f"{indent}{prefix}{w.step}",
+                    f"{indent}{'└ ' if depth else ''}{w.task_path}",
+                    str(effects.get((w.step, w.task_path), 0)),
+                    f"{(w.finished_at - w.started_at) * 1000:.0f}",
+                    str(tk or ""),
+                    w.update,
+                )
+                child = f"{rid}/{w.step}/{w.task_path}"
+                if child in children:
+                    rows(child, depth + 1, f"{prefix}{w.step}.")
+
+        rows(run_id, 0, "")
         console.print(t)
         if tokens:
             console.print(f"tokens: {tokens}")

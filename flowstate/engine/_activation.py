@@ -205,6 +205,7 @@ class ActivationMixin:
                     task_path=task.path,
                     update=json.loads(raw),
                     duration_ms=(write.finished_at - started) * 1000,
+                    usage=dict(ctx.usage),
                 )
             )
         return c
@@ -339,7 +340,7 @@ class ActivationMixin:
 
     async def _call(self, spec: NodeSpec, task: Task, ctx: NodeContext, arg: Any) -> Any:
         if spec.subgraph is not None:
-            coro = call_subgraph(self, spec, task)  # type: ignore[arg-type]
+            coro = call_subgraph(self, spec, task, ctx)  # type: ignore[arg-type]
         else:
             args = () if spec.input_kind == "none" else (arg,)
             kwargs = {spec.ctx_param: ctx} if spec.ctx_param else {}

@@ -281,6 +281,9 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
         lease: tuple[str, int] | None = None,
     ) -> RunResult[S]:
         config = {**parse("config", run.config, "runs", run.id, None), **(config_override or {})}
+        # a subgraph's child run counts the tokens its run tree had used before it
+        base = config.get("token_base") or [0, 0]
+        tokens = (tokens[0] + int(base[0]), tokens[1] + int(base[1]))
         sink = emit or (lambda e: None)
         exe = Execution(
             self,
@@ -305,6 +308,7 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
             limits=Limits(**config["limits"]) if "limits" in config else self.limits,
             tokens=tokens,
         )
+        exe.token_base = (int(base[0]), int(base[1]))
         if resumed:
             exe.resumed_step = step.step
         sink(ev.RunStarted(run_id=run.id, graph=self.name, resumed=resumed, step=step.step))

@@ -39,6 +39,7 @@ class ResumeMixin(Generic[S]):
         emit: Callable[[Any], None] | None = None,
         journal: JournalSource | None = None,
         wait: float | None = None,
+        inherit: dict[str, Any] | None = None,
     ) -> RunResult[S]:
         store = self.store
         run = store.get_run(run_id)
@@ -113,6 +114,8 @@ class ResumeMixin(Generic[S]):
                 override["max_steps"] = max_steps
             if limits is not None:
                 override["limits"] = limits.model_dump()
+            if inherit:  # a subgraph's child run: its parent's limits and token count
+                override.update(inherit)
             visits = store.visit_counts(run_id)
             tin = tout = 0
             for w in store.writes(run_id):

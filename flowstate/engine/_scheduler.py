@@ -87,6 +87,9 @@ class Execution(ActivationMixin):
         self.limits = limits or Limits()
         self._custom = app.ir.schema.custom_reducer_fields()
         self.tokens_in, self.tokens_out = tokens
+        self.token_base: tuple[int, int] = (0, 0)
+        """Tokens the parent run tree had used when this (child) run started: counted by
+        its budgets, not reported as its own usage."""
         self.listening = listening
         self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         self._signals_checked = -1.0
@@ -298,12 +301,23 @@ class Execution(ActivationMixin):
             if isinstance(sub, dict) and sub.get("reason"):
                 reason += f": {sub['reason']}"
         self.store.update_run(self.run_id, status="paused", error=reason, head_step=self.step)
-        self.emit(ev.RunFinished(run_id=self.run_id, status="paused", reason=reason))
+        self.emit(
+            ev.RunFinished(run_id=self.run_id, status="paused", reason=reason, usage=self._usage())
+        )
         return Outcome("paused", self.state, reason, self.step, pending)
+
+    def _usage(self) -> dict[str, int]:
+        """Tokens of this run and its subgraphs (committed activations)."""
+        return {
+            "input_tokens": self.tokens_in - self.token_base[0],
+            "output_tokens": self.tokens_out - self.token_base[1],
+        }
 
     def _pause(self, reason: str) -> Outcome:
         self.store.update_run(self.run_id, status="paused", error=reason, head_step=self.step)
-        self.emit(ev.RunFinished(run_id=self.run_id, status="paused", reason=reason))
+        self.emit(
+            ev.RunFinished(run_id=self.run_id, status="paused", reason=reason, usage=self._usage())
+        )
         return Outcome("paused", self.state, reason, self.step)
 
     def _finish(self, status: str, reason: str | None, already: bool = False) -> Outcome:
@@ -312,7 +326,9 @@ class Execution(ActivationMixin):
             shrink()  # the last run of this graph to finish folds the WAL back (one fsync)
         if not already or status != "completed" or self.run.status != "completed":
             self.store.update_run(self.run_id, status=status, error=reason, head_step=self.step)
-        self.emit(ev.RunFinished(run_id=self.run_id, status=status, reason=reason))
+        self.emit(
+            ev.RunFinished(run_id=self.run_id, status=status, reason=reason, usage=self._usage())
+        )
         return Outcome(status, self.state, reason, self.step)
 
     # -- one activation --------------------------------------------------------------------

@@ -175,6 +175,11 @@ class TaskDetail(TaskSummary):
     )
     steps: list[StepEntry] = Field(description="Every committed activation, in order.")
     interrupts: list[Interrupt] = Field(description="Pending interrupts, with their payloads.")
+    usage: dict[str, int] = Field(
+        default_factory=dict,
+        description="LLM tokens of the task's committed activations, its subgraphs' included "
+        "(`input_tokens`, `output_tokens`).",
+    )
 
 
 class TaskPage(BaseModel):

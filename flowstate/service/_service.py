@@ -47,6 +47,7 @@ from flowstate.checkpoints import RunRecord, SQLiteStore, StepRecord
 from flowstate.engine import UNSET, CompiledGraph, answer_interrupts, pending_interrupts
 from flowstate.engine import _events as ev
 from flowstate.errors import FlowstateError, NodeFailed, RunStateError, StoreError
+from flowstate.nodes import run_usage
 
 from ._http import ApiError
 from ._models import (
@@ -530,7 +531,13 @@ class TaskService:
             )
             for p in pending_interrupts(self.store, run_id)
         ]
-        return TaskDetail(**_summary_fields(run), state=state, steps=steps, interrupts=interrupts)
+        return TaskDetail(
+            **_summary_fields(run),
+            state=state,
+            steps=steps,
+            interrupts=interrupts,
+            usage=run_usage(self.store, run_id),
+        )
 
     def page(
         self, *, status: str | None, graph: str | None, limit: int, cursor: str | None

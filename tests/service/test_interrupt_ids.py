@@ -36,3 +36,12 @@ def test_service_lists_ids_and_takes_answers_keyed_by_id(serve) -> None:
     assert r.status_code == 202, r.text
     body = _wait(c, tid)
     assert sorted(body["state"]["answers"]) == ["0=a", "1=b", "2=c"]
+
+
+def test_service_reports_usage_with_descendants(serve) -> None:
+    from tests.seams.test_subgraph_seams import _parent, _thinker
+
+    c = serve(graphs={"parent": _parent(_thinker(turns=3))}).client()
+    tid = c.post("/v1/tasks", json={"graph": "parent", "input": {}}).json()["id"]
+    body = _wait(c, tid)
+    assert body["usage"] == {"input_tokens": 150, "output_tokens": 150}
