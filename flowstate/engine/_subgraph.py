@@ -38,8 +38,9 @@ def _contribution(reducer: str | None, initial: Any, final: Any) -> Any:
             if final[: len(initial)] == initial:
                 return final[len(initial) :]
             return final
+        added: Any = final
         try:
-            return final - initial
+            return added - initial
         except TypeError:
             return final
     elif reducer == "merge" and isinstance(final, dict) and isinstance(initial, dict):
