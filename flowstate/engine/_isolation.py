@@ -3,20 +3,22 @@ can never reach the run's result, the stored state or a sibling activation.
 
 A node gets an instance of an *isolated twin* of its input model: a subclass (so
 ``isinstance`` and the model's methods work) whose field values are shared with the
-step's state until the node reads one. The first read of a field whose value is mutable
-(a list, a dict, a model, …) hands the node its own copy, made through JSON with the
-field's own type (the same round trip the checkpoint store relies on), and keeps that
-JSON as the field's fingerprint. After the node returns, the engine compares each copied
-field with its fingerprint, and each field the node did not read with the shared value:
-a field changed but not returned fails the node, naming the node and the field
-(``StateMutated``), because that change would otherwise be lost without a word.
+step's state until the node reads one. Fields that can hold a mutable value (a list, a
+dict, a model, ``Any``) are descriptors on the twin: the first read hands the node its own
+copy and keeps a fingerprint; assigning a field is recorded. After the node returns, the
+engine compares each copied field with its fingerprint: a field changed (or assigned)
+but not returned fails the node, naming the node and the field (``StateMutated``),
+because that change would otherwise be lost without a word.
 
 The cost follows what the node touches: creating the instance is a few dict operations
-(~2 µs, whatever the state's size), a field the node never reads costs nothing, and a
-read field costs one copy and one comparison of that field alone. Copying the whole state
-per activation (``model_copy(deep=True)``: ~27 µs for a two-field state, proportional to
-the whole state) and fingerprinting every field before and after (proportional to the
-whole state) were measured and rejected; ``bench/w8_isolation.py`` measures this one.
+(~3 µs for a 10-field state); a field the node never reads, or one that can only hold
+immutable values, costs nothing; a read mutable field costs one copy and one comparison
+of that field alone (a flat list or dict of scalars: a shallow copy and ``==``; anything
+nested: a JSON round trip through the field's type, the same round trip the checkpoint
+store relies on, and its JSON as the fingerprint). Copying the whole state per
+activation (``model_copy(deep=True)``) and fingerprinting the whole state before and
+after both grow with the whole state (tens of milliseconds for a state holding a
+100,000-item list): measured and rejected. ``bench/isolation.py`` measures all three.
 """
 
 from __future__ import annotations
@@ -84,6 +86,16 @@ def _immutable_annotation(ann: Any) -> bool:
     if origin in (tuple, frozenset):
         return all(a is Ellipsis or _immutable_annotation(a) for a in typing.get_args(ann))
     return False
+
+
+class _Same:
+    """Fingerprint of a flat container: the shared original itself, which the node cannot
+    reach (it got a copy), compared with ``==`` afterwards."""
+
+    __slots__ = ("original",)
+
+    def __init__(self, original: Any) -> None:
+        self.original = original
 
 
 class _Field:
@@ -158,6 +170,13 @@ class _Twin:
         return self.adapters[name]
 
     def copy(self, name: str, value: Any) -> tuple[Any, Any]:
+        """A fresh copy of a field's value, and what to compare it with afterwards."""
+        kind = type(value)
+        if kind is list or kind is set or kind is tuple:
+            if all(type(x) in _IMMUTABLE for x in value):
+                return kind(value), _Same(value)  # flat: a shallow copy is a full copy
+        elif kind is dict and all(type(x) in _IMMUTABLE for x in value.values()):
+            return dict(value), _Same(value)
         adapter = self.adapter(name)
         if adapter is not None:
             try:
@@ -233,6 +252,10 @@ def mutations(inst: Any, source: BaseModel | dict[str, Any]) -> list[str]:
             continue
         if fp is _ASSIGNED:
             out.append(name)
+            continue
+        if isinstance(fp, _Same):
+            if d[name] != fp.original:
+                out.append(name)
             continue
         try:
             if pydantic_core.to_json(d[name]) != fp:
