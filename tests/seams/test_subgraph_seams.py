@@ -147,3 +147,6 @@ def test_an_interrupt_two_levels_down_is_listed_and_answered_at_the_top(tmp_path
     assert [i.id for i in app.pending_interrupts("r")] == ["0:sub/0:sub/0:ask:0"]
     r = app.resume_sync("r", answers={"0:sub/0:sub/0:ask:0": "yes"})
     assert r.status == "completed" and r.state.log == ["answer=yes"]
+    assert app.pending_interrupts("r") == []
+    # offline replay answers it from the recording, at its depth
+    assert asyncio.run(app.replay("r")).identical
