@@ -17,7 +17,7 @@ import json
 from typing import Any
 
 from flowstate.checkpoints import RunRecord, WriteRecord
-from flowstate.engine import CompiledGraph, Limits
+from flowstate.engine import CompiledGraph, Limits, pending_interrupts
 from flowstate.errors import GraphMismatch, RunStateError
 
 from ._inspect_models import (
@@ -182,24 +182,36 @@ class RunInspector:
             else set()
         )
         open_nodes = {n for p, n in head_nodes.items() if p not in committed_at_head}
+        # pending: the engine's own list (ids by position, a subgraph's included under the
+        # parent activation that runs it); answered: this run's own rows
+        pending = pending_interrupts(store, run_id)
         interrupts = [
+            InterruptEntry(
+                id=p.id,
+                step=p.step,
+                task_path=p.task_path,
+                node=p.node,
+                seq=p.seq,
+                payload=p.payload,
+                answered=False,
+            )
+            for p in pending
+        ] + [
             InterruptEntry(
                 id=interrupt_id(i.step, i.task_path, i.seq),
                 step=i.step,
                 task_path=i.task_path,
-                node=head_nodes.get(i.task_path) or _node_of(i.task_path),
+                node=_node_of(i.task_path),
                 seq=i.seq,
                 payload=_loads(i.payload),
-                answered=i.answer is not None,
+                answered=True,
                 answer=_loads(i.answer),
             )
             for i in store.interrupts(run_id)
-            if i.seq >= 0  # negative: a breakpoint's or a subgraph's bookkeeping row
+            if i.seq >= 0 and i.answer is not None  # negative: bookkeeping rows
         ]
-        pending = [
-            i for i in interrupts if not i.answered and head is not None and i.step == head.step
-        ]
-        waiting = {i.node for i in pending}
+        # the parent-level activation each pending interrupt waits in
+        waiting = {head_nodes.get(p.id.split("/", 1)[0].split(":")[1], p.node) for p in pending}
         names = sorted(doc.get("nodes", {}))
         nodes: list[NodeView] = []
         for n in names:

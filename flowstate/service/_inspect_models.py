@@ -59,7 +59,10 @@ class RunLink(BaseModel):
 class InterruptEntry(BaseModel):
     """An interrupt of the run, pending or answered."""
 
-    id: str = Field(description="Stable id: '<step>:<task_path>:<seq>'.")
+    id: str = Field(
+        description="Stable id, `step:task_path:seq` (prefixed with `step:task_path/` per "
+        "subgraph level): the key of `answers` in a resume."
+    )
     step: int
     task_path: str
     node: str

@@ -175,10 +175,35 @@ def shaky_graph() -> GraphBuilder[Flaky]:
     return g
 
 
+# -- nested: an interrupt inside a subgraph ---------------------------------------------
+
+
+class Ask(BaseModel):
+    answer: str = ""
+
+
+async def ask(s: Ask, ctx: NodeContext) -> dict:
+    return {"answer": str(await ctx.interrupt({"question": "name?"}))}
+
+
+def nested_graph() -> GraphBuilder[Ask]:
+    inner = GraphBuilder(Ask, name="asker")
+    inner.add_node(ask).add_edge(START, "ask").add_edge("ask", END)
+    g = GraphBuilder(Ask, name="nested")
+    g.add_node("inner", inner.compile()).add_edge(START, "inner").add_edge("inner", END)
+    return g
+
+
 def registry() -> GraphRegistry:
     prices = Limits(input_price_per_mtok=3.0, output_price_per_mtok=15.0)
     reg = GraphRegistry(
-        [review_graph().compile(limits=prices), counter_graph(), waiter_graph(), shaky_graph()]
+        [
+            review_graph().compile(limits=prices),
+            counter_graph(),
+            waiter_graph(),
+            shaky_graph(),
+            nested_graph(),
+        ]
     )
     reg["review"].services["llm"] = ScriptedLLM(_answer)
     return reg

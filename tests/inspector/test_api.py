@@ -189,6 +189,18 @@ def test_attempts_and_a_failed_node(client: TestClient) -> None:
     assert (a["node"], a["attempts"]) == ("shaky", 2)  # one failed attempt, then the commit
 
 
+def test_an_interrupt_inside_a_subgraph_is_answered_from_the_parent(client: TestClient) -> None:
+    tid = client.post("/v1/tasks", json={"graph": "nested", "input": {}}, headers=AUTH).json()["id"]
+    wait(client, tid, {"paused"})
+    o = client.get(f"/v1/tasks/{tid}/overview", headers=AUTH).json()
+    (i,) = [i for i in o["interrupts"] if not i["answered"]]
+    assert i["id"] == "0:inner/0:ask:0" and i["node"] == "ask"
+    assert {n["name"]: n["status"] for n in o["nodes"]} == {"inner": "interrupted"}
+    r = client.post(f"/v1/tasks/{tid}/resume", json={"answers": {i["id"]: "Ada"}}, headers=AUTH)
+    assert r.status_code == 202
+    assert wait(client, tid, {"completed"})["state"]["answer"] == "Ada"
+
+
 def test_pause_stops_a_running_task_at_a_node_boundary(client: TestClient) -> None:
     tid = client.post(
         "/v1/tasks", json={"graph": "waiter", "input": {"seconds": 0.05}}, headers=AUTH

@@ -321,7 +321,7 @@ function actionButtons(r) {
 }
 
 function pendingInterrupts(r) {
-  return r.interrupts.filter((i) => !i.answered && i.step === r.head_step);
+  return r.interrupts.filter((i) => !i.answered);
 }
 
 function interruptsPanel(r) {
@@ -362,9 +362,8 @@ function interruptsPanel(r) {
 }
 
 function answerBody(interrupt, value) {
-  // `value` answers the one pending interrupt; with several, each is answered by its id
-  const pending = pendingInterrupts(state.run);
-  return pending.length === 1 ? { value } : { answers: { [interrupt.id]: value } };
+  // by its stable id: the other pending interrupts (if any) stay pending
+  return { answers: { [interrupt.id]: value } };
 }
 
 function showReplay(rep) {
