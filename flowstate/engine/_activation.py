@@ -19,6 +19,7 @@ from flowstate.checkpoints import (
     WriteRecord,
 )
 from flowstate.errors import FlowstateError, PayloadTooLarge, UpdateRejected
+from flowstate.observability import RunObserver, bind_log_context, reset_log_context
 
 from . import _events as ev
 from ._context import EffectDivergence, Interrupted, NodeContext
@@ -39,6 +40,9 @@ class ActivationMixin:
 
     # Uses the attributes Execution sets up (store, ir, schema, run_id, step, tasks,
     # committed, limits, journal, ...); kept apart only to keep each module one concept.
+
+    observer: RunObserver | None = None
+    """Telemetry of this run segment (flowstate.observability), or None when off."""
 
     async def _limited(self, task: Task) -> Committed | Failure | Interrupted:
         if self._slots is None:
@@ -67,8 +71,15 @@ class ActivationMixin:
                     )
                 )
             ctx = self._context(task, attempt, journal, answers)
+            logged = bind_log_context(self.run_id, self.step, task.node, task.path, attempt)
             try:
-                result = await self._call(spec, task, ctx)
+                call = self._call(spec, task, ctx)
+                if self.observer is None:
+                    result = await call
+                else:
+                    result = await self.observer.activation(
+                        self.step, task.node, task.path, attempt, call
+                    )
                 update, goto = self._normalize(spec, result)
                 if self._custom and not self._custom.isdisjoint(update):
                     # a user reducer may refuse the update: find out before committing it
@@ -131,6 +142,8 @@ class ActivationMixin:
                 self._remaining -= 1
                 self._failed = True
                 return Failure(task, err)
+            finally:
+                reset_log_context(logged)
         return self._commit(task, spec, update, raw, goto, started, ctx)
 
     def _commit(

@@ -1,0 +1,89 @@
+"""Run context for ``logging``: every record made while a run executes can carry its run
+id, step, node and task path.
+
+The engine binds the context in contextvars (one set per run and per activation), so it
+follows the code into ``asyncio`` tasks and ``asyncio.to_thread`` calls without being
+passed around. ``RunContextFilter`` copies it onto log records; flowstate's own loggers
+carry the filter, and users add it to their handlers to tag the records of their nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextvars import ContextVar, Token
+from typing import NamedTuple
+
+__all__ = ["LogContext", "RunContextFilter", "bind_log_context", "get_logger", "log_context"]
+
+
+class LogContext(NamedTuple):
+    """Where the code that is logging runs."""
+
+    run_id: str
+    """The run (a subgraph's child run is ``parent/step/task``)."""
+    step: int | None
+    """The step of the activation, or None outside an activation."""
+    node: str | None
+    """The node of the activation, or None outside an activation."""
+    task_path: str | None
+    """The activation's task path (differs from the node for Send fan-outs)."""
+    attempt: int | None
+    """1 on the first attempt, 2 on the first retry, …"""
+
+
+_CONTEXT: ContextVar[LogContext | None] = ContextVar("flowstate_log_context", default=None)
+
+
+def log_context() -> LogContext | None:
+    """The run context of the calling code, or None outside a run."""
+    return _CONTEXT.get()
+
+
+def bind_log_context(
+    run_id: str,
+    step: int | None = None,
+    node: str | None = None,
+    task_path: str | None = None,
+    attempt: int | None = None,
+) -> Token[LogContext | None]:
+    """Bind the context (the engine calls this); undo with ``_CONTEXT.reset(token)``."""
+    return _CONTEXT.set(LogContext(run_id, step, node, task_path, attempt))
+
+
+def reset_log_context(token: Token[LogContext | None]) -> None:
+    _CONTEXT.reset(token)
+
+
+class RunContextFilter(logging.Filter):
+    """Adds ``run_id``, ``step``, ``node`` and ``task_path`` to every record it sees (None
+    outside a run; attributes a record already has are kept). Never drops a record.
+
+    Attach it to a handler so the records of your own nodes carry them too::
+
+        handler.addFilter(RunContextFilter())
+        handler.setFormatter(logging.Formatter("%(run_id)s %(step)s %(node)s %(message)s"))
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        c = _CONTEXT.get()
+        d = record.__dict__
+        if "run_id" not in d:
+            d["run_id"] = c.run_id if c else None
+        if "step" not in d:
+            d["step"] = c.step if c else None
+        if "node" not in d:
+            d["node"] = c.node if c else None
+        if "task_path" not in d:
+            d["task_path"] = c.task_path if c else None
+        return True
+
+
+_FILTER = RunContextFilter()
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A flowstate logger whose records always carry the run context."""
+    logger = logging.getLogger(name)
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+    return logger
