@@ -172,28 +172,39 @@ async def run_scope(call: Coroutine[Any, Any, T], run_id: str, observer: RunObse
 
 
 def _log_event(e: Any) -> None:
+    # the event's own run id wins over the bound context: RunStarted is emitted before
+    # the run's context is bound, and a subgraph's events pass through its parent's sink
     kind = e.kind
     if kind == "node_retrying":
         _log.warning(
             "node '%s' failed (attempt %d), retrying in %.2fs: %s",
-            e.node,
-            e.attempt,
-            e.delay,
-            e.error,
+            *(e.node, e.attempt, e.delay, e.error),
+            extra={"run_id": e.run_id, "step": e.step, "node": e.node},
         )
     elif kind == "node_failed":
-        _log.warning("node '%s' failed at step %d: %s", e.node, e.step, e.error)
+        _log.warning(
+            "node '%s' failed at step %d: %s",
+            *(e.node, e.step, e.error),
+            extra={"run_id": e.run_id, "step": e.step, "node": e.node},
+        )
     elif kind == "run_finished":
         level = 30 if e.status == "failed" else 10 if e.status == "completed" else 20
         if _log.isEnabledFor(level):
-            _log.log(level, "run %s %s%s", e.run_id, e.status, f": {e.reason}" if e.reason else "")
+            reason = f": {e.reason}" if e.reason else ""
+            _log.log(level, "run %s %s%s", e.run_id, e.status, reason, extra={"run_id": e.run_id})
     elif kind == "run_started":
         if _log.isEnabledFor(10):
             how = f"resumed at step {e.step}" if e.resumed else "started"
-            _log.debug("run %s of graph '%s' %s", e.run_id, e.graph, how)
+            _log.debug(
+                "run %s of graph '%s' %s", e.run_id, e.graph, how, extra={"run_id": e.run_id}
+            )
     elif kind == "effect_recorded" and _log.isEnabledFor(10):
         how = "served from the journal" if e.replayed else "performed"
-        _log.debug("effect #%d '%s' %s", e.seq, e.name, how)
+        _log.debug(
+            "effect #%d '%s' %s",
+            *(e.seq, e.name, how),
+            extra={"run_id": e.run_id, "step": e.step, "task_path": e.task_path},
+        )
 
 
 def observe_events(

@@ -1,0 +1,147 @@
+"""A resumed run continues its trace; replays and forks get their own, linked to it; a run
+killed with SIGKILL and resumed by another process reads as one trace."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from flowstate import END, START, GraphBuilder, NodeContext
+
+from .conftest import Telemetry
+
+HERE = Path(__file__).resolve().parent
+
+
+class Q(BaseModel):
+    answer: str = ""
+    done: bool = False
+
+
+def interview() -> GraphBuilder[Q]:
+    async def ask(s: Q, ctx: NodeContext) -> dict:
+        return {"answer": await ctx.interrupt("name?")}
+
+    def finish(s: Q) -> dict:
+        return {"done": True}
+
+    g = GraphBuilder(Q, name="interview")
+    g.add_node(ask).add_node(finish)
+    g.add_edge(START, "ask").add_edge("ask", "finish").add_edge("finish", END)
+    return g
+
+
+def test_resume_continues_the_trace_and_replay_and_fork_link_to_it(otel: Telemetry, tmp_path: Path):
+    app = interview().compile(store=str(tmp_path / "runs.db"))
+    r = app.run_sync({}, run_id="q1")
+    assert r.status == "paused"
+    first = otel.one("flowstate.run interview")
+    assert first.attributes["flowstate.run.status"] == "paused"
+    asked = otel.one("flowstate.node ask")
+    assert asked.attributes["flowstate.outcome"] == "interrupted"
+    otel.exporter.clear()
+
+    assert app.resume_sync("q1", value="Ada").status == "completed"
+    second = otel.one("flowstate.run interview")
+    assert second.context.trace_id == first.context.trace_id
+    assert second.parent is not None and second.parent.span_id == first.context.span_id
+    assert second.attributes["flowstate.run.kind"] == "resume"
+    assert second.attributes["flowstate.run.start_step"] == 0
+    for node in ("ask", "finish"):
+        span = otel.one(f"flowstate.node {node}")
+        assert span.context.trace_id == first.context.trace_id
+        assert span.parent is not None and span.parent.span_id == second.context.span_id
+    otel.exporter.clear()
+
+    report = asyncio.run(app.replay("q1"))
+    assert report.identical
+    replay = otel.one("flowstate.run interview")
+    assert replay.attributes["flowstate.run.kind"] == "replay"
+    assert replay.context.trace_id != first.context.trace_id
+    assert replay.parent is None
+    assert [(lk.context.trace_id, lk.context.span_id) for lk in replay.links] == [
+        (first.context.trace_id, first.context.span_id)
+    ]
+    assert replay.links[0].attributes["flowstate.link"] == "replay_of"
+    otel.exporter.clear()
+
+    forked = asyncio.run(app.fork("q1", at=1, update={"answer": "Grace"}, new_run_id="q2"))
+    assert forked.status == "completed"
+    fork = otel.one("flowstate.run interview")
+    assert fork.attributes["flowstate.run.kind"] == "fork"
+    assert fork.context.trace_id != first.context.trace_id
+    assert fork.links[0].context.span_id == first.context.span_id
+    stored = json.loads(app.store.get_run("q2").config)["trace"]["traceparent"]
+    assert f"{fork.context.span_id:016x}" in stored
+
+
+def _spans(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _child(db: Path, spans: Path) -> list[str]:
+    return [sys.executable, str(HERE / "otel_child.py"), str(db), "k1", str(spans)]
+
+
+def test_killed_and_resumed_run_is_one_trace(tmp_path: Path):
+    """A real process runs a chain with a tracer provider exporting each span as it ends,
+    is killed with SIGKILL mid-run; another process resumes it. The two processes' spans
+    share one trace; the resumed segment hangs from the run's first span, after a gap."""
+    db, spans = tmp_path / "runs.db", tmp_path / "spans.jsonl"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(_child(db, spans), env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done = [s for s in _spans(spans) if s["name"].startswith("flowstate.node")]
+            if len(done) >= 3:
+                break
+            time.sleep(0.02)
+        else:
+            raise AssertionError("the child never committed 3 activations")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed = _spans(spans)
+    assert all(s["name"] != "flowstate.run slow_chain" for s in killed), "it never ended"
+    with sqlite3.connect(db) as c:
+        (config,) = c.execute("SELECT config FROM runs WHERE id = 'k1'").fetchone()
+        (status,) = c.execute("SELECT status FROM runs WHERE id = 'k1'").fetchone()
+    assert status == "running"
+    _, trace_id, first_span, _ = json.loads(config)["trace"]["traceparent"].split("-")
+    time.sleep(0.3)  # the gap
+
+    out = subprocess.run(_child(db, spans), env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("completed")
+    every = _spans(spans)
+    assert {s["trace_id"] for s in every} == {trace_id}, "one trace across both processes"
+    first_nodes = [s for s in killed if s["name"].startswith("flowstate.node")]
+    assert {s["parent_id"] for s in first_nodes} == {first_span}
+    resumed = [s for s in every if s["name"] == "flowstate.run slow_chain"]
+    assert len(resumed) == 1
+    seg = resumed[0]
+    assert seg["parent_id"] == first_span
+    assert seg["attributes"]["flowstate.run.kind"] == "resume"
+    assert seg["attributes"]["flowstate.run.status"] == "completed"
+    later = [s for s in every if s["parent_id"] == seg["span_id"]]
+    steps = sorted(s["attributes"]["flowstate.step"] for s in later)
+    done_steps = sorted(s["attributes"]["flowstate.step"] for s in first_nodes)
+    # the killed activation runs again, nothing committed runs twice, no step is missing
+    assert sorted(set(done_steps) | set(steps)) == list(range(8))
+    assert not set(done_steps) & set(steps)
+    gap = seg["start"] - max(s["end"] for s in first_nodes)
+    assert gap >= 0.3e9, "the time the run was down shows as a gap"
