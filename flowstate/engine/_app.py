@@ -295,6 +295,7 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
         tokens: tuple[int, int] = (0, 0),
         lease: tuple[str, int] | None = None,
         observer: RunObserver | None = None,
+        took_over: bool = False,
     ) -> RunResult[S]:
         config = {**parse("config", run.config, "runs", run.id, None), **(config_override or {})}
         obs = observer
@@ -307,6 +308,7 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
                 subgraph=run.parent_id is not None and run.id.startswith(run.parent_id + "/"),
                 step=step.step,
                 limits=config.get("limits"),
+                took_over=took_over,
             )
         sink = observe_events(emit or (lambda e: None), obs)
         exe = Execution(

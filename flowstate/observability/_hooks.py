@@ -111,6 +111,7 @@ def run_observer(
     subgraph: bool,
     step: int,
     limits: Mapping[str, Any] | None = None,
+    took_over: bool = False,
 ) -> RunObserver | None:
     """An observer for one run segment, or None when nothing would be reported."""
     if _settings.enabled is False:
@@ -135,6 +136,7 @@ def run_observer(
         subgraph=subgraph,
         step=step,
         limits=limits or {},
+        took_over=took_over,
         force=_settings.enabled is True,
         capture=capture_content(),
         tracer_provider=_settings.tracer_provider,

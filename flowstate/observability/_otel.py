@@ -75,6 +75,11 @@ class _Instruments:
         self.run_duration = meter.create_histogram(
             "flowstate.run.duration", "s", "Duration of a run segment in one process"
         )
+        self.takeovers = meter.create_counter(
+            "flowstate.lease.takeovers",
+            "{run}",
+            "Resumes that took over a run whose process died while running it",
+        )
         self.effects = meter.create_counter(
             "flowstate.effects", "{effect}", "Journaled effects, performed or served"
         )
@@ -121,6 +126,7 @@ def observer_for(
     subgraph: bool,
     step: int,
     limits: Mapping[str, Any],
+    took_over: bool,
     force: bool,
     capture: bool,
     tracer_provider: Any = None,
@@ -141,6 +147,7 @@ def observer_for(
         step=step,
         limits=limits,
         capture=capture,
+        took_over=took_over,
     )
 
 
@@ -193,6 +200,7 @@ class RunTelemetry:
         step: int,
         limits: Mapping[str, Any],
         capture: bool,
+        took_over: bool = False,
     ) -> None:
         self.tracer = tracer
         self.m = instruments
@@ -231,8 +239,11 @@ class RunTelemetry:
                 "flowstate.run.kind": kind,
                 "flowstate.run.start_step": step,
                 "flowstate.run.subgraph": subgraph,
+                "flowstate.run.took_over": took_over,
             },
         )
+        if took_over:
+            self.m.takeovers.add(1, {"flowstate.graph": graph})
         self.context = trace.set_span_in_context(self.span, parent)
         self.started = time.monotonic()
         self.status: str | None = None

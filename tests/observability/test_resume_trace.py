@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from opentelemetry.trace import StatusCode
 from pydantic import BaseModel
 
 from flowstate import END, START, GraphBuilder, NodeContext
@@ -56,6 +57,8 @@ def test_resume_continues_the_trace_and_replay_and_fork_link_to_it(otel: Telemet
     assert second.parent is not None and second.parent.span_id == first.context.span_id
     assert second.attributes["flowstate.run.kind"] == "resume"
     assert second.attributes["flowstate.run.start_step"] == 0
+    assert second.attributes["flowstate.run.took_over"] is False, "it was paused, not dead"
+    assert otel.total("flowstate.lease.takeovers") == 0
     for node in ("ask", "finish"):
         span = otel.one(f"flowstate.node {node}")
         assert span.context.trace_id == first.context.trace_id
@@ -137,6 +140,7 @@ def test_killed_and_resumed_run_is_one_trace(tmp_path: Path):
     assert seg["parent_id"] == first_span
     assert seg["attributes"]["flowstate.run.kind"] == "resume"
     assert seg["attributes"]["flowstate.run.status"] == "completed"
+    assert seg["attributes"]["flowstate.run.took_over"] is True, "it recovered a dead run"
     later = [s for s in every if s["parent_id"] == seg["span_id"]]
     steps = sorted(s["attributes"]["flowstate.step"] for s in later)
     done_steps = sorted(s["attributes"]["flowstate.step"] for s in first_nodes)
@@ -145,3 +149,30 @@ def test_killed_and_resumed_run_is_one_trace(tmp_path: Path):
     assert not set(done_steps) & set(steps)
     gap = seg["start"] - max(s["end"] for s in first_nodes)
     assert gap >= 0.3e9, "the time the run was down shows as a gap"
+
+
+def test_a_crash_in_process_ends_the_spans_and_the_resume_counts_a_takeover(
+    otel: Telemetry, tmp_path: Path
+):
+    import pytest
+
+    from tests.conftest import CrashingStore, SimulatedCrash
+
+    from .graphs import slow_chain
+
+    g = slow_chain(4, 0.0)
+    crashing = g.compile(store=CrashingStore(tmp_path / "c.db", crash_after=2))
+    with pytest.raises(SimulatedCrash):
+        crashing.run_sync({}, run_id="c1")
+    first = otel.one("flowstate.run slow_chain")
+    assert first.attributes["flowstate.run.status"] == "crashed"
+    assert first.status.status_code == StatusCode.ERROR
+    otel.exporter.clear()
+
+    app = g.compile(store=str(tmp_path / "c.db"))
+    assert app.resume_sync("c1").status == "completed"
+    second = otel.one("flowstate.run slow_chain")
+    assert second.parent is not None and second.parent.span_id == first.context.span_id
+    assert second.attributes["flowstate.run.took_over"] is True
+    assert otel.total("flowstate.lease.takeovers", **{"flowstate.graph": "slow_chain"}) == 1
+    assert sorted(s.attributes["flowstate.step"] for s in otel.named("flowstate.node")) == [2, 3]
