@@ -310,7 +310,7 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
                 limits=config.get("limits"),
                 took_over=took_over,
             )
-        sink = observe_events(emit or (lambda e: None), obs)
+        sink = observe_events(emit or (lambda e: None), obs, run.id)
         exe = Execution(
             self,
             self.store,

@@ -210,22 +210,25 @@ def _log_event(e: Any) -> None:
 
 
 def observe_events(
-    sink: Callable[[Any], None], observer: RunObserver | None
+    sink: Callable[[Any], None], observer: RunObserver | None, run_id: str
 ) -> Callable[[Any], None]:
-    """The event sink of a run: logs the events that matter, feeds the observer, then
-    passes each event on to ``sink``."""
+    """The event sink of run ``run_id``: logs the run's events that matter, feeds the
+    observer, then passes each event on to ``sink`` (a subgraph's sink is its parent's,
+    so each run logs only its own events)."""
     if observer is None:
 
         def logged(e: Any) -> None:
-            _log_event(e)
+            if e.run_id == run_id:
+                _log_event(e)
             sink(e)
 
         return logged
     on_event = observer.on_event
 
     def observed(e: Any) -> None:
-        _log_event(e)
-        on_event(e)
+        if e.run_id == run_id:
+            _log_event(e)
+            on_event(e)
         sink(e)
 
     return observed

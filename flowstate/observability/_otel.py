@@ -287,8 +287,6 @@ class RunTelemetry:
 
     def on_event(self, event: Any) -> None:
         e = event
-        if e.run_id != self.run_id:
-            return  # a subgraph's event passing through its parent's sink
         kind = e.kind
         if kind == "node_started":
             self._start_node(e.step, e.node, e.task_path, e.attempt)

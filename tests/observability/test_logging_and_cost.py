@@ -173,3 +173,15 @@ def test_reports_only_with_a_provider_and_not_when_disabled(tmp_path: Path):
         """
     )
     assert out.split() == ["False", "True", "False"]
+
+
+def test_a_subgraphs_events_are_logged_once(capture: Capture, tmp_path: Path):
+    from tests.composition.graphs import nested
+
+    nested(2).compile(store=str(tmp_path / "n.db")).run_sync({}, run_id="N1")
+    finished = [
+        r.getMessage()
+        for r in capture.records
+        if r.name == "flowstate.engine" and "completed" in r.getMessage()
+    ]
+    assert sorted(finished) == ["run N1 completed", "run N1/1/sub2 completed"]
