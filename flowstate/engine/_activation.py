@@ -71,7 +71,7 @@ class ActivationMixin:
                     )
                 )
             ctx = self._context(task, attempt, journal, answers)
-            logged = bind_log_context(self.run_id, self.step, task.node, task.path, attempt)
+            logged = bind_log_context((self.run_id, self.step, task.node, task.path, attempt))
             try:
                 call = self._call(spec, task, ctx)
                 if self.observer is None:

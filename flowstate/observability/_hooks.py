@@ -163,7 +163,7 @@ def current_effect_observer() -> EffectObserver | None:
 
 async def run_scope(call: Coroutine[Any, Any, T], run_id: str, observer: RunObserver | None) -> T:
     """Await a run's drive loop with the run bound for logging (and as the current span)."""
-    token = bind_log_context(run_id)
+    token = bind_log_context((run_id, None, None, None, None))
     otel = observer.attach() if observer is not None else None
     try:
         return await call

@@ -10,6 +10,7 @@ carry the filter, and users add it to their handlers to tag the records of their
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import NamedTuple
 
@@ -31,27 +32,25 @@ class LogContext(NamedTuple):
     """1 on the first attempt, 2 on the first retry, …"""
 
 
-_CONTEXT: ContextVar[LogContext | None] = ContextVar("flowstate_log_context", default=None)
+Bound = tuple[str, int | None, str | None, str | None, int | None]
+"""A ``LogContext`` as the engine binds it: a plain tuple (no Python-level constructor
+on the per-activation path)."""
+
+_CONTEXT: ContextVar[Bound | None] = ContextVar("flowstate_log_context", default=None)
 
 
 def log_context() -> LogContext | None:
     """The run context of the calling code, or None outside a run."""
-    return _CONTEXT.get()
+    c = _CONTEXT.get()
+    return None if c is None else LogContext(*c)
 
 
-def bind_log_context(
-    run_id: str,
-    step: int | None = None,
-    node: str | None = None,
-    task_path: str | None = None,
-    attempt: int | None = None,
-) -> Token[LogContext | None]:
-    """Bind the context (the engine calls this); undo with ``_CONTEXT.reset(token)``."""
-    return _CONTEXT.set(LogContext(run_id, step, node, task_path, attempt))
+bind_log_context: Callable[[Bound], Token[Bound | None]] = _CONTEXT.set
+"""Bind ``(run_id, step, node, task_path, attempt)`` (the engine calls this once per run
+and per activation; a C-level call, so it costs next to nothing); returns the token."""
 
-
-def reset_log_context(token: Token[LogContext | None]) -> None:
-    _CONTEXT.reset(token)
+reset_log_context: Callable[[Token[Bound | None]], None] = _CONTEXT.reset
+"""Undo a ``bind_log_context`` with its token."""
 
 
 class RunContextFilter(logging.Filter):
@@ -65,19 +64,16 @@ class RunContextFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        c = _CONTEXT.get()
+        c = _CONTEXT.get() or _NONE
         d = record.__dict__
-        if "run_id" not in d:
-            d["run_id"] = c.run_id if c else None
-        if "step" not in d:
-            d["step"] = c.step if c else None
-        if "node" not in d:
-            d["node"] = c.node if c else None
-        if "task_path" not in d:
-            d["task_path"] = c.task_path if c else None
+        for i, key in enumerate(_KEYS):
+            if key not in d:
+                d[key] = c[i]
         return True
 
 
+_KEYS = ("run_id", "step", "node", "task_path")
+_NONE: Bound = (None, None, None, None, None)  # type: ignore[assignment]
 _FILTER = RunContextFilter()
 
 
