@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -167,3 +169,28 @@ def test_retries_and_failures(otel: Telemetry, tmp_path: Path):
     assert run.status.status_code == StatusCode.ERROR
     assert otel.total("flowstate.activation.failures", **{"flowstate.node": "flaky"}) == 1
     assert otel.total("flowstate.activations", **{"flowstate.outcome": "failed"}) == 1
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(items=st.lists(st.integers(-50, 50), max_size=8))
+def test_one_span_per_committed_activation_for_any_fan_out(otel: Telemetry, items: list[int]):
+    from tests.composition.graphs import map_reduce
+
+    otel.exporter.clear()
+    app = map_reduce().compile(store="memory://")
+    r = app.run_sync({"items": items})
+    assert r.status == "completed"
+    spans = otel.spans()
+    (root,) = [s for s in spans if s.name.startswith("flowstate.run")]
+    nodes = [s for s in spans if s.name.startswith("flowstate.node")]
+    writes = app.store.writes(r.run_id)
+    assert len(nodes) == len(writes)
+    assert sorted(
+        (s.attributes["flowstate.step"], s.attributes["flowstate.task_path"]) for s in nodes
+    ) == sorted((w.step, w.task_path) for w in writes)
+    assert all(s.parent is not None and s.parent.span_id == root.context.span_id for s in nodes)
+    assert {s.context.trace_id for s in spans} == {root.context.trace_id}
