@@ -83,7 +83,8 @@ def spawn(mode: str, runs: int, nodes: int, timed: bool, prefix: list[str]) -> s
     cmd = [*prefix, sys.executable, __file__, "--child", mode, str(runs), str(nodes)]
     if timed:
         cmd.append("--timed")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # a fixed hash seed: dict and set layouts (and so instruction counts) repeat exactly
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "0"}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     return out.stdout + out.stderr
 

@@ -73,3 +73,33 @@ def test_llm_call_span_follows_the_genai_conventions(
     assert otel.total("flowstate.llm.tokens", **{"gen_ai.token.type": "input"}) == 21
     durations = otel.points("gen_ai.client.operation.duration")
     assert [v[0] for _, v in durations] == [1]
+
+
+def test_a_failed_llm_call_marks_its_spans(otel: Telemetry, server: MessagesServer, tmp_path: Path):
+    from opentelemetry.trace import StatusCode
+
+    from flowstate.errors import NodeFailed
+    from tests.llm.messages_server import overloaded
+
+    server.reply(overloaded())
+
+    async def go() -> None:
+        app = chat_graph().compile(store=str(tmp_path / "runs.db"))
+        async with AnthropicLLM(
+            "claude-test", api_key="k", base_url=server.base_url, max_retries=0, timeout=10.0
+        ) as llm:
+            app.services["llm"] = llm
+            await app.run({})
+
+    with pytest.raises(NodeFailed):
+        asyncio.run(go())
+    chat = otel.one("chat claude-test")
+    effect = otel.one("flowstate.effect llm.complete")
+    node = otel.one("flowstate.node ask")
+    for span in (chat, effect, node):
+        assert span.status.status_code == StatusCode.ERROR, span.name
+    assert chat.attributes["error.type"] == effect.attributes["error.type"]
+    assert node.attributes["flowstate.outcome"] == "failed"
+    assert "gen_ai.usage.input_tokens" not in chat.attributes
+    (point,) = otel.points("gen_ai.client.operation.duration")
+    assert point[0]["error.type"] == chat.attributes["error.type"]
