@@ -249,6 +249,7 @@ class RunTelemetry:
         self.status: str | None = None
         self._nodes: dict[str, _Node] = {}
         self._closed = False
+        self._executing = False
         carrier: dict[str, str] = {}
         _PROPAGATOR.inject(carrier, context=self.context)
         self.traceparent: str | None = carrier.get("traceparent")
@@ -256,6 +257,7 @@ class RunTelemetry:
     # -- the run span -------------------------------------------------------------------
 
     def attach(self) -> Any:
+        self._executing = True
         return otel_context.attach(self.context)
 
     def detach(self, token: Any) -> None:
@@ -267,6 +269,13 @@ class RunTelemetry:
         if self._closed:
             return
         self._closed = True
+        if error is not None and not self._executing:
+            # the run row was never written (or the service's admission stopped the
+            # engine there on purpose): nothing ran, nothing failed
+            self.span.set_attribute("flowstate.run.status", "not_started")
+            self.span.set_attribute("flowstate.run.stopped_by", type(error).__name__)
+            self.span.end()
+            return
         for path in list(self._nodes):
             self._end_node(path, "interrupted" if error is None else "crashed", error)
         status = self.status or ("crashed" if error is not None else "unknown")

@@ -176,3 +176,23 @@ def test_a_crash_in_process_ends_the_spans_and_the_resume_counts_a_takeover(
     assert second.attributes["flowstate.run.took_over"] is True
     assert otel.total("flowstate.lease.takeovers", **{"flowstate.graph": "slow_chain"}) == 1
     assert sorted(s.attributes["flowstate.step"] for s in otel.named("flowstate.node")) == [2, 3]
+
+
+def test_service_admission_then_execution_is_one_trace(otel: Telemetry, tmp_path: Path):
+    """The task service admits a run by stopping the engine at ``create_run``, stores the
+    rows as ``queued`` and executes them later: the admission span ends as not started
+    (no error), and the execution continues its trace."""
+    from flowstate.service._service import admission_rows
+
+    app = interview().compile(store=str(tmp_path / "s.db"))
+    run, step0 = asyncio.run(admission_rows(app, Q(), "s1", None))
+    admitted = otel.one("flowstate.run interview")
+    assert admitted.attributes["flowstate.run.status"] == "not_started"
+    assert admitted.status.status_code != StatusCode.ERROR
+    assert "flowstate.node" not in {s.name.split(" ")[0] for s in otel.spans()}
+    app.store.create_run(run, step0)
+    otel.exporter.clear()
+    assert app.resume_sync("s1").status == "paused"
+    seg = otel.one("flowstate.run interview")
+    assert seg.context.trace_id == admitted.context.trace_id
+    assert seg.parent is not None and seg.parent.span_id == admitted.context.span_id
