@@ -40,6 +40,7 @@ def child(mode: str, runs: int, nodes: int, timed: bool) -> None:
     if mode in ("imported", "traced"):
         import opentelemetry.metrics
         import opentelemetry.trace  # noqa: F401
+    exporter = None
     if mode == "traced":
         from opentelemetry import metrics, trace
         from opentelemetry.sdk.metrics import MeterProvider
@@ -70,7 +71,7 @@ def child(mode: str, runs: int, nodes: int, timed: bool) -> None:
             r = await app.run({"count": 0})
             out.append(time.perf_counter() - t)
             assert r.status == "completed" and r.state.count == nodes
-            if mode == "traced":
+            if exporter is not None:
                 exporter.clear()
         return out
 

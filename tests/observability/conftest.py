@@ -13,8 +13,29 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Link, SpanContext
 
 from flowstate.observability import configure
+
+
+def attrs(span: ReadableSpan) -> dict[str, Any]:
+    """A span's attributes (the SDK types them as optional)."""
+    return dict(span.attributes or {})
+
+
+def sc(span: ReadableSpan) -> SpanContext:
+    """A span's context (the SDK types it as optional; finished spans always have one)."""
+    assert span.context is not None
+    return span.context
+
+
+def sc_link(link: Link) -> SpanContext:
+    return link.context
+
+
+def rec(record: Any, key: str) -> Any:
+    """An attribute a logging filter added to a record."""
+    return record.__dict__[key]
 
 
 @dataclass
@@ -46,9 +67,9 @@ class Telemetry:
                     if m.name != metric:
                         continue
                     for p in m.data.data_points:
-                        value = getattr(p, "value", None)
+                        value: Any = getattr(p, "value", None)
                         if value is None:
-                            value = (p.count, p.sum)  # a histogram
+                            value = (getattr(p, "count"), getattr(p, "sum"))  # noqa: B009
                         out.append((dict(p.attributes or {}), value))
         return out
 

@@ -27,6 +27,7 @@ class JsonLines(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         with open(self.path, "a") as f:
             for s in spans:
+                assert s.context is not None
                 row = {
                     "name": s.name,
                     "trace_id": f"{s.context.trace_id:032x}",

@@ -13,7 +13,7 @@ from flowstate import END, START, GraphBuilder, NodeContext
 from flowstate.llm import AnthropicLLM, user
 from tests.llm.messages_server import MessagesServer, message, text
 
-from .conftest import Telemetry
+from .conftest import Telemetry, attrs
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_llm_call_span_follows_the_genai_conventions(
     assert asyncio.run(go()) == "hi there"
     chats = otel.named("chat ")
     assert len(chats) == 1, [s.name for s in otel.spans()]
-    a = chats[0].attributes
+    a = attrs(chats[0])
     assert chats[0].name == "chat claude-test"
     assert a["gen_ai.system"] == "anthropic"
     assert a["gen_ai.request.model"] == "claude-test"
@@ -67,7 +67,7 @@ def test_llm_call_span_follows_the_genai_conventions(
     served = [
         s
         for s in otel.named("flowstate.effect llm.complete")
-        if s.attributes["flowstate.effect.replayed"]
+        if attrs(s)["flowstate.effect.replayed"]
     ]
     assert len(served) == 1, "the replay's call was served from the journal"
     assert otel.total("flowstate.llm.tokens", **{"gen_ai.token.type": "input"}) == 21
@@ -98,8 +98,8 @@ def test_a_failed_llm_call_marks_its_spans(otel: Telemetry, server: MessagesServ
     node = otel.one("flowstate.node ask")
     for span in (chat, effect, node):
         assert span.status.status_code == StatusCode.ERROR, span.name
-    assert chat.attributes["error.type"] == effect.attributes["error.type"]
-    assert node.attributes["flowstate.outcome"] == "failed"
-    assert "gen_ai.usage.input_tokens" not in chat.attributes
+    assert attrs(chat)["error.type"] == attrs(effect)["error.type"]
+    assert attrs(node)["flowstate.outcome"] == "failed"
+    assert "gen_ai.usage.input_tokens" not in attrs(chat)
     (point,) = otel.points("gen_ai.client.operation.duration")
-    assert point[0]["error.type"] == chat.attributes["error.type"]
+    assert point[0]["error.type"] == attrs(chat)["error.type"]

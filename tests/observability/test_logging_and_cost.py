@@ -13,6 +13,7 @@ import pytest
 from flowstate import END, START, GraphBuilder
 from flowstate.observability import RunContextFilter, log_context
 
+from .conftest import rec
 from .graphs import Chain, flaky_graph
 
 
@@ -56,20 +57,12 @@ def test_every_record_carries_run_step_and_node(capture: Capture, tmp_path: Path
     g.add_edge(START, "first").add_edge("first", "second").add_edge("second", END)
     r = g.compile(store=str(tmp_path / "a.db")).run_sync({}, run_id="L1")
     assert r.status == "completed"
-    mine = {rec.getMessage(): rec for rec in capture.records if rec.name == "my.agent"}
-    assert (mine["in first"].run_id, mine["in first"].step, mine["in first"].node) == (
-        "L1",
-        0,
-        "first",
-    )
-    assert (mine["in second"].run_id, mine["in second"].step, mine["in second"].node) == (
-        "L1",
-        1,
-        "second",
-    )
-    engine = [rec for rec in capture.records if rec.name == "flowstate.engine"]
-    assert any("run L1 completed" in rec.getMessage() for rec in engine)
-    assert all(rec.run_id == "L1" for rec in engine)
+    mine = {r.getMessage(): r for r in capture.records if r.name == "my.agent"}
+    where = [tuple(rec(mine[m], k) for k in ("run_id", "step", "node")) for m in mine]
+    assert where == [("L1", 0, "first"), ("L1", 1, "second")]
+    engine = [r for r in capture.records if r.name == "flowstate.engine"]
+    assert any("run L1 completed" in r.getMessage() for r in engine)
+    assert all(rec(r, "run_id") == "L1" for r in engine)
     assert log_context() is None, "nothing leaks out of the run"
 
 
@@ -81,14 +74,18 @@ def test_retry_warning_names_the_run_and_node(capture: Capture, tmp_path: Path):
     ]
     assert len(warn) == 1
     assert "retrying" in warn[0].getMessage() and "ConnectionError" in warn[0].getMessage()
-    assert (warn[0].run_id, warn[0].step, warn[0].node) == ("F1", 0, "flaky")
+    assert (rec(warn[0], "run_id"), rec(warn[0], "step"), rec(warn[0], "node")) == (
+        "F1",
+        0,
+        "flaky",
+    )
 
 
 def test_filter_keeps_fields_a_record_already_has():
-    rec = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
-    rec.run_id = "mine"
-    assert RunContextFilter().filter(rec)
-    assert rec.run_id == "mine" and rec.node is None
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
+    record.__dict__["run_id"] = "mine"
+    assert RunContextFilter().filter(record)
+    assert rec(record, "run_id") == "mine" and rec(record, "node") is None
 
 
 def _run_child(code: str) -> str:

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from flowstate import END, START, GraphBuilder, NodeContext
 
-from .conftest import Telemetry
+from .conftest import Telemetry, attrs, sc, sc_link
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,45 +46,45 @@ def test_resume_continues_the_trace_and_replay_and_fork_link_to_it(otel: Telemet
     r = app.run_sync({}, run_id="q1")
     assert r.status == "paused"
     first = otel.one("flowstate.run interview")
-    assert first.attributes["flowstate.run.status"] == "paused"
+    assert attrs(first)["flowstate.run.status"] == "paused"
     asked = otel.one("flowstate.node ask")
-    assert asked.attributes["flowstate.outcome"] == "interrupted"
+    assert attrs(asked)["flowstate.outcome"] == "interrupted"
     otel.exporter.clear()
 
     assert app.resume_sync("q1", value="Ada").status == "completed"
     second = otel.one("flowstate.run interview")
-    assert second.context.trace_id == first.context.trace_id
-    assert second.parent is not None and second.parent.span_id == first.context.span_id
-    assert second.attributes["flowstate.run.kind"] == "resume"
-    assert second.attributes["flowstate.run.start_step"] == 0
-    assert second.attributes["flowstate.run.took_over"] is False, "it was paused, not dead"
+    assert sc(second).trace_id == sc(first).trace_id
+    assert second.parent is not None and second.parent.span_id == sc(first).span_id
+    assert attrs(second)["flowstate.run.kind"] == "resume"
+    assert attrs(second)["flowstate.run.start_step"] == 0
+    assert attrs(second)["flowstate.run.took_over"] is False, "it was paused, not dead"
     assert otel.total("flowstate.lease.takeovers") == 0
     for node in ("ask", "finish"):
         span = otel.one(f"flowstate.node {node}")
-        assert span.context.trace_id == first.context.trace_id
-        assert span.parent is not None and span.parent.span_id == second.context.span_id
+        assert sc(span).trace_id == sc(first).trace_id
+        assert span.parent is not None and span.parent.span_id == sc(second).span_id
     otel.exporter.clear()
 
     report = asyncio.run(app.replay("q1"))
     assert report.identical
     replay = otel.one("flowstate.run interview")
-    assert replay.attributes["flowstate.run.kind"] == "replay"
-    assert replay.context.trace_id != first.context.trace_id
+    assert attrs(replay)["flowstate.run.kind"] == "replay"
+    assert sc(replay).trace_id != sc(first).trace_id
     assert replay.parent is None
-    assert [(lk.context.trace_id, lk.context.span_id) for lk in replay.links] == [
-        (first.context.trace_id, first.context.span_id)
+    assert [(sc_link(lk).trace_id, sc_link(lk).span_id) for lk in replay.links] == [
+        (sc(first).trace_id, sc(first).span_id)
     ]
-    assert replay.links[0].attributes["flowstate.link"] == "replay_of"
+    assert dict(replay.links[0].attributes or {})["flowstate.link"] == "replay_of"
     otel.exporter.clear()
 
     forked = asyncio.run(app.fork("q1", at=1, update={"answer": "Grace"}, new_run_id="q2"))
     assert forked.status == "completed"
     fork = otel.one("flowstate.run interview")
-    assert fork.attributes["flowstate.run.kind"] == "fork"
-    assert fork.context.trace_id != first.context.trace_id
-    assert fork.links[0].context.span_id == first.context.span_id
+    assert attrs(fork)["flowstate.run.kind"] == "fork"
+    assert sc(fork).trace_id != sc(first).trace_id
+    assert sc_link(fork.links[0]).span_id == sc(first).span_id
     stored = json.loads(app.store.get_run("q2").config)["trace"]["traceparent"]
-    assert f"{fork.context.span_id:016x}" in stored
+    assert f"{sc(fork).span_id:016x}" in stored
 
 
 def _spans(path: Path) -> list[dict]:
@@ -165,17 +165,17 @@ def test_a_crash_in_process_ends_the_spans_and_the_resume_counts_a_takeover(
     with pytest.raises(SimulatedCrash):
         crashing.run_sync({}, run_id="c1")
     first = otel.one("flowstate.run slow_chain")
-    assert first.attributes["flowstate.run.status"] == "crashed"
+    assert attrs(first)["flowstate.run.status"] == "crashed"
     assert first.status.status_code == StatusCode.ERROR
     otel.exporter.clear()
 
     app = g.compile(store=str(tmp_path / "c.db"))
     assert app.resume_sync("c1").status == "completed"
     second = otel.one("flowstate.run slow_chain")
-    assert second.parent is not None and second.parent.span_id == first.context.span_id
-    assert second.attributes["flowstate.run.took_over"] is True
+    assert second.parent is not None and second.parent.span_id == sc(first).span_id
+    assert attrs(second)["flowstate.run.took_over"] is True
     assert otel.total("flowstate.lease.takeovers", **{"flowstate.graph": "slow_chain"}) == 1
-    assert sorted(s.attributes["flowstate.step"] for s in otel.named("flowstate.node")) == [2, 3]
+    assert sorted(attrs(s)["flowstate.step"] for s in otel.named("flowstate.node")) == [2, 3]
 
 
 def test_service_admission_then_execution_is_one_trace(otel: Telemetry, tmp_path: Path):
@@ -187,12 +187,12 @@ def test_service_admission_then_execution_is_one_trace(otel: Telemetry, tmp_path
     app = interview().compile(store=str(tmp_path / "s.db"))
     run, step0 = asyncio.run(admission_rows(app, Q(), "s1", None))
     admitted = otel.one("flowstate.run interview")
-    assert admitted.attributes["flowstate.run.status"] == "not_started"
+    assert attrs(admitted)["flowstate.run.status"] == "not_started"
     assert admitted.status.status_code != StatusCode.ERROR
     assert "flowstate.node" not in {s.name.split(" ")[0] for s in otel.spans()}
     app.store.create_run(run, step0)
     otel.exporter.clear()
     assert app.resume_sync("s1").status == "paused"
     seg = otel.one("flowstate.run interview")
-    assert seg.context.trace_id == admitted.context.trace_id
-    assert seg.parent is not None and seg.parent.span_id == admitted.context.span_id
+    assert sc(seg).trace_id == sc(admitted).trace_id
+    assert seg.parent is not None and seg.parent.span_id == sc(admitted).span_id
