@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from flowstate.checkpoints import RunRecord, SQLiteStore, StepRecord, WriteRecord
 from flowstate.errors import NodeFailed, ReplayDivergence, RunStateError
+from flowstate.observability import run_observer
 
 from ._context import EffectDivergence
 from ._scheduler import JournalSource
@@ -249,9 +250,11 @@ def fork_rows(
     update: dict[str, Any] | None = None,
     new_run_id: str | None = None,
     status: Literal["running", "queued"] = "running",
+    config: dict[str, Any] | None = None,
 ) -> tuple[RunRecord, StepRecord, Any]:
     """The run row, step-0 row and state of a fork of ``run_id`` at step ``at``, patched
-    with ``update`` (validated like a node's update); nothing is written."""
+    with ``update`` (validated like a node's update); nothing is written. ``config``: the
+    new run's options (default: the parent's, without its trace context)."""
     import time
     import uuid
 
@@ -272,6 +275,9 @@ def fork_rows(
     new_id = new_run_id or uuid.uuid4().hex[:16]
     now = time.time()
     state_json = schema.dump_state(state)
+    if config is None:
+        config = json.loads(parent.config)
+        config.pop("trace", None)
     run = RunRecord(
         id=new_id,
         graph=app.name,
@@ -281,7 +287,7 @@ def fork_rows(
         input=state_json,
         parent_id=run_id,
         parent_step=at,
-        config=parent.config,
+        config=json.dumps(config),
         created_at=now,
         updated_at=now,
     )
@@ -309,11 +315,38 @@ async def fork(
     on_event: Any = None,
 ) -> RunResult[Any]:
     """Start a new run from the state at step ``at`` of ``run_id``, patched with ``update``."""
+    import uuid
+
     store = app.store
-    run, step0, state = fork_rows(app, run_id, at=at, update=update, new_run_id=new_run_id)
-    new_id = run.id
+    parent = store.get_run(run_id)
+    new_id = new_run_id or uuid.uuid4().hex[:16]
+    config = json.loads(parent.config)
+    obs = run_observer(
+        run_id=new_id,
+        graph=app.name,
+        kind="fork",
+        stored=config.pop("trace", None),
+        subgraph=False,
+        step=0,
+        limits=config.get("limits"),
+    )
+    if obs is not None and obs.traceparent:
+        config["trace"] = {"traceparent": obs.traceparent}
+    try:
+        run, step0, state = fork_rows(
+            app, run_id, at=at, update=update, new_run_id=new_id, config=config
+        )
+    except BaseException as e:
+        if obs is not None:
+            obs.close(e)
+        raise
     state_json = step0.snapshot or ""
-    store.create_run(run, step0)
+    try:
+        store.create_run(run, step0)
+    except BaseException as e:
+        if obs is not None:
+            obs.close(e)
+        raise
     journal = None
     if reuse_effects:
         journal = JournalSource(
@@ -331,4 +364,5 @@ async def fork(
         resumed=False,
         last_snapshot_bytes=len(state_json),
         journal=journal,
+        observer=obs,
     )
