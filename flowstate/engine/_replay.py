@@ -276,8 +276,7 @@ def fork_rows(
     now = time.time()
     state_json = schema.dump_state(state)
     if config is None:
-        config = json.loads(parent.config)
-        config.pop("trace", None)
+        config = {k: v for k, v in json.loads(parent.config).items() if k != "trace"}
     run = RunRecord(
         id=new_id,
         graph=app.name,
