@@ -1,0 +1,45 @@
+"""Open a store from the string a user gives (a path, ``:memory:``, ``memory://`` or a
+``postgresql://`` URL), and describe a store in one line for messages."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ._memory_store import InMemoryStore
+from ._sqlite import Durability, SQLiteStore
+
+POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+"""URL schemes that name a PostgreSQL database."""
+
+
+def is_postgres_url(spec: str) -> bool:
+    """Whether ``spec`` names a PostgreSQL database rather than an SQLite file."""
+    return spec.startswith(POSTGRES_PREFIXES)
+
+
+def open_store(spec: str, *, durability: Durability = "normal", migrate: bool = True) -> Any:
+    """The store ``spec`` names: ``memory://`` (no persistence), a ``postgresql://`` URL
+    (needs the ``postgres`` extra), or an SQLite path (``:memory:`` included), created if
+    missing. ``migrate=False`` opens an SQLite file as it is, for diagnosis."""
+    if spec == "memory://":
+        return InMemoryStore()
+    if is_postgres_url(spec):
+        from ._postgres import PostgresStore
+
+        return PostgresStore(spec)
+    return SQLiteStore(spec, durability=durability, migrate=migrate)
+
+
+def describe_store(store: Any) -> str:
+    """One line naming where ``store`` keeps its rows (a password in a URL is masked)."""
+    if isinstance(store, SQLiteStore):
+        return ":memory:" if store.memory else str(store.path)
+    if isinstance(store, InMemoryStore):
+        return "memory://"
+    dsn = getattr(store, "dsn", None)
+    if isinstance(dsn, str):
+        masked = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", dsn)
+        schema = getattr(store, "schema", None)
+        return f"{masked} (schema {schema})" if schema else masked
+    return type(store).__name__
