@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ._memory_store import InMemoryStore
 from ._sqlite import Durability, SQLiteStore
@@ -20,15 +21,29 @@ def is_postgres_url(spec: str) -> bool:
 
 def open_store(spec: str, *, durability: Durability = "normal", migrate: bool = True) -> Any:
     """The store ``spec`` names: ``memory://`` (no persistence), a ``postgresql://`` URL
-    (needs the ``postgres`` extra), or an SQLite path (``:memory:`` included), created if
-    missing. ``migrate=False`` opens an SQLite file as it is, for diagnosis."""
+    (needs the ``postgres`` extra; ``?schema=NAME`` picks the schema), or an SQLite path
+    (``:memory:`` included), created if missing. ``migrate=False`` opens the database as
+    it is, for diagnosis."""
     if spec == "memory://":
         return InMemoryStore()
     if is_postgres_url(spec):
         from ._postgres import PostgresStore
 
-        return PostgresStore(spec)
+        dsn, schema = _split_schema(spec)
+        if schema:
+            return PostgresStore(dsn, schema=schema, migrate=migrate)
+        return PostgresStore(dsn, migrate=migrate)
     return SQLiteStore(spec, durability=durability, migrate=migrate)
+
+
+def _split_schema(url: str) -> tuple[str, str | None]:
+    """``postgresql://…/db?schema=NAME`` names the schema holding the tables; libpq knows
+    no such parameter, so it is taken out of the URL."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((v for k, v in query if k == "schema"), None)
+    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    return urlunsplit(parts._replace(query=rest)), schema
 
 
 def describe_store(store: Any) -> str:

@@ -10,6 +10,7 @@ import importlib.util
 import inspect
 import json
 import os
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -118,6 +119,66 @@ def _silence_broken_pipe() -> None:
         pass
 
 
+_METAVARS = {
+    "graph": "GRAPH",
+    "target": "GRAPH",
+    "graphs": "REGISTRY",
+    "db": "DB",
+    "input": "JSON",
+    "value": "JSON",
+    "set_": "JSON",
+    "llm": "SPEC",
+    "run_id": "RUN",
+    "quarantine": "RUN",
+    "older_than": "AGE",
+    "wait": "SECONDS",
+    "task_timeout": "SECONDS",
+}
+
+
+def _tidy_help(group: Any) -> None:
+    """Make every command's help read well at 80 columns, whoever registered it: a
+    docstring's paragraphs are joined into lines the terminal wraps (not cut where the
+    source happened to break), flags show no ``<bool>`` placeholder, and values show a
+    name (``GRAPH``, ``JSON``, ``N``) instead of a Python type."""
+    commands = [group, *getattr(group, "commands", {}).values()]
+    for cmd in commands:
+        if cmd.help:
+            paragraphs = re.split(r"\n\s*\n", inspect.cleandoc(cmd.help))
+            cmd.help = "\n\n".join(" ".join(p.split()) for p in paragraphs)
+        for p in cmd.params:
+            _tidy_param(p)
+        if not getattr(cmd, "_flowstate_tidy", False):
+            get_help_option = cmd.get_help_option
+
+            def tidy_help_option(ctx: Any, _get: Any = get_help_option) -> Any:
+                opt = _get(ctx)
+                if opt is not None:
+                    _tidy_param(opt)
+                return opt
+
+            cmd.get_help_option = tidy_help_option
+            cmd._flowstate_tidy = True
+
+
+def _tidy_param(p: Any) -> None:
+    if p.param_type_name == "argument":
+        # the name column already says GRAPH; typer would add a '<str>' type column
+        p.display_type_rich = lambda ctx: None
+        return
+    if getattr(p, "metavar", None) is not None:
+        return
+    if getattr(p, "is_flag", False):
+        p.metavar = ""
+    else:
+        p.metavar = _METAVARS.get(p.name or "", "N" if _is_number(p) else "TEXT")
+
+
+def _is_number(p: Any) -> bool:
+    bare = getattr(p, "bare_type", None)
+    return callable(bare) and bare() in ("int", "float")
+
+
 class FlowstateGroup(TyperGroup):
     """The ``flowstate`` command group: every error of every command (typer's usage
     errors included) prints one line with its code and exits non-zero; ``--debug``
@@ -132,6 +193,7 @@ class FlowstateGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         global _debug_flag
+        _tidy_help(self)
         argv = list(sys.argv[1:] if args is None else args)
         debug = "--debug" in argv
         argv = [a for a in argv if a != "--debug"]
