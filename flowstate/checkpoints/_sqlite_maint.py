@@ -66,6 +66,7 @@ class SQLiteMaintenance:
     _lock: Any
     conn: sqlite3.Connection
     memory: bool
+    path: Any
     _busy_timeout_ms: int
     write: Any
     _read: Any
