@@ -63,3 +63,15 @@ def test_readme_example_works_with_the_commands_it_names(tmp_path):
     shown = cli("show", "d1", "--graph", "drafter.py:app")
     assert shown.returncode == 0 and '"rounds": 3' in shown.stdout
     assert (tmp_path / "runs.db").exists() and not (tmp_path / "flowstate.db").exists()
+
+
+def test_every_error_code_is_in_the_error_reference():
+    """docs/reference/errors.md lists every code an error class declares."""
+    ref = (ROOT / "docs" / "reference" / "errors.md").read_text()
+    codes = set()
+    for path in (ROOT / "flowstate").rglob("*.py"):
+        codes.update(re.findall(r'\bcode(?:: str)? = "(FSM?\d{3})"', path.read_text()))
+        codes.update(re.findall(r'code="(FSM?\d{3})"', path.read_text()))
+    assert {"FS101", "FS212", "FS400", "FS402"} <= codes
+    missing = sorted(c for c in codes if f"| {c} |" not in ref)
+    assert not missing, f"docs/reference/errors.md lacks {missing}"
