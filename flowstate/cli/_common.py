@@ -303,6 +303,9 @@ def _import_module(target: str, mod_name: str) -> Any:
 
 
 _RUN_METHODS = {"run", "run_sync", "resume", "resume_sync", "fork", "replay", "stream"}
+"""Calls that start a run (``app.run_sync(...)``, and ``asyncio.run(app.run(...))``)."""
+_NOT_RUNS = {"subprocess", "uvicorn"}
+"""Modules whose ``run`` is not a graph's."""
 
 
 def _warn_if_runs_at_import(mod_name: str) -> None:
@@ -329,13 +332,7 @@ def _warn_if_runs_at_import(mod_name: str) -> None:
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
                 and node.func.attr in _RUN_METHODS
-                and not (isinstance(node.func.value, ast.Name) and node.func.value.id == "asyncio")
-            ) or (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "run"
-                and isinstance(node.func.value, ast.Name)
-                and node.func.value.id == "asyncio"
+                and not (isinstance(node.func.value, ast.Name) and node.func.value.id in _NOT_RUNS)
             ):
                 err_console.print(
                     f"warning: {spec.origin} starts a run when it is imported (line "
