@@ -107,3 +107,18 @@ def test_postgres_urls_work_wherever_a_database_does(cwd, tmp_path):
     r = invoke("doctor", "--db", url)
     assert r.exit_code == 0, r.output
     assert not Path("flowstate.db").exists() and os.listdir(cwd) == []
+
+
+def test_the_service_takes_a_postgres_url(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from flowstate.service import create_app
+    from tests.cli_graphs import REGISTRY
+
+    dsn = require_postgres()
+    url = f"{dsn}{'&' if '?' in dsn else '?'}schema={pg_schema(tmp_path, 'svc')}"
+    with TestClient(create_app(REGISTRY, db=url)) as client:
+        made = client.post("/v1/tasks", json={"graph": "counter", "input": {"n": 1}})
+        assert made.status_code == 202, made.text
+    r = invoke("runs", "--db", url)
+    assert made.json()["id"] in r.stdout
