@@ -40,7 +40,7 @@ DEFAULT_DB = "flowstate.db"
 """The database of last resort: ``./flowstate.db`` (see ``resolve_db``)."""
 
 DB_HELP = (
-    "SQLite file or postgresql:// URL. Default: the store the --graph was compiled with, "
+    "SQLite file or postgresql:// URL. Default: the store the graph was compiled with, "
     "else $FLOWSTATE_DB, else ./flowstate.db."
 )
 VERBOSE_HELP = "Print the database used (to stderr)."

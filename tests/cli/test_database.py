@@ -87,7 +87,7 @@ def test_help_states_the_true_default(cwd):
     for cmd in ("run", "resume", "runs", "show", "replay", "fork", "prune", "doctor"):
         out = " ".join(re.sub(r"[│╭╮╰╯─]", " ", invoke(cmd, "--help").stdout).split())
         assert (
-            "Default: the store the --graph was compiled with, else $FLOWSTATE_DB, else "
+            "Default: the store the graph was compiled with, else $FLOWSTATE_DB, else "
             "./flowstate.db." in out
         ), cmd
 
