@@ -175,3 +175,23 @@ def test_mkdocs_builds_strictly_offline(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr[-6000:]
     assert (tmp_path / "s" / "index.html").exists()
+
+
+def test_every_page_is_in_the_nav_even_when_not_listed(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from mkdocs_nav import complete_nav
+    finally:
+        sys.path.pop(0)
+    docs = tmp_path / "docs"
+    (docs / "guides").mkdir(parents=True)
+    (docs / "index.md").write_text("# Home\n")
+    (docs / "guides" / "listed.md").write_text("# Listed\n")
+    (docs / "guides" / "new.md").write_text("intro\n# A new guide\n")
+    (docs / "ARCHITECTURE.md").write_text("# Architecture\n")
+    nav = [{"Home": "index.md"}, {"How-to guides": [{"Listed": "guides/listed.md"}]}]
+    assert complete_nav(nav, docs) == [
+        {"Home": "index.md"},
+        {"How-to guides": [{"Listed": "guides/listed.md"}, {"A new guide": "guides/new.md"}]},
+        {"More": [{"Architecture": "ARCHITECTURE.md"}]},
+    ]
