@@ -5,9 +5,11 @@ traceback unless ``--debug`` (anywhere on the line) or ``FLOWSTATE_DEBUG=1`` (se
 ``FlowstateGroup``). Every command finds its database by one rule (``resolve_db``).
 
 The commands live by job: `_runs` (run, resume, replay, fork), `_inspect` (runs, show,
-graph), `_maint` (prune, doctor) and `_service` (serve); `_common` holds what they share
-and `_live` the live display. This module builds the typer `app` and registers them, in the
-order `flowstate --help` lists them.
+graph), `_maint` (prune, doctor) and `_service` (serve). `_group` turns errors into one
+line and tidies help, `_load` loads `module:attr`, `_common` holds the database rule and
+what else the commands share, `_console` the consoles and `_live` the live display.
+This module builds the typer `app` and registers them, in the order `flowstate --help`
+lists them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import typer
 
 from flowstate.errors import CLIError
 
-from ._common import DB_HELP, FlowstateGroup, console, err_console, load_graph, resolve_db
+from ._common import DB_HELP, console, err_console, load_graph, resolve_db
+from ._group import FlowstateGroup
 from ._inspect import graph_cmd, runs, show
 from ._maint import doctor, prune
 from ._runs import fork, replay, resume, run
