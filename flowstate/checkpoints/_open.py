@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -19,11 +20,15 @@ def is_postgres_url(spec: str) -> bool:
     return spec.startswith(POSTGRES_PREFIXES)
 
 
-def open_store(spec: str, *, durability: Durability = "normal", migrate: bool = True) -> Any:
+def open_store(
+    spec: str | os.PathLike[str], *, durability: Durability = "normal", migrate: bool = True
+) -> Any:
     """The store ``spec`` names: ``memory://`` (no persistence), a ``postgresql://`` URL
     (needs the ``postgres`` extra; ``?schema=NAME`` picks the schema), or an SQLite path
     (``:memory:`` included), created if missing. ``migrate=False`` opens the database as
     it is, for diagnosis."""
+    if not isinstance(spec, str):  # a path object
+        return SQLiteStore(spec, durability=durability, migrate=migrate)
     if spec == "memory://":
         return InMemoryStore()
     if is_postgres_url(spec):
