@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import typer
 
-from flowstate.errors import FlowstateError
+from flowstate.engine import UNSET
+from flowstate.errors import CLIError, FlowstateError
 
 from ._common import (
     DB_HELP,
@@ -53,7 +55,14 @@ def run(
 def resume(
     run_id: str = typer.Argument(..., help="The run to continue."),
     graph: str | None = typer.Option(None, "--graph", "-g", help=GRAPH_HELP),
-    value: str | None = typer.Option(None, "--value", help="JSON answer to the interrupt."),
+    value: str | None = typer.Option(
+        None, "--value", help="JSON answer to the one pending interrupt."
+    ),
+    answer: list[str] = typer.Option(
+        [],
+        "--answer",
+        help="ID=JSON: answer the pending interrupt ID (ids: `flowstate show RUN`); repeatable.",
+    ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     wait: float | None = typer.Option(
         None, "--wait", help="Seconds to wait for a live owner of the run to finish."
@@ -67,7 +76,16 @@ def resume(
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Continue a crashed, failed, paused or cancelled run from its last checkpoint."""
-    val = json_arg(value, "--value")
+    val = UNSET if value is None else json_arg(value, "--value")
+    answers: dict[str, Any] = {}
+    for item in answer:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise CLIError(
+                f"--answer {item!r} is not ID=JSON; e.g. --answer '0:ask:0=\"yes\"' "
+                "(`flowstate show RUN` lists the ids)"
+            )
+        answers[key] = json_arg(raw, f"--answer {key}")
     d = resolve_db(db, need_graph(graph), llm=llm, verbose=verbose)
     assert d.graph is not None
     g = d.graph
@@ -75,7 +93,8 @@ def resume(
         result = _drive(
             lambda v: g.resume(
                 run_id,
-                value=val,
+                val,
+                answers=answers or None,
                 max_steps=max_steps,
                 allow_graph_change=allow_graph_change,
                 wait=wait,
