@@ -116,7 +116,7 @@ def create_app(
         raise ValueError("create_app needs at least one graph to serve")
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be positive, not {max_body_bytes}")
-    store = open_store(db, durability=durability)
+    store = open_store(db, durability=durability)  # a path or a postgresql:// URL
     bound = registry.bind(store)
     service = TaskService(
         bound, store, max_concurrent_runs=max_concurrent_runs, task_timeout=task_timeout

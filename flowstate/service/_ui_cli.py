@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from flowstate.errors import CLIError, GraphLoadError
+
 from ._cli import DEFAULT_DB, _is_loopback
 
 __all__ = ["ui_command"]
@@ -47,26 +49,21 @@ def ui_command(
 
     token = os.environ.get("FLOWSTATE_TOKEN") or None
     if token is None and not _is_loopback(host):
-        typer.echo(
-            f"error: refusing to serve the inspector on {host} without a token: set "
-            "FLOWSTATE_TOKEN or bind 127.0.0.1",
-            err=True,
+        raise CLIError(
+            f"refusing to serve the inspector on {host} without a token: set "
+            "FLOWSTATE_TOKEN or bind 127.0.0.1"
         )
-        raise typer.Exit(2)
     path = db or os.environ.get("FLOWSTATE_DB", DEFAULT_DB)
     is_url = path.startswith(("postgresql://", "postgres://"))
     if not is_url and not Path(path).exists():
-        typer.echo(
-            f"error: no checkpoint database at {path}: pass --db PATH (or a postgresql:// "
-            "URL) or set FLOWSTATE_DB",
-            err=True,
+        raise CLIError(
+            f"no checkpoint database at {path}: pass --db PATH (or a postgresql:// URL) "
+            "or set FLOWSTATE_DB"
         )
-        raise typer.Exit(2)
     try:
         registry = load_registry(graphs) if graphs else GraphRegistry()
     except ValueError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        raise GraphLoadError(str(e)) from None
     app = create_app(registry, db=path, token=token, read_only=not graphs)
     config = uvicorn.Config(
         app,
