@@ -24,10 +24,8 @@ def register_service(app: typer.Typer) -> None:
         @app.command("ui")
         def ui_missing() -> None:
             """Open the web run inspector (needs `pip install 'flowstate[service]'`)."""
-            _fail(
-                CLIError(
-                    "the inspector needs fastapi and uvicorn: pip install 'flowstate[service]'"
-                )
+            raise CLIError(
+                "the inspector needs fastapi and uvicorn: pip install 'flowstate[service]'"
             )
 
         return
