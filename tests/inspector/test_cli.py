@@ -79,8 +79,8 @@ def test_ui_refuses_a_missing_database(tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert out.returncode == 2
-    assert "no checkpoint database at" in out.stderr and "--db" in out.stderr
+    assert out.returncode != 0
+    assert "FS400" in out.stderr and "no checkpoint database at" in out.stderr and "--db" in out.stderr
 
 
 def test_read_only_ui_follows_a_run_another_process_executes(
@@ -166,4 +166,4 @@ def test_ui_needs_a_token_off_loopback(tmp_path: Path, host: str) -> None:
         text=True,
         timeout=60,
     )
-    assert out.returncode == 2 and "without a token" in out.stderr
+    assert out.returncode != 0 and "without a token" in out.stderr
