@@ -25,6 +25,7 @@ __all__ = ["PostgresConnection", "ids"]
 
 _KEYS = {
     "steps": ("run_id", "step"),
+    "effects": ("run_id", "step", "task_path", "seq"),
     "interrupts": ("run_id", "step", "task_path", "seq"),
 }
 """Primary keys of the tables written with replace semantics (SQLite's INSERT OR REPLACE)."""
