@@ -41,6 +41,15 @@ replacement lets the row reach ``_decode``, whose hash check names its table, ru
 step. Valid UTF-8 decodes exactly as before, so stored hashes still match."""
 
 
+_DAMAGE = (sqlite3.DatabaseError, UnicodeDecodeError)
+"""What SQLite raises on a damaged file: its own errors, and ``UnicodeDecodeError`` when
+an error message quotes damaged bytes (a garbled name in the schema) that sqlite3 cannot
+decode to build the exception."""
+
+_OPEN_DAMAGE = (*_DAMAGE, KeyError, TypeError, ValueError)
+"""…plus what sqlite-utils raises reading a damaged migrations table while opening."""
+
+
 class SQLiteConnection:
     """One SQLite connection, used from one event loop; every write is one ``BEGIN
     IMMEDIATE … COMMIT``. The base of ``SQLiteStore``."""
@@ -89,7 +98,7 @@ class SQLiteConnection:
             conn.execute("PRAGMA foreign_keys = ON")
             conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_ROW_BYTES)
             conn.text_factory = _decode_text
-        except sqlite3.DatabaseError as e:
+        except _DAMAGE as e:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
             raise StoreIOError(f"cannot open checkpoint database {self.path}: {e}") from e
@@ -102,7 +111,7 @@ class SQLiteConnection:
         try:
             with self.write():
                 migrations.apply(self.db)
-        except (sqlite3.DatabaseError, StoreError) as e:
+        except (*_OPEN_DAMAGE, StoreError) as e:
             cause = e.__cause__ if isinstance(e, StoreError) and e.__cause__ else e
             with contextlib.suppress(sqlite3.Error):
                 self.conn.close()
@@ -135,7 +144,7 @@ class SQLiteConnection:
             crash_point("store.before_begin")
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.DatabaseError as e:
+            except _DAMAGE as e:
                 raise StoreIOError(f"cannot start a write transaction on {self.path}: {e}") from e
             try:
                 yield self.conn
@@ -151,9 +160,7 @@ class SQLiteConnection:
                         "the row is already stored (another process may be running the "
                         "same run)"
                     ) from e
-                if isinstance(e, sqlite3.DatabaseError) and not isinstance(
-                    e, sqlite3.ProgrammingError
-                ):
+                if isinstance(e, _DAMAGE) and not isinstance(e, sqlite3.ProgrammingError):
                     raise StoreIOError(
                         f"write failed on {self.path}: {e}; the transaction was rolled back. "
                         "If the database is damaged, run `flowstate doctor`"
@@ -162,7 +169,7 @@ class SQLiteConnection:
             crash_point("store.before_commit")
             try:
                 self.conn.execute("COMMIT")
-            except sqlite3.DatabaseError as e:
+            except _DAMAGE as e:
                 with contextlib.suppress(sqlite3.DatabaseError):
                     self.conn.execute("ROLLBACK")
                 raise StoreIOError(f"commit failed on {self.path}: {e}") from e
@@ -174,7 +181,7 @@ class SQLiteConnection:
             try:
                 cur = self.conn.execute(sql, params)
                 return cur.fetchall()
-            except sqlite3.DatabaseError as e:
+            except _DAMAGE as e:
                 raise StoreIOError(f"read failed on {self.path}: {e}") from e
 
     def close(self) -> None:
