@@ -25,9 +25,11 @@ class SQLiteLeases:
 
     def _fence(self, c: sqlite3.Connection, run_id: str) -> None:
         fence = self.fences.get(run_id)
-        if fence is None:
-            return
         row = c.execute("SELECT owner, epoch FROM runs WHERE id = ?", [run_id]).fetchone()
+        if fence is None:
+            if row is None:  # a write for a run that is not there is an error, not a success
+                raise RunNotFound(run_id)
+            return
         check_fence(run_id, fence, row)
 
     def acquire(self, run_id: str, owner: str, ttl: float, alive: Any = None) -> int:
