@@ -81,8 +81,8 @@ def test_an_empty_file_next_to_a_live_wal_is_not_recreated(tmp_path: Path) -> No
     db = tmp_path / "x.db"
     s = SQLiteStore(db)
     s.create_run(
-        RunRecord(id="r", graph="g", fingerprint="f", graph_doc="{}", status="running", created_at=1.0, updated_at=1.0,
-                  input="{}"),
+        RunRecord(id="r", graph="g", fingerprint="f", graph_doc="{}", status="running",
+                  created_at=1.0, updated_at=1.0, input="{}"),
         StepRecord(run_id="r", step=0, tasks="[]", joins="{}", snapshot="{}", created_at=1.0),
     )
     held = sqlite3.connect(db)  # keeps the WAL from being folded back and removed
