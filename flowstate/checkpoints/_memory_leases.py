@@ -32,7 +32,12 @@ class MemoryLeases:
             if row is None:  # a write for a run that is not there is an error, not a success
                 raise RunNotFound(run_id)
             return
-        check_fence(run_id, fence, None if row is None else (row.owner, row.epoch))
+        check_fence(
+            run_id,
+            fence,
+            None if row is None else (row.owner, row.epoch),
+            cancelled="cancel" in self._t.signals.get(run_id, {}),
+        )
 
     def acquire(self, run_id: str, owner: str, ttl: float, alive: Any = None) -> int:
         """Take the run's lease for ``owner`` (refused while another live owner holds an
