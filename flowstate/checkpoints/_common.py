@@ -14,7 +14,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from flowstate.errors import CorruptRowError, LeaseLost, RunOwned, RunStateError, StoreError
+from flowstate.errors import (
+    CancelledElsewhere,
+    CorruptRowError,
+    LeaseLost,
+    RunOwned,
+    RunStateError,
+    StoreError,
+)
 
 from ._records import (
     AttemptRecord,
@@ -204,15 +211,23 @@ def family(run_id: str) -> Callable[[str], bool]:
 
 
 def check_fence(
-    run_id: str, fence: tuple[str, int] | None, current: tuple[Any, Any] | None
+    run_id: str,
+    fence: tuple[str, int] | None,
+    current: Sequence[Any] | None,
+    *,
+    cancelled: bool = False,
 ) -> None:
     """Raise ``LeaseLost`` unless the run's ``current`` (owner, epoch) is still ``fence``
-    (``current`` None: the run is gone; ``fence`` None: nothing to check)."""
+    (``current`` None: the run is gone; ``fence`` None: nothing to check), and
+    ``CancelledElsewhere`` while another process's cancel request is pending
+    (``cancelled``): once a cancel is acknowledged nothing of the owner commits."""
     if fence is None:
         return
     if current is None or (current[0], current[1]) != fence:
         now_owner = f"now held by {current[0]} at epoch {current[1]}" if current else "run deleted"
         raise LeaseLost(run_id, fence[1], now_owner)
+    if cancelled:
+        raise CancelledElsewhere(run_id)
 
 
 def next_epoch(

@@ -383,6 +383,7 @@ class InMemoryStore(MemoryLeases, MemoryMaintenance):
 
     def record_attempt(self, attempt: AttemptRecord) -> None:
         with self._lock:
+            self._fence(self._t, attempt.run_id)  # a former owner stores nothing
             m = self._t.attempts.get(attempt.run_id)
             if m is None:
                 m = self._t.attempts[attempt.run_id] = {}

@@ -30,13 +30,18 @@ class PostgresLeases:
 
     def _fence(self, c: psycopg.Connection[Any], run_id: str) -> None:
         fence = self.fences.get(run_id)
-        if fence is None:
-            return
         row = c.execute(
-            self._q('SELECT "owner", "epoch" FROM {runs} WHERE "id" = %s FOR NO KEY UPDATE'),
-            [run_id],
+            self._q(
+                'SELECT "owner", "epoch", EXISTS (SELECT 1 FROM {signals} WHERE "run_id" = %s '
+                "AND \"kind\" = 'cancel') FROM {runs} WHERE \"id\" = %s FOR NO KEY UPDATE"
+            ),
+            [run_id, run_id],
         ).fetchone()
-        check_fence(run_id, fence, row)
+        if fence is None:
+            if row is None:  # a write for a run that is not there is an error, not a success
+                raise RunNotFound(run_id)
+            return
+        check_fence(run_id, fence, row, cancelled=bool(row and row[2]))
 
     def acquire(self, run_id: str, owner: str, ttl: float, alive: Any = None) -> int:
         """Take the run's lease for ``owner`` (refused while another live owner holds an

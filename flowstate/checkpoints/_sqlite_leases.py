@@ -25,10 +25,16 @@ class SQLiteLeases:
 
     def _fence(self, c: sqlite3.Connection, run_id: str) -> None:
         fence = self.fences.get(run_id)
+        row = c.execute(
+            "SELECT owner, epoch, EXISTS (SELECT 1 FROM signals WHERE run_id = ?1 "
+            "AND kind = 'cancel') FROM runs WHERE id = ?1",
+            [run_id],
+        ).fetchone()
         if fence is None:
+            if row is None:  # a write for a run that is not there is an error, not a success
+                raise RunNotFound(run_id)
             return
-        row = c.execute("SELECT owner, epoch FROM runs WHERE id = ?", [run_id]).fetchone()
-        check_fence(run_id, fence, row)
+        check_fence(run_id, fence, row, cancelled=bool(row and row[2]))
 
     def acquire(self, run_id: str, owner: str, ttl: float, alive: Any = None) -> int:
         """Take the run's lease for ``owner`` (refused while another live owner holds an

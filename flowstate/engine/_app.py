@@ -21,6 +21,7 @@ from flowstate.checkpoints import (
     StepRecord,
 )
 from flowstate.errors import (
+    CancelledElsewhere,
     InputRejected,
     LeaseLost,
     PayloadTooLarge,
@@ -377,6 +378,19 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
             beat.start()
         try:
             outcome = await asyncio.shield(inner)
+        except CancelledElsewhere:
+            # another process acknowledged a cancel: its status stands, nothing of ours was
+            # committed after it; take the request off so a later resume starts clean
+            with contextlib.suppress(Exception):
+                self.store.clear_signals(run.id)
+            sink(ev.RunFinished(run_id=run.id, status="cancelled", reason="cancelled"))
+            return RunResult(
+                run_id=run.id,
+                status="cancelled",
+                state=exe.state,  # type: ignore[arg-type]
+                reason="cancelled",
+                step=exe.step,
+            )
         except asyncio.CancelledError:
             if beat is not None and beat.lost:
                 raise LeaseLost(run.id, lease[1] if lease else 0, "its heartbeat failed") from None

@@ -80,13 +80,17 @@ class ResumeMixin(Generic[S]):
                 )
                 self._chains.pop(run_id, None)
                 run = store.get_run(run_id)
-            head = store.latest_step(run_id)
-            if head is None:
-                raise CorruptRowError("steps", run_id, None, "the run has no step rows")
+            head = self._head(run)
             state, info = self._rebuild(run_id, head.step)
-            if run.status == "completed" and not parse(
-                "tasks", head.tasks, "steps", run_id, head.step
-            ):
+            if run.status == "completed":
+                # a completed run is never executed again, whatever its rows say
+                if parse("tasks", head.tasks, "steps", run_id, head.step):
+                    raise CorruptRowError(
+                        "steps",
+                        run_id,
+                        head.step,
+                        "the run is completed but its head step plans more activations",
+                    )
                 if epoch:
                     store.release(run_id, owner, epoch)
                 retire(owner)

@@ -120,6 +120,10 @@ class Execution(ActivationMixin):
         self.bytes_since_snapshot = bytes_since_snapshot
         self.steps_since_snapshot = steps_since_snapshot
         self.last_snapshot_bytes = last_snapshot_bytes
+        self._size_base = last_snapshot_bytes
+        self._size_since = bytes_since_snapshot
+        """``_check_state_bytes``' bound: the state was ``_size_base`` bytes when last
+        measured, and ``_size_since`` bytes of updates were merged since."""
         self.rng = rng or random.Random()
         self._closed: tuple[BaseModel, list[Task], dict[str, list[str]]] | None = None
         self._close_error: BaseException | None = None
@@ -354,6 +358,7 @@ class Execution(ActivationMixin):
             self.ir, merged, [(c.task, c.goto) for c in ordered], self.joins
         )
         snapshot: str | None = None
+        self._check_state_bytes(merged, ordered)
         self.steps_since_snapshot += 1
         if next_tasks and (
             self.bytes_since_snapshot >= max(SNAPSHOT_MIN_BYTES, 2 * self.last_snapshot_bytes)
@@ -369,6 +374,7 @@ class Execution(ActivationMixin):
                 )
             self.last_snapshot_bytes = len(snapshot)
             self.bytes_since_snapshot = 0
+            self._size_base, self._size_since = len(snapshot), 0
             self.steps_since_snapshot = 0
         step_row = StepRecord(
             run_id=self.run_id,
@@ -387,5 +393,22 @@ class Execution(ActivationMixin):
         if standalone:
             self.store.commit(self.run_id, step=step_row, run_fields=run_fields)
         return step_row, run_fields
+
+    def _check_state_bytes(self, merged: BaseModel, ordered: list[Committed]) -> None:
+        """``max_state_bytes`` on every step close, cheaply: the state's JSON is at most
+        the last measured size plus every update's JSON since (replacing a field, or the
+        built-in reducers, never grow it by more than the update). Only when that bound
+        passes the limit is the state serialised and measured; a measure that passes
+        becomes the new base."""
+        limit = self.limits.max_state_bytes
+        self._size_since += sum(len(c.write.update) for c in ordered)
+        if self._size_base + self._size_since <= limit:
+            return
+        size = len(self.schema.dump_state(merged))
+        if size > limit:
+            raise PayloadTooLarge(
+                f"the state after step {self.step}", size, limit, "max_state_bytes"
+            )
+        self._size_base, self._size_since = size, 0
 
     # -- helpers ------------------------------------------------------------------------

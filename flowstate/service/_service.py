@@ -46,7 +46,7 @@ from pydantic_core import PydanticSerializationError
 from flowstate.checkpoints import RunRecord, SQLiteStore, StepRecord
 from flowstate.engine import UNSET, CompiledGraph, answer_interrupts, pending_interrupts
 from flowstate.engine import _events as ev
-from flowstate.errors import FlowstateError, NodeFailed, RunStateError, StoreError
+from flowstate.errors import FlowstateError, NodeFailed, RunOwned, RunStateError, StoreError
 from flowstate.nodes import run_usage
 
 from ._http import ApiError
@@ -185,6 +185,8 @@ class _Execution:
     task: asyncio.Task[None] | None = None
     started: bool = False
     error: BaseException | None = field(default=None, repr=False)
+    owned: RunOwned | None = field(default=None, repr=False)
+    """Set when another live process held the run's lease: this execution never started."""
 
 
 class TaskService:
@@ -246,12 +248,26 @@ class TaskService:
                 )
                 continue
             if run.status == "running":
+                if self._leased(run.id):
+                    # another process (a second server on this file, a CLI resume) holds
+                    # a live lease: try to take it over only through resume, which
+                    # refuses while that owner lives; never re-queue or fail its run
+                    self._schedule(run.id, graph, fresh=False)
+                    self.recovered.append(run.id)
+                    continue
                 self.store.update_run(run.id, status="queued")
             self._schedule(run.id, graph, fresh=False)
             self.recovered.append(run.id)
         if self.recovered:
             log.info("resuming %d task(s) left unfinished", len(self.recovered))
         self.started = True
+
+    def _leased(self, run_id: str) -> bool:
+        lease = getattr(self.store, "lease", None)
+        if lease is None:
+            return False
+        owner, _, until = lease(run_id)
+        return bool(owner) and until is not None and until > time.time()
 
     async def stop(self) -> None:
         """Stop every execution; each goes back to ``queued`` for the next start."""
@@ -344,6 +360,11 @@ class TaskService:
                 )
         except asyncio.CancelledError:
             pass  # by cancel(), the timeout or stop(): _finish records the outcome
+        except RunOwned as e:
+            # a live process executes this run: not a failure of the task, and not ours
+            # to record anything about
+            x.owned = e
+            log.info("task %s is executed by %s; left to it", x.run_id, e.owner)
         except NodeFailed:
             pass  # the engine recorded 'failed' with the node's error
         except Exception as e:
@@ -386,7 +407,9 @@ class TaskService:
         run: RunRecord | None = None
         try:
             run = self.store.get_run(x.run_id)
-            if x.cancel_reason is not None:
+            if x.owned is not None:
+                pass  # a refused claim: the owner records the outcome
+            elif x.cancel_reason is not None:
                 if run.status in ("running", "queued", "cancelled") and (
                     run.status != "cancelled" or run.error != x.cancel_reason
                 ):

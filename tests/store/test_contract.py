@@ -280,6 +280,20 @@ def test_effects_journal_keeps_the_first_record_of_a_key(store: Any, rec: Rec) -
     assert store.effects("r1") == [first]
 
 
+def test_record_effect_replace_overwrites_the_record_of_its_key(store: Any, rec: Rec) -> None:
+    """``replace=True`` (a resumed activation whose effect request changed ran the effect
+    again) overwrites the journal row of that key on every backend; other keys stay."""
+    store.create_run(rec.run("r1"), rec.step("r1", 0))
+    store.record_effect(rec.effect("r1", 0, "a", 0, response='{"v":1}'))
+    other = rec.effect("r1", 0, "a", 1, response='{"v":9}')
+    store.record_effect(other)
+    new = rec.effect("r1", 0, "a", 0, response='{"v":2}')
+    store.record_effect(new, replace=True)
+    assert store.effects("r1") == [new, other]
+    store.record_effect(rec.effect("r1", 0, "a", 0, response='{"v":3}'))
+    assert store.effects("r1") == [new, other]
+
+
 def test_effects_filter_and_order(store: Any, rec: Rec) -> None:
     store.create_run(rec.run("r1"), rec.step("r1", 0))
     store.create_run(rec.run("r2"), rec.step("r2", 0))
