@@ -80,7 +80,9 @@ def test_ui_refuses_a_missing_database(tmp_path: Path) -> None:
         timeout=60,
     )
     assert out.returncode != 0
-    assert "FS400" in out.stderr and "no checkpoint database at" in out.stderr and "--db" in out.stderr
+    assert (
+        "FS400" in out.stderr and "no checkpoint database at" in out.stderr and "--db" in out.stderr
+    )
 
 
 def test_read_only_ui_follows_a_run_another_process_executes(
