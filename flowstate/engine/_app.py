@@ -277,6 +277,7 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
         config_override: dict[str, Any] | None = None,
         journal: JournalSource | None = None,
         tokens: tuple[int, int] = (0, 0),
+        spent: dict[str, int] | None = None,
         lease: tuple[str, int] | None = None,
     ) -> RunResult[S]:
         config = {**parse("config", run.config, "runs", run.id, None), **(config_override or {})}
@@ -304,6 +305,8 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
             limits=Limits(**config["limits"]) if "limits" in config else self.limits,
             tokens=tokens,
         )
+        if spent:
+            exe.cost_usd = exe.limits.cost_of(spent)
         if resumed:
             exe.resumed_step = step.step
         sink(ev.RunStarted(run_id=run.id, graph=self.name, resumed=resumed, step=step.step))

@@ -3,7 +3,11 @@ keeps them unless it raises them explicitly."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from flowstate.llm import ModelPrice, usage_cost
 
 __all__ = ["Limits"]
 
@@ -27,10 +31,23 @@ class Limits(BaseModel):
     """Total LLM tokens (input + output) the run may use; reaching it pauses the run."""
     cost_budget: float | None = Field(default=None, gt=0)
     """Total LLM cost (USD, from the prices below) the run may use; reaching it pauses."""
+    prices: dict[str, ModelPrice] | None = None
+    """Price table per model (USD per million input, output, cache-write and cache-read
+    tokens); None means `flowstate.llm.DEFAULT_PRICES`. Edit a copy:
+    `Limits(prices={**DEFAULT_PRICES, "my-model": ModelPrice(input=1, output=4)})`."""
     input_price_per_mtok: float = Field(default=0.0, ge=0)
+    """Price of input tokens of a model the table does not list (USD per million)."""
     output_price_per_mtok: float = Field(default=0.0, ge=0)
+    """Price of output tokens of a model the table does not list (USD per million)."""
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
+        """USD for counts of a model the table does not list (the flat prices above)."""
         return (
             input_tokens * self.input_price_per_mtok + output_tokens * self.output_price_per_mtok
         ) / 1e6
+
+    def cost_of(self, usage: Mapping[str, int]) -> float:
+        """USD for an activation's usage: per model from `prices`, the rest at the flat
+        prices (cache writes at 1.25x and cache reads at 0.1x the flat input price)."""
+        fallback = ModelPrice(input=self.input_price_per_mtok, output=self.output_price_per_mtok)
+        return usage_cost(usage, self.prices, fallback=fallback)

@@ -82,10 +82,13 @@ class Execution(ActivationMixin):
         max_concurrency: int | None = None,
         limits: Limits | None = None,
         tokens: tuple[int, int] = (0, 0),
+        cost_usd: float = 0.0,
     ) -> None:
         self.limits = limits or Limits()
         self._custom = app.ir.schema.custom_reducer_fields()
         self.tokens_in, self.tokens_out = tokens
+        self.cost_usd = cost_usd
+        """USD spent by the run's committed activations, priced by `limits.cost_of`."""
         self.listening = listening
         self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         self._signals_checked = -1.0
@@ -186,7 +189,7 @@ class Execution(ActivationMixin):
                 "higher budget: resume(run_id, limits=Limits(token_budget=N))"
             )
         if lim.cost_budget is not None:
-            cost = lim.cost(self.tokens_in, self.tokens_out)
+            cost = self.cost_usd
             if cost >= lim.cost_budget:
                 return self._pause(
                     f"cost budget: ${cost:.4f} of ${lim.cost_budget:.4f} used; resume with a "

@@ -21,15 +21,18 @@ from ._errors import LLMOutputError
 from ._llm_node import llm_node
 from ._messages import messages_reducer
 from ._tool_node import tool_node
-from ._usage import node_usage, run_usage
+from ._usage import UsageLine, UsageReport, node_usage, run_usage, usage_report
 
 __all__ = [
     "LLMOutputError",
+    "UsageLine",
+    "UsageReport",
     "llm_node",
     "messages_reducer",
     "node_usage",
     "run_usage",
     "tool_node",
+    "usage_report",
 ]
 
 for _obj in (globals()[_name] for _name in __all__):
