@@ -397,7 +397,7 @@ def conversation_problems(messages: Sequence[Message]) -> list[str]:
     for i, message in enumerate(messages):
         blocks = message.blocks
         final_assistant = message.role == "assistant" and i == len(messages) - 1
-        if not message.content or message.content == [TextBlock(text="")]:
+        if not message.content:
             if not final_assistant:
                 problems.append(f"messages[{i}] is empty; only a final assistant message may be")
         else:
@@ -538,7 +538,7 @@ def _answer_calls(message: Message, asked: list[str]) -> Message:
             )
     results.extend(
         ToolResultBlock(tool_use_id=a, content=NO_RESULT, is_error=True)
-        for a in asked
+        for a in dict.fromkeys(asked)
         if a not in answered
     )
     blocks = [*results, *others]
