@@ -313,14 +313,25 @@ async def test_react_loop_with_anthropic_llm(
     assert len(bodies) == 3
     assert all(b["stream"] is True for b in bodies)  # live calls stream tokens
     assert [t["name"] for t in bodies[0]["tools"]] == ["population", "add"]
-    assert bodies[0]["system"] == "You are a careful assistant. Use the tools."
+    # the agent loop caches its prompt by default: system, tools, conversation
+    assert bodies[0]["system"] == [
+        {
+            "type": "text",
+            "text": "You are a careful assistant. Use the tools.",
+            "cache_control": {"type": "ephemeral"},
+        }
+    ]
+    assert "cache_control" in bodies[0]["tools"][-1]
     second_turn = bodies[1]["messages"]
     assert [m["role"] for m in second_turn] == ["user", "assistant", "user"]
     assert [(b["tool_use_id"], b["content"]) for b in second_turn[2]["content"]] == [
         ("toolu_a", "522000"),
         ("toolu_b", "320000"),
     ]
-    assert run_usage(app.store, result.run_id) == {"input_tokens": 450, "output_tokens": 38}
+    used = run_usage(app.store, result.run_id)
+    assert used["output_tokens"] == 38
+    # the whole prompt is behind a breakpoint: written once, then read back on later turns
+    assert used["cache_creation_input_tokens"] > 0 and used["cache_read_input_tokens"] > 0
 
 
 @pytest.mark.anyio
