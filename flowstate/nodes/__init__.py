@@ -17,7 +17,7 @@ finished tool again; token counts land in each activation's `usage` and `run_usa
 
 import inspect as _inspect
 
-from ._continue import complete_turn
+from ._continue import complete_turn, truncation_reason
 from ._errors import LLMOutputError, LLMTruncated
 from ._llm_node import llm_node
 from ._messages import messages_reducer
@@ -35,6 +35,7 @@ __all__ = [
     "node_usage",
     "run_usage",
     "tool_node",
+    "truncation_reason",
     "usage_report",
 ]
 
