@@ -43,8 +43,23 @@ def _store(db: str | None, must_exist: bool = True) -> SQLiteStore:
 def load_graph(target: str, db: str | None = None, llm: str | None = None) -> CompiledGraph[Any]:
     """Import ``module:attr`` (a CompiledGraph, a GraphBuilder, or a function returning
     one) given by the user on the command line, and bind it to the store."""
+    spec = llm or os.environ.get("FLOWSTATE_LLM")
+    if ":" not in target and Path(target).suffix in (".toml", ".json") and Path(target).is_file():
+        from flowstate.graphs import CrewSpecError, crew_from_spec
+
+        if not spec:
+            raise CrewSpecError(
+                f"the crew spec {target!r} needs a model: pass --llm anthropic:MODEL or "
+                "--llm scripted:FILE"
+            )
+        from flowstate.llm import llm_from_spec
+
+        return crew_from_spec(target, llm_from_spec(spec)).compile(store=_db(db))
     if ":" not in target:
-        raise CLIError(f"'{target}' is not module:attr; e.g. examples.quickstart:graph")
+        raise CLIError(
+            f"'{target}' is not module:attr (e.g. examples.quickstart:graph) or a crew spec "
+            "file (.toml/.json)"
+        )
     mod_name, attr = target.split(":", 1)
     if mod_name.endswith(".py") or "/" in mod_name:
         path = Path(mod_name)
@@ -62,23 +77,13 @@ def load_graph(target: str, db: str | None = None, llm: str | None = None) -> Co
             raise CLIError(f"module '{mod_name}' has no attribute '{attr}'")
         obj = getattr(obj, part)
     if callable(obj) and not isinstance(obj, CompiledGraph | GraphBuilder):
-        import inspect
+        # a builder: given the model (to `llm`, or a first parameter that takes an LLM, as
+        # debate_crew's); anything else it needs is named in one error line
+        from flowstate.graphs import build_with_llm
+        from flowstate.llm import llm_from_spec
 
-        kwargs: dict[str, Any] = {}
-        spec = llm or os.environ.get("FLOWSTATE_LLM")
-        try:
-            params = inspect.signature(obj).parameters
-        except (TypeError, ValueError):
-            params = {}  # type: ignore[assignment]
-        if "llm" in params:
-            if not spec:
-                raise CLIError(
-                    f"'{target}' needs a model: pass --llm anthropic:MODEL or --llm scripted:FILE"
-                )
-            from flowstate.llm import llm_from_spec
-
-            kwargs["llm"] = llm_from_spec(spec)
-        obj = obj(**kwargs)
+        model = spec
+        obj = build_with_llm(obj, (lambda: llm_from_spec(model)) if model else None, target)
     if isinstance(obj, GraphBuilder):
         obj = obj.compile(store=_db(db))
     if not isinstance(obj, CompiledGraph):
