@@ -63,7 +63,7 @@ _STATUS_HINTS: Mapping[int, str] = {
 
 MAX_CACHE_BREAKPOINTS = 4
 """The Messages API refuses a request with more `cache_control` blocks than this."""
-_EPHEMERAL = {"type": "ephemeral"}
+_EPHEMERAL: dict[str, Any] = {"type": "ephemeral"}
 
 
 # HTTP status matching an error `type`, for errors that arrive inside a 200 event stream.
@@ -367,10 +367,11 @@ def _mark_conversation(messages: list[dict[str, Any]], room: int) -> None:
     if len(users) >= 2 and users[-2] != targets[0]:
         targets.append(users[-2])
     for index in targets[: max(room, 0)]:
-        message = messages[index]
+        message: dict[str, Any] = messages[index]
         if isinstance(message["content"], str):
             message["content"] = [{"type": "text", "text": message["content"]}]
-        for block in reversed(message["content"]):
+        blocks: list[dict[str, Any]] = message["content"]
+        for block in reversed(blocks):
             if block["type"] not in ("thinking", "redacted_thinking"):
                 block["cache_control"] = _EPHEMERAL
                 break

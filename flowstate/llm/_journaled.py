@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from ._models import (
     CacheMode,
@@ -99,7 +99,7 @@ class JournaledLLM:
         return name if isinstance(name, str) else None
 
     @property
-    def thinking(self) -> int | str | None:
+    def thinking(self) -> int | Literal["adaptive"] | None:
         """The wrapped model's extended-thinking setting (see `thinking_of`)."""
         return thinking_of(self.llm)
 
@@ -185,13 +185,15 @@ def usage_counts(usage: Usage, model: str | None) -> dict[str, int]:
     return counts
 
 
-def thinking_of(llm: object) -> int | str | None:
+def thinking_of(llm: object) -> int | Literal["adaptive"] | None:
     """A model's extended-thinking setting: its `thinking` attribute when it is a token
     budget or `"adaptive"`, else None (off). Forced tool use is refused while it is on."""
     value = getattr(llm, "thinking", None)
     if isinstance(value, bool):
         return None
-    return value if isinstance(value, int | str) else None
+    if value == "adaptive":
+        return "adaptive"
+    return value if isinstance(value, int) else None
 
 
 class JournaledTools:

@@ -559,6 +559,6 @@ def _describe(message: Message) -> str:
         elif isinstance(block, ToolResultBlock):
             flag = " (error)" if block.is_error else ""
             parts.append(f"[tool_result for {block.tool_use_id}{flag}: {block.content}]")
-        else:
+        elif isinstance(block, ToolUseBlock):
             parts.append(f"[tool_use {block.name} {block.input}]")
     return " ".join(parts)
