@@ -122,7 +122,7 @@ _MESSAGE = st.builds(
 
 
 @settings(
-    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(conversation=st.lists(_MESSAGE, min_size=1, max_size=5))
 def test_conversation_problems_predicts_the_servers_400_and_cleaning_avoids_it(
