@@ -137,11 +137,8 @@ def _line(counts: Mapping[str, int], prices: Mapping[str, ModelPrice]) -> UsageL
 
 
 def _child_runs(store: Any, run_id: str) -> list[str]:
-    lister = getattr(store, "list_runs", None)
-    if lister is None:
-        return []
-    runs = lister(parent_id=run_id, include_children=True, limit=100_000)
-    return [r.id for r in runs if r.id.startswith(f"{run_id}/")]
+    lister = getattr(store, "child_run_ids", None)
+    return list(lister(run_id)) if lister is not None else []
 
 
 def usage_report(
@@ -150,7 +147,9 @@ def usage_report(
     """Tokens and cost of a run and all its child runs (subgraphs), per node and per model.
 
     `prices` is a price table (model name -> `ModelPrice`); default `DEFAULT_PRICES`. A node
-    of a child run is reported under `<parent node>/<child node>`.
+    of a child run is reported under `<parent node>/<child node>`, as a breakdown: the line of
+    the subgraph node itself already counts its child run (as its committed usage does), so
+    the total is the sum of the top-level lines.
     """
     table = DEFAULT_PRICES if prices is None else prices
     per_node: dict[str, dict[str, int]] = {}
@@ -158,12 +157,13 @@ def usage_report(
 
     def walk(rid: str, prefix: str) -> None:
         row: Any
-        children = {c: c for c in _child_runs(store, rid)}
+        children = set(_child_runs(store, rid))
         for row in store.writes(rid):
             counts = _counts(row.usage)
             if counts:
                 _add(per_node.setdefault(prefix + row.node, {}), counts)
-                _add(total, counts)
+                if not prefix:  # a subgraph activation's usage already counts its child run
+                    _add(total, counts)
             child = f"{rid}/{row.step}/{row.task_path}"
             if child in children:
                 walk(child, f"{prefix}{row.node}/")

@@ -161,7 +161,11 @@ def test_a_crew_spec_file_with_a_tool_agent_runs_and_show_reports_the_tree(
     assert report.nodes["writer"].input_tokens == 50  # one-shot: no cache breakpoints
     price = DEFAULT_PRICES["claude-sonnet-4-5"]
     assert total.cost_usd == pytest.approx(price.cost(total.model_dump()))
-    assert total.cost_usd == pytest.approx(sum(n.cost_usd for n in report.nodes.values()))
+    top = [line for name, line in report.nodes.items() if "/" not in name]
+    assert total.cost_usd == pytest.approx(sum(line.cost_usd for line in top))
+    # the subgraph node's own line counts its child run, priced per model like the rest
+    assert report.nodes["loud"].output_tokens == loud.output_tokens
+    assert report.nodes["loud"].cost_usd == pytest.approx(report.nodes["loud/loud/reason"].cost_usd)
     r = runner.invoke(cli, ["show", "p1", "--db", db])
     assert r.exit_code == 0, r.output
     assert "loud/loud/reason" in r.output and "writer" in r.output
