@@ -224,3 +224,35 @@ async def test_cost_budget_prices_each_model_from_the_table(
     assert resumed.status == "completed"
     assert (resumed.state.answer, resumed.state.turns) == ("done", 6)
     server.reset()
+
+
+@pytest.mark.anyio
+async def test_cost_budget_counts_a_subgraph_agent_and_its_parent_together(
+    server: MessagesServer, tmp_path: Path
+) -> None:
+    from pydantic import BaseModel
+
+    from flowstate import END, START, GraphBuilder
+
+    class Outer(BaseModel):
+        task: str
+        answer: str | None = None
+
+    prices = {**DEFAULT_PRICES, "claude-test": ModelPrice(input=100.0, output=0.0)}
+    for i in range(4):
+        server.reply(message(tool_use("shout", {"text": "x"}, id=f"s{i}"), usage=(1000, 0)))
+    async with AnthropicLLM("claude-test", api_key=TEST_KEY, base_url=server.base_url) as llm:
+        agent = react_agent(llm, [shout], cache="off").compile()
+        g = GraphBuilder(Outer)
+        g.add_node("agent", agent)
+        g.add_edge(START, "agent")
+        g.add_edge("agent", END)
+        app = g.compile(
+            store=str(tmp_path / "t.db"), limits=Limits(cost_budget=0.25, prices=prices)
+        )
+        result = await app.run({"task": "shout"})
+    # the child run pauses on the tree's budget ($0.10 a turn) and the parent with it
+    assert result.status == "paused"
+    assert "cost budget: $0.3000" in (result.reason or "")
+    assert server.pending == 1
+    server.reset()
