@@ -63,6 +63,15 @@ class Limits(BaseModel):
         prices (cache writes at 1.25x and cache reads at 0.1x the flat input price)."""
         if not usage:
             return 0.0
+        if not any("@" in key for key in usage):
+            # no per-model counts (no JournaledLLM call): the flat prices, without importing
+            # the LLM layer (and the SDK) for a node that only reported tokens
+            flat_in = self.input_price_per_mtok
+            return (
+                self.cost(usage.get("input_tokens", 0), usage.get("output_tokens", 0))
+                + usage.get("cache_creation_input_tokens", 0) * flat_in * 1.25 / 1e6
+                + usage.get("cache_read_input_tokens", 0) * flat_in * 0.1 / 1e6
+            )
         from flowstate.llm import ModelPrice, usage_cost
 
         fallback = ModelPrice(input=self.input_price_per_mtok, output=self.output_price_per_mtok)
