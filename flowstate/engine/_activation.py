@@ -208,6 +208,7 @@ class ActivationMixin:
         if ctx.usage:
             self.tokens_in += ctx.usage.get("input_tokens", 0)
             self.tokens_out += ctx.usage.get("output_tokens", 0)
+            self.cost_usd += self.limits.cost_of(ctx.usage)
         self.bytes_since_snapshot += len(raw)
         if self.listening:
             self.emit(

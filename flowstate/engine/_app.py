@@ -321,6 +321,7 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
         config_override: dict[str, Any] | None = None,
         journal: JournalSource | None = None,
         tokens: tuple[int, int] = (0, 0),
+        spent: dict[str, int] | None = None,
         lease: tuple[str, int] | None = None,
         observer: RunObserver | None = None,
         took_over: bool = False,
@@ -366,6 +367,10 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
             tokens=tokens,
         )
         exe.token_base = (int(base[0]), int(base[1]))
+        # like the tokens, a child run's cost budget counts what its run tree had spent
+        exe.cost_usd = float(config.get("cost_base") or 0.0)
+        if spent:
+            exe.cost_usd += exe.limits.cost_of(spent)
         exe.observer = obs
         if resumed:
             exe.resumed_step = step.step

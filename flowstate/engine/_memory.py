@@ -90,7 +90,7 @@ class NodeMemory:
 def reflection_fn(ctx: Any) -> Any:
     """A ``complete_fn`` for reflection whose LLM call is a journaled effect."""
 
-    async def complete(prompt: str) -> str:
+    async def complete(prompt: str, *, system: str | None = None) -> str:
         llm = ctx.services.get("llm")
         if llm is None:
             from flowstate.errors import RunStateError
@@ -100,7 +100,7 @@ def reflection_fn(ctx: Any) -> Any:
             )
         from flowstate.llm import JournaledLLM, user
 
-        reply = await JournaledLLM(llm, ctx).complete([user(prompt)])
+        reply = await JournaledLLM(llm, ctx).complete([user(prompt)], system=system)
         return str(reply.text)
 
     return complete

@@ -125,11 +125,14 @@ class ResumeMixin(Generic[S]):
                 override.update(inherit)
             visits = store.visit_counts(run_id)
             tin = tout = 0
+            spent: dict[str, int] = {}
             for w in store.writes(run_id):
                 if w.usage != "{}":
                     u = parse("usage", w.usage, "writes", run_id, w.step)
                     tin += u.get("input_tokens", 0)
                     tout += u.get("output_tokens", 0)
+                    for key, value in u.items():
+                        spent[key] = spent.get(key, 0) + value
         except BaseException:
             retire(owner)
             raise
@@ -148,6 +151,7 @@ class ResumeMixin(Generic[S]):
             config_override=override or None,
             journal=journal,
             tokens=(tin, tout),
+            spent=spent,
             lease=(owner, epoch) if epoch else None,
             took_over=took_over,
         )

@@ -83,10 +83,14 @@ class Execution(ActivationMixin):
         max_concurrency: int | None = None,
         limits: Limits | None = None,
         tokens: tuple[int, int] = (0, 0),
+        cost_usd: float = 0.0,
     ) -> None:
         self.limits = limits or Limits()
         self._custom = app.ir.schema.custom_reducer_fields()
         self.tokens_in, self.tokens_out = tokens
+        self.cost_usd = cost_usd
+        """USD spent by the run tree's committed activations, priced by `limits.cost_of`
+        (for a child run, from the parent tree's spend when it started)."""
         self.token_base: tuple[int, int] = (0, 0)
         """Tokens the parent run tree had used when this (child) run started: counted by
         its budgets, not reported as its own usage."""
@@ -194,7 +198,7 @@ class Execution(ActivationMixin):
                 "higher budget: resume(run_id, limits=Limits(token_budget=N))"
             )
         if lim.cost_budget is not None:
-            cost = lim.cost(self.tokens_in, self.tokens_out)
+            cost = self.cost_usd
             if cost >= lim.cost_budget:
                 return self._pause(
                     f"cost budget: ${cost:.4f} of ${lim.cost_budget:.4f} used; resume with a "

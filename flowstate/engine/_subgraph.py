@@ -55,6 +55,7 @@ def _inherited(self: Execution) -> dict[str, Any]:
     return {
         "limits": self.limits.model_dump(),
         "token_base": [self.tokens_in, self.tokens_out],
+        "cost_base": self.cost_usd,
     }
 
 
@@ -112,7 +113,8 @@ async def call_subgraph(self: Execution, spec: NodeSpec, task: Task, ctx: NodeCo
             json.dumps({"subgraph": child_id, "status": result.status, "reason": result.reason}),
         )
     usage = _tree_usage(self.store, child_id)
-    ctx.add_usage(usage.get("input_tokens", 0), usage.get("output_tokens", 0))
+    # every count (cache tokens, per-model keys), so the tree's cost is priced per model
+    ctx.add_usage(**usage)
     update: dict[str, Any] = {}
     for pf, cf in (spec.output_map or {}).items():
         final = getattr(result.state, cf)
