@@ -29,15 +29,26 @@ from flowstate.memory import (
 )
 from flowstate.memory._snapshot import Snapshot
 
+from .conftest import Location
 
-def rows(conn: sqlite3.Connection) -> list[tuple[object, ...]]:
-    return conn.execute("SELECT * FROM memories ORDER BY id").fetchall()
+COLUMNS = "id, namespace, kind, key, content, timestamp, importance, metadata, embedding, seq"
 
 
-def engine_connection(db_path: pathlib.Path) -> sqlite3.Connection:
+def rows(conn: sqlite3.Connection, table: str = "memories") -> list[tuple[object, ...]]:
+    """The stored entries (without ``rev``, the bookkeeping revision of the last write)."""
+    return [
+        tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+        for row in conn.execute(f"SELECT {COLUMNS} FROM {table} ORDER BY id").fetchall()
+    ]
+
+
+def engine_connection(location: Location) -> sqlite3.Connection:
     """What the engine holds: its own connection, managing transactions by hand."""
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    conn.execute("CREATE TABLE IF NOT EXISTS checkpoints (node TEXT PRIMARY KEY, state TEXT)")
+    conn = location.connect()
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {location.table('checkpoints')} "
+        "(node TEXT PRIMARY KEY, state TEXT)"
+    )
     return conn
 
 
@@ -67,17 +78,19 @@ def test_buffered_writes_are_ops_and_reads_see_them(store: MemoryStore) -> None:
 
 
 def test_apply_ops_commits_with_the_callers_transaction(
-    store: MemoryStore, db_path: pathlib.Path
+    store: MemoryStore, location: Location
 ) -> None:
     ops = buffered_node_ops(store)
-    conn = engine_connection(db_path)
+    conn = engine_connection(location)
     statements: list[str] = []
-    conn.execute("BEGIN IMMEDIATE")
-    conn.execute("INSERT INTO checkpoints VALUES ('node-a', '{}')")
-    conn.set_trace_callback(statements.append)
+    conn.execute(location.begin)
+    conn.execute(f"INSERT INTO {location.table('checkpoints')} VALUES ('node-a', '{{}}')")
+    if location.backend == "sqlite":
+        conn.set_trace_callback(statements.append)
     store.apply_ops(conn, ops)
-    conn.set_trace_callback(None)
-    assert conn.in_transaction
+    if location.backend == "sqlite":
+        conn.set_trace_callback(None)
+    assert store.dialect.in_transaction(conn)
     assert not any(s.split()[0].upper() in {"BEGIN", "COMMIT", "ROLLBACK"} for s in statements)
     assert store.counts() == {}  # not visible to others before the caller commits
     conn.execute("COMMIT")
@@ -90,45 +103,48 @@ def test_apply_ops_commits_with_the_callers_transaction(
     conn.close()
 
 
-def test_rollback_leaves_nothing(store: MemoryStore, db_path: pathlib.Path) -> None:
+def test_rollback_leaves_nothing(store: MemoryStore, location: Location) -> None:
     ops = buffered_node_ops(store)
-    conn = engine_connection(db_path)
-    conn.execute("BEGIN IMMEDIATE")
-    conn.execute("INSERT INTO checkpoints VALUES ('node-a', '{}')")
-    apply_ops(conn, ops)
+    conn = engine_connection(location)
+    conn.execute(location.begin)
+    conn.execute(f"INSERT INTO {location.table('checkpoints')} VALUES ('node-a', '{{}}')")
+    store.apply_ops(conn, ops)
     conn.execute("ROLLBACK")
     assert store.counts() == {}
-    assert conn.execute("SELECT count(*) FROM checkpoints").fetchone() == (0,)
+    assert conn.execute(
+        f"SELECT count(*) FROM {location.table('checkpoints')}"
+    ).fetchone() == (0,)
     conn.close()
 
 
 def test_apply_ops_refuses_to_run_outside_a_transaction(
-    store: MemoryStore, db_path: pathlib.Path
+    store: MemoryStore, location: Location
 ) -> None:
-    conn = engine_connection(db_path)
-    with pytest.raises(MemoryStoreError, match=r"FSM202.*BEGIN IMMEDIATE"):
-        apply_ops(conn, buffered_node_ops(store))
+    conn = engine_connection(location)
+    with pytest.raises(MemoryStoreError, match=rf"FSM202.*{location.begin}"):
+        store.apply_ops(conn, buffered_node_ops(store))
     assert store.counts() == {}
-    apply_ops(conn, [])  # nothing to do is fine anywhere
+    store.apply_ops(conn, [])  # nothing to do is fine anywhere
     conn.close()
 
 
-def test_re_applying_the_same_ops_is_idempotent(store: MemoryStore, db_path: pathlib.Path) -> None:
+def test_re_applying_the_same_ops_is_idempotent(store: MemoryStore, location: Location) -> None:
     ops = buffered_node_ops(store)
-    conn = engine_connection(db_path)
+    conn = engine_connection(location)
+    table = location.table("memories")
     for _ in range(2):  # e.g. a crash after commit, then recovery re-applies the journal
-        conn.execute("BEGIN IMMEDIATE")
-        apply_ops(conn, ops)
+        conn.execute(location.begin)
+        store.apply_ops(conn, ops)
         conn.execute("COMMIT")
         if _ == 0:
-            first = rows(conn)
-    assert rows(conn) == first and len(first) == 3
+            first = rows(conn, table)
+    assert rows(conn, table) == first and len(first) == 3
     store.commit(ops)
-    assert rows(conn) == first
+    assert rows(conn, table) == first
     conn.close()
 
 
-def test_ops_round_trip_through_json(store: MemoryStore, db_path: pathlib.Path) -> None:
+def test_ops_round_trip_through_json(store: MemoryStore, location: Location) -> None:
     ops = buffered_node_ops(store)
     ops.append(DeleteOp(namespace="run-1", ids=["nope"]))
     ops.append(ClearOp(namespace="other"))
@@ -139,10 +155,11 @@ def test_ops_round_trip_through_json(store: MemoryStore, db_path: pathlib.Path) 
 
     assert load_ops(json.loads(text)) == ops
     store.commit(loaded)
-    committed = rows(store.conn)
+    table = location.table("memories")
+    committed = rows(store.conn, table)
     store.memory("episodic", "run-1").clear()
     store.commit(ops)
-    assert rows(store.conn) != [] and len(rows(store.conn)) == len(committed)
+    assert rows(store.conn, table) != [] and len(rows(store.conn, table)) == len(committed)
 
 
 def test_upsert_op_embedding_forms() -> None:
