@@ -17,17 +17,26 @@ __all__ = ["MemoryBinding", "NodeMemory"]
 
 
 class MemoryBinding:
-    """Per-store memory plumbing: the schema, a reader, the commit hook."""
+    """Per-store memory plumbing: the schema, a reader, the commit hook.
+
+    Memories live in the checkpoint database: an SQLite store's file, or a Postgres store's
+    schema (a ``PostgresMemoryStore`` with a connection of its own for reads); the
+    activation's commit applies the node's ops on the checkpoint store's connection.
+    """
 
     def __init__(self, store: Any) -> None:
         from flowstate.checkpoints import SQLiteStore
         from flowstate.errors import RunStateError
-        from flowstate.memory import MemoryStore, ensure_schema
+        from flowstate.memory import MemoryStore, PostgresMemoryStore, ensure_schema
 
         if not isinstance(store, SQLiteStore):
+            dsn, schema = getattr(store, "dsn", None), getattr(store, "schema", None)
+            if isinstance(dsn, str) and isinstance(schema, str):  # a PostgresStore
+                self.reader: Any = PostgresMemoryStore(dsn, schema=schema)
+                return
             raise RunStateError(
-                "ctx.memory needs the SQLite checkpoint store (memories live in its "
-                f"database); this graph runs on {type(store).__name__}"
+                "ctx.memory needs a checkpoint store with a database (SQLite or Postgres: "
+                f"memories live in it); this graph runs on {type(store).__name__}"
             )
         with store._lock:
             ensure_schema(store.db)
