@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pathlib
 import sqlite3
+import uuid
 
 import numpy as np
 import pytest
 import sqlite_utils
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -313,3 +314,54 @@ def test_cached_snapshot_compacts_after_many_deletes(store: MemoryStore) -> None
     assert snap.n < 200  # removed slots were dropped at least once
     assert int(np.count_nonzero(snap.alive[: snap.n])) == 50
     assert {r.entry.id for r in memory.retrieve("entry", k=100)} == set(ids[150:])
+
+
+# -- incremental catch-up equals a fresh load, whatever another writer did ------------------
+
+
+def _scoped(ops: list[MemoryOp], prefix: str) -> list[MemoryOp]:
+    """The ops with namespaces and ids prefixed, so examples sharing a database are apart."""
+    out: list[MemoryOp] = []
+    for op in ops:
+        if isinstance(op, UpsertOp):
+            entry = op.entry.model_copy(
+                update={"id": prefix + op.entry.id, "namespace": prefix + op.entry.namespace}
+            )
+            out.append(op.model_copy(update={"entry": entry}))
+        elif isinstance(op, DeleteOp):
+            out.append(DeleteOp(namespace=prefix + op.namespace, ids=[prefix + i for i in op.ids]))
+        else:
+            out.append(op.model_copy(update={"namespace": prefix + op.namespace}))
+    return out
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(batches=st.lists(st.lists(st.one_of(upserts, upserts, other_ops), max_size=6), max_size=5))
+def test_property_catching_up_equals_a_fresh_load(
+    location: Location, batches: list[list[MemoryOp]]
+) -> None:
+    """A reader that cached every (namespace, kind) follows another store's commits by
+    catching up (no reload), and ends exactly where a fresh load of the database is."""
+    from flowstate.memory._sql import snapshot_rows
+
+    prefix = uuid.uuid4().hex[:8] + ":"
+    writer, reader = location.open(), location.open()
+    keys = [(prefix + ns, kind) for ns in NAMESPACES for kind in KINDS]
+    for ns, kind in keys:
+        reader._snapshot(ns, kind)
+    for batch in batches:
+        writer.commit(_scoped(batch, prefix))
+        for ns, kind in keys:
+            caught_up = reader._snapshot(ns, kind)
+            fresh = Snapshot.from_rows(
+                ns, kind, snapshot_rows(writer.dialect, writer._connection(), ns, kind)
+            )
+            assert live_rows(caught_up) == live_rows(fresh), (ns, kind)
+            assert caught_up.key_to_id == fresh.key_to_id
+    assert reader.reloads == len(keys)
+    writer.close()
+    reader.close()
