@@ -117,42 +117,45 @@ class Snapshot:
     def from_rows(cls, namespace: str, kind: MemoryKind, rows: Sequence[Sequence[Any]]) -> Snapshot:
         """A snapshot of the rows (``SNAP_COLS`` of ``_sql.py``) of (namespace, kind)."""
         snap = cls(namespace, kind)
-        for row in rows:
-            if row[6] is not None:
-                snap.dim, snap.embedder = int(row[6]), row[7]
-                break
         n = len(rows)
-        snap._reset(max(16, n + n // 8))  # headroom: the next adds need not copy the matrix
         if not n:
             return snap
+        columns = (list(column) for column in zip(*rows, strict=True))
+        ids, keys, ts, imp, seq, blobs, dims, embedders, _ = columns
+        for i, dim in enumerate(dims):
+            if dim is not None:
+                snap.dim, snap.embedder = int(dim), embedders[i]
+                break
+        snap._reset(max(16, n + n // 8))  # headroom: the next adds need not copy the matrix
         snap.n = n
-        snap.ids = [row[0] for row in rows]
-        snap.index = {entry_id: i for i, entry_id in enumerate(snap.ids)}
-        for row in rows:
-            if row[1] is not None:
-                snap.key_to_id[row[1]] = row[0]
-                snap.id_to_key[row[0]] = row[1]
+        snap.ids = ids
+        snap.index = dict(zip(ids, range(n), strict=True))
+        for entry_id, key in zip(ids, keys, strict=True):
+            if key is not None:
+                snap.key_to_id[key] = entry_id
+                snap.id_to_key[entry_id] = key
         snap.alive[:n] = True
-        snap.ts[:n] = [row[2] for row in rows]
-        snap.imp[:n] = [row[3] for row in rows]
-        snap.seq[:n] = [row[4] for row in rows]
+        snap.ts[:n] = ts
+        snap.imp[:n] = imp
+        snap.seq[:n] = seq
         if snap.emb is not None and snap.dim is not None:
             same = [
                 i
-                for i, row in enumerate(rows)
-                if row[5] is not None and row[6] == snap.dim and row[7] == snap.embedder
+                for i in range(n)
+                if blobs[i] is not None and dims[i] == snap.dim and embedders[i] == snap.embedder
             ]
             if len(same) == n:
-                blob = b"".join(bytes(row[5]) for row in rows)
+                blob = b"".join(blobs)
                 snap.emb[:n] = np.frombuffer(blob, dtype="<f4").reshape(n, snap.dim)
             else:
                 for i in same:
-                    snap.emb[i] = np.frombuffer(bytes(rows[i][5]), dtype="<f4")
-                for row in rows:
-                    if row[6] is not None and (row[6], row[7]) != (snap.dim, snap.embedder):
-                        snap.conflict = (row[7], int(row[6]))
+                    snap.emb[i] = np.frombuffer(bytes(blobs[i]), dtype="<f4")
+                for i in range(n):
+                    if dims[i] is not None and (dims[i], embedders[i]) != (snap.dim, snap.embedder):
+                        snap.conflict = (embedders[i], int(dims[i]))
                         break
-            snap.norm[:n] = np.linalg.norm(snap.emb[:n], axis=1)
+            emb = snap.emb[:n]
+            snap.norm[:n] = np.sqrt(np.einsum("ij,ij->i", emb, emb))
         return snap
 
     def catch_up(
