@@ -16,13 +16,17 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from ._backend import BaseMemoryStore
 from ._embed import Embedder
 from ._errors import MemoryConfigError, MemoryStoreError
+from ._models import MemoryEntry, MemoryKind
+from ._snapshot import Snapshot
 from ._sql import postgres_dialect
+
+T = TypeVar("T")
 
 __all__ = ["MIGRATIONS", "PostgresMemoryStore"]
 
@@ -92,10 +96,13 @@ class PostgresMemoryStore(BaseMemoryStore):
         self._conn: Any = None
         self._pid = os.getpid()
         self._closed = False
+        self._writing = False
         self._migrate()
 
     def _where(self) -> str:
-        info = self._psycopg.conninfo.conninfo_to_dict(self.dsn)
+        from psycopg.conninfo import conninfo_to_dict
+
+        info = conninfo_to_dict(self.dsn)
         host = info.get("host") or info.get("hostaddr") or "localhost"
         where = f"{host}:{info.get('port') or 5432}/{info.get('dbname', '')}"
         return f"{where!r} schema {self.schema!r}"
@@ -150,12 +157,17 @@ class PostgresMemoryStore(BaseMemoryStore):
         try:
             conn.execute("BEGIN")
         except self._psycopg.Error as err:
-            raise MemoryStoreError(
-                f"cannot start a write transaction on {self!r}: {err}", code="FSM201"
-            ) from err
+            if not (conn.closed or conn.broken):
+                raise MemoryStoreError(
+                    f"cannot start a write transaction on {self!r}: {err}", code="FSM201"
+                ) from err
+            conn = self._connection()  # dropped while idle: nothing was sent, reconnect once
+            conn.execute("BEGIN")
+        self._writing = True
         try:
             yield conn
         except BaseException as err:
+            self._writing = False
             with contextlib.suppress(Exception):
                 conn.execute("ROLLBACK")
             if isinstance(err, self._psycopg.Error):
@@ -164,6 +176,7 @@ class PostgresMemoryStore(BaseMemoryStore):
                     code="FSM201",
                 ) from err
             raise
+        self._writing = False
         try:
             conn.execute("COMMIT")
         except self._psycopg.Error as err:
@@ -175,11 +188,31 @@ class PostgresMemoryStore(BaseMemoryStore):
                 code="FSM201",
             ) from err
 
+    def _read(self, read: Callable[[], T]) -> T:
+        """Run a read; a connection the server dropped while idle (restart, failover, idle
+        timeout) is replaced and the read retried once. Reads inside a write transaction
+        are not retried: the transaction is gone with its connection."""
+        for attempt in (1, 2):
+            try:
+                return read()
+            except self._psycopg.Error as err:
+                conn = self._conn
+                dropped = conn is None or conn.closed or conn.broken
+                if attempt == 1 and dropped and not self._writing:
+                    continue
+                raise MemoryStoreError(
+                    f"a memory read failed on {self!r}: {err}", code="FSM201"
+                ) from err
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _rows(self, sql: str, params: Any) -> list[Any]:
-        try:
-            return super()._rows(sql, params)
-        except self._psycopg.Error as err:
-            raise MemoryStoreError(f"a memory read failed on {self!r}: {err}") from err
+        return self._read(lambda: BaseMemoryStore._rows(self, sql, params))
+
+    def _snapshot(self, namespace: str, kind: MemoryKind) -> Snapshot:
+        return self._read(lambda: BaseMemoryStore._snapshot(self, namespace, kind))
+
+    def _fetch(self, namespace: str, ids: Sequence[str]) -> dict[str, MemoryEntry]:
+        return self._read(lambda: BaseMemoryStore._fetch(self, namespace, ids))
 
     # -- schema -----------------------------------------------------------------------------
 

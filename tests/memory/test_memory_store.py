@@ -295,3 +295,22 @@ def test_a_reader_too_far_behind_reloads_in_full(
         working.add(f"note {n}")
     assert [e.content for e in reader.inspect()] == ["note 10", "note 11"]
     assert store.reloads == 2
+
+
+def test_postgres_reads_survive_a_dropped_connection(location: Location) -> None:
+    if location.backend != "postgres":
+        pytest.skip("a server dropping the connection is a Postgres matter")
+    store = location.open()
+    memory = store.memory("episodic", "n")
+    memory.add("before the drop")
+    (pid,) = store.conn.execute("SELECT pg_backend_pid()").fetchone()
+    killer = location.connect()
+    killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    killer.close()
+    assert [r.entry.content for r in memory.retrieve("drop", k=1)] == ["before the drop"]
+    (pid,) = store.conn.execute("SELECT pg_backend_pid()").fetchone()
+    killer = location.connect()
+    killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    killer.close()
+    memory.add("after the drop")  # a write whose BEGIN finds the connection gone reconnects
+    assert store.counts() == {("n", "episodic"): 2}
