@@ -315,6 +315,12 @@ def execute_ops(
             code="FSM202",
         )
     writer = writer or OpWriter(dialect, conn)
+    if dialect.name == "postgres":
+        # Take the namespaces' head locks in one global order before anything else, so two
+        # activations writing the same namespaces in opposite orders cannot deadlock.
+        touched = {op.entry.namespace if isinstance(op, UpsertOp) else op.namespace for op in ops}
+        for namespace in sorted(touched):
+            writer.rev(namespace)
     for index, op in enumerate(ops):
         try:
             writer.apply(op)

@@ -365,3 +365,52 @@ def test_property_catching_up_equals_a_fresh_load(
     assert reader.reloads == len(keys)
     writer.close()
     reader.close()
+
+
+def test_opposite_namespace_orders_do_not_deadlock(
+    location: Location, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two engine transactions write namespaces a and b in opposite orders at the same time
+    (ops slowed down so they interleave): both commit, on Postgres thanks to the sorted
+    head locks, on SQLite because writers are serialised anyway."""
+    import threading
+    import time
+
+    from flowstate.memory import _sql
+
+    store = location.open()
+    plans: list[list[MemoryOp]] = []
+    for order in (["a", "b"], ["b", "a"]):
+        ops: list[MemoryOp] = []
+        for ns in order:
+            store.memory("episodic", ns, buffer=ops).add(f"{ns} from {order}")
+        plans.append(ops)
+    slow_apply = _sql.OpWriter.apply
+
+    def apply(self: _sql.OpWriter, op: MemoryOp) -> None:
+        time.sleep(0.1)
+        slow_apply(self, op)
+
+    monkeypatch.setattr(_sql.OpWriter, "apply", apply)
+    errors: list[BaseException] = []
+
+    def engine(ops: list[MemoryOp]) -> None:
+        conn = location.connect()
+        if location.backend == "sqlite":
+            conn.execute("PRAGMA busy_timeout = 10000")
+        try:
+            conn.execute(location.begin)
+            store.apply_ops(conn, ops)
+            conn.execute("COMMIT")
+        except BaseException as err:
+            errors.append(err)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=engine, args=(ops,)) for ops in plans]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert store.counts() == {("a", "episodic"): 2, ("b", "episodic"): 2}
