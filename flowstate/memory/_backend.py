@@ -220,7 +220,7 @@ class BaseMemoryStore:
         With ``buffer=[]`` (a list you keep), writes are appended to that list as
         :data:`MemoryOp` values instead of being committed, and reads see them; commit them
         with :meth:`commit` or, inside your own transaction, :meth:`apply_ops`. Without a
-        buffer every write commits at once in its own ``BEGIN IMMEDIATE`` transaction.
+        buffer every write commits at once in its own write transaction.
         ``options`` go to the memory's class (``capacity``, ``every``, ``llm``, ...).
         """
         from ._kinds import EpisodicMemory, SemanticMemory, WorkingMemory

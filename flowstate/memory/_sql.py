@@ -28,8 +28,8 @@ from ._errors import MemoryStoreError
 from ._ops import KEEP_ORDER_SQL, ClearOp, DeleteOp, MemoryOp, TrimOp, UpsertOp
 
 __all__ = [
+    "ENTRY_COLS",
     "KEEP_TOMBSTONES",
-    "POSTGRES_ERRORS",
     "PRUNE_EVERY",
     "SNAP_COLS",
     "SQLITE",
@@ -37,7 +37,10 @@ __all__ = [
     "OpWriter",
     "apply_ops",
     "execute_ops",
+    "head",
     "postgres_dialect",
+    "snapshot_rows",
+    "tombstones",
 ]
 
 ENTRY_COLS = "id, namespace, kind, key, content, timestamp, importance, metadata"
@@ -139,7 +142,7 @@ def _postgres_in_transaction(conn: Any) -> bool:
     return bool(conn.info.transaction_status != TransactionStatus.IDLE)
 
 
-def POSTGRES_ERRORS() -> tuple[type[BaseException], ...]:
+def _postgres_errors() -> tuple[type[BaseException], ...]:
     import psycopg
 
     return (psycopg.Error,)
@@ -155,7 +158,7 @@ def postgres_dialect(schema: str) -> Dialect:
         mark="%s",
         like="ILIKE",
         pk_hint="",
-        errors=POSTGRES_ERRORS(),
+        errors=_postgres_errors(),
         in_transaction=_postgres_in_transaction,
     )
 
