@@ -40,17 +40,9 @@ class MemoryBinding:
             )
         with store._lock:
             ensure_schema(store.db)
-        # reads go through their own connection (sync nodes run in threads); for an
-        # in-memory database there is only the store's own
-        if store.memory:
-            self.reader = MemoryStore(store.db)
-        else:
-            import sqlite3
-
-            from sqlite_utils import Database
-
-            conn = sqlite3.connect(str(store.path), timeout=30, check_same_thread=False)
-            self.reader = MemoryStore(Database(conn))
+        # reads go through their own connection (usable from the threads sync nodes run
+        # in); for an in-memory database there is only the store's own
+        self.reader = MemoryStore(store.db) if store.memory else MemoryStore(store.path)
 
 
 class NodeMemory:

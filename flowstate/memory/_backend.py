@@ -129,6 +129,12 @@ class BaseMemoryStore:
         raise NotImplementedError  # pragma: no cover
         yield  # pragma: no cover
 
+    @contextlib.contextmanager
+    def _consistent_read(self) -> Iterator[Any]:
+        """A read-only transaction in which several reads see one state (the connection's
+        open transaction when there is one)."""
+        yield self._connection()
+
     def _stamp(self) -> object:
         """A cheap value that changes whenever the database may have changed (``None``:
         none is available, check the namespace's head every time)."""
@@ -357,17 +363,25 @@ class BaseMemoryStore:
             snap = self._snapshots.get((namespace, kind))
             if snap is not None and stamp is not None and snap.checked == stamp:
                 return snap
-            conn = self._connection()
             d = self.dialect
-            rev, floor = head(d, conn, namespace)  # first: what is read next is at least this
-            if snap is None or snap.rev < floor:
-                snap = Snapshot.from_rows(namespace, kind, snapshot_rows(d, conn, namespace, kind))
-                snap.rev = rev
-                self.reloads += 1
-                self._snapshots[(namespace, kind)] = snap
-            elif snap.rev != rev:
-                rows = snapshot_rows(d, conn, namespace, kind, since=snap.rev)
-                snap.catch_up(rows, tombstones(d, conn, namespace, snap.rev), rev)
+            if snap is not None:
+                rev, floor = head(d, self._connection(), namespace)
+                if snap.rev == rev and rev >= floor:  # nothing new: one indexed read
+                    snap.checked = stamp
+                    return snap
+            # The head, the rows and the tombstones from one consistent read, so the
+            # snapshot is the namespace's state at one instant, never a mix of two.
+            with self._consistent_read() as conn:
+                rev, floor = head(d, conn, namespace)
+                if snap is None or snap.rev < floor:
+                    rows = snapshot_rows(d, conn, namespace, kind)
+                    snap = Snapshot.from_rows(namespace, kind, rows)
+                    snap.rev = rev
+                    self.reloads += 1
+                    self._snapshots[(namespace, kind)] = snap
+                elif snap.rev != rev:
+                    rows = snapshot_rows(d, conn, namespace, kind, since=snap.rev)
+                    snap.catch_up(rows, tombstones(d, conn, namespace, snap.rev), rev)
             snap.checked = stamp
             return snap
 

@@ -144,6 +144,19 @@ class PostgresMemoryStore(BaseMemoryStore):
                     conn.close()
 
     @contextlib.contextmanager
+    def _consistent_read(self) -> Iterator[Any]:
+        conn = self._connection()
+        if self.dialect.in_transaction(conn):  # a write of ours: the namespace is locked
+            yield conn
+            return
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            yield conn
+        finally:
+            with contextlib.suppress(Exception):
+                conn.execute("COMMIT")
+
+    @contextlib.contextmanager
     def _transaction(self) -> Iterator[Any]:
         """``BEGIN`` … ``COMMIT`` on the store's connection; rolled back if the body raises."""
         conn = self._connection()

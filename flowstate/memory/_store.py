@@ -49,7 +49,8 @@ class MemoryStore(BaseMemoryStore):
             self.db = path_or_db
             self._owns_db = False
         elif isinstance(path_or_db, (str, pathlib.Path)):
-            conn = sqlite3.connect(str(path_or_db), timeout=timeout)
+            # usable from any thread: the store serialises its use of it with a lock
+            conn = sqlite3.connect(str(path_or_db), timeout=timeout, check_same_thread=False)
             self.db = Database(conn)
             self._owns_db = True
         else:
@@ -127,6 +128,21 @@ class MemoryStore(BaseMemoryStore):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    @contextlib.contextmanager
+    def _consistent_read(self) -> Iterator[sqlite3.Connection]:
+        # A deferred BEGIN gives the reads one WAL snapshot. Only on a connection this store
+        # owns: a borrowed one may be in use by its owner's transactions.
+        conn = self.conn
+        if not self._owns_db or conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
 
     def _stamp(self) -> object:
         # data_version changes when another connection commits; total_changes when this one
