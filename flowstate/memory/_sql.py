@@ -19,6 +19,7 @@ reading the rows and tombstones with ``rev > w`` — never the whole namespace (
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -189,6 +190,25 @@ class OpWriter:
         self.conn = conn
         self.revs: dict[str, int] = {}
         """The revision this transaction writes for each namespace it touched."""
+        self.known: set[str] | None = None
+        """Ids that may exist already (``None``: any may); an upsert of an id outside it
+        cannot replace a row elsewhere, so its check is skipped (bulk writes)."""
+
+    def prefetch(self, ops: Sequence[MemoryOp]) -> None:
+        """Find which of the upserted ids exist already, in a few queries instead of one
+        per upsert."""
+        ids = list(dict.fromkeys(op.entry.id for op in ops if isinstance(op, UpsertOp)))
+        if len(ids) < 2:
+            return
+        known: set[str] = set()
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self.conn.execute(
+                self.d.q(f"SELECT id FROM {{m}} WHERE id IN ({marks})"), chunk
+            ).fetchall()
+            known.update(str(row[0]) for row in rows)
+        self.known = known
 
     def rev(self, namespace: str) -> int:
         """This transaction's revision of ``namespace`` (bumps and locks its head once)."""
@@ -231,14 +251,15 @@ class OpWriter:
             rev = self.rev(entry.namespace)
             # The same id elsewhere (another namespace or kind), or another id holding the
             # semantic key here, is replaced: removed with a tombstone so readers drop it.
-            for ns, kind, gone in conn.execute(
-                d.q(
-                    "DELETE FROM {m} WHERE id = ? AND (namespace <> ? OR kind <> ?) "
-                    "RETURNING namespace, kind, id"
-                ),
-                (entry.id, entry.namespace, entry.kind),
-            ).fetchall():
-                self._tomb(ns, kind, gone)
+            if self.known is None or entry.id in self.known:
+                for ns, kind, gone in conn.execute(
+                    d.q(
+                        "DELETE FROM {m} WHERE id = ? AND (namespace <> ? OR kind <> ?) "
+                        "RETURNING namespace, kind, id"
+                    ),
+                    (entry.id, entry.namespace, entry.kind),
+                ).fetchall():
+                    self._tomb(ns, kind, gone)
             if entry.key is not None:
                 for (gone,) in conn.execute(
                     d.q(
@@ -249,6 +270,8 @@ class OpWriter:
                 ).fetchall():
                     self._tomb(entry.namespace, entry.kind, gone)
             conn.execute(d.q(_UPSERT), (*_row(op), rev))
+            if self.known is not None:
+                self.known.add(entry.id)
         elif isinstance(op, DeleteOp):
             for start in range(0, len(op.ids), _CHUNK):
                 chunk = op.ids[start : start + _CHUNK]
@@ -262,15 +285,16 @@ class OpWriter:
                 ).fetchall():
                     self._tomb(op.namespace, kind, gone)
         elif isinstance(op, ClearOp):
+            # always tombstoned (clearing what is empty changes nothing for a reader), and
+            # the row count is unknown in a pipeline anyway
             if op.kind is None:
-                cur = conn.execute(d.q("DELETE FROM {m} WHERE namespace = ?"), (op.namespace,))
+                conn.execute(d.q("DELETE FROM {m} WHERE namespace = ?"), (op.namespace,))
             else:
-                cur = conn.execute(
+                conn.execute(
                     d.q("DELETE FROM {m} WHERE namespace = ? AND kind = ?"),
                     (op.namespace, op.kind),
                 )
-            if cur.rowcount:
-                self._tomb(op.namespace, op.kind, None)
+            self._tomb(op.namespace, op.kind, None)
         else:
             assert isinstance(op, TrimOp)
             for (gone,) in conn.execute(
@@ -318,31 +342,46 @@ def execute_ops(
             code="FSM202",
         )
     writer = writer or OpWriter(dialect, conn)
+    try:
+        writer.prefetch(ops)
+    except dialect.errors as err:
+        raise _store_error(dialect, err, "reading the ids of the upserts") from err
     if dialect.name == "postgres":
         # Take the namespaces' head locks in one global order before anything else, so two
         # activations writing the same namespaces in opposite orders cannot deadlock.
         touched = {op.entry.namespace if isinstance(op, UpsertOp) else op.namespace for op in ops}
         for namespace in sorted(touched):
             writer.rev(namespace)
-    for index, op in enumerate(ops):
-        try:
-            writer.apply(op)
-        except dialect.errors as err:
-            text = str(err)
-            if "no such table" in text or ("relation" in text and "does not exist" in text):
-                fix = (
-                    "call flowstate.memory.ensure_schema(db) once before applying memory ops"
-                    if dialect.name == "sqlite"
-                    else "open a PostgresMemoryStore on this schema once (it creates them)"
-                )
-                raise MemoryStoreError(
-                    f"the memory tables do not exist in this database: {fix}", code="FSM201"
-                ) from err
-            raise MemoryStoreError(
-                f"{dialect.name} failed on memory op #{index} ({op.op}"
-                f"{_culprit(op)}): {err}",
-                code="FSM201",
-            ) from err
+    # Postgres: pipeline the statements (an upsert of a new id needs no answer), so a
+    # batch of writes costs a few round trips rather than one per statement.
+    pipeline = conn.pipeline() if dialect.name == "postgres" and len(ops) > 1 else None
+    applied = 0
+    try:
+        with pipeline if pipeline is not None else contextlib.nullcontext():
+            for op in ops:
+                writer.apply(op)
+                applied += 1
+    except dialect.errors as err:
+        if pipeline is not None:  # the failing statement is known only to the server
+            what = f"one of {len(ops)} memory ops"
+        else:
+            op = ops[applied]
+            what = f"memory op #{applied} ({op.op}{_culprit(op)})"
+        raise _store_error(dialect, err, what) from err
+
+
+def _store_error(dialect: Dialect, err: BaseException, what: str) -> MemoryStoreError:
+    text = str(err)
+    if "no such table" in text or ("relation" in text and "does not exist" in text):
+        fix = (
+            "call flowstate.memory.ensure_schema(db) once before applying memory ops"
+            if dialect.name == "sqlite"
+            else "open a PostgresMemoryStore on this schema once (it creates them)"
+        )
+        return MemoryStoreError(
+            f"the memory tables do not exist in this database: {fix}", code="FSM201"
+        )
+    return MemoryStoreError(f"{dialect.name} failed on {what}: {err}", code="FSM201")
 
 
 def _culprit(op: MemoryOp) -> str:
