@@ -314,3 +314,31 @@ def test_postgres_reads_survive_a_dropped_connection(location: Location) -> None
     killer.close()
     memory.add("after the drop")  # a write whose BEGIN finds the connection gone reconnects
     assert store.counts() == {("n", "episodic"): 2}
+
+
+def test_another_process_writes_are_seen_without_a_reload(
+    store: MemoryBackend, location: Location
+) -> None:
+    """Issue 21 item 3 with real processes: a long-lived reader catches up with what another
+    process wrote (rows and removals) and never reloads the namespace."""
+    episodic = store.memory("episodic", "fleet")
+    first = episodic.add("written by the reader")
+    assert [r.entry.id for r in episodic.retrieve("reader", k=5)] == [first.id]
+    run_python(
+        """
+        import sys
+        from flowstate.memory import open_memory_store
+        store = open_memory_store(sys.argv[1], schema=sys.argv[2])
+        memory = store.memory("episodic", "fleet")
+        for n in range(5):
+            memory.add(f"written by the other process {n}")
+        memory.delete(sys.argv[3])
+        store.close()
+        """,
+        location.target,
+        location.schema,
+        first.id,
+    )
+    contents = sorted(r.entry.content for r in episodic.retrieve("written", k=10))
+    assert contents == [f"written by the other process {n}" for n in range(5)]
+    assert store.reloads == 1
