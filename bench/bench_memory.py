@@ -104,9 +104,11 @@ class Backend:
     def drop(self) -> None:
         if self.kind == "postgres":
             import psycopg
+            from psycopg import sql
 
             with psycopg.connect(self.dsn, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+                drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE")
+                conn.execute(drop.format(sql.Identifier(self.schema)))
 
     def close(self) -> None:
         self.drop()
@@ -212,7 +214,7 @@ def bench_size(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1k and 10k entries, fewer calls")
     parser.add_argument("--sizes", type=int, nargs="*", help="entry counts (overrides --quick)")
     parser.add_argument("--samples", type=int, help="timed calls per measurement")

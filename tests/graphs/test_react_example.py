@@ -7,6 +7,7 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -81,9 +82,10 @@ async def test_react_example_with_memory_recalls_on_either_backend(
 
     module = load("react_agent.py")
     args = ["--memory", "agent:cities"]
+    db = str(tmp_path / "runs.db")
+    dsn = schema = ""
+    stores: list[Any] = [None, None]
     if backend == "sqlite":
-        db = str(tmp_path / "runs.db")
-        stores: list[object] = [None, None]
         args += ["--db", db]
     else:
         dsn, schema = require_postgres(), pg_schema(tmp_path, "example")
@@ -101,17 +103,17 @@ async def test_react_example_with_memory_recalls_on_either_backend(
         checkpoints = SQLiteStore(db) if backend == "sqlite" else stores[1]
         recalls = [
             e.response
-            for e in checkpoints.effects(run_id)  # type: ignore[union-attr]
+            for e in checkpoints.effects(run_id)
             if e.name.startswith("memory.retrieve")
         ]
         assert recalls and "Lyon and Nantes: 845,454 people in all." in recalls[0]
         if backend == "postgres":
             memories = PostgresMemoryStore(dsn, schema=schema)
-            sources = sorted(e.metadata["source"] for e in memories.entries("agent:cities"))
+            sources = sorted(str(e.metadata["source"]) for e in memories.entries("agent:cities"))
             assert sources == ["answer"] * 2 + ["observation"] * 6
             memories.close()
     finally:
         if backend == "postgres":
             for store in stores:
-                store.close()  # type: ignore[union-attr]
+                store.close()
             drop_pg_schema(schema)

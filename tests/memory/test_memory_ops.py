@@ -133,13 +133,14 @@ def test_re_applying_the_same_ops_is_idempotent(store: MemoryStore, location: Lo
     ops = buffered_node_ops(store)
     conn = engine_connection(location)
     table = location.table("memories")
+    committed = []
     for _ in range(2):  # e.g. a crash after commit, then recovery re-applies the journal
         conn.execute(location.begin)
         store.apply_ops(conn, ops)
         conn.execute("COMMIT")
-        if _ == 0:
-            first = rows(conn, table)
-    assert rows(conn, table) == first and len(first) == 3
+        committed.append(rows(conn, table))
+    first = committed[0]
+    assert committed[1] == first and len(first) == 3
     store.commit(ops)
     assert rows(conn, table) == first
     conn.close()
@@ -350,7 +351,9 @@ def test_property_catching_up_equals_a_fresh_load(
 
     prefix = uuid.uuid4().hex[:8] + ":"
     writer, reader = location.open(), location.open()
-    keys = [(prefix + ns, kind) for ns in NAMESPACES for kind in KINDS]
+    keys: list[tuple[str, MemoryKind]] = [
+        (prefix + ns, kind) for ns in NAMESPACES for kind in KINDS
+    ]
     for ns, kind in keys:
         reader._snapshot(ns, kind)
     for batch in batches:

@@ -8,6 +8,7 @@ import pathlib
 import sqlite3
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 import sqlite_utils
@@ -252,7 +253,7 @@ def test_entries_delete_and_namespaces(store: MemoryBackend) -> None:
 
 
 def test_a_reader_catches_up_with_another_writer_without_reloading(
-    store: MemoryBackend, location: Location
+    store: Any, location: Location
 ) -> None:
     writer = location.open()
     reader_memory = store.memory("episodic", "shared")
@@ -281,7 +282,7 @@ def test_a_reader_catches_up_with_another_writer_without_reloading(
 
 
 def test_a_reader_too_far_behind_reloads_in_full(
-    store: MemoryBackend, location: Location, monkeypatch: pytest.MonkeyPatch
+    store: Any, location: Location, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from flowstate.memory import _sql
 
@@ -317,7 +318,7 @@ def test_postgres_reads_survive_a_dropped_connection(location: Location) -> None
 
 
 def test_another_process_writes_are_seen_without_a_reload(
-    store: MemoryBackend, location: Location
+    store: Any, location: Location
 ) -> None:
     """Issue 21 item 3 with real processes: a long-lived reader catches up with what another
     process wrote (rows and removals) and never reloads the namespace."""
