@@ -4,8 +4,9 @@ from ._app import CompiledGraph
 from ._builder import GraphBuilder, GraphIR, Join
 from ._context import NodeContext
 from ._identity import graph_diff
+from ._interrupts import UNSET, PendingInterrupt, answer_interrupts, pending_interrupts
 from ._limits import Limits
-from ._nodes import RetryPolicy
+from ._nodes import RetryPolicy, default_retry_on
 from ._plan import RouteError
 from ._results import HistoryEntry, RunResult
 from ._state import Reducer, StateSchema, add, append, merge
@@ -15,6 +16,7 @@ from ._validate import to_networkx
 __all__ = [
     "END",
     "START",
+    "UNSET",
     "Command",
     "CompiledGraph",
     "GraphBuilder",
@@ -24,6 +26,7 @@ __all__ = [
     "Limits",
     "NodeContext",
     "NodeName",
+    "PendingInterrupt",
     "Reducer",
     "RetryPolicy",
     "RouteError",
@@ -34,8 +37,11 @@ __all__ = [
     "Task",
     "TaskPath",
     "add",
+    "answer_interrupts",
     "append",
+    "default_retry_on",
     "graph_diff",
     "merge",
+    "pending_interrupts",
     "to_networkx",
 ]

@@ -4,6 +4,7 @@ commit it — with the step's close when it is the step's last activation."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from collections.abc import Mapping
@@ -18,10 +19,12 @@ from flowstate.checkpoints import (
     StepRecord,
     WriteRecord,
 )
-from flowstate.errors import FlowstateError, PayloadTooLarge, UpdateRejected
+from flowstate.errors import FlowstateError, PayloadTooLarge, StateMutated, UpdateRejected
 
 from . import _events as ev
 from ._context import EffectDivergence, Interrupted, NodeContext
+from ._isolation import check_mutations, isolate
+from ._nodes import policy_for
 from ._outcome import Committed, Failure, goto_to_json
 from ._plan import input_for
 from ._rows import parse
@@ -68,8 +71,11 @@ class ActivationMixin:
                 )
             ctx = self._context(task, attempt, journal, answers)
             try:
-                result = await self._call(spec, task, ctx)
+                arg, source = self._input(spec, task)
+                result = await self._call(spec, task, ctx, arg)
                 update, goto = self._normalize(spec, result)
+                if source is not None:
+                    check_mutations(task.node, arg, source, set(update))
                 if self._custom and not self._custom.isdisjoint(update):
                     # a user reducer may refuse the update: find out before committing it
                     self.schema.apply(self.state, [(task.node, update)], self.step)
@@ -95,12 +101,11 @@ class ActivationMixin:
                         f"node '{task.node}' overran its timeout of {spec.timeout}s and was "
                         "cancelled; raise timeout= or make the node faster"
                     )
-                retry = spec.retry
+                retry = policy_for(spec.retry, e) if spec.retry else None
                 if (
                     retry is not None
                     and attempt < retry.max_attempts
-                    and isinstance(e, retry.retry_on)
-                    and not isinstance(e, UpdateRejected | PayloadTooLarge)
+                    and not isinstance(e, UpdateRejected | PayloadTooLarge | StateMutated)
                     and not isinstance(e, EffectDivergence)
                 ):
                     delay = retry.delay(attempt, self.rng.random())
@@ -200,6 +205,7 @@ class ActivationMixin:
                     task_path=task.path,
                     update=json.loads(raw),
                     duration_ms=(write.finished_at - started) * 1000,
+                    usage=dict(ctx.usage),
                 )
             )
         return c
@@ -303,30 +309,46 @@ class ActivationMixin:
             )
         )
 
-    async def _call(self, spec: NodeSpec, task: Task, ctx: NodeContext) -> Any:
+    def _input(self, spec: NodeSpec, task: Task) -> tuple[Any, Any]:
+        """The node's input, and the shared values it was isolated from (None when the
+        input is the node's own already: a Send payload, no input, a subgraph)."""
+        if spec.subgraph is not None or spec.input_kind == "none":
+            return None, None
+        if task.send:
+            arg = task.payload
+            if spec.payload_adapter is not None:
+                try:
+                    arg = spec.payload_adapter.validate_python(task.payload)
+                except ValidationError as e:
+                    raise UpdateRejected(
+                        task.node,
+                        None,
+                        f"the Send payload does not fit its input annotation: {e}",
+                    ) from None
+            elif spec.input_kind == "state":
+                arg = self.schema.model.model_validate(task.payload)
+            return arg, None
+        # every activation reads its own input: an in-place change never reaches the
+        # step's state, a sibling or the stored run (see _isolation.py)
+        view = input_for(spec.input_kind, spec.input_type, self.state)
+        if view is self.state:
+            return isolate(self.schema.model, self.state), self.state
+        if isinstance(view, BaseModel):
+            values = dict(view.__dict__)
+            return isolate(type(view), values), values
+        return view, None
+
+    async def _call(self, spec: NodeSpec, task: Task, ctx: NodeContext, arg: Any) -> Any:
         if spec.subgraph is not None:
-            coro = call_subgraph(self, spec, task)  # type: ignore[arg-type]
+            coro = call_subgraph(self, spec, task, ctx)  # type: ignore[arg-type]
         else:
-            if task.send:
-                arg = task.payload
-                if spec.payload_adapter is not None:
-                    try:
-                        arg = spec.payload_adapter.validate_python(task.payload)
-                    except ValidationError as e:
-                        raise UpdateRejected(
-                            task.node,
-                            None,
-                            f"the Send payload does not fit its input annotation: {e}",
-                        ) from None
-                elif spec.input_kind == "state":
-                    arg = self.schema.model.model_validate(task.payload)
-            else:
-                arg = input_for(spec.input_kind, spec.input_type, self.state)
             args = () if spec.input_kind == "none" else (arg,)
             kwargs = {spec.ctx_param: ctx} if spec.ctx_param else {}
             if spec.is_async:
                 coro = spec.fn(*args, **kwargs)
             else:
+                # ctx.effect / ctx.interrupt called from the worker thread run on this loop
+                ctx._sync_loop = asyncio.get_running_loop()
                 coro = asyncio.to_thread(spec.fn, *args, **kwargs)
         if spec.timeout is not None:
             return await asyncio.wait_for(coro, spec.timeout)
@@ -348,6 +370,17 @@ class ActivationMixin:
                     )
                 goto.append(it)
             raw = raw.update
+        if inspect.isawaitable(raw):
+            close = getattr(raw, "close", None)
+            if close is not None:
+                close()  # no "never awaited" warning: the error below says it
+            raise UpdateRejected(
+                spec.name,
+                None,
+                "it returned a coroutine, not an update: an async call (ctx.llm, ctx.tools, "
+                "an async function) must be awaited, so make the node `async def` and "
+                "`await` it",
+            )
         if raw is None:
             upd: Mapping[str, Any] = {}
         elif isinstance(raw, BaseModel):
@@ -361,4 +394,15 @@ class ActivationMixin:
                 f"it returned {type(raw).__name__}; return a dict of state fields, a model, "
                 "a Command, or None",
             )
+        for key, value in upd.items():
+            if inspect.isawaitable(value):
+                close = getattr(value, "close", None)
+                if close is not None:
+                    close()
+                raise UpdateRejected(
+                    spec.name,
+                    key,
+                    "its value is an un-awaited coroutine: `await` the async call that "
+                    "produced it (in an `async def` node), or call a sync function",
+                )
         return self.schema.validate_update(spec.name, upd, spec.writes), goto

@@ -9,7 +9,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -30,6 +30,7 @@ from flowstate.errors import (
 from . import _events as ev
 from ._identity import IdentityMixin
 from ._inspect import InspectMixin
+from ._interrupts import UNSET, PendingInterrupt, pending_interrupts
 from ._lease import DEFAULT_LEASE_TTL, Heartbeat, new_owner, retire
 from ._limits import Limits
 from ._plan import start_tasks
@@ -280,6 +281,9 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
         lease: tuple[str, int] | None = None,
     ) -> RunResult[S]:
         config = {**parse("config", run.config, "runs", run.id, None), **(config_override or {})}
+        # a subgraph's child run counts the tokens its run tree had used before it
+        base = config.get("token_base") or [0, 0]
+        tokens = (tokens[0] + int(base[0]), tokens[1] + int(base[1]))
         sink = emit or (lambda e: None)
         exe = Execution(
             self,
@@ -304,6 +308,7 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
             limits=Limits(**config["limits"]) if "limits" in config else self.limits,
             tokens=tokens,
         )
+        exe.token_base = (int(base[0]), int(base[1]))
         if resumed:
             exe.resumed_step = step.step
         sink(ev.RunStarted(run_id=run.id, graph=self.name, resumed=resumed, step=step.step))
@@ -384,8 +389,9 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
     async def resume(
         self,
         run_id: str,
+        value: Any = UNSET,
         *,
-        value: Any = None,
+        answers: Mapping[str, Any] | None = None,
         allow_graph_change: bool = False,
         max_steps: int | None = None,
         limits: Limits | None = None,
@@ -394,13 +400,17 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
     ) -> RunResult[S]:
         """Continue a crashed, failed, paused or cancelled run from its last commit.
 
-        Committed activations never run again. ``value`` answers a pending interrupt. A run
-        that another live process is executing is refused with ``RunOwned``, or waited for
-        up to ``wait`` seconds.
+        Committed activations never run again. ``value`` answers the one pending interrupt
+        (``None`` is an answer too); with several pending it is refused, listing their
+        ids, and ``answers={id: value, ...}`` answers any subset of them by id (the rest
+        stay pending and ask again). ``RunResult.interrupts`` and ``pending_interrupts``
+        list the ids. A run that another live process is executing is refused with
+        ``RunOwned``, or waited for up to ``wait`` seconds.
         """
         return await self._continue(
             run_id,
             value=value,
+            answers=answers,
             allow_graph_change=allow_graph_change,
             max_steps=max_steps,
             limits=limits,
@@ -408,8 +418,15 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
             emit=on_event,
         )
 
-    def resume_sync(self, run_id: str, **kwargs: Any) -> RunResult[S]:
-        return asyncio.run(self.resume(run_id, **kwargs))
+    def pending_interrupts(self, run_id: str) -> list[PendingInterrupt]:
+        """The run's pending interrupts (its subgraphs' included), in task order, each
+        with the stable id that ``resume(run_id, answers={id: value})`` takes."""
+        self.store.get_run(run_id)
+        return pending_interrupts(self.store, run_id)
+
+    def resume_sync(self, run_id: str, value: Any = UNSET, **kwargs: Any) -> RunResult[S]:
+        """``resume`` for code that is not async."""
+        return asyncio.run(self.resume(run_id, value, **kwargs))
 
     async def replay(
         self,

@@ -4,15 +4,15 @@ answer its pending interrupt, rebuild the step's input state and drive on from t
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from flowstate.errors import CorruptRowError, RunOwned, RunStateError
 
+from ._interrupts import BREAKPOINT_SEQ, UNSET, answer_interrupts
 from ._journal import JournalSource
 from ._lease import local_owner_alive, new_owner, retire
 from ._limits import Limits
@@ -31,13 +31,15 @@ class ResumeMixin(Generic[S]):
         self,
         run_id: str,
         *,
-        value: Any = None,
+        value: Any = UNSET,
+        answers: Mapping[str, Any] | None = None,
         allow_graph_change: bool = False,
         max_steps: int | None = None,
         limits: Limits | None = None,
         emit: Callable[[Any], None] | None = None,
         journal: JournalSource | None = None,
         wait: float | None = None,
+        inherit: dict[str, Any] | None = None,
     ) -> RunResult[S]:
         store = self.store
         run = store.get_run(run_id)
@@ -91,23 +93,16 @@ class ResumeMixin(Generic[S]):
                     state=state,  # type: ignore[arg-type]
                     step=head.step,
                 )
-            if value is not None:
+            if value is not UNSET or answers:
                 # all of the run's interrupt rows are read (and hash-checked), so a corrupted
                 # row is reported rather than the answer silently going nowhere
-                recorded = store.interrupts(run_id)
-                for i in recorded:
+                for i in store.interrupts(run_id):
                     if i.answer is not None:
                         parse("json", i.answer, "interrupts", run_id, i.step)
-                pending = [i for i in recorded if i.answer is None and i.step == head.step]
-                if not pending:
-                    raise RunStateError(
-                        f"run {run_id} has no pending interrupt at step {head.step} to answer with "
-                        "a value; resume it without one"
-                    )
-                store.answer_interrupt(pending[0], json.dumps(value))
+                answer_interrupts(store, run_id, value=value, answers=answers)
             else:
                 for i in store.interrupts(run_id, head.step):
-                    if i.answer is None and i.seq == -1:  # a breakpoint: resuming passes it
+                    if i.answer is None and i.seq == BREAKPOINT_SEQ:  # resuming passes it
                         store.answer_interrupt(i, "null")
             store.clear_signals(run_id)
             run = store.update_run(run_id, status="running", error=None)
@@ -119,6 +114,8 @@ class ResumeMixin(Generic[S]):
                 override["max_steps"] = max_steps
             if limits is not None:
                 override["limits"] = limits.model_dump()
+            if inherit:  # a subgraph's child run: its parent's limits and token count
+                override.update(inherit)
             visits = store.visit_counts(run_id)
             tin = tout = 0
             for w in store.writes(run_id):

@@ -24,6 +24,7 @@ from flowstate.errors import FlowstateError, NodeFailed, PayloadTooLarge
 from . import _events as ev
 from ._activation import ActivationMixin
 from ._context import Interrupted
+from ._interrupts import pending_interrupts
 from ._journal import JournalSource
 from ._limits import Limits
 from ._outcome import Committed, Failure, Outcome, goto_from_json, goto_to_json
@@ -86,6 +87,9 @@ class Execution(ActivationMixin):
         self.limits = limits or Limits()
         self._custom = app.ir.schema.custom_reducer_fields()
         self.tokens_in, self.tokens_out = tokens
+        self.token_base: tuple[int, int] = (0, 0)
+        """Tokens the parent run tree had used when this (child) run started: counted by
+        its budgets, not reported as its own usage."""
         self.listening = listening
         self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         self._signals_checked = -1.0
@@ -286,16 +290,34 @@ class Execution(ActivationMixin):
             )
             self.emit(ev.RunFinished(run_id=self.run_id, status="failed", reason=err.message))
             raise err
-        payloads = [json.loads(i.payload) for _, i in self._interrupts]
-        task = self._interrupts[0][0]
-        reason = f"interrupt in '{task.node}'"
+        pending = pending_interrupts(self.store, self.run_id)
+        if pending:
+            reason = f"interrupt in '{pending[0].node}'"
+            if len(pending) > 1:
+                reason += f" (+{len(pending) - 1} more)"
+        else:  # a subgraph stopped at a breakpoint or a limit: its reason says which
+            reason = f"subgraph in '{self._interrupts[0][0].node}' paused"
+            sub = json.loads(self._interrupts[0][1].payload)
+            if isinstance(sub, dict) and sub.get("reason"):
+                reason += f": {sub['reason']}"
         self.store.update_run(self.run_id, status="paused", error=reason, head_step=self.step)
-        self.emit(ev.RunFinished(run_id=self.run_id, status="paused", reason=reason))
-        return Outcome("paused", self.state, reason, self.step, payloads)
+        self.emit(
+            ev.RunFinished(run_id=self.run_id, status="paused", reason=reason, usage=self._usage())
+        )
+        return Outcome("paused", self.state, reason, self.step, pending)
+
+    def _usage(self) -> dict[str, int]:
+        """Tokens of this run and its subgraphs (committed activations)."""
+        return {
+            "input_tokens": self.tokens_in - self.token_base[0],
+            "output_tokens": self.tokens_out - self.token_base[1],
+        }
 
     def _pause(self, reason: str) -> Outcome:
         self.store.update_run(self.run_id, status="paused", error=reason, head_step=self.step)
-        self.emit(ev.RunFinished(run_id=self.run_id, status="paused", reason=reason))
+        self.emit(
+            ev.RunFinished(run_id=self.run_id, status="paused", reason=reason, usage=self._usage())
+        )
         return Outcome("paused", self.state, reason, self.step)
 
     def _finish(self, status: str, reason: str | None, already: bool = False) -> Outcome:
@@ -304,7 +326,9 @@ class Execution(ActivationMixin):
             shrink()  # the last run of this graph to finish folds the WAL back (one fsync)
         if not already or status != "completed" or self.run.status != "completed":
             self.store.update_run(self.run_id, status=status, error=reason, head_step=self.step)
-        self.emit(ev.RunFinished(run_id=self.run_id, status=status, reason=reason))
+        self.emit(
+            ev.RunFinished(run_id=self.run_id, status=status, reason=reason, usage=self._usage())
+        )
         return Outcome(status, self.state, reason, self.step)
 
     # -- one activation --------------------------------------------------------------------
