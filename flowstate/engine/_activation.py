@@ -20,6 +20,7 @@ from flowstate.checkpoints import (
     WriteRecord,
 )
 from flowstate.errors import FlowstateError, PayloadTooLarge, StateMutated, UpdateRejected
+from flowstate.observability import RunObserver, bind_log_context, reset_log_context
 
 from . import _events as ev
 from ._context import EffectDivergence, Interrupted, NodeContext
@@ -42,6 +43,9 @@ class ActivationMixin:
 
     # Uses the attributes Execution sets up (store, ir, schema, run_id, step, tasks,
     # committed, limits, journal, ...); kept apart only to keep each module one concept.
+
+    observer: RunObserver | None = None
+    """Telemetry of this run segment (flowstate.observability), or None when off."""
 
     async def _limited(self, task: Task) -> Committed | Failure | Interrupted:
         if self._slots is None:
@@ -70,9 +74,16 @@ class ActivationMixin:
                     )
                 )
             ctx = self._context(task, attempt, journal, answers)
+            logged = bind_log_context((self.run_id, self.step, task.node, task.path, attempt))
             try:
                 arg, source = self._input(spec, task)
-                result = await self._call(spec, task, ctx, arg)
+                call = self._call(spec, task, ctx, arg)
+                if self.observer is None:
+                    result = await call
+                else:
+                    result = await self.observer.activation(
+                        self.step, task.node, task.path, attempt, call
+                    )
                 update, goto = self._normalize(spec, result)
                 if source is not None:
                     check_mutations(task.node, arg, source, set(update))
@@ -136,6 +147,8 @@ class ActivationMixin:
                 self._remaining -= 1
                 self._failed = True
                 return Failure(task, err)
+            finally:
+                reset_log_context(logged)
         return self._commit(task, spec, update, raw, goto, started, ctx)
 
     def _commit(

@@ -26,6 +26,7 @@ from flowstate.errors import (
     PayloadTooLarge,
     RunStateError,
 )
+from flowstate.observability import RunObserver, observe_events, run_observer, run_scope
 
 from . import _events as ev
 from ._identity import IdentityMixin
@@ -216,6 +217,18 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
         )
         if len(input_json) > max_state:
             raise PayloadTooLarge("the input state", len(input_json), max_state, "max_state_bytes")
+        obs = run_observer(
+            run_id=run_id,
+            graph=self.name,
+            kind="replay" if journal is not None and journal.strict else "start",
+            stored=config.get("trace"),
+            subgraph=parent is not None,
+            step=0,
+            limits=config.get("limits"),
+        )
+        if obs is not None and obs.traceparent:
+            # stored with the run, so a resume in any process continues this trace
+            config = {**config, "trace": {"traceparent": obs.traceparent}}
         run = RunRecord(
             id=run_id,
             graph=self.name,
@@ -246,8 +259,10 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
                 self.store.create_run(run, step0, owner=owner, ttl=self.lease_ttl)
             else:
                 self.store.create_run(run, step0)
-        except BaseException:
+        except BaseException as e:
             retire(owner)
+            if obs is not None:
+                obs.close(e)
             raise
         return await self._execute(
             run,
@@ -259,6 +274,7 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
             last_snapshot_bytes=len(input_json),
             journal=journal,
             lease=(owner, 1),
+            observer=obs,
         )
 
     async def _execute(
@@ -279,12 +295,26 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
         journal: JournalSource | None = None,
         tokens: tuple[int, int] = (0, 0),
         lease: tuple[str, int] | None = None,
+        observer: RunObserver | None = None,
+        took_over: bool = False,
     ) -> RunResult[S]:
         config = {**parse("config", run.config, "runs", run.id, None), **(config_override or {})}
         # a subgraph's child run counts the tokens its run tree had used before it
         base = config.get("token_base") or [0, 0]
         tokens = (tokens[0] + int(base[0]), tokens[1] + int(base[1]))
-        sink = emit or (lambda e: None)
+        obs = observer
+        if obs is None and resumed:
+            obs = run_observer(
+                run_id=run.id,
+                graph=self.name,
+                kind="resume",
+                stored=config.get("trace"),
+                subgraph=run.parent_id is not None and run.id.startswith(run.parent_id + "/"),
+                step=step.step,
+                limits=config.get("limits"),
+                took_over=took_over,
+            )
+        sink = observe_events(emit or (lambda e: None), obs, run.id)
         exe = Execution(
             self,
             self.store,
@@ -303,16 +333,17 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
             steps_since_snapshot=steps_since,
             last_snapshot_bytes=last_snapshot_bytes,
             rng=self.rng,
-            listening=emit is not None,
+            listening=emit is not None or obs is not None,
             max_concurrency=config.get("max_concurrency"),
             limits=Limits(**config["limits"]) if "limits" in config else self.limits,
             tokens=tokens,
         )
         exe.token_base = (int(base[0]), int(base[1]))
+        exe.observer = obs
         if resumed:
             exe.resumed_step = step.step
         sink(ev.RunStarted(run_id=run.id, graph=self.name, resumed=resumed, step=step.step))
-        inner = asyncio.ensure_future(exe.drive())
+        inner = asyncio.ensure_future(run_scope(exe.drive(), run.id, obs))
         self._tasks[run.id] = inner
         beat: Heartbeat | None = None
         if lease is not None and hasattr(self.store, "heartbeat"):
@@ -340,7 +371,13 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
                     step=exe.step,
                 )
             raise
+        except BaseException as e:
+            if obs is not None:
+                obs.close(e)
+            raise
         finally:
+            if obs is not None:
+                obs.close()
             self._tasks.pop(run.id, None)
             if lease is not None:
                 retire(lease[0])

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from flowstate.checkpoints import SQLiteStore, WriteRecord
 from flowstate.errors import NodeFailed, ReplayDivergence, RunStateError
+from flowstate.observability import run_observer
 
 from ._context import EffectDivergence
 from ._scheduler import JournalSource
@@ -274,6 +275,18 @@ async def fork(
     new_id = new_run_id or uuid.uuid4().hex[:16]
     now = time.time()
     state_json = schema.dump_state(state)
+    config = json.loads(parent.config)
+    obs = run_observer(
+        run_id=new_id,
+        graph=app.name,
+        kind="fork",
+        stored=config.pop("trace", None),
+        subgraph=False,
+        step=0,
+        limits=config.get("limits"),
+    )
+    if obs is not None and obs.traceparent:
+        config["trace"] = {"traceparent": obs.traceparent}
     run = RunRecord(
         id=new_id,
         graph=app.name,
@@ -283,7 +296,7 @@ async def fork(
         input=state_json,
         parent_id=run_id,
         parent_step=at,
-        config=parent.config,
+        config=json.dumps(config),
         created_at=now,
         updated_at=now,
     )
@@ -297,7 +310,12 @@ async def fork(
     )
     if not json.loads(row.tasks):
         run = run.model_copy(update={"status": "completed"})
-    store.create_run(run, step0)
+    try:
+        store.create_run(run, step0)
+    except BaseException as e:
+        if obs is not None:
+            obs.close(e)
+        raise
     journal = None
     if reuse_effects:
         journal = JournalSource(
@@ -315,4 +333,5 @@ async def fork(
         resumed=False,
         last_snapshot_bytes=len(state_json),
         journal=journal,
+        observer=obs,
     )

@@ -43,6 +43,9 @@ class ResumeMixin(Generic[S]):
     ) -> RunResult[S]:
         store = self.store
         run = store.get_run(run_id)
+        # still 'running' with no live owner (acquire below refuses a live one): the
+        # process that ran it died, and this resume takes its lease over
+        took_over = run.status == "running"
         self.check_graph(run, allow_graph_change)
         owner = new_owner()
         try:
@@ -142,4 +145,5 @@ class ResumeMixin(Generic[S]):
             journal=journal,
             tokens=(tin, tout),
             lease=(owner, epoch) if epoch else None,
+            took_over=took_over,
         )
