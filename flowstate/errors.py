@@ -16,23 +16,29 @@ FlowstateError                 base of everything below; has a stable ``code``
 │   ├── RunOwned               another live process is executing the run
 │   └── LeaseLost              this process lost the run to another (its commit was fenced)
 ├── EffectError                an effect's arguments or result cannot be journaled
-└── StoreError                 storage, not your code
-    ├── CorruptRowError        a stored row failed its hash or schema check
-    └── StoreIOError           the database reported an I/O or locking failure
+├── StoreError                 storage, not your code
+│   ├── CorruptRowError        a stored row failed its hash or schema check
+│   └── StoreIOError           the database reported an I/O or locking failure
+└── CLIError                   the command line was given something it cannot use
+    ├── GraphLoadError         module:attr does not name a graph (or registry) to load
+    └── DatabaseNotFound       no checkpoint database where the command looked
 ```
 
 Each message says what happened, to which named thing, and what to do. The code
-(``FS1xx`` for graphs, ``FS2xx`` for runs, ``FS3xx`` for storage) is stable and
-documented in README.md.
+(``FS1xx`` for graphs, ``FS2xx`` for runs, ``FS3xx`` for storage, ``FS4xx`` for the
+command line) is stable and documented in docs/reference/errors.md.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "CLIError",
     "CorruptRowError",
+    "DatabaseNotFound",
     "EffectError",
     "FlowstateError",
     "GraphBuildError",
+    "GraphLoadError",
     "GraphMismatch",
     "InputRejected",
     "LeaseLost",
@@ -48,6 +54,19 @@ __all__ = [
     "UpdateRejected",
     "WriteConflict",
 ]
+
+
+RESUME_GRAPH_PLACEHOLDER = "--graph MODULE:ATTR"
+"""Stands for the graph in a resume hint; the CLI replaces it with the ``--graph`` (and
+``--db``) it was given, so its hint is a command that works as printed."""
+
+
+def resume_hint(run_id: str) -> str:
+    """How to continue run ``run_id``, from the shell and from Python."""
+    return (
+        f"`flowstate resume {run_id} {RESUME_GRAPH_PLACEHOLDER}` "
+        f"(Python: `app.resume({run_id!r})`)"
+    )
 
 
 class FlowstateError(Exception):
@@ -90,8 +109,8 @@ class NodeFailed(FlowstateError):
         self.node = node
         super().__init__(
             f"node '{node}' failed in run {run_id} at step {step}: {detail}. "
-            f"Fix the node, then `flowstate resume {run_id}` continues from the last "
-            "committed activation."
+            f"Fix the node, then {resume_hint(run_id)} continues from the last committed "
+            "activation."
         )
 
 
@@ -217,8 +236,9 @@ class RunOwned(RunStateError):
         left = max(0.0, lease_until - time.time())
         super().__init__(
             f"run {run_id} is being executed by {owner} (its lease runs {left:.1f}s more); "
-            "wait for it to finish, pass wait=SECONDS to resume, or resume after its lease "
-            "expires if that process died"
+            f"wait for it: `flowstate resume {run_id} --wait SECONDS` (Python: "
+            "`resume(run_id, wait=SECONDS)`), or resume after its lease expires if that "
+            "process died"
         )
 
 
@@ -269,3 +289,21 @@ class StoreIOError(StoreError):
     """The database reported an I/O, disk or locking failure."""
 
     code = "FS302"
+
+
+class CLIError(FlowstateError):
+    """The command line was given something it cannot use: an option, JSON, a file."""
+
+    code = "FS400"
+
+
+class GraphLoadError(CLIError):
+    """``module:attr`` (or ``path.py:attr``) does not name a graph or registry to load."""
+
+    code = "FS401"
+
+
+class DatabaseNotFound(CLIError):
+    """A command that reads runs found no checkpoint database where it looked."""
+
+    code = "FS402"

@@ -5,8 +5,9 @@ embedded default; ``InMemoryStore`` keeps the records in process memory (no pers
 for tests and benchmarks).
 """
 
-from ._maintenance import DoctorReport, doctor, parse_age, prune
+from ._maintenance import DamagedRow, DoctorReport, doctor, parse_age, prune
 from ._memory_store import InMemoryStore
+from ._open import describe_store, is_postgres_url, open_store
 from ._records import (
     CHECKPOINT_FORMAT,
     TERMINAL_STATUSES,
@@ -25,6 +26,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "TERMINAL_STATUSES",
     "AttemptRecord",
+    "DamagedRow",
     "DoctorReport",
     "Durability",
     "EffectRecord",
@@ -35,7 +37,10 @@ __all__ = [
     "SQLiteStore",
     "StepRecord",
     "WriteRecord",
+    "describe_store",
     "doctor",
+    "is_postgres_url",
+    "open_store",
     "parse_age",
     "prune",
     "row_hash",

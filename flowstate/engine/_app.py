@@ -70,6 +70,17 @@ def _open_store(store: Any, durability: Durability) -> Any:
     return store
 
 
+def _unknown_fields(model: type[BaseModel], input: Any) -> list[str]:
+    """Keys of a mapping input that name no field (nor alias) of ``model``: pydantic would
+    drop them silently, so a typo would go unnoticed. A model that allows extra fields
+    takes them."""
+    if not isinstance(input, Mapping) or model.model_config.get("extra") == "allow":
+        return []
+    names = set(model.model_fields)
+    names.update(f.alias for f in model.model_fields.values() if f.alias)
+    return [str(k) for k in input if k not in names]
+
+
 class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
     """A validated graph bound to a checkpoint store. Create it with ``GraphBuilder.compile``."""
 
@@ -111,6 +122,12 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
     @property
     def state_model(self) -> type[S]:
         return self.ir.schema.model  # type: ignore[return-value]
+
+    @property
+    def store_spec(self) -> Any:
+        """What ``compile(store=...)`` named (a path, URL or store object), or None when the
+        graph uses the default store ($FLOWSTATE_DB or ./flowstate.db)."""
+        return self._store_arg if self._store_arg is not None else self._store
 
     @property
     def store(self) -> SQLiteStore:
@@ -194,6 +211,15 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
         journal: JournalSource | None = None,
     ) -> RunResult[S]:
         schema = self.ir.schema
+        unknown = _unknown_fields(schema.model, input)
+        if unknown:
+            known = ", ".join(schema.model.model_fields)
+            raise InputRejected(
+                f"the input has field{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(repr(u) for u in unknown)}, which {schema.name} does not have "
+                f"(its fields: {known}); fix the name or add the field to the state; no run "
+                "was created"
+            )
         try:
             state = input if isinstance(input, schema.model) else schema.model.model_validate(input)
         except ValidationError as e:

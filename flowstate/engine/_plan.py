@@ -31,7 +31,25 @@ class RouteError(FlowstateError):
     def __init__(self, source: str, router: str, detail: str) -> None:
         self.source = source
         self.router = router
+        self.detail = detail
+        self.run_id: str | None = None
+        self.step: int | None = None
         super().__init__(f"router '{router}' after '{source}' {detail}")
+
+    def in_run(self, run_id: str, step: int) -> RouteError:
+        """The same error, saying which run failed where and how to continue it. The
+        router is to blame, not the node before it (whose update was committed)."""
+        from flowstate.errors import resume_hint
+
+        err = RouteError(
+            self.source,
+            self.router,
+            f"{self.detail}. Run {run_id} failed at step {step}; fix the router, then "
+            f"{resume_hint(run_id)} continues",
+        )
+        err.run_id, err.step = run_id, step
+        err.__cause__ = self.__cause__
+        return err
 
 
 def input_for(kind: str, input_type: Any, state: BaseModel) -> Any:

@@ -28,7 +28,7 @@ from ._interrupts import pending_interrupts
 from ._journal import JournalSource
 from ._limits import Limits
 from ._outcome import Committed, Failure, Outcome, goto_from_json, goto_to_json
-from ._plan import plan_next
+from ._plan import RouteError, plan_next
 from ._rows import parse
 from ._types import Task
 
@@ -283,8 +283,12 @@ class Execution(ActivationMixin):
                 detail = exc.message
             else:
                 detail = f"{type(exc).__name__}: {exc}"
-            err = NodeFailed(self.run_id, self.step, f.task.node, detail)
-            err.__cause__ = exc
+            err: FlowstateError
+            if isinstance(exc, RouteError):  # blame the router, not the node before it
+                err = exc.in_run(self.run_id, self.step)
+            else:
+                err = NodeFailed(self.run_id, self.step, f.task.node, detail)
+                err.__cause__ = exc
             self.store.update_run(
                 self.run_id, status="failed", error=err.message, head_step=self.step
             )

@@ -12,6 +12,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from flowstate.checkpoints import SQLiteStore
@@ -96,8 +97,14 @@ def load_registry(target: str) -> GraphRegistry:
     list of graphs, or a function returning one of these."""
     if ":" not in target:
         raise ValueError(f"'{target}' is not module:attr; e.g. myapp.graphs:REGISTRY")
-    mod_name, attr = target.split(":", 1)
-    if os.getcwd() not in sys.path:
+    mod_name, attr = target.rsplit(":", 1)
+    if mod_name.endswith(".py") or "/" in mod_name:  # a path, as `flowstate run` takes
+        path = Path(mod_name if mod_name.endswith(".py") else mod_name + ".py")
+        if not path.is_file():
+            raise ValueError(f"no file '{path}' (from '{target}'): check the path")
+        sys.path.insert(0, str(path.parent.resolve()))
+        mod_name = path.stem
+    elif os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(mod_name)
