@@ -211,8 +211,12 @@ class PostgresStore(PostgresConnection, PostgresLeases, PostgresMaintenance):
         effects: Sequence[EffectRecord] = (),
         step: StepRecord | None = None,
         run_fields: dict[str, Any] | None = None,
+        hook: Any = None,
     ) -> None:
         """Commit an activation (or a step boundary) in one transaction (G1).
+
+        ``hook(conn)`` runs inside the same transaction (the engine applies a node's
+        memory writes there).
 
         The write row, the effects journaled with it, the next step row and the run's
         head advance all land together or not at all.
@@ -230,6 +234,8 @@ class PostgresStore(PostgresConnection, PostgresLeases, PostgresMaintenance):
                 c.execute(self._insert("effects", EFFECT_COLS, "ignore"), values(e, EFFECT_COLS))
             if step is not None:
                 c.execute(self._insert("steps", STEP_COLS, "replace"), values(step, STEP_COLS))
+            if hook is not None:
+                hook(c)
             if run_fields:
                 if set(run_fields) >= {"status", "head_step", "error"}:
                     now = time.time()

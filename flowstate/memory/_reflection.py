@@ -20,7 +20,7 @@ from ._ops import ClearOp, MemoryOp
 from ._snapshot import Snapshot
 
 if TYPE_CHECKING:
-    from ._store import MemoryStore
+    from ._backend import BaseMemoryStore
 
 __all__ = ["CompleteFn", "ReflectionLLM", "ReflectionMemory", "parse_insights"]
 
@@ -110,7 +110,7 @@ class ReflectionMemory(BaseMemory):
 
     def __init__(
         self,
-        store: MemoryStore,
+        store: BaseMemoryStore,
         namespace: str = "default",
         *,
         every: int = 10,
