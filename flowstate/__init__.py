@@ -5,6 +5,8 @@ activation to SQLite, so a run can pause for a human, resume after a crash witho
 finished work, replay offline, and fork from any step.
 """
 
+import logging
+
 from flowstate.checkpoints import SQLiteStore
 from flowstate.engine import (
     END,
@@ -82,3 +84,7 @@ __all__ = [
     "append",
     "merge",
 ]
+
+logging.getLogger("flowstate").addHandler(logging.NullHandler())
+"""A library logs, the application decides where to: nothing reaches stderr unless logging
+is configured (``logging.basicConfig``), as the logging HOWTO asks of libraries."""

@@ -254,7 +254,9 @@ def lease_tuple(row: Sequence[Any]) -> tuple[str | None, int, float | None]:
 
 
 def sum_usage(raws: Iterable[str]) -> dict[str, int]:
-    """Token counts summed over ``writes.usage`` JSON texts (unreadable ones skipped)."""
+    """Token counts summed over ``writes.usage`` JSON texts (unreadable ones skipped).
+    Per-model keys (``input_tokens@MODEL``) repeat the totals and are left out: the
+    per-model breakdown is ``flowstate.nodes.usage_report``'s."""
     total = {"input_tokens": 0, "output_tokens": 0}
     for raw in raws:
         try:
@@ -263,6 +265,6 @@ def sum_usage(raws: Iterable[str]) -> dict[str, int]:
             continue
         if isinstance(data, dict):
             for k, v in data.items():
-                if isinstance(v, int | float) and not isinstance(v, bool):
+                if isinstance(v, int | float) and not isinstance(v, bool) and "@" not in k:
                     total[str(k)] = total.get(str(k), 0) + int(v)
     return total

@@ -109,34 +109,44 @@ class SQLiteMaintenance:
             names = ", ".join(f'"{c}"' for c in hashed_columns(table))
             with self._lock:
                 try:
-                    cur = self.conn.execute(f'SELECT {names} FROM "{table}"')
+                    self._scan_table(table, names, out, limit)
                 except sqlite3.OperationalError:  # the table is missing: integrity says so
                     continue
-                for row in cur:
-                    if len(out) >= limit:
-                        return out
-                    try:
-                        rec = decode_row(table, row)
-                        for col in JSON_COLUMNS.get(table, ()):
-                            text = getattr(rec, col)
-                            if text is None or (col == "response" and text.startswith(BLOB_PREFIX)):
-                                continue
-                            try:
-                                json.loads(text)
-                            except ValueError as e:
-                                raise CorruptRowError(
-                                    table,
-                                    str(row[0]),
-                                    getattr(rec, "step", None),
-                                    f"column '{col}' is not JSON ({e})",
-                                ) from None
-                        if table == "effects":
-                            self._unblob(rec)
-                    except CorruptRowError as e:
-                        out.append((e.table, e.run_id, e.step, e.message.split(": ", 1)[-1]))
-                    except (TypeError, ValueError) as e:  # a row too damaged to even split
-                        out.append((table, str(row[0]), None, f"unreadable row: {e}"))
+                except sqlite3.DatabaseError as e:  # a page of it is damaged beyond reading
+                    out.append((table, "", None, f"table cannot be read past a damaged page: {e}"))
+                if len(out) >= limit:
+                    return out
         return out
+
+    def _scan_table(
+        self, table: str, names: str, out: list[tuple[str, str, int | None, str]], limit: int
+    ) -> None:
+        """Append the damaged rows of ``table`` to ``out`` (at most ``limit`` in all)."""
+        cur = self.conn.execute(f'SELECT {names} FROM "{table}"')
+        for row in cur:
+            if len(out) >= limit:
+                return
+            try:
+                rec = decode_row(table, row)
+                for col in JSON_COLUMNS.get(table, ()):
+                    text = getattr(rec, col)
+                    if text is None or (col == "response" and text.startswith(BLOB_PREFIX)):
+                        continue
+                    try:
+                        json.loads(text)
+                    except ValueError as e:
+                        raise CorruptRowError(
+                            table,
+                            str(row[0]),
+                            getattr(rec, "step", None),
+                            f"column '{col}' is not JSON ({e})",
+                        ) from None
+                if table == "effects":
+                    self._unblob(rec)
+            except CorruptRowError as e:
+                out.append((e.table, e.run_id, e.step, e.message.split(": ", 1)[-1]))
+            except (TypeError, ValueError) as e:  # a row too damaged to even split
+                out.append((table, str(row[0]), None, f"unreadable row: {e}"))
 
     def quarantine_run(self, run_id: str) -> dict[str, int]:
         """Move a run's rows (child runs included) out of the tables the engine reads, into

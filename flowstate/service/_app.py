@@ -296,6 +296,7 @@ def create_app(
         if raw and raw != b"null":
             body = _strict(ResumeTask, raw)
         answer = body is not None and "value" in body.model_fields_set
+        await service.settled(task_id)
         run = service.resume(
             task_id,
             value=body.value if body is not None else None,

@@ -482,6 +482,21 @@ class TaskService:
             self.store.send_signal(run_id, "cancel")
         return self.store.update_run(run_id, status="cancelled", error="cancelled")
 
+    async def settled(self, run_id: str, timeout: float = 5.0) -> None:
+        """Wait (at most ``timeout`` s) for this server's execution of ``run_id`` to end
+        when the store already says it stopped (paused, failed, cancelled): between the
+        engine recording a pause and the execution leaving ``_live`` there is a short
+        window in which a resume would otherwise be refused."""
+        x = self._live.get(run_id)
+        if x is None or x.task is None or x.task.done():
+            return
+        if self.store.get_run(run_id).status not in _RESUMABLE:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(x.task), timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            pass
+
     def resume(
         self,
         run_id: str,
@@ -492,6 +507,12 @@ class TaskService:
         max_steps: int | None = None,
     ) -> RunRecord:
         run = self.store.get_run(run_id)
+        if run_id in self._live and run.status in _RESUMABLE:
+            raise ApiError(
+                409,
+                f"task {run_id} is {run.status} but its execution is still finishing here; "
+                "retry the resume in a moment",
+            )
         if run_id in self._live or run.status not in _RESUMABLE:
             raise ApiError(
                 409,

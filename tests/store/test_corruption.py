@@ -845,9 +845,13 @@ def test_a_garbage_page_gives_a_store_error_and_fails_integrity_check(
     store = SQLiteStore(path)
     try:
         if part == "half":
-            # the page header survives: SQLite walks the page and lists what is wrong
+            # the page header survives: SQLite walks the page and lists what is wrong, or
+            # (depending on which kind of page sits in the middle of this layout) stops
+            # with "malformed"; either way the check reports, it does not raise
             report = store.integrity_check()
-            assert report != "ok" and "page" in report.lower(), report
+            assert report != "ok" and (
+                "page" in report.lower() or "malformed" in report
+            ), report
         else:
             # a page whose header is garbage makes SQLite 3.40 fail the pragma itself
             try:
