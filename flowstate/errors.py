@@ -27,6 +27,8 @@ documented in README.md.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "CorruptRowError",
     "EffectError",
@@ -164,8 +166,10 @@ class ReplayDivergence(FlowstateError):
 
     code = "FS205"
 
-    def __init__(self, run_id: str, summary: str) -> None:
+    def __init__(self, run_id: str, summary: str, report: Any = None) -> None:
         self.run_id = run_id
+        self.report = report
+        """The ``ReplayReport`` (its ``first_divergence`` says where)."""
         super().__init__(f"replay of run {run_id} diverged: {summary}")
 
 

@@ -96,7 +96,7 @@ def assert_resumable(
     effect_observers.append(observe)
     try:
         gold_store = SQLiteStore(tmp / "golden.db")
-        golden = drive(app._bind(gold_store), False)
+        golden = drive(app.bind(gold_store), False)
         gold_writes = _writes(tmp / "golden.db", "r")
         gold_effects = sum(performed.values())
         gold_store.close()
@@ -122,7 +122,7 @@ def assert_resumable(
             _crashpoints.set_hook(hook)
             crashed = False
             try:
-                drive(app._bind(store), False)
+                drive(app.bind(store), False)
             except SimulatedCrash:
                 crashed = True
             finally:
@@ -136,7 +136,7 @@ def assert_resumable(
             in_flight = max(0, started - journaled)
             store = SQLiteStore(db)
             try:
-                result = drive(app._bind(store), bool(has_run))
+                result = drive(app.bind(store), bool(has_run))
             finally:
                 store.close()
             assert result.status == golden.status, (

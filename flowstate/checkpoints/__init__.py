@@ -2,11 +2,15 @@
 
 Stores hold JSON documents and know nothing of node code. ``SQLiteStore`` is the
 embedded default; ``InMemoryStore`` keeps the records in process memory (no persistence,
-for tests and benchmarks).
+for tests and benchmarks); ``PostgresStore`` serves several workers on several machines
+(it needs the ``postgres`` extra and is imported on first use). ``CheckpointStore`` is
+the interface they all implement and ``LeaseStore`` the one-writer-per-run capability
+(see ``docs/concepts/stores.md``).
 """
 
 from ._maintenance import DoctorReport, doctor, parse_age, prune
 from ._memory_store import InMemoryStore
+from ._protocol import CheckpointStore, LeaseStore
 from ._records import (
     CHECKPOINT_FORMAT,
     TERMINAL_STATUSES,
@@ -21,15 +25,32 @@ from ._records import (
 )
 from ._sqlite import Durability, SQLiteStore
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._postgres import PostgresStore
+
+
+def __getattr__(name: str) -> object:
+    # PostgresStore needs psycopg (the ``postgres`` extra): imported when first asked for
+    if name == "PostgresStore":
+        from ._postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "CHECKPOINT_FORMAT",
     "TERMINAL_STATUSES",
     "AttemptRecord",
+    "CheckpointStore",
     "DoctorReport",
     "Durability",
     "EffectRecord",
     "InMemoryStore",
     "InterruptRecord",
+    "LeaseStore",
+    "PostgresStore",
     "RunRecord",
     "RunStatus",
     "SQLiteStore",

@@ -235,3 +235,40 @@ def next_epoch(
 def lease_tuple(row: Sequence[Any]) -> tuple[str | None, int, float | None]:
     """(owner, epoch, lease_until) of a stored ``(owner, epoch, lease_until)`` row."""
     return (row[0], int(row[1] or 0), row[2])
+
+
+# -- state-schema migration of a stored run ----------------------------------------------------
+
+
+def migrated_rows(
+    run: RunRecord,
+    steps: Sequence[StepRecord],
+    writes: Sequence[WriteRecord],
+    *,
+    state: Callable[[str], str],
+    update: Callable[[str], str],
+    fingerprint: str,
+    graph_doc: str,
+) -> tuple[list[Any], list[tuple[StepRecord, str]], list[tuple[WriteRecord, str]]]:
+    """What ``migrate_run`` writes, computed before anything is written (so a conversion
+    that raises changes nothing): the run's new ``(input, fingerprint, graph_doc, hash)``,
+    then every snapshot step with its new hash, then every write with its new hash."""
+    new_run = run.model_copy(
+        update={"input": state(run.input), "fingerprint": fingerprint, "graph_doc": graph_doc}
+    )
+    run_vals = [
+        new_run.input,
+        fingerprint,
+        graph_doc,
+        row_hash(*(getattr(new_run, c) for c in RUN_IMMUTABLE)),
+    ]
+    new_steps: list[tuple[StepRecord, str]] = []
+    for st in steps:
+        if st.snapshot is not None:
+            new = st.model_copy(update={"snapshot": state(st.snapshot)})
+            new_steps.append((new, values(new, STEP_COLS)[-1]))
+    new_writes: list[tuple[WriteRecord, str]] = []
+    for w in writes:
+        new_w = w.model_copy(update={"update": update(w.update)})
+        new_writes.append((new_w, values(new_w, WRITE_COLS)[-1]))
+    return run_vals, new_steps, new_writes

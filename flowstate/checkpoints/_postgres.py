@@ -36,7 +36,7 @@ the last committed activation).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -210,8 +210,11 @@ class PostgresStore(PostgresConnection, PostgresLeases, PostgresMaintenance):
         effects: Sequence[EffectRecord] = (),
         step: StepRecord | None = None,
         run_fields: dict[str, Any] | None = None,
+        hook: Callable[[Any], None] | None = None,
     ) -> None:
         """Commit an activation (or a step boundary) in one transaction (G1).
+
+        ``hook(conn)`` runs inside the same transaction, on its psycopg connection.
 
         The write row, the effects journaled with it, the next step row and the run's
         head advance all land together or not at all.
@@ -229,6 +232,8 @@ class PostgresStore(PostgresConnection, PostgresLeases, PostgresMaintenance):
                 c.execute(self._insert("effects", EFFECT_COLS, "ignore"), values(e, EFFECT_COLS))
             if step is not None:
                 c.execute(self._insert("steps", STEP_COLS, "replace"), values(step, STEP_COLS))
+            if hook is not None:
+                hook(c)
             if run_fields:
                 if set(run_fields) >= {"status", "head_step", "error"}:
                     now = time.time()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from flowstate.errors import RunNotFound
@@ -171,7 +171,7 @@ class SQLiteStore(SQLiteConnection, SQLiteLeases, SQLiteMaintenance):
         effects: Sequence[EffectRecord] = (),
         step: StepRecord | None = None,
         run_fields: dict[str, Any] | None = None,
-        hook: Any = None,
+        hook: Callable[[Any], None] | None = None,
     ) -> None:
         """Commit an activation (or a step boundary) in one transaction (G1).
 

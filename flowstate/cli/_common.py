@@ -15,8 +15,7 @@ import typer
 from rich.console import Console
 
 from flowstate.checkpoints import SQLiteStore
-from flowstate.engine import CompiledGraph, GraphBuilder
-from flowstate.engine._app import DEFAULT_DB
+from flowstate.engine import DEFAULT_DB, CompiledGraph, GraphBuilder
 from flowstate.errors import FlowstateError
 
 console = Console(soft_wrap=True)
@@ -87,7 +86,7 @@ def load_graph(target: str, db: str | None = None, llm: str | None = None) -> Co
             "of GraphBuilder.compile(), a GraphBuilder, or a function returning one"
         )
     if db or (obj._store is None and obj._store_arg is None):
-        return obj._bind(SQLiteStore(_db(db)))
+        return obj.bind(SQLiteStore(_db(db)))
     return obj
 
 

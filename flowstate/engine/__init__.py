@@ -1,6 +1,6 @@
 """The engine: graph builder, validation, scheduler, node context, events."""
 
-from ._app import CompiledGraph
+from ._app import DEFAULT_DB, CompiledGraph, open_store
 from ._builder import GraphBuilder, GraphIR, Join
 from ._context import NodeContext
 from ._identity import graph_diff
@@ -13,6 +13,7 @@ from ._types import END, START, Command, NodeName, RunId, Send, Task, TaskPath
 from ._validate import to_networkx
 
 __all__ = [
+    "DEFAULT_DB",
     "END",
     "START",
     "Command",
@@ -37,5 +38,6 @@ __all__ = [
     "append",
     "graph_diff",
     "merge",
+    "open_store",
     "to_networkx",
 ]

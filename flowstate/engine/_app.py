@@ -10,57 +10,60 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
 from flowstate.checkpoints import (
+    CheckpointStore,
     Durability,
+    InMemoryStore,
+    LeaseStore,
     RunRecord,
     SQLiteStore,
     StepRecord,
 )
-from flowstate.errors import (
-    InputRejected,
-    LeaseLost,
-    PayloadTooLarge,
-    RunStateError,
-)
+from flowstate.errors import InputRejected, LeaseLost, PayloadTooLarge, RunStateError
 
 from . import _events as ev
-from ._identity import IdentityMixin
-from ._inspect import InspectMixin
+from ._identity import GraphIdentity
+from ._inspect import RunReader
+from ._journal import JournalSource
 from ._lease import DEFAULT_LEASE_TTL, Heartbeat, new_owner, retire
 from ._limits import Limits
+from ._outcome import Outcome
 from ._plan import start_tasks
+from ._point import Lease, Progress, ResumePoint, RunConfig
 from ._results import HistoryEntry, RunResult
-from ._resume import ResumeMixin
-from ._rows import parse
-from ._scheduler import Committed, Execution, JournalSource, Outcome
+from ._resume import Finished, resume_point
+from ._scheduler import Execution
 
 if TYPE_CHECKING:
     from ._builder import GraphIR
+    from ._memory import MemoryBinding
     from ._replay import ReplayReport
 
-__all__ = ["CompiledGraph", "HistoryEntry", "RunResult"]
+__all__ = ["DEFAULT_DB", "CompiledGraph", "HistoryEntry", "RunResult", "open_store"]
 
 S = TypeVar("S", bound=BaseModel)
 
 DEFAULT_DB = "flowstate.db"
+"""The SQLite file used when neither ``store=`` nor ``$FLOWSTATE_DB`` names one."""
+
+StoreArg = str | os.PathLike[str] | CheckpointStore | None
+"""What ``compile(store=...)`` accepts."""
 
 
-def _open_store(store: Any, durability: Durability) -> Any:
+def open_store(store: StoreArg, durability: Durability = "normal") -> CheckpointStore:
     """A path or ``:memory:`` opens an SQLite store, a ``postgresql://`` URL a Postgres
-    store, ``memory://`` an ``InMemoryStore`` (no persistence); any other object with the
-    store interface is used as it is."""
+    store, ``memory://`` an ``InMemoryStore`` (no persistence), None ``$FLOWSTATE_DB`` or
+    ``flowstate.db``; a ``CheckpointStore`` is used as it is."""
     if store is None:
         store = os.environ.get("FLOWSTATE_DB", DEFAULT_DB)
     if isinstance(store, str) and store == "memory://":
-        from flowstate.checkpoints import InMemoryStore
-
         return InMemoryStore()
     if isinstance(store, str) and store.startswith(("postgresql://", "postgres://")):
-        from flowstate.checkpoints._postgres import PostgresStore
+        from flowstate.checkpoints import PostgresStore
 
         return PostgresStore(store)
     if isinstance(store, str | os.PathLike):
@@ -68,14 +71,18 @@ def _open_store(store: Any, durability: Durability) -> Any:
     return store
 
 
-class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
-    """A validated graph bound to a checkpoint store. Create it with ``GraphBuilder.compile``."""
+class CompiledGraph(Generic[S]):
+    """A validated graph bound to a checkpoint store. Create it with ``GraphBuilder.compile``.
+
+    Its collaborators: ``GraphIdentity`` (fingerprint, migrations), ``RunReader``
+    (rebuilding states, history) and, per run, an ``Execution`` (the loop).
+    """
 
     def __init__(
         self,
         ir: GraphIR,
         *,
-        store: str | SQLiteStore | None,
+        store: StoreArg,
         durability: Durability = "normal",
         max_steps: int = 10_000,
         interrupt_before: tuple[str, ...] = (),
@@ -85,38 +92,58 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
         lease_ttl: float | None = None,
     ) -> None:
         self.ir = ir
+        """The compiled graph (nodes, edges, state schema)."""
+        self.name = ir.name
+        self.identity = GraphIdentity(ir)
+        """Fingerprint checks and state-schema migrations of stored runs."""
+        self.fingerprint = self.identity.fingerprint
+        self.graph_doc = self.identity.graph_doc
         self.lease_ttl = lease_ttl or DEFAULT_LEASE_TTL
         """Seconds a run's lease lasts without a heartbeat (one writer per run)."""
         self.max_concurrency = max_concurrency
         self.limits = limits or Limits()
-        self.name = ir.name
-        self._store_arg = store
-        self._durability: Durability = durability
-        self._store: Any = None if store is None or isinstance(store, str | os.PathLike) else store
         self.max_steps = max_steps
         self.interrupt_before = interrupt_before
         self.interrupt_after = interrupt_after
-        self.fingerprint, self.graph_doc = ir.fingerprint()
         self.services: dict[str, Any] = {}
         """Objects nodes reach through ``ctx.services`` (an LLM, tools, memory)."""
-        self._tasks: dict[str, asyncio.Future[Any]] = {}
-        self._cancel_requested: set[str] = set()
-        self._chains: dict[str, list[Callable[..., Any]]] = {}
-        self._memory: Any = None
         self.rng: random.Random | None = None
         """Seeded RNG for retry jitter (tests)."""
+        self._store_arg = store
+        self._durability: Durability = durability
+        self._store: CheckpointStore | None = (
+            None if store is None or isinstance(store, str | os.PathLike) else store
+        )
+        self._reader: RunReader | None = None
+        self._memory: MemoryBinding | None = None
+        self._tasks: dict[str, asyncio.Future[Outcome]] = {}
+        """Executions running in this process, by run id (``cancel`` reaches them)."""
+        self._cancel_requested: set[str] = set()
 
     @property
     def state_model(self) -> type[S]:
-        return self.ir.schema.model  # type: ignore[return-value]
+        return cast("type[S]", self.ir.schema.model)
 
     @property
-    def store(self) -> SQLiteStore:
+    def store(self) -> CheckpointStore:
+        """The checkpoint store (opened on first use)."""
         if self._store is None:
-            self._store = _open_store(self._store_arg, self._durability)
+            self._store = open_store(self._store_arg, self._durability)
         return self._store
 
-    def _memory_binding(self) -> Any:
+    @property
+    def has_store(self) -> bool:
+        """Whether ``compile`` was given a store (a path, URL or store object)."""
+        return self._store is not None or self._store_arg is not None
+
+    @property
+    def reader(self) -> RunReader:
+        """Reads this graph's runs back from its store."""
+        if self._reader is None or self._reader.store is not self.store:
+            self._reader = RunReader(self.ir, self.identity, self.store)
+        return self._reader
+
+    def _memory_binding(self) -> MemoryBinding:
         if self._memory is None:
             from ._memory import MemoryBinding
 
@@ -127,11 +154,12 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
         """The MemoryStore over this graph's checkpoint database (to inspect memories)."""
         return self._memory_binding().reader
 
-    def _bind(self, store: SQLiteStore) -> CompiledGraph[S]:
-        """The same graph on another store (subgraphs run on their parent's store)."""
+    def bind(self, store: CheckpointStore) -> CompiledGraph[S]:
+        """The same graph (settings, services) on another store: subgraphs run on their
+        parent's store, a service binds every graph it serves to its own."""
         if self._store is store:
             return self
-        clone = CompiledGraph(
+        clone = CompiledGraph[S](
             self.ir,
             store=store,
             max_steps=self.max_steps,
@@ -145,7 +173,33 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
         clone.rng = self.rng
         return clone
 
+    def check_graph(self, run: RunRecord, allow_graph_change: bool = False) -> None:
+        """Raise ``GraphMismatch`` (with a diff) when ``run`` was recorded with another
+        graph that migrations do not cover."""
+        self.identity.check(run, allow_graph_change)
+
     # -- running -----------------------------------------------------------------------
+
+    def _config(
+        self,
+        *,
+        max_steps: int | None = None,
+        interrupt_before: Sequence[str] | None = None,
+        interrupt_after: Sequence[str] | None = None,
+        max_concurrency: int | None = None,
+        limits: Limits | None = None,
+    ) -> RunConfig:
+        return RunConfig(
+            max_steps=max_steps if max_steps is not None else self.max_steps,
+            limits=limits or self.limits,
+            interrupt_before=tuple(
+                interrupt_before if interrupt_before is not None else self.interrupt_before
+            ),
+            interrupt_after=tuple(
+                interrupt_after if interrupt_after is not None else self.interrupt_after
+            ),
+            max_concurrency=max_concurrency or self.max_concurrency,
+        )
 
     async def run(
         self,
@@ -163,56 +217,66 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
 
         ``max_concurrency`` bounds how many activations of a step run at once.
         """
-        config = {
-            "max_concurrency": max_concurrency or self.max_concurrency,
-            "limits": (limits or self.limits).model_dump(),
-            "max_steps": max_steps if max_steps is not None else self.max_steps,
-            "interrupt_before": list(
-                interrupt_before if interrupt_before is not None else self.interrupt_before
-            ),
-            "interrupt_after": list(
-                interrupt_after if interrupt_after is not None else self.interrupt_after
-            ),
-        }
+        config = self._config(
+            max_steps=max_steps,
+            interrupt_before=interrupt_before,
+            interrupt_after=interrupt_after,
+            max_concurrency=max_concurrency,
+            limits=limits,
+        )
         return await self._start(input, run_id=run_id, emit=on_event, config=config)
 
-    def run_sync(self, input: S | dict[str, Any], **kwargs: Any) -> RunResult[S]:
-        """``run`` for code that is not async."""
-        return asyncio.run(self.run(input, **kwargs))
-
-    async def _start(
+    def admit(
         self,
         input: S | dict[str, Any],
         *,
         run_id: str | None = None,
+        max_steps: int | None = None,
+        interrupt_before: Sequence[str] | None = None,
+        interrupt_after: Sequence[str] | None = None,
+        max_concurrency: int | None = None,
+        limits: Limits | None = None,
+    ) -> tuple[RunRecord, StepRecord]:
+        """The run row and step-0 row ``run()`` would create for ``input`` (same checks,
+        configuration and first step), with status ``queued`` (``completed`` when START
+        leads nowhere), without storing or executing anything. Store them with
+        ``store.create_run(run, step0)``; ``resume(run_id)`` then executes the run, in
+        any process."""
+        config = self._config(
+            max_steps=max_steps,
+            interrupt_before=interrupt_before,
+            interrupt_after=interrupt_after,
+            max_concurrency=max_concurrency,
+            limits=limits,
+        )
+        run, step0, _ = self._new_run(input, run_id=run_id, config=config)
+        if run.status == "running":
+            run = run.model_copy(update={"status": "queued"})
+        return run, step0
+
+    def _new_run(
+        self,
+        input: S | dict[str, Any],
+        *,
+        run_id: str | None,
+        config: RunConfig,
         parent: str | None = None,
         parent_step: int | None = None,
-        emit: Callable[[Any], None] | None = None,
-        config: dict[str, Any] | None = None,
-        journal: JournalSource | None = None,
-    ) -> RunResult[S]:
+    ) -> tuple[RunRecord, StepRecord, BaseModel]:
         schema = self.ir.schema
         try:
             state = input if isinstance(input, schema.model) else schema.model.model_validate(input)
         except ValidationError as e:
-            from ._state import _describe_errors
+            from ._state import describe_errors
 
             raise InputRejected(
-                f"the input does not fit {schema.name}: {_describe_errors(e)}; no run was created"
+                f"the input does not fit {schema.name}: {describe_errors(e)}; no run was created"
             ) from None
         run_id = run_id or uuid.uuid4().hex[:16]
-        config = config or {
-            "limits": self.limits.model_dump(),
-            "max_steps": self.max_steps,
-            "interrupt_before": [],
-            "interrupt_after": [],
-        }
         tasks = start_tasks(self.ir, state)
         now = time.time()
         input_json = schema.dump_state(state)
-        max_state = int(
-            config.get("limits", {}).get("max_state_bytes", self.limits.max_state_bytes)
-        )
+        max_state = config.limits.max_state_bytes
         if len(input_json) > max_state:
             raise PayloadTooLarge("the input state", len(input_json), max_state, "max_state_bytes")
         run = RunRecord(
@@ -220,12 +284,12 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
             graph=self.name,
             fingerprint=self.fingerprint,
             graph_doc=self.graph_doc,
-            status="running",
+            status="running" if tasks else "completed",
             input=input_json,
             head_step=0,
             parent_id=parent,
             parent_step=parent_step,
-            config=json.dumps(config),
+            config=config.to_json(),
             created_at=now,
             updated_at=now,
         )
@@ -237,124 +301,150 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
             snapshot=input_json,
             created_at=now,
         )
-        if not tasks:
-            run = run.model_copy(update={"status": "completed"})
-        owner = new_owner()
-        try:
-            if hasattr(self.store, "acquire"):
-                self.store.create_run(run, step0, owner=owner, ttl=self.lease_ttl)
-            else:
-                self.store.create_run(run, step0)
-        except BaseException:
-            retire(owner)
-            raise
-        return await self._execute(
-            run,
-            step0,
-            state,
-            {},
-            emit,
-            resumed=False,
-            last_snapshot_bytes=len(input_json),
+        return run, step0, state
+
+    async def _start(
+        self,
+        input: S | dict[str, Any],
+        *,
+        run_id: str | None = None,
+        parent: str | None = None,
+        parent_step: int | None = None,
+        emit: Callable[[Any], None] | None = None,
+        config: RunConfig | None = None,
+        journal: JournalSource | None = None,
+    ) -> RunResult[S]:
+        config = config or self._config(interrupt_before=(), interrupt_after=())
+        run, step0, state = self._new_run(
+            input, run_id=run_id, config=config, parent=parent, parent_step=parent_step
+        )
+        store = self.store
+        lease: Lease | None = None
+        if isinstance(store, LeaseStore):
+            lease = Lease(new_owner(), 1)
+            try:
+                store.create_run(run, step0, owner=lease.owner, ttl=self.lease_ttl)
+            except BaseException:
+                retire(lease.owner)
+                raise
+        else:
+            store.create_run(run, step0)
+        point = ResumePoint(
+            run=run,
+            step=step0,
+            state=state,
+            config=config,
+            progress=Progress(last_snapshot_bytes=len(run.input)),
             journal=journal,
-            lease=(owner, 1),
+            lease=lease,
+        )
+        return await self._execute(point, emit)
+
+    async def start_child(
+        self,
+        input: dict[str, Any],
+        *,
+        run_id: str,
+        parent: str,
+        parent_step: int,
+        emit: Callable[[Any], None],
+        journal: JournalSource | None,
+    ) -> RunResult[S]:
+        """Start the child run of a subgraph activation (engine use)."""
+        return await self._start(
+            input,
+            run_id=run_id,
+            parent=parent,
+            parent_step=parent_step,
+            emit=emit,
+            journal=journal,
         )
 
-    async def _execute(
+    async def continue_child(
         self,
-        run: RunRecord,
-        step: StepRecord,
-        state: BaseModel,
-        committed: dict[str, Committed],
-        emit: Callable[[Any], None] | None,
+        run_id: str,
         *,
-        resumed: bool,
-        activations: int = 0,
-        visits: dict[str, int] | None = None,
-        bytes_since: int = 0,
-        steps_since: int = 0,
-        last_snapshot_bytes: int = 0,
-        config_override: dict[str, Any] | None = None,
-        journal: JournalSource | None = None,
-        tokens: tuple[int, int] = (0, 0),
-        lease: tuple[str, int] | None = None,
+        value: Any,
+        emit: Callable[[Any], None],
+        journal: JournalSource | None,
     ) -> RunResult[S]:
-        config = {**parse("config", run.config, "runs", run.id, None), **(config_override or {})}
+        """Continue the child run of a subgraph activation (engine use)."""
+        return await self._continue(run_id, value=value, emit=emit, journal=journal)
+
+    async def _execute(
+        self, point: ResumePoint, emit: Callable[[Any], None] | None
+    ) -> RunResult[S]:
+        """Drive ``point`` to its end, holding its lease (with a heartbeat) meanwhile."""
+        run, lease, store = point.run, point.lease, self.store
         sink = emit or (lambda e: None)
         exe = Execution(
-            self,
-            self.store,
-            run,
-            step=step,
-            state=state,
-            committed=committed,
+            point,
+            store=store,
+            ir=self.ir,
+            services=self.services,
+            memory=self._memory_binding,
             emit=sink,
-            max_steps=int(config.get("max_steps", self.max_steps)),
-            activations=activations,
-            visits=visits or {},
-            interrupt_before=tuple(config.get("interrupt_before", ())),
-            interrupt_after=tuple(config.get("interrupt_after", ())),
-            journal=journal,
-            bytes_since_snapshot=bytes_since,
-            steps_since_snapshot=steps_since,
-            last_snapshot_bytes=last_snapshot_bytes,
-            rng=self.rng,
             listening=emit is not None,
-            max_concurrency=config.get("max_concurrency"),
-            limits=Limits(**config["limits"]) if "limits" in config else self.limits,
-            tokens=tokens,
+            rng=self.rng,
         )
-        if resumed:
-            exe.resumed_step = step.step
-        sink(ev.RunStarted(run_id=run.id, graph=self.name, resumed=resumed, step=step.step))
+        sink(
+            ev.RunStarted(
+                run_id=run.id, graph=self.name, resumed=point.resumed, step=point.step.step
+            )
+        )
         inner = asyncio.ensure_future(exe.drive())
         self._tasks[run.id] = inner
         beat: Heartbeat | None = None
-        if lease is not None and hasattr(self.store, "heartbeat"):
-            beat = Heartbeat(self.store, run.id, lease[0], lease[1], self.lease_ttl, inner)
+        if lease is not None and isinstance(store, LeaseStore):
+            beat = Heartbeat(store, run.id, lease.owner, lease.epoch, self.lease_ttl, inner)
             beat.start()
         try:
             outcome = await asyncio.shield(inner)
+            if outcome.status != "paused" and "/" not in run.id and len(self._tasks) <= 1:
+                store.shrink_wal()  # the last run of this graph to finish folds the WAL back
         except asyncio.CancelledError:
             if beat is not None and beat.lost:
-                raise LeaseLost(run.id, lease[1] if lease else 0, "its heartbeat failed") from None
+                epoch = lease.epoch if lease else 0
+                raise LeaseLost(run.id, epoch, "its heartbeat failed") from None
             # Either app.cancel() cancelled the run, or our caller's task was cancelled.
             if not inner.done():
                 inner.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await inner
-            self.store.update_run(run.id, status="cancelled", error="cancelled", head_step=exe.step)
+            head = exe.current.number
+            store.update_run(run.id, status="cancelled", error="cancelled", head_step=head)
             sink(ev.RunFinished(run_id=run.id, status="cancelled", reason="cancelled"))
             if run.id in self._cancel_requested:
                 self._cancel_requested.discard(run.id)
                 return RunResult(
                     run_id=run.id,
                     status="cancelled",
-                    state=exe.state,  # type: ignore[arg-type]
+                    state=cast("S", exe.state),
                     reason="cancelled",
-                    step=exe.step,
+                    step=head,
                 )
             raise
         finally:
             self._tasks.pop(run.id, None)
             if lease is not None:
-                retire(lease[0])
+                retire(lease.owner)
             if beat is not None:
                 beat.stop()
-            if lease is not None and hasattr(self.store, "release"):
+            if lease is not None and isinstance(store, LeaseStore):
                 with contextlib.suppress(Exception):
-                    self.store.release(run.id, lease[0], lease[1])
-        return self._result(run.id, outcome)
-
-    def _result(self, run_id: str, o: Outcome) -> RunResult[S]:
+                    store.release(run.id, lease.owner, lease.epoch)
         return RunResult(
-            run_id=run_id,
-            status=o.status,
-            state=o.state,  # type: ignore[arg-type]
-            reason=o.reason,
-            step=o.step,
-            interrupts=o.interrupts,
+            run_id=run.id,
+            status=outcome.status,
+            state=cast("S", outcome.state),
+            reason=outcome.reason,
+            step=outcome.step,
+            interrupts=outcome.interrupts,
         )
+
+    def run_sync(self, input: S | dict[str, Any], **kwargs: Any) -> RunResult[S]:
+        """``run`` for code that is not async."""
+        return asyncio.run(self.run(input, **kwargs))
 
     async def stream(self, input: S | dict[str, Any], **kwargs: Any) -> AsyncIterator[Any]:
         """Run and yield typed events (``flowstate.events``) as they happen."""
@@ -407,6 +497,38 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
             wait=wait,
             emit=on_event,
         )
+
+    async def _continue(
+        self,
+        run_id: str,
+        *,
+        value: Any = None,
+        allow_graph_change: bool = False,
+        max_steps: int | None = None,
+        limits: Limits | None = None,
+        emit: Callable[[Any], None] | None = None,
+        journal: JournalSource | None = None,
+        wait: float | None = None,
+    ) -> RunResult[S]:
+        point = await resume_point(
+            self.store,
+            self.identity,
+            self.reader,
+            run_id,
+            defaults=self._config(),
+            lease_ttl=self.lease_ttl,
+            value=value,
+            allow_graph_change=allow_graph_change,
+            max_steps=max_steps,
+            limits=limits,
+            journal=journal,
+            wait=wait,
+        )
+        if isinstance(point, Finished):
+            return RunResult(
+                run_id=run_id, status="completed", state=cast("S", point.state), step=point.step
+            )
+        return await self._execute(point, emit)
 
     def resume_sync(self, run_id: str, **kwargs: Any) -> RunResult[S]:
         return asyncio.run(self.resume(run_id, **kwargs))
@@ -461,6 +583,26 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
             new_run_id=new_run_id,
             on_event=on_event,
         )
+
+    # -- inspection -------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run's row (status, head step, error, ...)."""
+        return self.store.get_run(run_id)
+
+    def get_state(self, run_id: str) -> S:
+        """The run's current state (after its last closed step)."""
+        return cast("S", self.reader.get_state(run_id))
+
+    def state_at(self, run_id: str, step: int) -> S:
+        """The state at the start of ``step`` (step 0 is the input)."""
+        return cast("S", self.reader.state_at(run_id, step))
+
+    def history(self, run_id: str, *, nested: bool = True) -> list[HistoryEntry]:
+        """Every committed activation of the run, in order. With ``nested`` (default),
+        the activations of subgraph child runs follow the parent activation that ran
+        them, with ``run_id`` set to the child run and ``depth`` to its nesting level."""
+        return self.reader.history(run_id, nested=nested)
 
     def to_mermaid(self) -> str:
         from ._render import to_mermaid

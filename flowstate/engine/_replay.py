@@ -10,6 +10,7 @@ change is checked against yesterday's runs.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
@@ -18,7 +19,8 @@ from flowstate.checkpoints import SQLiteStore, WriteRecord
 from flowstate.errors import NodeFailed, ReplayDivergence, RunStateError
 
 from ._context import EffectDivergence
-from ._scheduler import JournalSource
+from ._journal import JournalSource
+from ._point import Progress, ResumePoint, RunConfig
 
 if TYPE_CHECKING:
     from ._app import CompiledGraph, RunResult
@@ -90,7 +92,7 @@ async def replay(
 ) -> ReplayReport:
     source = app.store
     recorded_run = source.get_run(run_id)
-    app.check_graph(recorded_run, allow_graph_change)
+    app.identity.check(recorded_run, allow_graph_change)
     cache: dict[str, dict[tuple[int, str], WriteRecord]] = {}
     statuses: dict[str, str] = {}
 
@@ -141,7 +143,7 @@ async def replay(
         matched.add((rid, write.step, write.task_path))
 
     scratch = SQLiteStore(":memory:")
-    clone = app._bind(scratch)
+    clone = app.bind(scratch)
     state = app.ir.schema.load_state(recorded_run.input)
     journal = JournalSource(store=source, strict=True, check=check)
     divergence: Divergence | None = None
@@ -153,11 +155,11 @@ async def replay(
             journal=journal,
             # breakpoints paused the recording, they do not change what ran: replay
             # passes them (interrupts inside nodes are answered from the recording)
-            config={
-                **json.loads(recorded_run.config),
-                "interrupt_before": [],
-                "interrupt_after": [],
-            },
+            config=replace(
+                RunConfig.of_run(recorded_run, app.max_steps, app.limits),
+                interrupt_before=(),
+                interrupt_after=(),
+            ),
         )
         status = result.status
     except _Mismatch as m:
@@ -235,9 +237,7 @@ async def replay(
         replay_status=status,
     )
     if divergence is not None and raise_on_divergence:
-        err = ReplayDivergence(run_id, report.summary())
-        err.report = report  # type: ignore[attr-defined]
-        raise err
+        raise ReplayDivergence(run_id, report.summary(), report)
     return report
 
 
@@ -259,7 +259,7 @@ async def fork(
 
     store = app.store
     parent = store.get_run(run_id)
-    app.check_graph(parent)
+    app.identity.check(parent)
     row = store.get_step(run_id, at)
     if row is None:
         head = store.latest_step(run_id)
@@ -306,13 +306,12 @@ async def fork(
             step_offset=at,
             run_map=lambda r: run_id + r[len(new_id) :] if r.startswith(new_id) else r,
         )
-    return await app._execute(
-        run,
-        step0,
-        state,
-        {},
-        on_event,
-        resumed=False,
-        last_snapshot_bytes=len(state_json),
+    point = ResumePoint(
+        run=run,
+        step=step0,
+        state=state,
+        config=RunConfig.of_run(run, app.max_steps, app.limits),
+        progress=Progress(last_snapshot_bytes=len(state_json)),
         journal=journal,
     )
+    return await app._execute(point, on_event)

@@ -11,9 +11,8 @@ from pydantic import BaseModel
 from ._context import Interrupted
 
 if TYPE_CHECKING:
+    from ._activation import Activation
     from ._nodes import NodeSpec
-    from ._scheduler import Execution
-    from ._types import Task
 
 __all__ = ["call_subgraph"]
 
@@ -40,31 +39,38 @@ def _contribution(reducer: str | None, initial: Any, final: Any) -> Any:
     return final
 
 
-async def call_subgraph(self: Execution, spec: NodeSpec, task: Task) -> Any:
+async def call_subgraph(act: Activation, spec: NodeSpec) -> dict[str, Any]:
+    """Run (or continue) the child run of ``act`` and return the update it makes to the
+    parent's state; a child that does not complete pauses the parent (``Interrupted``)."""
     sub = spec.subgraph
-    child_id = f"{self.run_id}/{self.step}/{task.path}"
-    bound = sub._bind(self.store)
-    existing = self.store.find_run(child_id)
-    source: BaseModel = self.state
+    assert sub is not None
+    scope, step, task = act.scope, act.step, act.task
+    schema = scope.schema
+    child_id = f"{scope.run_id}/{step.number}/{task.path}"
+    bound = sub.bind(scope.store)
+    existing = scope.store.find_run(child_id)
+    source: BaseModel = step.state
     if task.send:
         # a Send to a subgraph carries the fields to override; the rest come from the
         # step's input state
         payload = task.payload if isinstance(task.payload, dict) else {}
-        source = self.schema.model.model_validate({**self.state.model_dump(), **payload})
+        source = schema.model.model_validate({**step.state.model_dump(), **payload})
     child_input = {cf: getattr(source, pf) for cf, pf in (spec.input_map or {}).items()}
     if existing is None:
-        result = await bound._start(
+        result = await bound.start_child(
             child_input,
             run_id=child_id,
-            parent=self.run_id,
-            parent_step=self.step,
-            emit=self.emit,
-            journal=self.journal,
+            parent=scope.run_id,
+            parent_step=step.number,
+            emit=scope.emit,
+            journal=scope.journal,
         )
     else:
-        answers = self._load_answers(task)
+        answers = act.load_answers()
         value = json.loads(answers[0]) if 0 in answers else None
-        result = await bound._continue(child_id, value=value, emit=self.emit, journal=self.journal)
+        result = await bound.continue_child(
+            child_id, value=value, emit=scope.emit, journal=scope.journal
+        )
     if result.status != "completed":
         raise Interrupted(
             0,
@@ -73,7 +79,7 @@ async def call_subgraph(self: Execution, spec: NodeSpec, task: Task) -> Any:
     update: dict[str, Any] = {}
     for pf, cf in (spec.output_map or {}).items():
         final = getattr(result.state, cf)
-        reducer = self.schema.fields[pf].reducer
+        reducer = schema.fields[pf].reducer
         kind = None
         if reducer is not None:
             kind = "append" if reducer.wrap_item else reducer.name

@@ -71,7 +71,7 @@ class GraphRegistry(Mapping[str, CompiledGraph[Any]]):
         """The same graphs, all on ``store``."""
         out = GraphRegistry()
         for name, g in self._graphs.items():
-            bound = g._bind(store)
+            bound = g.bind(store)
             # older engines dropped breakpoints when rebinding; keep them either way
             bound.interrupt_before = g.interrupt_before
             bound.interrupt_after = g.interrupt_after

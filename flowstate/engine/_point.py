@@ -1,0 +1,110 @@
+"""Where a run (re)starts: the one value handed from ``run``, ``resume`` and ``fork`` to
+the scheduler, with the run's configuration and its counters."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from flowstate.checkpoints import RunRecord, StepRecord
+
+from ._journal import JournalSource
+from ._limits import Limits
+from ._outcome import Committed
+from ._rows import parse
+
+__all__ = ["Lease", "Progress", "ResumePoint", "RunConfig"]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The settings a run was started with, stored as JSON in ``runs.config`` so that a
+    resume (in any process) runs under the same ones unless it overrides them."""
+
+    max_steps: int
+    """Most activations the run may commit before it pauses (``max_steps`` reached)."""
+    limits: Limits
+    """Byte limits and token/cost budgets."""
+    interrupt_before: tuple[str, ...] = ()
+    """Breakpoints: pause before these nodes run."""
+    interrupt_after: tuple[str, ...] = ()
+    """Breakpoints: pause after the step in which these nodes ran."""
+    max_concurrency: int | None = None
+    """Most activations of one step running at once (None: all)."""
+
+    def to_json(self) -> str:
+        doc: dict[str, Any] = {
+            "max_concurrency": self.max_concurrency,
+            "limits": self.limits.model_dump(),
+            "max_steps": self.max_steps,
+            "interrupt_before": list(self.interrupt_before),
+            "interrupt_after": list(self.interrupt_after),
+        }
+        return json.dumps(doc)
+
+    @classmethod
+    def of_run(
+        cls, run: RunRecord, default_max_steps: int, default_limits: Limits
+    ) -> RunConfig:
+        """The configuration stored with ``run`` (older rows may lack keys: defaults)."""
+        doc = parse("config", run.config, "runs", run.id, None)
+        return cls(
+            max_steps=int(doc.get("max_steps", default_max_steps)),
+            limits=Limits(**doc["limits"]) if "limits" in doc else default_limits,
+            interrupt_before=tuple(doc.get("interrupt_before", ())),
+            interrupt_after=tuple(doc.get("interrupt_after", ())),
+            max_concurrency=doc.get("max_concurrency"),
+        )
+
+
+@dataclass
+class Progress:
+    """A run's counters, carried across resumes (rebuilt from the store) and advanced
+    only by the step that commits an activation."""
+
+    activations: int = 0
+    """Committed activations so far (``max_steps`` counts these)."""
+    visits: dict[str, int] = field(default_factory=dict)
+    """Committed activations per node (``max_visits``)."""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    """LLM tokens used by committed activations (token and cost budgets)."""
+    bytes_since_snapshot: int = 0
+    """Update bytes committed since the last state snapshot."""
+    steps_since_snapshot: int = 0
+    """Steps closed since the last state snapshot."""
+    last_snapshot_bytes: int = 0
+    """Size of the last state snapshot (the next one waits for twice as many bytes)."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """This process's hold on a run: its owner identity and fencing epoch."""
+
+    owner: str
+    epoch: int
+
+
+@dataclass
+class ResumePoint:
+    """Everything the scheduler needs to drive a run from a step row onwards."""
+
+    run: RunRecord
+    step: StepRecord
+    """The step row the run continues from (step 0 for a new run)."""
+    state: BaseModel
+    """The input state of that step."""
+    config: RunConfig
+    progress: Progress
+    committed: dict[str, Committed] = field(default_factory=dict)
+    """Activations of that step already committed (never run again), by task path."""
+    resumed: bool = False
+    """True when continuing a stored run: only then can the step hold a journal or
+    interrupt answers of its own."""
+    journal: JournalSource | None = None
+    """Where effects come from when not in the run's own journal (replay, fork)."""
+    lease: Lease | None = None
+    """The lease held on the run, released when the execution ends."""
