@@ -3,6 +3,7 @@
 ```
 FlowstateError                 base of everything below; has a stable ``code``
 ├── GraphBuildError            your graph: raised by ``compile()``, lists every problem
+├── TargetError                a ``module:attr`` target cannot be imported or lacks the attribute
 ├── NodeFailed                 your node code raised; ``.run_id .step .node``, ``__cause__``
 ├── UpdateRejected             a node returned fields or types the state refuses
 ├── InputRejected              a run's input does not fit the state model
@@ -45,6 +46,7 @@ __all__ = [
     "RunStateError",
     "StoreError",
     "StoreIOError",
+    "TargetError",
     "UpdateRejected",
     "WriteConflict",
 ]
@@ -77,6 +79,12 @@ class GraphBuildError(FlowstateError):
         n = len(problems)
         lines = "\n".join(f"  ({i}) {p}" for i, p in enumerate(problems, 1))
         super().__init__(f"{n} problem{'s' if n != 1 else ''} in graph '{graph}':\n{lines}")
+
+
+class TargetError(FlowstateError, ValueError):
+    """A ``module:attr`` target (``flowstate run``, ``flowstate serve``) cannot be loaded."""
+
+    code = "FS102"
 
 
 class NodeFailed(FlowstateError):

@@ -24,9 +24,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from flowstate import _crashpoints
+from flowstate._crashpoints import effect_observers
 from flowstate.checkpoints import SQLiteStore
 from flowstate.engine import CompiledGraph
-from flowstate.engine._context import effect_observers
 
 __all__ = [
     "ResumeReport",

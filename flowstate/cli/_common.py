@@ -3,10 +3,8 @@ and turning errors into one line and an exit code."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ import typer
 from rich.console import Console
 
 from flowstate.checkpoints import SQLiteStore
-from flowstate.engine import DEFAULT_DB, CompiledGraph, GraphBuilder
+from flowstate.engine import DEFAULT_DB, CompiledGraph, GraphBuilder, load_target
 from flowstate.errors import FlowstateError
 
 console = Console(soft_wrap=True)
@@ -42,24 +40,7 @@ def _store(db: str | None, must_exist: bool = True) -> SQLiteStore:
 def load_graph(target: str, db: str | None = None, llm: str | None = None) -> CompiledGraph[Any]:
     """Import ``module:attr`` (a CompiledGraph, a GraphBuilder, or a function returning
     one) given by the user on the command line, and bind it to the store."""
-    if ":" not in target:
-        raise CLIError(f"'{target}' is not module:attr; e.g. examples.quickstart:graph")
-    mod_name, attr = target.split(":", 1)
-    if mod_name.endswith(".py") or "/" in mod_name:
-        path = Path(mod_name)
-        sys.path.insert(0, str(path.parent.resolve()))
-        mod_name = path.stem
-    else:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(mod_name)
-    except ImportError as e:
-        raise CLIError(f"cannot import module '{mod_name}': {e}") from None
-    obj: Any = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise CLIError(f"module '{mod_name}' has no attribute '{attr}'")
-        obj = getattr(obj, part)
+    obj = load_target(target)
     if callable(obj) and not isinstance(obj, CompiledGraph | GraphBuilder):
         import inspect
 
@@ -85,7 +66,7 @@ def load_graph(target: str, db: str | None = None, llm: str | None = None) -> Co
             f"'{target}' is a {type(obj).__name__}, not a compiled graph: point at the result "
             "of GraphBuilder.compile(), a GraphBuilder, or a function returning one"
         )
-    if db or (obj._store is None and obj._store_arg is None):
+    if db or not obj.has_store:
         return obj.bind(SQLiteStore(_db(db)))
     return obj
 

@@ -5,6 +5,7 @@ from ._builder import GraphBuilder, GraphIR, Join
 from ._context import NodeContext
 from ._identity import graph_diff
 from ._limits import Limits
+from ._loading import load_target
 from ._nodes import RetryPolicy
 from ._plan import RouteError
 from ._results import HistoryEntry, RunResult
@@ -37,6 +38,7 @@ __all__ = [
     "add",
     "append",
     "graph_diff",
+    "load_target",
     "merge",
     "open_store",
     "to_networkx",

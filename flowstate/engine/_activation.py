@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from flowstate import events as ev
 from flowstate.checkpoints import AttemptRecord, EffectRecord, InterruptRecord
 from flowstate.errors import FlowstateError, PayloadTooLarge, UpdateRejected
 
-from . import _events as ev
 from ._context import (
     ContextEvent,
     EffectDivergence,
@@ -122,7 +122,7 @@ class Activation:
                     continue
                 self._record_attempt(attempt, err)
                 scope.emit(
-                    ev.NodeFailed_(
+                    ev.NodeFailedEvent(
                         run_id=scope.run_id,
                         step=step.number,
                         node=task.node,

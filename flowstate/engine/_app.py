@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
+from flowstate import events as ev
 from flowstate.checkpoints import (
     CheckpointStore,
     Durability,
@@ -25,7 +26,6 @@ from flowstate.checkpoints import (
 )
 from flowstate.errors import InputRejected, LeaseLost, PayloadTooLarge, RunStateError
 
-from . import _events as ev
 from ._identity import GraphIdentity
 from ._inspect import RunReader
 from ._journal import JournalSource

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import pydantic_core
 from pydantic import TypeAdapter
 
-from flowstate._crashpoints import crash_point
+from flowstate._crashpoints import crash_point, effect_observers
 from flowstate.checkpoints import EffectRecord
 from flowstate.errors import EffectError, RunStateError
 
@@ -26,12 +26,8 @@ __all__ = [
     "Interrupted",
     "NodeContext",
     "TokenReported",
-    "effect_observers",
 ]
 
-effect_observers: list[Callable[[str, int, str, int, str], None]] = []
-"""Called with (run_id, step, task_path, seq, name) each time an effect is performed live
-(not served from the journal). Used by flowstate.testing to prove nothing ran twice."""
 
 
 class Interrupted(BaseException):

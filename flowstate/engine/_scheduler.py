@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from flowstate import events as ev
 from flowstate.checkpoints import CheckpointStore, InterruptRecord
 from flowstate.errors import FlowstateError, NodeFailed
 
-from . import _events as ev
 from ._activation import Activation
 from ._context import Interrupted
 from ._outcome import Committed, Failure, Outcome

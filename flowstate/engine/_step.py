@@ -17,10 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from flowstate import events as ev
 from flowstate.checkpoints import StepRecord, WriteRecord
 from flowstate.errors import PayloadTooLarge
 
-from . import _events as ev
 from ._context import Interrupted
 from ._outcome import Committed, Failure, Ready, goto_to_json
 from ._plan import plan_next

@@ -15,9 +15,9 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ValidationError
 
+from flowstate import events as ev
 from flowstate.checkpoints import Durability, SQLiteStore
 from flowstate.engine import CompiledGraph, GraphBuilder
-from flowstate.engine import _events as ev
 from flowstate.errors import StoreError
 from flowstate.events import EventAdapter
 
