@@ -1,9 +1,10 @@
 """Every error flowstate raises, in one small tree that separates blame.
 
 ```
-FlowstateError                 base of everything below; has a stable ``code``
+FlowstateError                 base of every error; a stable ``code`` and ``retryable``
 ├── GraphBuildError            your graph: raised by ``compile()``, lists every problem
-├── TargetError                a ``module:attr`` target cannot be imported or lacks the attribute
+├── ConfigError                a setting or argument is invalid (also a ValueError)
+├── TargetError                a ``module:attr`` target cannot be loaded (also a ValueError)
 ├── NodeFailed                 your node code raised; ``.run_id .step .node``, ``__cause__``
 ├── UpdateRejected             a node returned fields or types the state refuses
 ├── InputRejected              a run's input does not fit the state model
@@ -11,19 +12,27 @@ FlowstateError                 base of everything below; has a stable ``code``
 ├── WriteConflict              two activations of one step wrote a field that has no reducer
 ├── GraphMismatch              resume/fork with a graph that differs from the recorded one
 ├── ReplayDivergence           replay produced a different update than the recorded run
+├── RouteError                 a router raised or returned a target it did not declare
+├── EffectDivergence           replay met an effect request the journal does not hold
 ├── RunNotFound                no run with that id in the store
 ├── RunStateError              the run is not in a state that allows the operation
 │   ├── RunOwned               another live process is executing the run
 │   └── LeaseLost              this process lost the run to another (its commit was fenced)
 ├── EffectError                an effect's arguments or result cannot be journaled
-└── StoreError                 storage, not your code
-    ├── CorruptRowError        a stored row failed its hash or schema check
-    └── StoreIOError           the database reported an I/O or locking failure
+├── StoreError                 storage, not your code
+│   ├── CorruptRowError        a stored row failed its hash or schema check
+│   └── StoreIOError           the database reported an I/O or locking failure (retryable)
+├── LLMError (flowstate.llm)   a model call failed (retryable for 408/429/5xx/no answer)
+│   ├── LLMConfigError, ScriptExhausted, ToolInputError
+│   └── LLMOutputError (flowstate.nodes)
+└── FlowstateMemoryError (flowstate.memory)
+    └── MemoryConfigError, MemoryStoreError, EmbeddingsUnavailable, ReflectionError
 ```
 
 Each message says what happened, to which named thing, and what to do. The code
-(``FS1xx`` for graphs, ``FS2xx`` for runs, ``FS3xx`` for storage) is stable and
-documented in README.md.
+(``FS1xx`` for graphs, ``FS2xx`` for runs, ``FS3xx`` for storage, ``FS4xx`` for models,
+``FSMxxx`` for memory) is stable and documented. ``retryable`` says whether the same call
+may succeed if tried again (a transient fault, not a bug).
 """
 
 from __future__ import annotations
@@ -31,7 +40,9 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ConfigError",
     "CorruptRowError",
+    "EffectDivergence",
     "EffectError",
     "FlowstateError",
     "GraphBuildError",
@@ -41,6 +52,7 @@ __all__ = [
     "NodeFailed",
     "PayloadTooLarge",
     "ReplayDivergence",
+    "RouteError",
     "RunNotFound",
     "RunOwned",
     "RunStateError",
@@ -79,6 +91,13 @@ class GraphBuildError(FlowstateError):
         n = len(problems)
         lines = "\n".join(f"  ({i}) {p}" for i, p in enumerate(problems, 1))
         super().__init__(f"{n} problem{'s' if n != 1 else ''} in graph '{graph}':\n{lines}")
+
+
+class ConfigError(FlowstateError, ValueError):
+    """A setting or argument is invalid (a durability, a schema name, a run field); the
+    message names it and the values it may take. Also a ``ValueError``."""
+
+    code = "FS103"
 
 
 class TargetError(FlowstateError, ValueError):
@@ -181,6 +200,32 @@ class ReplayDivergence(FlowstateError):
         super().__init__(f"replay of run {run_id} diverged: {summary}")
 
 
+class RouteError(FlowstateError):
+    """A router raised, or returned a target it did not declare."""
+
+    code = "FS209"
+
+    def __init__(self, source: str, router: str, detail: str) -> None:
+        self.source = source
+        self.router = router
+        super().__init__(f"router '{router}' after '{source}' {detail}")
+
+
+class EffectDivergence(FlowstateError):
+    """Replay met an effect request that differs from the journal (or is not in it).
+    ``recorded`` is the journal's ``EffectRecord`` (None when there is none)."""
+
+    code = "FS214"
+
+    def __init__(self, seq: int, name: str, recorded: Any, request: str) -> None:
+        self.seq = seq
+        self.name = name
+        self.recorded = recorded
+        self.request = request
+        was = f"recorded {recorded.name} {recorded.request}" if recorded else "nothing recorded"
+        super().__init__(f"effect #{seq} '{name}' requested {request}, {was}")
+
+
 class RunNotFound(FlowstateError):
     code = "FS206"
 
@@ -199,6 +244,7 @@ class RunOwned(RunStateError):
     """Another live process holds the run's lease: one writer per run."""
 
     code = "FS212"
+    retryable = True
 
     def __init__(self, run_id: str, owner: str, lease_until: float) -> None:
         import time
@@ -261,3 +307,4 @@ class StoreIOError(StoreError):
     """The database reported an I/O, disk or locking failure."""
 
     code = "FS302"
+    retryable = True

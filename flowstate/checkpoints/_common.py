@@ -13,7 +13,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from flowstate.errors import CorruptRowError, LeaseLost, RunOwned, RunStateError, StoreError
+from flowstate.errors import (
+    ConfigError,
+    CorruptRowError,
+    LeaseLost,
+    RunOwned,
+    RunStateError,
+    StoreError,
+)
 
 from ._records import (
     AttemptRecord,
@@ -123,7 +130,7 @@ def attempt_from_row(row: Sequence[Any]) -> AttemptRecord:
 def check_mutable(fields: dict[str, Any]) -> None:
     unknown = set(fields) - set(MUTABLE)
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"run fields {sorted(unknown)} cannot change after creation; only "
             f"{', '.join(MUTABLE)} can"
         )

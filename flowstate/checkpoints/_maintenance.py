@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowstate.errors import ConfigError
+
 __all__ = ["DoctorReport", "doctor", "parse_age", "prune"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -16,7 +18,7 @@ def parse_age(text: str) -> float:
     """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` → seconds."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
     if not m:
-        raise ValueError(
+        raise ConfigError(
             f"'{text}' is not an age: use a number and a unit, e.g. 30d, 12h, 90m, 45s, 2w"
         )
     return float(m.group(1)) * _UNITS[m.group(2)]

@@ -16,7 +16,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from flowstate._crashpoints import crash_point
-from flowstate.errors import StoreError, StoreIOError
+from flowstate.errors import ConfigError, StoreError, StoreIOError
 
 from ._common import decode_row, hashed_columns
 from ._postgres_schema import _MIGRATIONS, MIGRATIONS, SCHEMA_NAME, TABLES
@@ -45,14 +45,14 @@ class PostgresConnection:
         as it is, for diagnosis (``flowstate doctor``) or with a role that may not create
         tables; ``integrity_check`` and ``table_sizes`` report what is there."""
         if not isinstance(schema, str) or not SCHEMA_NAME.fullmatch(schema):
-            raise ValueError(
+            raise ConfigError(
                 f"schema must be a plain SQL identifier (letters, digits and '_', not "
                 f"starting with a digit, at most 63 characters), not {schema!r}"
             )
         if schema.lower().startswith("pg_"):
-            raise ValueError(f"schema {schema!r}: the prefix 'pg_' is reserved by PostgreSQL")
+            raise ConfigError(f"schema {schema!r}: the prefix 'pg_' is reserved by PostgreSQL")
         if min_size not in (0, 1):
-            raise ValueError(
+            raise ConfigError(
                 f"min_size must be 0 (connect on first use) or 1 (connect now), not "
                 f"{min_size!r}: a PostgresStore holds one connection; open one store per "
                 "worker for more parallelism"
@@ -60,7 +60,7 @@ class PostgresConnection:
         try:
             params = conninfo_to_dict(dsn)
         except psycopg.Error as e:
-            raise ValueError(f"invalid PostgreSQL connection string: {e}") from None
+            raise ConfigError(f"invalid PostgreSQL connection string: {e}") from None
         self.dsn = dsn
         self.schema = schema
         self.min_size = min_size

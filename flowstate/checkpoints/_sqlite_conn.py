@@ -18,7 +18,7 @@ from typing import Any, Literal
 import sqlite_utils
 
 from flowstate._crashpoints import crash_point
-from flowstate.errors import StoreError, StoreIOError
+from flowstate.errors import ConfigError, StoreError, StoreIOError
 
 from ._common import decode_row, hashed_columns
 from ._sqlite_schema import migrations
@@ -60,7 +60,7 @@ class SQLiteConnection:
         read. Such a store may lack tables; use ``integrity_check`` and ``table_sizes``.
         """
         if durability not in ("normal", "full"):
-            raise ValueError(
+            raise ConfigError(
                 f"durability must be 'normal' or 'full', not {durability!r}: 'normal' "
                 "survives a process crash, 'full' also a power loss"
             )

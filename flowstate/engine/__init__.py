@@ -1,5 +1,7 @@
 """The engine: graph builder, validation, scheduler, node context, events."""
 
+from flowstate.errors import RouteError
+
 from ._app import DEFAULT_DB, CompiledGraph, open_store
 from ._builder import GraphBuilder, GraphIR, Join
 from ._context import NodeContext
@@ -7,7 +9,6 @@ from ._identity import graph_diff
 from ._limits import Limits
 from ._loading import load_target
 from ._nodes import RetryPolicy
-from ._plan import RouteError
 from ._results import HistoryEntry, RunResult
 from ._state import Reducer, StateSchema, add, append, merge
 from ._types import END, START, Command, NodeName, RunId, Send, Task, TaskPath

@@ -16,11 +16,10 @@ from pydantic import BaseModel, ValidationError
 
 from flowstate import events as ev
 from flowstate.checkpoints import AttemptRecord, EffectRecord, InterruptRecord
-from flowstate.errors import FlowstateError, PayloadTooLarge, UpdateRejected
+from flowstate.errors import EffectDivergence, FlowstateError, PayloadTooLarge, UpdateRejected
 
 from ._context import (
     ContextEvent,
-    EffectDivergence,
     EffectReported,
     Interrupted,
     NodeContext,

@@ -16,11 +16,10 @@ from pydantic import TypeAdapter
 
 from flowstate._crashpoints import crash_point, effect_observers
 from flowstate.checkpoints import EffectRecord
-from flowstate.errors import EffectError, RunStateError
+from flowstate.errors import EffectDivergence, EffectError, RunStateError
 
 __all__ = [
     "ContextEvent",
-    "EffectDivergence",
     "EffectReported",
     "EffectSink",
     "Interrupted",
@@ -67,18 +66,6 @@ class EffectSink(Protocol):
     """Where a context journals an effect: ``CheckpointStore.record_effect``."""
 
     def __call__(self, effect: EffectRecord, *, replace: bool = False) -> None: ...
-
-
-class EffectDivergence(Exception):
-    """Replay met an effect request that differs from the journal (or is not in it)."""
-
-    def __init__(self, seq: int, name: str, recorded: EffectRecord | None, request: str) -> None:
-        self.seq = seq
-        self.name = name
-        self.recorded = recorded
-        self.request = request
-        was = f"recorded {recorded.name} {recorded.request}" if recorded else "nothing recorded"
-        super().__init__(f"effect #{seq} '{name}' requested {request}, {was}")
 
 
 class NodeContext:

@@ -74,10 +74,9 @@ def goto_from_json(raw: str, run_id: str = "?", step: int | None = None) -> list
     ]
 
 
-class Failure(Exception):
-    """A node's failure, carried out of its activation to the step."""
+@dataclass
+class Failure:
+    """A node's failure, carried out of its activation to the step (never raised)."""
 
-    def __init__(self, task: Task, exc: BaseException) -> None:
-        super().__init__(str(exc))
-        self.task = task
-        self.exc = exc
+    task: Task
+    exc: BaseException

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from flowstate.errors import FlowstateError
+from flowstate.errors import RouteError
 
 from ._types import END, START, Send, Task
 
@@ -20,18 +20,7 @@ if TYPE_CHECKING:
     from ._builder import GraphIR
     from ._nodes import RouterSpec
 
-__all__ = ["RouteError", "input_for", "plan_next", "start_tasks"]
-
-
-class RouteError(FlowstateError):
-    """A router raised, or returned a target it did not declare."""
-
-    code = "FS209"
-
-    def __init__(self, source: str, router: str, detail: str) -> None:
-        self.source = source
-        self.router = router
-        super().__init__(f"router '{router}' after '{source}' {detail}")
+__all__ = ["input_for", "plan_next", "start_tasks"]
 
 
 def input_for(kind: str, input_type: Any, state: BaseModel) -> Any:

@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from flowstate.checkpoints import SQLiteStore, WriteRecord
-from flowstate.errors import NodeFailed, ReplayDivergence, RunStateError
+from flowstate.errors import EffectDivergence, NodeFailed, ReplayDivergence, RunStateError
 
-from ._context import EffectDivergence
 from ._journal import JournalSource
 from ._point import Progress, ResumePoint, RunConfig
 

@@ -143,7 +143,7 @@ class Tool(Generic[P, R]):
         try:
             kwargs = self.validate_input(input)
         except ToolInputError as exc:
-            return self._outcome(tool_use_id, f"ToolInputError: {exc}", is_error=True)
+            return self._outcome(tool_use_id, f"ToolInputError: {exc.message}", is_error=True)
         try:
             if self._is_async:
                 result: Any = await self._call(kwargs)

@@ -21,9 +21,12 @@ __all__ = ["LLMOutputError"]
 class LLMOutputError(LLMError):
     """The model's answer does not fit what the node asked for; the message names the node."""
 
+    code = "FS405"
+
     node: str
     """Name of the node whose model call gave the unusable answer."""
 
     def __init__(self, message: str, *, node: str) -> None:
         super().__init__(message)
         self.node = node
+        self.retryable = False
