@@ -219,7 +219,9 @@ class InMemoryStore(MemoryLeases, MemoryMaintenance):
                 self._fence(t, run_id)  # raises LeaseLost
             # -- validate everything --
             wt = t.writes
-            m = key = w = None
+            m: dict[tuple[int, str], WriteRecord] | None = None
+            key: tuple[int, str] = (0, "")
+            w: WriteRecord | None = None
             if len(writes) == 1:
                 w = writes[0]
                 key = (w.step, w.task_path)

@@ -138,7 +138,7 @@ class PostgresStore(PostgresConnection, PostgresLeases, PostgresMaintenance):
         rows = self._select("runs", '"id" = %s', [run_id])
         if not rows:
             raise RunNotFound(run_id)
-        return rows[0]  # type: ignore[no-any-return]
+        return rows[0]
 
     def find_run(self, run_id: str) -> RunRecord | None:
         rows = self._select("runs", '"id" = %s', [run_id])
@@ -185,7 +185,7 @@ class PostgresStore(PostgresConnection, PostgresLeases, PostgresMaintenance):
         fields = {k: v for k, v in fields.items() if k != "updated_at"}
         if "error" in fields:
             fields["error"] = _storable_error(fields["error"])
-        sets = [sql.SQL("{} = %s").format(sql.Identifier(k)) for k in fields]
+        sets: list[sql.Composable] = [sql.SQL("{} = %s").format(sql.Identifier(k)) for k in fields]
         sets.append(sql.SQL('"updated_at" = %s'))
         row = c.execute(
             sql.SQL(
@@ -299,7 +299,7 @@ class PostgresStore(PostgresConnection, PostgresLeases, PostgresMaintenance):
     def effects(
         self, run_id: str, step: int | None = None, task_path: str | None = None
     ) -> list[EffectRecord]:
-        where, params = '"run_id" = %s', [run_id]  # type: ignore[list-item]
+        where, params = '"run_id" = %s', [run_id]
         if step is not None:
             where += ' AND "step" = %s'
             params.append(step)  # type: ignore[arg-type]

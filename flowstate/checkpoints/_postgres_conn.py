@@ -282,7 +282,9 @@ class PostgresConnection:
             self.commits += 1
             crash_point("store.after_commit")
 
-    def _read(self, query: sql.Composable, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def _read(
+        self, query: sql.Composed | sql.SQL, params: Sequence[Any] = ()
+    ) -> list[tuple[Any, ...]]:
         with self._lock:
             for attempt in (1, 2):
                 c = self._connection()

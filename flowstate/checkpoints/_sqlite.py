@@ -113,7 +113,7 @@ class SQLiteStore(SQLiteConnection, SQLiteLeases, SQLiteMaintenance):
         rows = self._select("runs", "id = ?", [run_id])
         if not rows:
             raise RunNotFound(run_id)
-        return rows[0]  # type: ignore[no-any-return]
+        return rows[0]
 
     def find_run(self, run_id: str) -> RunRecord | None:
         rows = self._select("runs", "id = ?", [run_id])
@@ -259,7 +259,7 @@ class SQLiteStore(SQLiteConnection, SQLiteLeases, SQLiteMaintenance):
     def effects(
         self, run_id: str, step: int | None = None, task_path: str | None = None
     ) -> list[EffectRecord]:
-        where, params = "run_id = ?", [run_id]  # type: ignore[list-item]
+        where, params = "run_id = ?", [run_id]
         if step is not None:
             where += " AND step = ?"
             params.append(step)  # type: ignore[arg-type]

@@ -49,7 +49,7 @@ def load_graph(target: str, db: str | None = None, llm: str | None = None) -> Co
         try:
             params = inspect.signature(obj).parameters
         except (TypeError, ValueError):
-            params = {}  # type: ignore[assignment]
+            params = {}
         if "llm" in params:
             if not spec:
                 raise CLIError(

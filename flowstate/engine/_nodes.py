@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -225,7 +225,7 @@ def analyse_router(
     source: str,
     fn: Callable[..., Any],
     state: type[BaseModel],
-    targets: list[str] | Mapping[Any, str] | None,
+    targets: Sequence[str] | Mapping[Any, str] | None,
 ) -> RouterSpec:
     kind, input_type, _ = _input(fn, state)
     ret = _hints(fn, state).get("return")

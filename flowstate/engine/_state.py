@@ -110,7 +110,7 @@ class StateSchema:
                     keep.append(m)
             # pydantic has already resolved the annotation and split off its metadata
             base = info.annotation
-            annotation = Annotated[tuple([base, *keep])] if keep else base  # type: ignore[misc]
+            annotation: Any = Annotated[tuple([base, *keep])] if keep else base
             update_ann: Any = annotation
             result_adapter: TypeAdapter[Any] | None = None
             if reducer is not None and not reducer.builtin:

@@ -77,8 +77,12 @@ __all__ = [
 ]
 
 # Tracebacks and docs show the public path rather than the private module.
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type) and _obj.__module__.startswith(__name__ + "._"):
-        _obj.__module__ = __name__
-del _name, _obj
+def _show_public_path() -> None:
+    for name in __all__:
+        obj = globals()[name]
+        if isinstance(obj, type) and obj.__module__.startswith(__name__ + "._"):
+            obj.__module__ = __name__
+
+
+_show_public_path()
+del _show_public_path

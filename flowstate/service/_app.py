@@ -87,6 +87,11 @@ SSE_EVENT_SCHEMA: dict[str, Any] = {
 }
 
 
+TaskId = Annotated[
+    str, Path(pattern=TASK_ID_PATTERN, description="The task id returned at creation.")
+]
+"""A task id in a URL path."""
+
 def create_app(
     graphs: Mapping[str, CompiledGraph[Any] | GraphBuilder[Any]] | GraphRegistry,
     *,
@@ -147,9 +152,6 @@ def create_app(
             out[401] = {"model": Problem, "description": _DESCRIPTIONS[401]}
         return out
 
-    TaskId = Annotated[
-        str, Path(pattern=TASK_ID_PATTERN, description="The task id returned at creation.")
-    ]
     links = {
         name: {"operationId": op, "parameters": {"task_id": "$response.body#/id"}}
         for name, op in (
@@ -329,7 +331,7 @@ def create_app(
 
     install_handlers(app, names)
     app.add_middleware(Guard, token=token, max_body_bytes=max_body_bytes)
-    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    app.openapi = _openapi(app)
     return app
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 from flowstate.checkpoints import CheckpointStore
 from flowstate.engine import CompiledGraph, GraphBuilder, load_target
@@ -31,7 +31,8 @@ class GraphRegistry(Mapping[str, CompiledGraph[Any]]):
     ) -> None:
         self._graphs: dict[str, CompiledGraph[Any]] = {}
         if isinstance(graphs, Mapping):
-            for name, g in graphs.items():
+            named = cast("Mapping[str, CompiledGraph[Any] | GraphBuilder[Any]]", graphs)
+            for name, g in named.items():
                 self.register(g, name=name)
         else:
             for g in graphs:
