@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowstate.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ._sqlite import SQLiteStore
 
 __all__ = ["DoctorReport", "doctor", "parse_age", "prune"]
 
@@ -66,7 +69,7 @@ class DoctorReport:
         return self.integrity == "ok"
 
 
-def doctor(store: Any, *, vacuum: bool = False, top: int = 10) -> DoctorReport:
+def doctor(store: SQLiteStore, *, vacuum: bool = False, top: int = 10) -> DoctorReport:
     """SQLite's integrity check, rows per table, the largest runs; VACUUM on request."""
     import os
 
@@ -84,10 +87,8 @@ def doctor(store: Any, *, vacuum: bool = False, top: int = 10) -> DoctorReport:
     from flowstate.errors import StoreError
 
     try:  # a damaged file may not even be countable: the integrity result says why
-        if hasattr(store, "table_sizes"):
-            report.rows = store.table_sizes()
-        if hasattr(store, "largest_runs"):
-            report.largest_runs = store.largest_runs(top)
+        report.rows = store.table_sizes()
+        report.largest_runs = store.largest_runs(top)
     except StoreError:
         if report.ok:
             raise

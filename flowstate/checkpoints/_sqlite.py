@@ -21,12 +21,9 @@ from flowstate.errors import RunNotFound
 from ._common import (
     EFFECT_COLS,
     INTERRUPT_COLS,
-    MUTABLE,
     NO_STOP,
     RUN_COLS,
-    RUN_IMMUTABLE,
     STEP_COLS,
-    TABLE_MODELS,
     WRITE_COLS,
     check_mutable,
     duplicate_write_error,
@@ -44,22 +41,11 @@ from ._records import (
     WriteRecord,
     row_hash,
 )
-from ._sqlite_conn import MAX_ROW_BYTES as MAX_ROW_BYTES
 from ._sqlite_conn import Durability, SQLiteConnection
 from ._sqlite_leases import SQLiteLeases
-from ._sqlite_maint import BLOB_MIN_BYTES as BLOB_MIN_BYTES
-from ._sqlite_maint import BLOB_PREFIX as BLOB_PREFIX
 from ._sqlite_maint import SQLiteMaintenance, blobbed
-from ._sqlite_schema import migrations as migrations
 
 __all__ = ["Durability", "SQLiteStore"]
-
-# names this module has always had (tests and tools import them from here)
-_RUN_COLS = RUN_COLS
-_MUTABLE = MUTABLE
-_RUN_IMMUTABLE = RUN_IMMUTABLE
-_TABLE_MODELS = TABLE_MODELS
-
 
 @functools.cache
 def _insert_sql(table: str, cols: tuple[str, ...], verb: str = "INSERT") -> str:

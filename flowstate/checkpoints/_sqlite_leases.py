@@ -73,5 +73,4 @@ class SQLiteLeases:
         rows = self._read("SELECT owner, epoch, lease_until FROM runs WHERE id = ?", [run_id])
         if not rows:
             raise RunNotFound(run_id)
-            raise RunNotFound(run_id)
         return lease_tuple(rows[0])

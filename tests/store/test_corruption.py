@@ -626,7 +626,9 @@ def test_a_row_with_invalid_utf8_names_its_table_and_run(
 def _forge(path: Path, table: str, rid: str, match: dict[str, Any], col: str, value: Any) -> None:
     """Overwrite a column and recompute the row hash the way the store computes it: an
     attacker with write access to the file, or a buggy writer, produces exactly this."""
-    from flowstate.checkpoints._sqlite import _MUTABLE, _RUN_IMMUTABLE, _TABLE_MODELS
+    from flowstate.checkpoints._common import MUTABLE as _MUTABLE
+    from flowstate.checkpoints._common import RUN_IMMUTABLE as _RUN_IMMUTABLE
+    from flowstate.checkpoints._common import TABLE_MODELS as _TABLE_MODELS
 
     conn = sqlite3.connect(path)
     try:
