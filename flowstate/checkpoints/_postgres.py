@@ -62,7 +62,6 @@ from ._common import (
     values,
 )
 from ._postgres_conn import PostgresConnection, ids
-from ._postgres_leases import PostgresLeases
 from ._postgres_maint import PostgresMaintenance
 from ._postgres_schema import MIGRATIONS as MIGRATIONS
 from ._records import (
@@ -74,6 +73,7 @@ from ._records import (
     WriteRecord,
     row_hash,
 )
+from ._sql_leases import SQLLeases
 
 __all__ = ["PostgresStore"]
 
@@ -87,7 +87,7 @@ def _storable_error(error: Any) -> Any:
     return error
 
 
-class PostgresStore(PostgresConnection, PostgresLeases, PostgresMaintenance):
+class PostgresStore(PostgresConnection, SQLLeases, PostgresMaintenance):
     """Checkpoint store on a PostgreSQL schema; the contract of ``SQLiteStore``.
 
     ``dsn`` is a libpq connection string or ``postgresql://`` URL. ``schema`` is the
@@ -98,6 +98,10 @@ class PostgresStore(PostgresConnection, PostgresLeases, PostgresMaintenance):
     connection, serialised by a lock, whatever the number of threads; for more
     parallelism open more store objects (one per process or worker).
     """
+
+    # the run row is the lock (see _sql_leases)
+    _LOCK_FOR_TAKEOVER = " FOR UPDATE"
+    _LOCK_FOR_FENCE = " FOR NO KEY UPDATE"
 
     # -- runs ---------------------------------------------------------------------------
 

@@ -139,6 +139,11 @@ class PostgresConnection:
             q = self._sql_cache[template] = sql.SQL(template).format(**self._t)  # type: ignore[arg-type]
         return q
 
+    def _stmt(self, template: str) -> sql.Composed:
+        """A statement written with ``?`` parameters and ``{table}`` names (shared with
+        ``SQLiteStore``, see ``_sql_leases``) in this store's form."""
+        return self._q(template.replace("?", "%s"))
+
     def _applied_migrations(self, c: psycopg.Connection[Any]) -> set[str] | None:
         """Names in the migrations table, or None when the table does not exist."""
         exists = c.execute(

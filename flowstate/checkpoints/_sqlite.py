@@ -41,8 +41,8 @@ from ._records import (
     WriteRecord,
     row_hash,
 )
+from ._sql_leases import SQLLeases
 from ._sqlite_conn import Durability, SQLiteConnection
-from ._sqlite_leases import SQLiteLeases
 from ._sqlite_maint import SQLiteMaintenance, blobbed
 
 __all__ = ["Durability", "SQLiteStore"]
@@ -63,7 +63,7 @@ _RUN_INSERT = (
 )
 
 
-class SQLiteStore(SQLiteConnection, SQLiteLeases, SQLiteMaintenance):
+class SQLiteStore(SQLiteConnection, SQLLeases, SQLiteMaintenance):
     """Checkpoint store on one SQLite file.
 
     One connection per store object, used from one event loop; every write is one

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -168,6 +169,13 @@ class SQLiteConnection:
                 raise StoreIOError(f"commit failed on {self.path}: {e}") from e
             self.commits += 1
             crash_point("store.after_commit")
+
+    @staticmethod
+    @functools.cache
+    def _stmt(template: str) -> str:
+        """A statement written with ``?`` parameters and ``{table}`` names (shared with
+        ``PostgresStore``, see ``_sql_leases``) in this store's form."""
+        return re.sub(r"\{([a-z_]+)\}", r'"\1"', template)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
