@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flowstate.errors import ConfigError
 
 if TYPE_CHECKING:
+    from ._protocol import CheckpointStore
     from ._sqlite import SQLiteStore
 
 __all__ = ["DoctorReport", "doctor", "parse_age", "prune"]
@@ -28,7 +29,7 @@ def parse_age(text: str) -> float:
 
 
 def prune(
-    store: Any,
+    store: CheckpointStore,
     *,
     older_than: float,
     status: str | None = None,

@@ -13,13 +13,15 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from flowstate.checkpoints import CheckpointStore
+
 __all__ = ["MemoryBinding", "NodeMemory"]
 
 
 class MemoryBinding:
     """Per-store memory plumbing: the schema, a reader, the commit hook."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: CheckpointStore) -> None:
         from flowstate.checkpoints import SQLiteStore
         from flowstate.errors import RunStateError
         from flowstate.memory import MemoryStore, ensure_schema
