@@ -2,13 +2,14 @@
 
 from flowstate.errors import RouteError
 
-from ._app import DEFAULT_DB, CompiledGraph, open_store
+from ._app import CompiledGraph
 from ._builder import GraphBuilder, GraphIR, Join
 from ._context import NodeContext
 from ._identity import graph_diff
 from ._limits import Limits
 from ._loading import load_target
 from ._nodes import RetryPolicy
+from ._open import DEFAULT_DB, open_store
 from ._results import HistoryEntry, RunResult
 from ._state import Reducer, StateSchema, add, append, merge
 from ._types import END, START, Command, NodeName, RunId, Send, Task, TaskPath

@@ -18,10 +18,8 @@ from flowstate import events as ev
 from flowstate.checkpoints import (
     CheckpointStore,
     Durability,
-    InMemoryStore,
     LeaseStore,
     RunRecord,
-    SQLiteStore,
     StepRecord,
 )
 from flowstate.errors import InputRejected, LeaseLost, PayloadTooLarge, RunStateError
@@ -31,6 +29,7 @@ from ._inspect import RunReader
 from ._journal import JournalSource
 from ._lease import DEFAULT_LEASE_TTL, Heartbeat, new_owner, retire
 from ._limits import Limits
+from ._open import StoreArg, open_store
 from ._outcome import Outcome
 from ._plan import start_tasks
 from ._point import Lease, Progress, ResumePoint, RunConfig
@@ -43,33 +42,9 @@ if TYPE_CHECKING:
     from ._memory import MemoryBinding
     from ._replay import ReplayReport
 
-__all__ = ["DEFAULT_DB", "CompiledGraph", "HistoryEntry", "RunResult", "open_store"]
+__all__ = ["CompiledGraph", "HistoryEntry", "RunResult"]
 
 S = TypeVar("S", bound=BaseModel)
-
-DEFAULT_DB = "flowstate.db"
-"""The SQLite file used when neither ``store=`` nor ``$FLOWSTATE_DB`` names one."""
-
-StoreArg = str | os.PathLike[str] | CheckpointStore | None
-"""What ``compile(store=...)`` accepts."""
-
-
-def open_store(store: StoreArg, durability: Durability = "normal") -> CheckpointStore:
-    """A path or ``:memory:`` opens an SQLite store, a ``postgresql://`` URL a Postgres
-    store, ``memory://`` an ``InMemoryStore`` (no persistence), None ``$FLOWSTATE_DB`` or
-    ``flowstate.db``; a ``CheckpointStore`` is used as it is."""
-    if store is None:
-        store = os.environ.get("FLOWSTATE_DB", DEFAULT_DB)
-    if isinstance(store, str) and store == "memory://":
-        return InMemoryStore()
-    if isinstance(store, str) and store.startswith(("postgresql://", "postgres://")):
-        from flowstate.checkpoints import PostgresStore
-
-        return PostgresStore(store)
-    if isinstance(store, str | os.PathLike):
-        return SQLiteStore(store, durability=durability)
-    return store
-
 
 class CompiledGraph(Generic[S]):
     """A validated graph bound to a checkpoint store. Create it with ``GraphBuilder.compile``.
