@@ -49,7 +49,6 @@ from ._common import (
     ATTEMPT_COLS,
     EFFECT_COLS,
     INTERRUPT_COLS,
-    NO_STOP,
     RUN_COLS,
     STEP_COLS,
     WRITE_COLS,
@@ -74,6 +73,7 @@ from ._records import (
     row_hash,
 )
 from ._sql_leases import SQLLeases
+from ._sql_reads import SQLReads
 
 __all__ = ["PostgresStore"]
 
@@ -87,7 +87,7 @@ def _storable_error(error: Any) -> Any:
     return error
 
 
-class PostgresStore(PostgresConnection, SQLLeases, PostgresMaintenance):
+class PostgresStore(PostgresConnection, SQLReads, SQLLeases, PostgresMaintenance):
     """Checkpoint store on a PostgreSQL schema; the contract of ``SQLiteStore``.
 
     ``dsn`` is a libpq connection string or ``postgresql://`` URL. ``schema`` is the
@@ -137,16 +137,6 @@ class PostgresStore(PostgresConnection, SQLLeases, PostgresMaintenance):
                 )
         if owner is not None:
             self.fences[run.id] = (owner, 1)
-
-    def get_run(self, run_id: str) -> RunRecord:
-        rows = self._select("runs", '"id" = %s', [run_id])
-        if not rows:
-            raise RunNotFound(run_id)
-        return rows[0]
-
-    def find_run(self, run_id: str) -> RunRecord | None:
-        rows = self._select("runs", '"id" = %s', [run_id])
-        return rows[0] if rows else None
 
     def list_runs(
         self,
@@ -255,41 +245,6 @@ class PostgresStore(PostgresConnection, SQLLeases, PostgresMaintenance):
                 else:
                     self._update_run(c, run_id, run_fields)
 
-    def get_step(self, run_id: str, step: int) -> StepRecord | None:
-        rows = self._select("steps", '"run_id" = %s AND "step" = %s', [run_id, step])
-        return rows[0] if rows else None
-
-    def latest_step(self, run_id: str) -> StepRecord | None:
-        rows = self._select("steps", '"run_id" = %s ORDER BY "step" DESC LIMIT 1', [run_id])
-        return rows[0] if rows else None
-
-    def last_snapshot(self, run_id: str, at_or_before: int) -> StepRecord | None:
-        rows = self._select(
-            "steps",
-            '"run_id" = %s AND "step" <= %s AND "snapshot" IS NOT NULL '
-            'ORDER BY "step" DESC LIMIT 1',
-            [run_id, at_or_before],
-        )
-        return rows[0] if rows else None
-
-    def steps(self, run_id: str, start: int = 0, stop: int | None = None) -> list[StepRecord]:
-        hi = stop if stop is not None else NO_STOP
-        return self._select(
-            "steps",
-            '"run_id" = %s AND "step" >= %s AND "step" < %s',
-            [run_id, start, hi],
-            '"step"',
-        )
-
-    def writes(self, run_id: str, start: int = 0, stop: int | None = None) -> list[WriteRecord]:
-        hi = stop if stop is not None else NO_STOP
-        return self._select(
-            "writes",
-            '"run_id" = %s AND "step" >= %s AND "step" < %s',
-            [run_id, start, hi],
-            '"step", "seq", "task_path"',
-        )
-
     # -- effects, interrupts, attempts ---------------------------------------------------
 
     def record_effect(self, effect: EffectRecord, *, replace: bool = False) -> None:
@@ -320,15 +275,6 @@ class PostgresStore(PostgresConnection, SQLLeases, PostgresMaintenance):
                 values(intr, INTERRUPT_COLS),
             )
             self._update_run(c, intr.run_id, run_fields)
-
-    def interrupts(self, run_id: str, step: int | None = None) -> list[InterruptRecord]:
-        if step is None:
-            return self._select(
-                "interrupts", '"run_id" = %s', [run_id], '"step", "task_path", "seq"'
-            )
-        return self._select(
-            "interrupts", '"run_id" = %s AND "step" = %s', [run_id, step], '"task_path", "seq"'
-        )
 
     def answer_interrupt(self, intr: InterruptRecord, answer: str) -> None:
         new = intr.model_copy(update={"answer": answer})
@@ -381,22 +327,3 @@ class PostgresStore(PostgresConnection, SQLLeases, PostgresMaintenance):
                 ),
                 [run_id, kind, time.time()],
             )
-
-    def signals(self, run_id: str) -> set[str]:
-        return {
-            str(r[0])
-            for r in self._read(
-                self._q('SELECT "kind" FROM {signals} WHERE "run_id" = %s'), [run_id]
-            )
-        }
-
-    def clear_signals(self, run_id: str) -> None:
-        with self.write() as c:
-            c.execute(self._q('DELETE FROM {signals} WHERE "run_id" = %s'), [run_id])
-
-    def visit_counts(self, run_id: str) -> dict[str, int]:
-        rows = self._read(
-            self._q('SELECT "node", count(*) FROM {writes} WHERE "run_id" = %s GROUP BY "node"'),
-            [run_id],
-        )
-        return {str(r[0]): int(r[1]) for r in rows}

@@ -317,7 +317,7 @@ class PostgresConnection:
         if q is None:
             q = sql.SQL("SELECT {} FROM {} WHERE ").format(
                 self._columns(table), self._t[table]
-            ) + sql.SQL(where + (f" ORDER BY {order}" if order else ""))  # type: ignore[operator]
+            ) + sql.SQL(where.replace("?", "%s") + (f" ORDER BY {order}" if order else ""))  # type: ignore[operator]
             self._sql_cache[key] = q
         return [self._decode(table, r) for r in self._read(q, params)]
 

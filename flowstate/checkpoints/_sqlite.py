@@ -21,7 +21,6 @@ from flowstate.errors import RunNotFound
 from ._common import (
     EFFECT_COLS,
     INTERRUPT_COLS,
-    NO_STOP,
     RUN_COLS,
     STEP_COLS,
     WRITE_COLS,
@@ -42,6 +41,7 @@ from ._records import (
     row_hash,
 )
 from ._sql_leases import SQLLeases
+from ._sql_reads import SQLReads
 from ._sqlite_conn import Durability, SQLiteConnection
 from ._sqlite_maint import SQLiteMaintenance, blobbed
 
@@ -63,7 +63,7 @@ _RUN_INSERT = (
 )
 
 
-class SQLiteStore(SQLiteConnection, SQLLeases, SQLiteMaintenance):
+class SQLiteStore(SQLiteConnection, SQLReads, SQLLeases, SQLiteMaintenance):
     """Checkpoint store on one SQLite file.
 
     One connection per store object, used from one event loop; every write is one
@@ -94,16 +94,6 @@ class SQLiteStore(SQLiteConnection, SQLLeases, SQLiteMaintenance):
                 )
         if owner is not None:
             self.fences[run.id] = (owner, 1)
-
-    def get_run(self, run_id: str) -> RunRecord:
-        rows = self._select("runs", "id = ?", [run_id])
-        if not rows:
-            raise RunNotFound(run_id)
-        return rows[0]
-
-    def find_run(self, run_id: str) -> RunRecord | None:
-        rows = self._select("runs", "id = ?", [run_id])
-        return rows[0] if rows else None
 
     def list_runs(
         self,
@@ -201,34 +191,6 @@ class SQLiteStore(SQLiteConnection, SQLLeases, SQLiteMaintenance):
                 else:
                     self._update_run(c, run_id, run_fields)
 
-    def get_step(self, run_id: str, step: int) -> StepRecord | None:
-        rows = self._select("steps", "run_id = ? AND step = ?", [run_id, step])
-        return rows[0] if rows else None
-
-    def latest_step(self, run_id: str) -> StepRecord | None:
-        rows = self._select("steps", "run_id = ? ORDER BY step DESC LIMIT 1", [run_id])
-        return rows[0] if rows else None
-
-    def last_snapshot(self, run_id: str, at_or_before: int) -> StepRecord | None:
-        rows = self._select(
-            "steps",
-            "run_id = ? AND step <= ? AND snapshot IS NOT NULL ORDER BY step DESC LIMIT 1",
-            [run_id, at_or_before],
-        )
-        return rows[0] if rows else None
-
-    def steps(self, run_id: str, start: int = 0, stop: int | None = None) -> list[StepRecord]:
-        hi = stop if stop is not None else NO_STOP
-        return self._select(
-            "steps", "run_id = ? AND step >= ? AND step < ?", [run_id, start, hi], "step"
-        )
-
-    def writes(self, run_id: str, start: int = 0, stop: int | None = None) -> list[WriteRecord]:
-        hi = stop if stop is not None else NO_STOP
-        return self._select(
-            "writes", "run_id = ? AND step >= ? AND step < ?", [run_id, start, hi], "step, seq"
-        )
-
     # -- effects, interrupts, attempts -------------------------------------------------
 
     def record_effect(self, effect: EffectRecord, *, replace: bool = False) -> None:
@@ -263,13 +225,6 @@ class SQLiteStore(SQLiteConnection, SQLLeases, SQLiteMaintenance):
                 values(intr, INTERRUPT_COLS),
             )
             self._update_run(c, intr.run_id, run_fields)
-
-    def interrupts(self, run_id: str, step: int | None = None) -> list[InterruptRecord]:
-        if step is None:
-            return self._select("interrupts", "run_id = ?", [run_id], "step, task_path, seq")
-        return self._select(
-            "interrupts", "run_id = ? AND step = ?", [run_id, step], "task_path, seq"
-        )
 
     def answer_interrupt(self, intr: InterruptRecord, answer: str) -> None:
         new = intr.model_copy(update={"answer": answer})
@@ -315,18 +270,3 @@ class SQLiteStore(SQLiteConnection, SQLLeases, SQLiteMaintenance):
                 "INSERT OR REPLACE INTO signals (run_id, kind, created_at) VALUES (?, ?, ?)",
                 [run_id, kind, time.time()],
             )
-
-    def signals(self, run_id: str) -> set[str]:
-        return {
-            str(r[0]) for r in self._read("SELECT kind FROM signals WHERE run_id = ?", [run_id])
-        }
-
-    def clear_signals(self, run_id: str) -> None:
-        with self.write() as c:
-            c.execute("DELETE FROM signals WHERE run_id = ?", [run_id])
-
-    def visit_counts(self, run_id: str) -> dict[str, int]:
-        rows = self._read(
-            "SELECT node, count(*) FROM writes WHERE run_id = ? GROUP BY node", [run_id]
-        )
-        return {str(r[0]): int(r[1]) for r in rows}
