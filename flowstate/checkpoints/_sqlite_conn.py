@@ -175,7 +175,7 @@ class SQLiteConnection:
     def _stmt(template: str) -> str:
         """A statement written with ``?`` parameters and ``{table}`` names (shared with
         ``PostgresStore``, see ``_sql_leases``) in this store's form."""
-        return re.sub(r"\{([a-z_]+)\}", r'"\1"', template)
+        return re.sub(r"\{([a-z_]+)\}", r"\1", template)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
