@@ -10,6 +10,7 @@ FlowstateError                 base of every error; a stable ``code`` and ``retr
 ├── InputRejected              a run's input does not fit the state model
 ├── PayloadTooLarge            an update, effect result or state exceeds its byte limit
 ├── WriteConflict              two activations of one step wrote a field that has no reducer
+├── StateMutated               a node changed its input state in place instead of returning it
 ├── GraphMismatch              resume/fork with a graph that differs from the recorded one
 ├── ReplayDivergence           replay produced a different update than the recorded run
 ├── RouteError                 a router raised or returned a target it did not declare
@@ -56,6 +57,7 @@ __all__ = [
     "RunNotFound",
     "RunOwned",
     "RunStateError",
+    "StateMutated",
     "StoreError",
     "StoreIOError",
     "TargetError",
@@ -169,6 +171,24 @@ class WriteConflict(FlowstateError):
             f"nodes {', '.join(repr(n) for n in nodes)} all wrote '{field}' in step {step}, "
             f"and '{field}' has no reducer, so one write would be silently lost. Declare a "
             f"reducer, e.g. `{field}: Annotated[list[...], append]`, or write different fields."
+        )
+
+
+class StateMutated(FlowstateError):
+    """A node changed fields of its input in place (or assigned them) without returning
+    them. Its input was its own copy, so nothing leaked; the change is refused because it
+    would otherwise be lost without a word."""
+
+    code = "FS220"
+
+    def __init__(self, node: str, fields: list[str]) -> None:
+        self.node = node
+        self.fields = list(fields)
+        names = ", ".join(repr(f) for f in fields)
+        ret = ", ".join(f"'{f}': [...]" for f in fields)
+        super().__init__(
+            f"node '{node}' mutated {names} in place: return {{{ret}}} instead (a node's "
+            "input is read-only; only what it returns reaches the state)"
         )
 
 

@@ -56,6 +56,8 @@ class NodeFinished(_Base):
     task_path: str
     update: dict[str, Any]
     duration_ms: float
+    usage: dict[str, int] = {}
+    """LLM tokens of the activation; a subgraph's activation counts its whole child run."""
 
 
 class NodeRetrying(_Base):
@@ -107,6 +109,8 @@ class RunFinished(_Base):
     kind: Literal["run_finished"] = "run_finished"
     status: str
     reason: str | None = None
+    usage: dict[str, int] = {}
+    """LLM tokens of the run so far, its subgraphs' included (when it is known)."""
 
 
 Event = Annotated[

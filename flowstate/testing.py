@@ -74,7 +74,8 @@ def assert_resumable(
     fresh store handle, and check it against an uninterrupted run: same final state, same
     committed updates, and no effect performed twice except one in flight at the crash.
 
-    ``value`` answers interrupts: called with the interrupt payload, returns the answer.
+    ``value`` answers interrupts: called with each pending interrupt's payload, returns
+    its answer.
     Node code must be deterministic given its input and its effects' results. ``workdir``
     is where the scratch databases go (default: a new temporary directory).
     """
@@ -88,7 +89,8 @@ def assert_resumable(
         async def go() -> Any:
             r = await (a.resume("r") if resume else a.run(input, run_id="r"))
             while r.status == "paused" and r.interrupts and value is not None:
-                r = await a.resume("r", value=value(r.interrupts[0]))
+                answers = {i.id: value(i.payload) for i in r.interrupts}
+                r = await a.resume("r", answers=answers)
             return r
 
         return asyncio.run(go())

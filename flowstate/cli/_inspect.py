@@ -8,6 +8,8 @@ import time
 import typer
 from rich.table import Table
 
+from flowstate.engine import pending_interrupts
+
 from ._common import DB_HELP, CLIError, _db, _guard, _store, console, load_graph
 
 
@@ -32,9 +34,7 @@ def runs(
         rows = store.list_runs(status=status, graph=graph, limit=limit, include_children=children)
         if as_json:
             for r in rows:
-                pending = [
-                    json.loads(i.payload) for i in store.interrupts(r.id) if i.answer is None
-                ]
+                pending = pending_interrupts(store, r.id)
                 row = {
                     "id": r.id,
                     "graph": r.graph,
@@ -45,7 +45,8 @@ def runs(
                     "parent_id": r.parent_id,
                     "parent_step": r.parent_step,
                     "reason": r.error,
-                    "waiting_for": pending,
+                    "waiting_for": [p.payload for p in pending],
+                    "interrupts": [p.to_json() for p in pending],
                 }
                 print(json.dumps(row))
             return
@@ -62,8 +63,13 @@ def runs(
             }.get(r.status, "white")
             note = ""
             if r.status == "paused":
-                pend = [i for i in store.interrupts(r.id) if i.answer is None]
-                note = f"waiting: {pend[0].payload[:40]}" if pend else (r.error or "")
+                pend = pending_interrupts(store, r.id)
+                note = (
+                    f"waiting [{pend[0].id}]: {json.dumps(pend[0].payload)[:40]}"
+                    + (f" (+{len(pend) - 1} more)" if len(pend) > 1 else "")
+                    if pend
+                    else (r.error or "")
+                )
             elif r.status == "failed":
                 note = (r.error or "")[:60]
             parent = f"{r.parent_id}@{r.parent_step}" if r.parent_id else ""
@@ -105,45 +111,43 @@ def show(
             console.print(f"  reason: {run.error}", highlight=False)
         if run.parent_id:
             console.print(f"  parent: {run.parent_id} at step {run.parent_step}")
-        for i in store.interrupts(run_id):
-            if i.answer is None:
-                console.print(
-                    f"  [yellow]waiting for input[/] at step {i.step} ({i.task_path}): {i.payload}",
-                    highlight=False,
-                )
+        for p in pending_interrupts(store, run_id):
+            console.print(
+                f"  [yellow]waiting for input[/] [bold]{p.id}[/] ({p.node} at step {p.step}, "
+                f"{p.task_path}): {json.dumps(p.payload)}",
+                highlight=False,
+            )
         t = Table(title="activations")
         for col in ("step", "node", "effects", "ms", "tokens", "update"):
             t.add_column(col, overflow="fold")
-        effects: dict[tuple[int, str], int] = {}
-        for e in store.effects(run_id):
-            effects[(e.step, e.task_path)] = effects.get((e.step, e.task_path), 0) + 1
-        children = {
-            c.id: c for c in store.list_runs(parent_id=run_id, include_children=True, limit=10_000)
-        }
         tokens = 0
-        for w in store.writes(run_id):
-            usage = json.loads(w.usage)
-            tk = sum(int(v) for v in usage.values()) if usage else 0
-            tokens += tk
-            t.add_row(
-                str(w.step),
-                w.task_path,
-                str(effects.get((w.step, w.task_path), 0)),
-                f"{(w.finished_at - w.started_at) * 1000:.0f}",
-                str(tk or ""),
-                w.update,
-            )
-            child = children.get(f"{run_id}/{w.step}/{w.task_path}")
-            if child is not None:
-                for cw in store.writes(child.id):
-                    t.add_row(
-                        f"  {w.step}.{cw.step}",
-                        f"  └ {cw.task_path}",
-                        "",
-                        f"{(cw.finished_at - cw.started_at) * 1000:.0f}",
-                        "",
-                        cw.update,
-                    )
+
+        def rows(rid: str, depth: int, prefix: str) -> None:
+            """The activations of ``rid``, each followed by its subgraph's, at every depth."""
+            nonlocal tokens
+            children = set(store.child_run_ids(rid))
+            effects: dict[tuple[int, str], int] = {}
+            for e in store.effects(rid):
+                effects[(e.step, e.task_path)] = effects.get((e.step, e.task_path), 0) + 1
+            for w in store.writes(rid):
+                usage = json.loads(w.usage)
+                tk = sum(int(v) for v in usage.values()) if usage else 0
+                if depth == 0:
+                    tokens += tk  # a subgraph activation's usage counts its child run
+                indent = "  " * depth
+                t.add_row(
+                    f"{indent}{prefix}{w.step}",
+                    f"{indent}{'└ ' if depth else ''}{w.task_path}",
+                    str(effects.get((w.step, w.task_path), 0)),
+                    f"{(w.finished_at - w.started_at) * 1000:.0f}",
+                    str(tk or ""),
+                    w.update,
+                )
+                child = f"{rid}/{w.step}/{w.task_path}"
+                if child in children:
+                    rows(child, depth + 1, f"{prefix}{w.step}.")
+
+        rows(run_id, 0, "")
         console.print(t)
         if tokens:
             console.print(f"tokens: {tokens}")

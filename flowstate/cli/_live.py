@@ -82,8 +82,12 @@ def _print_result(result: Any) -> None:
         + (f": {result.reason}" if result.reason else ""),
         highlight=False,
     )
-    for payload in getattr(result, "interrupts", []) or []:
-        console.print(f"waiting for input: {json.dumps(payload)}", highlight=False, markup=False)
+    for i in getattr(result, "interrupts", []) or []:
+        console.print(
+            f"waiting for input [{i.id}] in {i.task_path}: {json.dumps(i.payload)}",
+            highlight=False,
+            markup=False,
+        )
     console.print_json(result.state.model_dump_json())
 
 

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import typer
 
-from ._common import DB_HELP, _guard, _json_arg, _need_graph, _store, console, load_graph
+from flowstate.engine import UNSET
+
+from ._common import (
+    DB_HELP,
+    CLIError,
+    _guard,
+    _json_arg,
+    _need_graph,
+    _store,
+    console,
+    load_graph,
+)
 from ._live import _drive, _print_result
 
 
@@ -42,7 +54,14 @@ def resume(
     graph: str | None = typer.Option(
         None, "--graph", "-g", help="The graph (module:attr); default: $FLOWSTATE_GRAPH."
     ),
-    value: str | None = typer.Option(None, "--value", help="JSON answer to a pending interrupt."),
+    value: str | None = typer.Option(
+        None, "--value", help="JSON answer to the one pending interrupt."
+    ),
+    answer: list[str] = typer.Option(
+        [],
+        "--answer",
+        help="ID=JSON: answer the pending interrupt ID (ids: `flowstate show RUN`); repeatable.",
+    ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Raise the activation limit."),
     allow_graph_change: bool = typer.Option(
@@ -59,11 +78,21 @@ def resume(
         target = _need_graph(graph)
         _store(db)
         g = load_graph(target, db, llm)
-        val = _json_arg(value, "--value")
+        val = UNSET if value is None else _json_arg(value, "--value")
+        answers: dict[str, Any] = {}
+        for item in answer:
+            key, sep, raw = item.partition("=")
+            if not sep or not key:
+                raise CLIError(
+                    f"--answer {item!r} is not ID=JSON; e.g. --answer '0:ask:0=\"yes\"' "
+                    "(`flowstate show RUN` lists the ids)"
+                )
+            answers[key] = _json_arg(raw, f"--answer {key}")
         result = _drive(
             lambda v: g.resume(
                 run_id,
-                value=val,
+                val,
+                answers=answers or None,
                 max_steps=max_steps,
                 allow_graph_change=allow_graph_change,
                 on_event=v,

@@ -6,9 +6,10 @@ from ._app import CompiledGraph
 from ._builder import GraphBuilder, GraphIR, Join
 from ._context import NodeContext
 from ._identity import graph_diff
+from ._interrupts import UNSET, PendingInterrupt, answer_interrupts, pending_interrupts
 from ._limits import Limits
 from ._loading import load_target
-from ._nodes import RetryPolicy
+from ._nodes import RetryPolicy, default_retry_on
 from ._open import DEFAULT_DB, open_store
 from ._results import HistoryEntry, RunResult
 from ._state import Reducer, StateSchema, add, append, merge
@@ -19,6 +20,7 @@ __all__ = [
     "DEFAULT_DB",
     "END",
     "START",
+    "UNSET",
     "Command",
     "CompiledGraph",
     "GraphBuilder",
@@ -28,6 +30,7 @@ __all__ = [
     "Limits",
     "NodeContext",
     "NodeName",
+    "PendingInterrupt",
     "Reducer",
     "RetryPolicy",
     "RouteError",
@@ -38,10 +41,13 @@ __all__ = [
     "Task",
     "TaskPath",
     "add",
+    "answer_interrupts",
     "append",
+    "default_retry_on",
     "graph_diff",
     "load_target",
     "merge",
     "open_store",
+    "pending_interrupts",
     "to_networkx",
 ]

@@ -8,6 +8,7 @@ happened — ``Ready`` (an update to commit), ``Failure`` or ``Interrupted`` —
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,13 @@ from pydantic import BaseModel, ValidationError
 
 from flowstate import events as ev
 from flowstate.checkpoints import AttemptRecord, EffectRecord, InterruptRecord
-from flowstate.errors import EffectDivergence, FlowstateError, PayloadTooLarge, UpdateRejected
+from flowstate.errors import (
+    EffectDivergence,
+    FlowstateError,
+    PayloadTooLarge,
+    StateMutated,
+    UpdateRejected,
+)
 
 from ._context import (
     ContextEvent,
@@ -25,6 +32,8 @@ from ._context import (
     NodeContext,
     TokenReported,
 )
+from ._isolation import check_mutations, isolate
+from ._nodes import policy_for
 from ._outcome import Failure, Ready
 from ._plan import input_for
 from ._rows import parse
@@ -72,8 +81,11 @@ class Activation:
                 )
             ctx = self._context(attempt, journal, answers)
             try:
-                result = await self._call(spec, ctx)
+                arg, source = self._input(spec)
+                result = await self._call(spec, ctx, arg)
                 update, goto = self._normalize(spec, result)
+                if source is not None:
+                    check_mutations(task.node, arg, source, set(update))
                 if scope.custom_reducers and not scope.custom_reducers.isdisjoint(update):
                     # a user reducer may refuse the update: find out before committing it
                     scope.schema.apply(step.state, [(task.node, update)], step.number)
@@ -96,12 +108,11 @@ class Activation:
                         f"node '{task.node}' overran its timeout of {spec.timeout}s and was "
                         "cancelled; raise timeout= or make the node faster"
                     )
-                retry = spec.retry
+                retry = policy_for(spec.retry, e) if spec.retry else None
                 if (
                     retry is not None
                     and attempt < retry.max_attempts
-                    and isinstance(e, retry.retry_on)
-                    and not isinstance(e, UpdateRejected | PayloadTooLarge)
+                    and not isinstance(e, UpdateRejected | PayloadTooLarge | StateMutated)
                     and not isinstance(e, EffectDivergence)
                 ):
                     delay = retry.delay(attempt, scope.rng.random())
@@ -233,31 +244,47 @@ class Activation:
             )
         )
 
-    async def _call(self, spec: NodeSpec, ctx: NodeContext) -> Any:
-        task, schema = self.task, self.scope.schema
+    def _input(self, spec: NodeSpec) -> tuple[Any, Any]:
+        """The node's input, and the shared values it was isolated from (None when the
+        input is the node's own already: a Send payload, no input, a subgraph)."""
+        task, schema, state = self.task, self.scope.schema, self.step.state
+        if spec.subgraph is not None or spec.input_kind == "none":
+            return None, None
+        if task.send:
+            arg = task.payload
+            if spec.payload_adapter is not None:
+                try:
+                    arg = spec.payload_adapter.validate_python(task.payload)
+                except ValidationError as e:
+                    raise UpdateRejected(
+                        task.node,
+                        None,
+                        f"the Send payload does not fit its input annotation: {e}",
+                    ) from None
+            elif spec.input_kind == "state":
+                arg = schema.model.model_validate(task.payload)
+            return arg, None
+        # every activation reads its own input: an in-place change never reaches the
+        # step's state, a sibling or the stored run (see _isolation.py)
+        view = input_for(spec.input_kind, spec.input_type, state)
+        if view is state:
+            return isolate(schema.model, state), state
+        if isinstance(view, BaseModel):
+            values = dict(view.__dict__)
+            return isolate(type(view), values), values
+        return view, None
+
+    async def _call(self, spec: NodeSpec, ctx: NodeContext, arg: Any) -> Any:
         if spec.subgraph is not None:
-            coro = call_subgraph(self, spec)
+            coro = call_subgraph(self, spec, ctx)
         else:
-            if task.send:
-                arg = task.payload
-                if spec.payload_adapter is not None:
-                    try:
-                        arg = spec.payload_adapter.validate_python(task.payload)
-                    except ValidationError as e:
-                        raise UpdateRejected(
-                            task.node,
-                            None,
-                            f"the Send payload does not fit its input annotation: {e}",
-                        ) from None
-                elif spec.input_kind == "state":
-                    arg = schema.model.model_validate(task.payload)
-            else:
-                arg = input_for(spec.input_kind, spec.input_type, self.step.state)
             args = () if spec.input_kind == "none" else (arg,)
             kwargs = {spec.ctx_param: ctx} if spec.ctx_param else {}
             if spec.is_async:
                 coro = spec.fn(*args, **kwargs)
             else:
+                # ctx.effect / ctx.interrupt called from the worker thread run on this loop
+                ctx._sync_loop = asyncio.get_running_loop()
                 coro = asyncio.to_thread(spec.fn, *args, **kwargs)
         if spec.timeout is not None:
             return await asyncio.wait_for(coro, spec.timeout)
@@ -279,6 +306,17 @@ class Activation:
                     )
                 goto.append(it)
             raw = raw.update
+        if inspect.isawaitable(raw):
+            close = getattr(raw, "close", None)
+            if close is not None:
+                close()  # no "never awaited" warning: the error below says it
+            raise UpdateRejected(
+                spec.name,
+                None,
+                "it returned a coroutine, not an update: an async call (ctx.llm, ctx.tools, "
+                "an async function) must be awaited, so make the node `async def` and "
+                "`await` it",
+            )
         if raw is None:
             upd: Mapping[str, Any] = {}
         elif isinstance(raw, BaseModel):
@@ -292,4 +330,15 @@ class Activation:
                 f"it returned {type(raw).__name__}; return a dict of state fields, a model, "
                 "a Command, or None",
             )
+        for key, value in upd.items():
+            if inspect.isawaitable(value):
+                close = getattr(value, "close", None)
+                if close is not None:
+                    close()
+                raise UpdateRejected(
+                    spec.name,
+                    key,
+                    "its value is an un-awaited coroutine: `await` the async call that "
+                    "produced it (in an `async def` node), or call a sync function",
+                )
         return self.scope.schema.validate_update(spec.name, upd, spec.writes), goto

@@ -9,7 +9,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
@@ -26,13 +26,14 @@ from flowstate.errors import InputRejected, LeaseLost, PayloadTooLarge, RunState
 
 from ._identity import GraphIdentity
 from ._inspect import RunReader
+from ._interrupts import UNSET, PendingInterrupt, pending_interrupts
 from ._journal import JournalSource
 from ._lease import DEFAULT_LEASE_TTL, Heartbeat, new_owner, retire
 from ._limits import Limits
 from ._open import StoreArg, open_store
 from ._outcome import Outcome
 from ._plan import start_tasks
-from ._point import Lease, Progress, ResumePoint, RunConfig
+from ._point import Inherited, Lease, Progress, ResumePoint, RunConfig
 from ._results import HistoryEntry, RunResult
 from ._resume import Finished, resume_point
 from ._scheduler import Execution
@@ -324,6 +325,7 @@ class CompiledGraph(Generic[S]):
         parent_step: int,
         emit: Callable[[Any], None],
         journal: JournalSource | None,
+        config: RunConfig,
     ) -> RunResult[S]:
         """Start the child run of a subgraph activation (engine use)."""
         return await self._start(
@@ -333,24 +335,30 @@ class CompiledGraph(Generic[S]):
             parent_step=parent_step,
             emit=emit,
             journal=journal,
+            config=config,
         )
 
     async def continue_child(
         self,
         run_id: str,
         *,
-        value: Any,
         emit: Callable[[Any], None],
         journal: JournalSource | None,
+        inherit: Inherited,
     ) -> RunResult[S]:
-        """Continue the child run of a subgraph activation (engine use)."""
-        return await self._continue(run_id, value=value, emit=emit, journal=journal)
+        """Continue the child run of a subgraph activation (engine use); answers to its
+        interrupts were stored in it by id."""
+        return await self._continue(run_id, emit=emit, journal=journal, inherit=inherit)
 
     async def _execute(
         self, point: ResumePoint, emit: Callable[[Any], None] | None
     ) -> RunResult[S]:
         """Drive ``point`` to its end, holding its lease (with a heartbeat) meanwhile."""
         run, lease, store = point.run, point.lease, self.store
+        # a subgraph's child run counts the tokens its run tree had used before it
+        base = point.config.token_base
+        point.progress.tokens_in += base[0]
+        point.progress.tokens_out += base[1]
         sink = emit or (lambda e: None)
         exe = Execution(
             point,
@@ -449,8 +457,9 @@ class CompiledGraph(Generic[S]):
     async def resume(
         self,
         run_id: str,
+        value: Any = UNSET,
         *,
-        value: Any = None,
+        answers: Mapping[str, Any] | None = None,
         allow_graph_change: bool = False,
         max_steps: int | None = None,
         limits: Limits | None = None,
@@ -459,13 +468,17 @@ class CompiledGraph(Generic[S]):
     ) -> RunResult[S]:
         """Continue a crashed, failed, paused or cancelled run from its last commit.
 
-        Committed activations never run again. ``value`` answers a pending interrupt. A run
-        that another live process is executing is refused with ``RunOwned``, or waited for
-        up to ``wait`` seconds.
+        Committed activations never run again. ``value`` answers the one pending interrupt
+        (``None`` is an answer too); with several pending it is refused, listing their
+        ids, and ``answers={id: value, ...}`` answers any subset of them by id (the rest
+        stay pending and ask again). ``RunResult.interrupts`` and ``pending_interrupts``
+        list the ids. A run that another live process is executing is refused with
+        ``RunOwned``, or waited for up to ``wait`` seconds.
         """
         return await self._continue(
             run_id,
             value=value,
+            answers=answers,
             allow_graph_change=allow_graph_change,
             max_steps=max_steps,
             limits=limits,
@@ -477,13 +490,15 @@ class CompiledGraph(Generic[S]):
         self,
         run_id: str,
         *,
-        value: Any = None,
+        value: Any = UNSET,
+        answers: Mapping[str, Any] | None = None,
         allow_graph_change: bool = False,
         max_steps: int | None = None,
         limits: Limits | None = None,
         emit: Callable[[Any], None] | None = None,
         journal: JournalSource | None = None,
         wait: float | None = None,
+        inherit: Inherited | None = None,
     ) -> RunResult[S]:
         point = await resume_point(
             self.store,
@@ -493,11 +508,13 @@ class CompiledGraph(Generic[S]):
             defaults=self._config(),
             lease_ttl=self.lease_ttl,
             value=value,
+            answers=answers,
             allow_graph_change=allow_graph_change,
             max_steps=max_steps,
             limits=limits,
             journal=journal,
             wait=wait,
+            inherit=inherit,
         )
         if isinstance(point, Finished):
             return RunResult(
@@ -505,8 +522,15 @@ class CompiledGraph(Generic[S]):
             )
         return await self._execute(point, emit)
 
-    def resume_sync(self, run_id: str, **kwargs: Any) -> RunResult[S]:
-        return asyncio.run(self.resume(run_id, **kwargs))
+    def pending_interrupts(self, run_id: str) -> list[PendingInterrupt]:
+        """The run's pending interrupts (its subgraphs' included), in task order, each
+        with the stable id that ``resume(run_id, answers={id: value})`` takes."""
+        self.store.get_run(run_id)
+        return pending_interrupts(self.store, run_id)
+
+    def resume_sync(self, run_id: str, value: Any = UNSET, **kwargs: Any) -> RunResult[S]:
+        """``resume`` for code that is not async."""
+        return asyncio.run(self.resume(run_id, value, **kwargs))
 
     async def replay(
         self,

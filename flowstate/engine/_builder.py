@@ -115,7 +115,7 @@ class GraphBuilder(Generic[S]):
         fn: Callable[..., Any] | Any | None = None,
         *,
         goto: Sequence[str] | None = None,
-        retry: RetryPolicy | int | None = None,
+        retry: RetryPolicy | Sequence[RetryPolicy] | int | None = None,
         timeout: float | None = None,
         max_visits: int | None = None,
         input_map: Mapping[str, str] | None = None,
@@ -124,8 +124,9 @@ class GraphBuilder(Generic[S]):
         """Add a node: a sync or async callable, or a compiled graph (a subgraph).
 
         ``goto`` lists the targets a ``Command`` returned by the node may choose.
-        ``retry`` (a RetryPolicy, or a number of attempts) and ``timeout`` (seconds) are
-        per-node policies; ``max_visits`` bounds how often the node may run in one run.
+        ``retry`` (a RetryPolicy, a list of them tried in order, or a number of attempts)
+        and ``timeout`` (seconds) are per-node policies; ``max_visits`` bounds how often
+        the node may run in one run.
         For a subgraph, ``input_map``/``output_map`` map parent fields to child fields
         (default: fields with the same name).
         """
@@ -161,7 +162,12 @@ class GraphBuilder(Generic[S]):
         spec.goto = tuple(goto or ())
         if isinstance(retry, int):
             retry = RetryPolicy(max_attempts=retry)
-        spec.retry = retry
+        if retry is None:
+            spec.retry = ()
+        elif isinstance(retry, RetryPolicy):
+            spec.retry = (retry,)
+        else:
+            spec.retry = tuple(retry)
         spec.timeout = timeout
         spec.max_visits = max_visits
         self._nodes[name] = spec

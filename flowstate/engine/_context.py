@@ -97,6 +97,8 @@ class NodeContext:
         memory_binding: Callable[[], Any] | None = None,
     ) -> None:
         self._memory_binding = memory_binding
+        self._sync_loop: asyncio.AbstractEventLoop | None = None
+        """The run's event loop while a sync node runs in a worker thread."""
         self.memory_ops: list[Any] = []
         """Memory writes of this activation, committed with it."""
         self._max_effect_bytes = max_effect_bytes
@@ -125,7 +127,22 @@ class NodeContext:
         s = self._effect_seq if seq is None else seq
         return f"{self.run_id}:{self.task_path}@{self.step}:{s}"
 
-    async def effect(
+    def _in_worker_thread(self, what: str) -> bool:
+        """True when called from a sync node's worker thread (no event loop here): the
+        call then runs on the run's loop and returns its value, not a coroutine."""
+        try:
+            asyncio.get_running_loop()
+            return False
+        except RuntimeError:
+            pass
+        if self._sync_loop is None:
+            raise RunStateError(
+                f"ctx.{what} of node '{self.node}' was called outside the node's activation "
+                "(no event loop in this thread): call it from the node while it runs"
+            )
+        return True
+
+    def effect(
         self,
         name: str,
         fn: Callable[..., Any] | Callable[..., Awaitable[Any]],
@@ -138,7 +155,25 @@ class NodeContext:
         Arguments and result must be JSON-compatible. The value returned is the result as
         it comes back from JSON (validated into ``result_type`` when given), identical on
         the first run, on resume and on replay.
+
+        An async node writes ``await ctx.effect(...)``; a sync (``def``) node writes
+        ``ctx.effect(...)`` and gets the value: the call runs on the run's event loop,
+        through the same journal, while the node's thread waits.
         """
+        coro = self._effect(name, fn, *args, result_type=result_type, **kwargs)
+        if not self._in_worker_thread("effect"):
+            return coro
+        assert self._sync_loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._sync_loop).result()
+
+    async def _effect(
+        self,
+        name: str,
+        fn: Callable[..., Any] | Callable[..., Awaitable[Any]],
+        *args: Any,
+        result_type: Any = None,
+        **kwargs: Any,
+    ) -> Any:
         seq = self._effect_seq
         self._effect_seq += 1
         try:
@@ -217,13 +252,24 @@ class NodeContext:
             return json.loads(raw)
         return TypeAdapter(result_type).validate_json(raw)
 
-    async def interrupt(self, payload: Any = None) -> Any:
-        """Pause the run here and ask for a value; ``resume(run_id, value=...)`` answers.
+    def interrupt(self, payload: Any = None) -> Any:
+        """Pause the run here and ask for a value; ``resume(run_id, value=...)`` (or
+        ``answers={id: value}``) answers.
 
         The node runs again from its start on resume: effects before the interrupt come
         from the journal, and this call returns the value. Several interrupts in one node
-        are answered in order.
+        are answered in order. An async node writes ``await ctx.interrupt(...)``; a sync
+        node writes ``ctx.interrupt(...)`` and gets the value.
         """
+        if self._in_worker_thread("interrupt"):
+            return self._interrupt(payload)
+
+        async def later() -> Any:
+            return self._interrupt(payload)
+
+        return later()
+
+    def _interrupt(self, payload: Any) -> Any:
         seq = self._interrupt_seq
         self._interrupt_seq += 1
         if seq in self._answers:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -14,23 +15,126 @@ from typing_extensions import is_typeddict
 
 from ._types import Command, Send
 
-__all__ = ["NodeSpec", "RetryPolicy", "RouterSpec", "analyse_node", "analyse_router"]
+__all__ = [
+    "NodeSpec",
+    "RetryPolicy",
+    "RouterSpec",
+    "analyse_node",
+    "analyse_router",
+    "default_retry_on",
+    "policy_for",
+]
+
+
+_PROGRAMMING_ERRORS: tuple[type[BaseException], ...] = (
+    TypeError,
+    ValueError,  # pydantic's ValidationError and json's JSONDecodeError included
+    LookupError,  # KeyError, IndexError
+    AttributeError,
+    NameError,
+    AssertionError,
+    ArithmeticError,
+    ImportError,
+    NotImplementedError,
+    SyntaxError,
+    RecursionError,
+)
+"""Bugs, not faults: the same input fails the same way on every attempt."""
+
+_PERMANENT_OS_ERRORS: tuple[type[BaseException], ...] = (
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+_TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
+"""HTTP statuses worth another try (with 5xx, and 529 "overloaded")."""
+
+
+def _status_of(exc: BaseException) -> int | None:
+    """The HTTP status an error carries (anthropic's APIStatusError and flowstate's
+    LLMError have ``status_code``; httpx's HTTPStatusError has ``response``)."""
+    code = getattr(exc, "status_code", None)
+    if code is None:
+        code = getattr(getattr(exc, "response", None), "status_code", None)
+    return code if isinstance(code, int) else None
+
+
+def default_retry_on(exc: BaseException) -> bool:
+    """The default ``RetryPolicy.retry_on``: retry faults, never bugs.
+
+    1. An error that says whether it is worth retrying (a ``retryable`` bool attribute:
+       every ``FlowstateError`` has one, ``False`` unless the error is transient) is
+       taken at its word.
+    2. Programming errors are not retried: ``TypeError``, ``ValueError`` (pydantic's
+       ``ValidationError`` too), ``KeyError``/``IndexError``, ``AttributeError``,
+       ``NameError``, ``AssertionError``, arithmetic and import errors; nor file errors
+       that another attempt cannot fix (missing file, permission).
+    3. An error with an HTTP status is retried on 408, 409, 425, 429 and 5xx (rate
+       limits, overload, server errors), not on other 4xx.
+    4. Anything else is retried: network and timeout errors (``ConnectionError``,
+       ``TimeoutError``, ``OSError``, httpx's and anthropic's connection and timeout
+       errors) and errors the engine cannot classify.
+    """
+    flag = getattr(exc, "retryable", None)
+    if isinstance(flag, bool):
+        return flag
+    if isinstance(exc, _PROGRAMMING_ERRORS):
+        return False
+    if isinstance(exc, _PERMANENT_OS_ERRORS):
+        return False
+    llm = sys.modules.get("flowstate.llm")  # not imported: none of its errors can exist
+    if llm is not None and isinstance(
+        exc, llm.LLMConfigError | llm.ScriptExhausted | llm.ToolInputError
+    ):
+        return False  # the setup or the script is wrong: another attempt is the same
+    status = _status_of(exc)
+    if status is not None:
+        return status >= 500 or status in _TRANSIENT_STATUS
+    return True
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retry a failing node: ``max_attempts`` in all, exponential backoff with jitter."""
+    """Retry a failing node: ``max_attempts`` in all, exponential backoff with jitter.
+
+    ``retry_on`` chooses the errors worth another attempt: exception classes, or a
+    predicate ``(exc) -> bool``. The default, ``default_retry_on``, retries faults
+    (network, timeouts, rate limits, overload, 5xx, errors marked ``retryable``) and
+    never bugs (``TypeError``, ``ValueError``, ``KeyError``, …). A node may take several
+    policies, ``retry=[RetryPolicy(...), RetryPolicy(...)]``: the first whose
+    ``retry_on`` matches the error decides.
+    """
 
     max_attempts: int = 3
     initial_delay: float = 0.1
     backoff: float = 2.0
     max_delay: float = 10.0
     jitter: float = 0.1
-    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    retry_on: (
+        tuple[type[BaseException], ...] | type[BaseException] | Callable[[BaseException], bool]
+    ) = default_retry_on
+
+    def matches(self, exc: BaseException) -> bool:
+        """Whether this policy applies to ``exc``."""
+        on = self.retry_on
+        if isinstance(on, tuple) or isinstance(on, type):
+            return isinstance(exc, on)
+        return bool(on(exc))
 
     def delay(self, attempt: int, rnd: float) -> float:
         base = min(self.max_delay, self.initial_delay * self.backoff ** (attempt - 1))
         return base * (1 + self.jitter * (2 * rnd - 1))
+
+
+def policy_for(policies: Sequence[RetryPolicy], exc: BaseException) -> RetryPolicy | None:
+    """The first policy whose ``retry_on`` matches ``exc`` (None: do not retry)."""
+    for p in policies:
+        if p.matches(exc):
+            return p
+    return None
 
 
 @dataclass
@@ -46,7 +150,8 @@ class NodeSpec:
     """Fields the node may write; None when its return annotation does not say."""
     write_types: dict[str, Any] = field(default_factory=dict)
     goto: tuple[str, ...] = ()
-    retry: RetryPolicy | None = None
+    retry: tuple[RetryPolicy, ...] = ()
+    """Retry policies, tried in order: the first that matches an error decides."""
     timeout: float | None = None
     max_visits: int | None = None
     subgraph: Any = None
@@ -54,6 +159,9 @@ class NodeSpec:
     input_map: Mapping[str, str] | None = None
     output_map: Mapping[str, str] | None = None
     payload_adapter: TypeAdapter[Any] | None = None
+    payload_only: bool = False
+    """The input model has fields the state lacks, so it is not a view: the node can only
+    be reached by ``Send(node, payload)``."""
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -184,9 +292,16 @@ def analyse_node(name: str, fn: Callable[..., Any], state: type[BaseModel]) -> N
             payload_adapter = TypeAdapter(input_type)
         except Exception:
             payload_adapter = None
+    payload_only = (
+        kind == "view"
+        and isinstance(input_type, type)
+        and issubclass(input_type, BaseModel)
+        and not set(input_type.model_fields) <= set(state.model_fields)
+    )
     return NodeSpec(
         name=name,
         fn=fn,
+        payload_only=payload_only,
         is_async=inspect.iscoroutinefunction(call),
         input_kind=kind,  # type: ignore[arg-type]
         input_type=input_type,

@@ -90,7 +90,18 @@ def plan_next(
                 targets.append(j.target)
                 joins[j.id] = []
         for r in ir.routers.get(n, ()):
-            targets.extend(_route(r, state))
+            routed = _route(r, state)
+            for it in routed:
+                spec = ir.nodes.get(it) if isinstance(it, str) else None
+                if spec is not None and spec.payload_only:
+                    model = spec.input_type.__name__
+                    raise RouteError(
+                        r.source,
+                        r.name,
+                        f"returned '{it}', but '{it}' takes {model}, which is not a view of "
+                        f"the state: return Send('{it}', {model}(...)) to give it its input",
+                    )
+            targets.extend(routed)
         targets.extend(goto)
     tasks: list[Task] = []
     seen_paths: set[str] = set()

@@ -4,7 +4,7 @@ the scheduler, with the run's configuration and its counters."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel
@@ -16,7 +16,7 @@ from ._limits import Limits
 from ._outcome import Committed
 from ._rows import parse
 
-__all__ = ["Lease", "Progress", "ResumePoint", "RunConfig"]
+__all__ = ["Inherited", "Lease", "Progress", "ResumePoint", "RunConfig"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,9 @@ class RunConfig:
     """Breakpoints: pause after the step in which these nodes ran."""
     max_concurrency: int | None = None
     """Most activations of one step running at once (None: all)."""
+    token_base: tuple[int, int] = (0, 0)
+    """A subgraph's child run: the (input, output) tokens its run tree had used when it
+    started, counted by its budgets but not reported as its own usage."""
 
     def to_json(self) -> str:
         doc: dict[str, Any] = {
@@ -43,6 +46,8 @@ class RunConfig:
             "interrupt_before": list(self.interrupt_before),
             "interrupt_after": list(self.interrupt_after),
         }
+        if self.token_base != (0, 0):
+            doc["token_base"] = list(self.token_base)
         return json.dumps(doc)
 
     @classmethod
@@ -57,7 +62,29 @@ class RunConfig:
             interrupt_before=tuple(doc.get("interrupt_before", ())),
             interrupt_after=tuple(doc.get("interrupt_after", ())),
             max_concurrency=doc.get("max_concurrency"),
+            token_base=_pair(doc.get("token_base")),
         )
+
+    def inherit(self, parent: Inherited | None) -> RunConfig:
+        """This configuration under a parent run's rules (a subgraph's child run)."""
+        if parent is None:
+            return self
+        return replace(self, limits=parent.limits, token_base=parent.token_base)
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    if not value:
+        return (0, 0)
+    return (int(value[0]), int(value[1]))
+
+
+@dataclass(frozen=True)
+class Inherited:
+    """What a subgraph's child run takes from its parent run: its limits (byte limits and
+    budgets apply to the whole run tree) and the tokens the tree had used so far."""
+
+    limits: Limits
+    token_base: tuple[int, int]
 
 
 @dataclass

@@ -7,6 +7,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from ._interrupts import PendingInterrupt
+
 __all__ = ["HistoryEntry", "RunResult"]
 
 S = TypeVar("S", bound=BaseModel)
@@ -23,8 +25,9 @@ class RunResult(Generic[S]):
     reason: str | None = None
     """Why the run paused (interrupt, breakpoint, limit) or was cancelled."""
     step: int = 0
-    interrupts: list[Any] = field(default_factory=list)
-    """Payloads of the interrupts waiting for an answer."""
+    interrupts: list[PendingInterrupt] = field(default_factory=list)
+    """The interrupts waiting for an answer (subgraphs' included), in task order, each
+    with its stable ``id``, ``node``, ``task_path`` and ``payload``."""
 
 
 @dataclass

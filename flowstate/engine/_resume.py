@@ -4,19 +4,20 @@ answer its pending interrupt, and rebuild where the run resumes from."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from flowstate.checkpoints import CheckpointStore, LeaseStore, RunRecord
-from flowstate.errors import CorruptRowError, RunOwned, RunStateError
+from flowstate.errors import CorruptRowError, RunOwned
 
 from ._identity import GraphIdentity
 from ._inspect import RunReader
+from ._interrupts import BREAKPOINT_SEQ, UNSET, answer_interrupts
 from ._journal import JournalSource
 from ._lease import local_owner_alive, new_owner, retire
 from ._limits import Limits
-from ._point import Lease, Progress, ResumePoint, RunConfig
+from ._point import Inherited, Lease, Progress, ResumePoint, RunConfig
 from ._rows import parse
 
 __all__ = ["Finished", "resume_point"]
@@ -48,12 +49,14 @@ async def resume_point(
     *,
     defaults: RunConfig,
     lease_ttl: float,
-    value: Any = None,
+    value: Any = UNSET,
+    answers: Mapping[str, Any] | None = None,
     allow_graph_change: bool = False,
     max_steps: int | None = None,
     limits: Limits | None = None,
     journal: JournalSource | None = None,
     wait: float | None = None,
+    inherit: Inherited | None = None,
 ) -> ResumePoint | Finished:
     """Where run ``run_id`` continues: its head step, the state there, the activations of
     that step already committed, its counters and configuration, and the lease taken on
@@ -89,23 +92,16 @@ async def resume_point(
                 store.release(run_id, owner, epoch)
             retire(owner)
             return Finished(run, rebuilt.state, head.step)
-        if value is not None:
+        if value is not UNSET or answers:
             # all of the run's interrupt rows are read (and hash-checked), so a corrupted
             # row is reported rather than the answer silently going nowhere
-            recorded = store.interrupts(run_id)
-            for i in recorded:
+            for i in store.interrupts(run_id):
                 if i.answer is not None:
                     parse("json", i.answer, "interrupts", run_id, i.step)
-            pending = [i for i in recorded if i.answer is None and i.step == head.step]
-            if not pending:
-                raise RunStateError(
-                    f"run {run_id} has no pending interrupt at step {head.step} to answer with "
-                    "a value; resume it without one"
-                )
-            store.answer_interrupt(pending[0], json.dumps(value))
+            answer_interrupts(store, run_id, value=value, answers=answers)
         else:
             for i in store.interrupts(run_id, head.step):
-                if i.answer is None and i.seq == -1:  # a breakpoint: resuming passes it
+                if i.answer is None and i.seq == BREAKPOINT_SEQ:  # resuming passes it
                     store.answer_interrupt(i, "null")
         store.clear_signals(run_id)
         run = store.update_run(run_id, status="running", error=None)
@@ -121,7 +117,9 @@ async def resume_point(
                 interrupt_before=config.interrupt_before,
                 interrupt_after=config.interrupt_after,
                 max_concurrency=config.max_concurrency,
+                token_base=config.token_base,
             )
+        config = config.inherit(inherit)
         visits = store.visit_counts(run_id)
         progress = Progress(
             activations=sum(visits.values()),

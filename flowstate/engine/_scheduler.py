@@ -27,6 +27,7 @@ from flowstate.errors import FlowstateError, NodeFailed
 
 from ._activation import Activation
 from ._context import Interrupted
+from ._interrupts import pending_interrupts
 from ._outcome import Committed, Failure, Outcome
 from ._point import ResumePoint
 from ._scope import RunScope
@@ -253,16 +254,40 @@ class Execution:
             )
             scope.emit(ev.RunFinished(run_id=scope.run_id, status="failed", reason=err.message))
             raise err
-        payloads = [json.loads(i.payload) for _, i in step.interrupts]
-        reason = f"interrupt in '{step.interrupts[0][0].node}'"
+        waiting = pending_interrupts(scope.store, scope.run_id)
+        if waiting:
+            reason = f"interrupt in '{waiting[0].node}'"
+            if len(waiting) > 1:
+                reason += f" (+{len(waiting) - 1} more)"
+        else:  # a subgraph stopped at a breakpoint or a limit: its reason says which
+            reason = f"subgraph in '{step.interrupts[0][0].node}' paused"
+            sub = json.loads(step.interrupts[0][1].payload)
+            if isinstance(sub, dict) and sub.get("reason"):
+                reason += f": {sub['reason']}"
         scope.store.update_run(scope.run_id, status="paused", error=reason, head_step=step.number)
-        scope.emit(ev.RunFinished(run_id=scope.run_id, status="paused", reason=reason))
-        return Outcome("paused", step.state, reason, step.number, payloads)
+        scope.emit(
+            ev.RunFinished(
+                run_id=scope.run_id, status="paused", reason=reason, usage=self._usage()
+            )
+        )
+        return Outcome("paused", step.state, reason, step.number, list(waiting))
+
+    def _usage(self) -> dict[str, int]:
+        """Tokens of this run and its subgraphs (committed activations)."""
+        base, p = self.scope.config.token_base, self.progress
+        return {
+            "input_tokens": p.tokens_in - base[0],
+            "output_tokens": p.tokens_out - base[1],
+        }
 
     def _pause(self, reason: str) -> Outcome:
         scope, step = self.scope, self.current
         scope.store.update_run(scope.run_id, status="paused", error=reason, head_step=step.number)
-        scope.emit(ev.RunFinished(run_id=scope.run_id, status="paused", reason=reason))
+        scope.emit(
+            ev.RunFinished(
+                run_id=scope.run_id, status="paused", reason=reason, usage=self._usage()
+            )
+        )
         return Outcome("paused", step.state, reason, step.number)
 
     def _finish(self, status: str, reason: str | None, already: bool = False) -> Outcome:
@@ -270,7 +295,9 @@ class Execution:
         scope, step = self.scope, self.current
         if not already or status != "completed" or scope.run.status != "completed":
             scope.store.update_run(scope.run_id, status=status, error=reason, head_step=step.number)
-        scope.emit(ev.RunFinished(run_id=scope.run_id, status=status, reason=reason))
+        scope.emit(
+            ev.RunFinished(run_id=scope.run_id, status=status, reason=reason, usage=self._usage())
+        )
         return Outcome(status, step.state, reason, step.number)
 
     @property

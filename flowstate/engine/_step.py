@@ -202,6 +202,7 @@ class Step:
                     task_path=task.path,
                     update=json.loads(r.raw),
                     duration_ms=(write.finished_at - r.started) * 1000,
+                    usage=dict(r.usage),
                 )
             )
         return c

@@ -8,10 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from flowstate.checkpoints import CheckpointStore
+
 from ._context import Interrupted
+from ._interrupts import SUBGRAPH_SEQ
+from ._point import Inherited, RunConfig
 
 if TYPE_CHECKING:
     from ._activation import Activation
+    from ._context import NodeContext
     from ._nodes import NodeSpec
 
 __all__ = ["call_subgraph"]
@@ -30,8 +35,14 @@ def _contribution(reducer: str | None, initial: Any, final: Any) -> Any:
         if final[: len(initial)] == initial:
             return final[len(initial) :]
     elif reducer == "add":
+        if isinstance(initial, str | list | tuple | bytes) and type(final) is type(initial):
+            # sequences: what the child concatenated (a prefix the child kept as it was)
+            if final[: len(initial)] == initial:
+                return final[len(initial) :]
+            return final
+        added: Any = final
         try:
-            return final - initial
+            return added - initial
         except TypeError:
             return final
     elif reducer == "merge" and isinstance(final, dict) and isinstance(initial, dict):
@@ -39,7 +50,26 @@ def _contribution(reducer: str | None, initial: Any, final: Any) -> Any:
     return final
 
 
-async def call_subgraph(act: Activation, spec: NodeSpec) -> dict[str, Any]:
+def _inherited(act: Activation) -> Inherited:
+    """What a child run takes from its parent: the run's limits (byte limits and budgets
+    apply to the whole run tree) and the tokens the tree had used when the child started
+    or resumed, so a budget counts the parent's and the child's tokens together."""
+    p = act.step.progress
+    return Inherited(limits=act.scope.config.limits, token_base=(p.tokens_in, p.tokens_out))
+
+
+def _tree_usage(store: CheckpointStore, run_id: str) -> dict[str, int]:
+    """Tokens of a run's committed activations; a subgraph activation's usage already
+    counts its child run, so this is the whole tree below ``run_id``."""
+    total: dict[str, int] = {}
+    for w in store.writes(run_id):
+        if w.usage and w.usage != "{}":
+            for k, v in json.loads(w.usage).items():
+                total[k] = total.get(k, 0) + int(v)
+    return total
+
+
+async def call_subgraph(act: Activation, spec: NodeSpec, ctx: NodeContext) -> dict[str, Any]:
     """Run (or continue) the child run of ``act`` and return the update it makes to the
     parent's state; a child that does not complete pauses the parent (``Interrupted``)."""
     sub = spec.subgraph
@@ -56,7 +86,18 @@ async def call_subgraph(act: Activation, spec: NodeSpec) -> dict[str, Any]:
         payload = task.payload if isinstance(task.payload, dict) else {}
         source = schema.model.model_validate({**step.state.model_dump(), **payload})
     child_input = {cf: getattr(source, pf) for cf, pf in (spec.input_map or {}).items()}
+    inherited = _inherited(act)
     if existing is None:
+        config = RunConfig(
+            max_steps=sub.max_steps,
+            limits=inherited.limits,
+            # breakpoints compiled into the subgraph are honoured (replay passes them,
+            # like the top-level run's)
+            interrupt_before=() if scope.replay else tuple(sub.interrupt_before),
+            interrupt_after=() if scope.replay else tuple(sub.interrupt_after),
+            max_concurrency=sub.max_concurrency,
+            token_base=inherited.token_base,
+        )
         result = await bound.start_child(
             child_input,
             run_id=child_id,
@@ -64,18 +105,21 @@ async def call_subgraph(act: Activation, spec: NodeSpec) -> dict[str, Any]:
             parent_step=step.number,
             emit=scope.emit,
             journal=scope.journal,
+            config=config,
         )
     else:
-        answers = act.load_answers()
-        value = json.loads(answers[0]) if 0 in answers else None
+        # answers to the child's interrupts were stored in the child run by id
+        # (resume(answers=...) on the top-level run): continuing it reads them
         result = await bound.continue_child(
-            child_id, value=value, emit=scope.emit, journal=scope.journal
+            child_id, emit=scope.emit, journal=scope.journal, inherit=inherited
         )
     if result.status != "completed":
         raise Interrupted(
-            0,
+            SUBGRAPH_SEQ,
             json.dumps({"subgraph": child_id, "status": result.status, "reason": result.reason}),
         )
+    usage = _tree_usage(scope.store, child_id)
+    ctx.add_usage(usage.get("input_tokens", 0), usage.get("output_tokens", 0))
     update: dict[str, Any] = {}
     for pf, cf in (spec.output_map or {}).items():
         final = getattr(result.state, cf)

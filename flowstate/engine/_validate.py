@@ -116,8 +116,18 @@ def validate(ir: GraphIR) -> list[str]:
     # fields read through views and fields written. A node fed only by fan-out routers
     # (Sends) may take a payload model instead of a view; a node fed by a static edge, a
     # join or a single-target router reads the state, so its input model must be a view.
-    state_fed = {d for ds in ir.edges.values() for d in ds} | {j.target for j in ir.joins}
-    state_fed |= {t for rs in ir.routers.values() for r in rs if not r.multi for t in r.targets}
+    # A router target whose input model is not a view of the state (it has fields the
+    # state lacks) is a Send target, whatever the router's return annotation says: only a
+    # Send can give it its input. A static edge or a join into it is a real problem.
+    edge_fed = {d for ds in ir.edges.values() for d in ds} | {j.target for j in ir.joins}
+    state_fed = edge_fed | {
+        t
+        for rs in ir.routers.values()
+        for r in rs
+        if not r.multi
+        for t in r.targets
+        if t not in ir.nodes or not ir.nodes[t].payload_only
+    }
     for n, spec in ir.nodes.items():
         if (
             n in state_fed
@@ -131,7 +141,9 @@ def validate(ir: GraphIR) -> list[str]:
                     problems.append(
                         f"node '{n}' reads '{f}' through view {spec.input_type.__name__}, but "
                         f"{ir.schema.name} has no field '{f}': add it to the state or the view "
-                        "reads nothing"
+                        f"reads nothing; or, if '{n}' takes a Send payload, reach it only "
+                        f"through a router returning Send('{n}', {spec.input_type.__name__}"
+                        "(...)), not by an edge or join"
                     )
                 elif not _compatible(info.annotation, fields[f].annotation):
                     problems.append(
@@ -202,14 +214,18 @@ def _parallel_conflicts(ir: GraphIR) -> list[str]:
     # one node activated several times in one step by Sends
     for s, rs in ir.routers.items():
         for r in rs:
-            if r.multi and r.sends:
+            sends = r.multi and r.sends
+            if not sends and not r.multi:  # a target only a Send can reach: a fan-out
+                sends = any(t in ir.nodes and ir.nodes[t].payload_only for t in r.targets)
+            if sends:
                 for t in r.targets:
                     bad = sorted(unsafe(t))
                     if bad and (t, t, bad[0]) not in seen:
                         seen.add((t, t, bad[0]))
                         out.append(
                             f"router '{r.name}' after '{s}' may activate '{t}' several times in "
-                            f"one step (fan-out), and '{t}' writes '{bad[0]}', which has no "
+                            f"one step (a fan-out of Send), and '{t}' writes '{bad[0]}', which "
+                            "has no "
                             f"reducer: declare `{bad[0]}: Annotated[..., append]` (or another "
                             "reducer); if the router never sends to it, annotate its return "
                             "as list[Literal[...]]"
@@ -234,7 +250,8 @@ def _parallel_conflicts(ir: GraphIR) -> list[str]:
             fanouts.append((s, targets))
     for s, rs in ir.routers.items():
         for r in rs:
-            if r.multi and len(r.targets) >= 2:
+            fans = r.multi or any(t in ir.nodes and ir.nodes[t].payload_only for t in r.targets)
+            if fans and len(r.targets) >= 2:
                 fanouts.append((s, [t for t in r.targets if t in ir.nodes]))
     limit = len(ir.nodes) + 1
     for s, targets in fanouts:

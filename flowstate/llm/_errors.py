@@ -20,7 +20,7 @@ from flowstate.errors import FlowstateError
 __all__ = ["LLMConfigError", "LLMError", "ScriptExhausted", "ToolInputError"]
 
 
-RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 """HTTP statuses worth retrying: a timeout, a conflict, rate limiting, an overloaded or
 failing server. Any other 4xx is a problem with the request itself."""
 

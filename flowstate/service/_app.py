@@ -240,7 +240,7 @@ def create_app(
         status_code=202,
         response_model=TaskRef,
         operation_id="resume_task",
-        summary="Resume a paused, failed or cancelled task, answering its interrupt",
+        summary="Resume a paused, failed or cancelled task, answering its interrupts by id",
         dependencies=secured,
         responses=errors(400, 404, 409, 413, 422, 503),
     )
@@ -255,6 +255,7 @@ def create_app(
             task_id,
             value=body.value if body is not None else None,
             answer=answer,
+            answers=body.answers if body is not None else None,
             max_steps=body.max_steps if body is not None else None,
         )
         return TaskRef(id=run.id, status=run.status)

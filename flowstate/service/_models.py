@@ -107,8 +107,14 @@ class ResumeTask(BaseModel):
 
     value: Any = Field(
         default=None,
-        description="The answer to the task's pending interrupt (any JSON, null included). "
-        "Omit it to resume without answering (a failed or cancelled task, a breakpoint).",
+        description="The answer to the task's one pending interrupt (any JSON, null "
+        "included); refused (409) when several are pending: use `answers`. Omit it to "
+        "resume without answering (a failed or cancelled task, a breakpoint).",
+    )
+    answers: dict[str, Any] | None = Field(
+        default=None,
+        description="Answers keyed by interrupt id (see the task's `interrupts`): any "
+        "subset of the pending interrupts; the others stay pending.",
     )
     max_steps: int | None = Field(
         default=None,
@@ -137,11 +143,16 @@ class StepEntry(BaseModel):
 
 
 class Interrupt(BaseModel):
-    """An interrupt waiting for ``POST /v1/tasks/{id}/resume {"value": ...}``."""
+    """An interrupt waiting for ``POST /v1/tasks/{id}/resume {"answers": {id: ...}}``."""
 
+    id: str = Field(
+        description="Stable id, `step:task_path:seq` (prefixed with `step:task_path/` per "
+        "subgraph level): the key of `answers` in a resume."
+    )
+    node: str = Field(description="The node that asked.")
     step: int
     task_path: str
-    seq: int = Field(description="Order within the activation; -1 is a breakpoint.")
+    seq: int = Field(description="Order within the activation, from 0.")
     payload: Any = Field(description="What the node passed to ctx.interrupt(payload).")
 
 
@@ -165,6 +176,11 @@ class TaskDetail(TaskSummary):
     )
     steps: list[StepEntry] = Field(description="Every committed activation, in order.")
     interrupts: list[Interrupt] = Field(description="Pending interrupts, with their payloads.")
+    usage: dict[str, int] = Field(
+        default_factory=dict,
+        description="LLM tokens of the task's committed activations, its subgraphs' included "
+        "(`input_tokens`, `output_tokens`).",
+    )
 
 
 class TaskPage(BaseModel):

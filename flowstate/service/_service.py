@@ -44,8 +44,9 @@ from pydantic_core import PydanticSerializationError
 
 from flowstate import events as ev
 from flowstate.checkpoints import CheckpointStore, RunRecord, StepRecord
-from flowstate.engine import CompiledGraph
+from flowstate.engine import UNSET, CompiledGraph, answer_interrupts, pending_interrupts
 from flowstate.errors import FlowstateError, NodeFailed, RunStateError, StoreError
+from flowstate.nodes import run_usage
 
 from ._http import ApiError
 from ._models import (
@@ -433,6 +434,7 @@ class TaskService:
         *,
         value: Any = None,
         answer: bool = False,
+        answers: dict[str, Any] | None = None,
         max_steps: int | None = None,
     ) -> RunRecord:
         run = self.store.get_run(run_id)
@@ -448,20 +450,17 @@ class TaskService:
                 409, f"task {run_id} runs graph '{run.graph}', which this server does not serve"
             )
         graph.check_graph(run)
-        if answer:
-            head = self.store.latest_step(run_id)
-            pending = [
-                i
-                for i in (self.store.interrupts(run_id, head.step) if head is not None else [])
-                if i.answer is None
-            ]
-            if not pending:
-                raise ApiError(
-                    409,
-                    f"task {run_id} has no pending interrupt to answer; resume it without a value",
-                )
+        if answer or answers:
             # answered now, in the store: a crash before a slot frees keeps the answer
-            self.store.answer_interrupt(pending[0], json.dumps(value))
+            try:
+                answer_interrupts(
+                    self.store,
+                    run_id,
+                    value=value if answer else UNSET,
+                    answers=answers,
+                )
+            except RunStateError as e:
+                raise ApiError(409, e.message, code=e.code) from None
         run = self.store.update_run(run_id, status="queued", error=None)
         self._schedule(run_id, graph, fresh=False, max_steps=max_steps)
         return run
@@ -492,13 +491,24 @@ class TaskService:
                 )
                 for h in graph.history(run_id)
             ]
-        head = self.store.latest_step(run_id)
         interrupts = [
-            Interrupt(step=i.step, task_path=i.task_path, seq=i.seq, payload=json.loads(i.payload))
-            for i in (self.store.interrupts(run_id, head.step) if head is not None else [])
-            if i.answer is None
+            Interrupt(
+                id=p.id,
+                node=p.node,
+                step=p.step,
+                task_path=p.task_path,
+                seq=p.seq,
+                payload=p.payload,
+            )
+            for p in pending_interrupts(self.store, run_id)
         ]
-        return TaskDetail(**_summary_fields(run), state=state, steps=steps, interrupts=interrupts)
+        return TaskDetail(
+            **_summary_fields(run),
+            state=state,
+            steps=steps,
+            interrupts=interrupts,
+            usage=run_usage(self.store, run_id),
+        )
 
     def page(
         self, *, status: str | None, graph: str | None, limit: int, cursor: str | None

@@ -42,11 +42,11 @@ def no_network(monkeypatch):
 
 def run_to_end(app, run_id="r"):
     r = app.run_sync({"topic": "durable agents"}, run_id=run_id)
-    assert r.status == "paused" and r.interrupts == [
+    assert r.status == "paused" and [i.payload for i in r.interrupts] == [
         {"question": "approve?", "summary": r.state.summary}
     ]
     r = app.resume_sync(run_id, value=True)
-    assert r.status == "paused" and r.interrupts == [{"question": "really?"}]
+    assert r.status == "paused" and [i.payload for i in r.interrupts] == [{"question": "really?"}]
     r = app.resume_sync(run_id, value="yes")
     assert r.status == "completed"
     return r

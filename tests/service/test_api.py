@@ -141,6 +141,8 @@ def test_interrupt_then_resume_with_a_value(serve) -> None:
     assert body["reason"] == "interrupt in 'ask'"
     assert body["interrupts"] == [
         {
+            "id": "0:ask:0",
+            "node": "ask",
             "step": 0,
             "task_path": "ask",
             "seq": 0,
