@@ -1,6 +1,7 @@
 """The layering and the public seams between packages, enforced (DESIGN.md "Layers").
 
-1. Imports only go downward: errors/events -> llm, checkpoints, memory -> engine -> nodes
+1. Imports only go downward: errors/events -> llm, checkpoints, memory, observability ->
+   engine -> nodes
    -> graphs (and ``flowstate.testing``) -> service -> cli -> the ``flowstate`` package
    itself. A package may import its own modules freely.
 2. No module imports another package's private module (``flowstate.engine._app``) or a
@@ -29,6 +30,7 @@ LEVELS = {
     "llm": 1,
     "checkpoints": 1,
     "memory": 1,
+    "observability": 1,
     "engine": 2,
     "nodes": 3,
     "graphs": 4,

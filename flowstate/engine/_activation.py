@@ -24,6 +24,7 @@ from flowstate.errors import (
     StateMutated,
     UpdateRejected,
 )
+from flowstate.observability import bind_log_context, reset_log_context
 
 from ._context import (
     ContextEvent,
@@ -80,9 +81,16 @@ class Activation:
                     )
                 )
             ctx = self._context(attempt, journal, answers)
+            logged = bind_log_context((scope.run_id, step.number, task.node, task.path, attempt))
             try:
                 arg, source = self._input(spec)
-                result = await self._call(spec, ctx, arg)
+                call = self._call(spec, ctx, arg)
+                if scope.observer is None:
+                    result = await call
+                else:
+                    result = await scope.observer.activation(
+                        step.number, task.node, task.path, attempt, call
+                    )
                 update, goto = self._normalize(spec, result)
                 if source is not None:
                     check_mutations(task.node, arg, source, set(update))
@@ -141,6 +149,8 @@ class Activation:
                     )
                 )
                 return Failure(task, err)
+            finally:
+                reset_log_context(logged)
 
     def _context(
         self, attempt: int, journal: dict[int, EffectRecord], answers: dict[int, str]

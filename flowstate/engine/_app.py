@@ -10,6 +10,7 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
@@ -23,6 +24,7 @@ from flowstate.checkpoints import (
     StepRecord,
 )
 from flowstate.errors import InputRejected, LeaseLost, PayloadTooLarge, RunStateError
+from flowstate.observability import observe_events, run_observer, run_scope
 
 from ._identity import GraphIdentity
 from ._inspect import RunReader
@@ -294,17 +296,33 @@ class CompiledGraph(Generic[S]):
         run, step0, state = self._new_run(
             input, run_id=run_id, config=config, parent=parent, parent_step=parent_step
         )
+        obs = run_observer(
+            run_id=run.id,
+            graph=self.name,
+            kind="replay" if journal is not None and journal.strict else "start",
+            stored=config.trace,
+            subgraph=parent is not None,
+            step=0,
+            limits=config.limits.model_dump(),
+        )
+        if obs is not None and obs.traceparent:
+            # stored with the run, so a resume in any process continues this trace
+            config = replace(config, trace={"traceparent": obs.traceparent})
+            run = run.model_copy(update={"config": config.to_json()})
         store = self.store
         lease: Lease | None = None
-        if isinstance(store, LeaseStore):
-            lease = Lease(new_owner(), 1)
-            try:
+        try:
+            if isinstance(store, LeaseStore):
+                lease = Lease(new_owner(), 1)
                 store.create_run(run, step0, owner=lease.owner, ttl=self.lease_ttl)
-            except BaseException:
+            else:
+                store.create_run(run, step0)
+        except BaseException as e:
+            if lease is not None:
                 retire(lease.owner)
-                raise
-        else:
-            store.create_run(run, step0)
+            if obs is not None:
+                obs.close(e)
+            raise
         point = ResumePoint(
             run=run,
             step=step0,
@@ -313,6 +331,7 @@ class CompiledGraph(Generic[S]):
             progress=Progress(last_snapshot_bytes=len(run.input)),
             journal=journal,
             lease=lease,
+            observer=obs,
         )
         return await self._execute(point, emit)
 
@@ -359,7 +378,20 @@ class CompiledGraph(Generic[S]):
         base = point.config.token_base
         point.progress.tokens_in += base[0]
         point.progress.tokens_out += base[1]
-        sink = emit or (lambda e: None)
+        obs = point.observer
+        if obs is None and point.resumed:
+            obs = run_observer(
+                run_id=run.id,
+                graph=self.name,
+                kind="resume",
+                stored=point.config.trace,
+                subgraph=run.parent_id is not None and run.id.startswith(run.parent_id + "/"),
+                step=point.step.step,
+                limits=point.config.limits.model_dump(),
+                took_over=point.took_over,
+            )
+            point = replace(point, observer=obs)
+        sink = observe_events(emit or (lambda e: None), obs, run.id)
         exe = Execution(
             point,
             store=store,
@@ -367,7 +399,7 @@ class CompiledGraph(Generic[S]):
             services=self.services,
             memory=self._memory_binding,
             emit=sink,
-            listening=emit is not None,
+            listening=emit is not None or obs is not None,
             rng=self.rng,
         )
         sink(
@@ -375,7 +407,7 @@ class CompiledGraph(Generic[S]):
                 run_id=run.id, graph=self.name, resumed=point.resumed, step=point.step.step
             )
         )
-        inner = asyncio.ensure_future(exe.drive())
+        inner = asyncio.ensure_future(run_scope(exe.drive(), run.id, obs))
         self._tasks[run.id] = inner
         beat: Heartbeat | None = None
         if lease is not None and isinstance(store, LeaseStore):
@@ -407,7 +439,13 @@ class CompiledGraph(Generic[S]):
                     step=head,
                 )
             raise
+        except BaseException as e:
+            if obs is not None:
+                obs.close(e)
+            raise
         finally:
+            if obs is not None:
+                obs.close()
             self._tasks.pop(run.id, None)
             if lease is not None:
                 retire(lease.owner)

@@ -17,6 +17,7 @@ from pydantic import TypeAdapter
 from flowstate._crashpoints import crash_point, effect_observers
 from flowstate.checkpoints import EffectRecord
 from flowstate.errors import EffectDivergence, EffectError, RunStateError
+from flowstate.observability import current_effect_observer
 
 __all__ = [
     "ContextEvent",
@@ -205,12 +206,11 @@ class NodeContext:
         if self._cancelled():
             raise RunStateError(f"run {self.run_id} was cancelled; effect '{name}' not started")
         crash_point("effect.before_call")
-        if inspect.iscoroutinefunction(fn):
-            result = await fn(*args, **kwargs)
+        observer = current_effect_observer()
+        if observer is None:
+            result = await self._perform(fn, args, kwargs)
         else:
-            result = await asyncio.to_thread(fn, *args, **kwargs)
-            if inspect.isawaitable(result):
-                result = await result
+            result = await observer.effect(seq, name, args, self._perform(fn, args, kwargs))
         crash_point("effect.after_call")
         for observe in effect_observers:
             observe(self.run_id, self.step, self.task_path, seq, name)
@@ -245,6 +245,17 @@ class NodeContext:
         self._journal[seq] = record
         self._emit(EffectReported(seq, name, replayed=False, diverged=seq in self.diverged))
         return self._decode(response, result_type)
+
+    @staticmethod
+    async def _perform(
+        fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if inspect.iscoroutinefunction(fn):
+            return await fn(*args, **kwargs)
+        result = await asyncio.to_thread(fn, *args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
 
     @staticmethod
     def _decode(raw: str, result_type: Any) -> Any:

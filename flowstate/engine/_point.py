@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from flowstate.checkpoints import RunRecord, StepRecord
+from flowstate.observability import RunObserver
 
 from ._journal import JournalSource
 from ._limits import Limits
@@ -37,6 +38,9 @@ class RunConfig:
     token_base: tuple[int, int] = (0, 0)
     """A subgraph's child run: the (input, output) tokens its run tree had used when it
     started, counted by its budgets but not reported as its own usage."""
+    trace: dict[str, Any] | None = None
+    """W3C trace context of the run's span (``{"traceparent": ...}``), so a resume in
+    any process continues the run's trace (flowstate.observability)."""
 
     def to_json(self) -> str:
         doc: dict[str, Any] = {
@@ -48,6 +52,8 @@ class RunConfig:
         }
         if self.token_base != (0, 0):
             doc["token_base"] = list(self.token_base)
+        if self.trace is not None:
+            doc["trace"] = self.trace
         return json.dumps(doc)
 
     @classmethod
@@ -63,6 +69,7 @@ class RunConfig:
             interrupt_after=tuple(doc.get("interrupt_after", ())),
             max_concurrency=doc.get("max_concurrency"),
             token_base=_pair(doc.get("token_base")),
+            trace=doc.get("trace"),
         )
 
     def inherit(self, parent: Inherited | None) -> RunConfig:
@@ -135,3 +142,8 @@ class ResumePoint:
     """Where effects come from when not in the run's own journal (replay, fork)."""
     lease: Lease | None = None
     """The lease held on the run, released when the execution ends."""
+    observer: RunObserver | None = None
+    """Telemetry of this run segment, when observability is on (made by ``_execute``
+    for a resume)."""
+    took_over: bool = False
+    """The resume took the run over from a process that died while running it."""

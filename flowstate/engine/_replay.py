@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from flowstate.checkpoints import SQLiteStore, WriteRecord
 from flowstate.errors import EffectDivergence, NodeFailed, ReplayDivergence, RunStateError
+from flowstate.observability import run_observer
 
 from ._journal import JournalSource
 from ._point import Progress, ResumePoint, RunConfig
@@ -273,6 +274,20 @@ async def fork(
     new_id = new_run_id or uuid.uuid4().hex[:16]
     now = time.time()
     state_json = schema.dump_state(state)
+    config = RunConfig.of_run(parent, app.max_steps, app.limits)
+    obs = run_observer(
+        run_id=new_id,
+        graph=app.name,
+        kind="fork",
+        stored=config.trace,
+        subgraph=False,
+        step=0,
+        limits=config.limits.model_dump(),
+    )
+    config_doc = json.loads(parent.config)
+    config_doc.pop("trace", None)
+    if obs is not None and obs.traceparent:
+        config_doc["trace"] = {"traceparent": obs.traceparent}
     run = RunRecord(
         id=new_id,
         graph=app.name,
@@ -282,7 +297,7 @@ async def fork(
         input=state_json,
         parent_id=run_id,
         parent_step=at,
-        config=parent.config,
+        config=json.dumps(config_doc),
         created_at=now,
         updated_at=now,
     )
@@ -296,7 +311,12 @@ async def fork(
     )
     if not json.loads(row.tasks):
         run = run.model_copy(update={"status": "completed"})
-    store.create_run(run, step0)
+    try:
+        store.create_run(run, step0)
+    except BaseException as e:
+        if obs is not None:
+            obs.close(e)
+        raise
     journal = None
     if reuse_effects:
         journal = JournalSource(
@@ -312,5 +332,6 @@ async def fork(
         config=RunConfig.of_run(run, app.max_steps, app.limits),
         progress=Progress(last_snapshot_bytes=len(state_json)),
         journal=journal,
+        observer=obs,
     )
     return await app._execute(point, on_event)

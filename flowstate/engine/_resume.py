@@ -62,6 +62,9 @@ async def resume_point(
     that step already committed, its counters and configuration, and the lease taken on
     it (when the store keeps leases). ``Finished`` when it had completed."""
     run = store.get_run(run_id)
+    # still 'running' with no live owner (acquire below refuses a live one): the
+    # process that ran it died, and this resume takes its lease over
+    took_over = run.status == "running"
     identity.check(run, allow_graph_change)
     owner = new_owner()
     epoch = 0
@@ -146,4 +149,5 @@ async def resume_point(
         resumed=True,
         journal=journal,
         lease=Lease(owner, epoch) if epoch else None,
+        took_over=took_over,
     )

@@ -74,6 +74,7 @@ class Execution:
             resumed_step=point.step.step if point.resumed else None,
             cancelled=self._cancel_seen,
             custom_reducers=frozenset(ir.schema.custom_reducer_fields()),
+            observer=point.observer,
         )
         self.progress = point.progress
         """The run's counters (advanced by each step as it commits)."""

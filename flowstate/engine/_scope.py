@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flowstate.checkpoints import CheckpointStore, RunRecord
+from flowstate.observability import RunObserver
 
 from ._journal import JournalSource
 from ._point import RunConfig
@@ -48,6 +49,8 @@ class RunScope:
     """Whether the run was cancelled (checked before each live effect)."""
     custom_reducers: frozenset[str]
     """State fields whose reducer is user code (it may refuse an update)."""
+    observer: RunObserver | None = None
+    """Telemetry of this run segment (flowstate.observability), or None when off."""
 
     @property
     def run_id(self) -> str:
