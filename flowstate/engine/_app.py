@@ -49,6 +49,10 @@ __all__ = ["CompiledGraph", "HistoryEntry", "RunResult"]
 
 S = TypeVar("S", bound=BaseModel)
 
+class Admitted(Exception):
+    """How the span of an admitted run ends: the run was stored, not executed."""
+
+
 class CompiledGraph(Generic[S]):
     """A validated graph bound to a checkpoint store. Create it with ``GraphBuilder.compile``.
 
@@ -228,6 +232,20 @@ class CompiledGraph(Generic[S]):
             limits=limits,
         )
         run, step0, _ = self._new_run(input, run_id=run_id, config=config)
+        obs = run_observer(
+            run_id=run.id,
+            graph=self.name,
+            kind="start",
+            stored=config.trace,
+            subgraph=False,
+            step=0,
+            limits=config.limits.model_dump(),
+        )
+        if obs is not None:
+            if obs.traceparent:  # the execution, in any process, continues this trace
+                config = replace(config, trace={"traceparent": obs.traceparent})
+                run = run.model_copy(update={"config": config.to_json()})
+            obs.close(Admitted(run.id))  # its span ends as "not started", not as an error
         if run.status == "running":
             run = run.model_copy(update={"status": "queued"})
         return run, step0
