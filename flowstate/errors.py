@@ -1,10 +1,8 @@
 """Every error flowstate raises, in one small tree that separates blame.
 
 ```
-FlowstateError                 base of every error; a stable ``code`` and ``retryable``
+FlowstateError                 base of everything below; has a stable ``code``
 ├── GraphBuildError            your graph: raised by ``compile()``, lists every problem
-├── ConfigError                a setting or argument is invalid (also a ValueError)
-├── TargetError                a ``module:attr`` target cannot be loaded (also a ValueError)
 ├── NodeFailed                 your node code raised; ``.run_id .step .node``, ``__cause__``
 ├── UpdateRejected             a node returned fields or types the state refuses
 ├── InputRejected              a run's input does not fit the state model
@@ -13,8 +11,6 @@ FlowstateError                 base of every error; a stable ``code`` and ``retr
 ├── StateMutated               a node changed its input state in place instead of returning it
 ├── GraphMismatch              resume/fork with a graph that differs from the recorded one
 ├── ReplayDivergence           replay produced a different update than the recorded run
-├── RouteError                 a router raised or returned a target it did not declare
-├── EffectDivergence           replay met an effect request the journal does not hold
 ├── RunNotFound                no run with that id in the store
 ├── RunStateError              the run is not in a state that allows the operation
 │   ├── RunOwned               another live process is executing the run
@@ -22,18 +18,15 @@ FlowstateError                 base of every error; a stable ``code`` and ``retr
 ├── EffectError                an effect's arguments or result cannot be journaled
 ├── StoreError                 storage, not your code
 │   ├── CorruptRowError        a stored row failed its hash or schema check
-│   └── StoreIOError           the database reported an I/O or locking failure (retryable)
-├── LLMError (flowstate.llm)   a model call failed (retryable for 408/429/5xx/no answer)
-│   ├── LLMConfigError, ScriptExhausted, ToolInputError
-│   └── LLMOutputError (flowstate.nodes)
-└── FlowstateMemoryError (flowstate.memory)
-    └── MemoryConfigError, MemoryStoreError, EmbeddingsUnavailable, ReflectionError
+│   └── StoreIOError           the database reported an I/O or locking failure
+└── CLIError                   the command line was given something it cannot use
+    ├── GraphLoadError         module:attr does not name a graph (or registry) to load
+    └── DatabaseNotFound       no checkpoint database where the command looked
 ```
 
 Each message says what happened, to which named thing, and what to do. The code
-(``FS1xx`` for graphs, ``FS2xx`` for runs, ``FS3xx`` for storage, ``FS4xx`` for models,
-``FSMxxx`` for memory) is stable and documented. ``retryable`` says whether the same call
-may succeed if tried again (a transient fault, not a bug).
+(``FS1xx`` for graphs, ``FS2xx`` for runs, ``FS3xx`` for storage, ``FS4xx`` for the
+command line) is stable and documented in docs/reference/errors.md.
 """
 
 from __future__ import annotations
@@ -41,12 +34,15 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "CLIError",
     "ConfigError",
     "CorruptRowError",
+    "DatabaseNotFound",
     "EffectDivergence",
     "EffectError",
     "FlowstateError",
     "GraphBuildError",
+    "GraphLoadError",
     "GraphMismatch",
     "InputRejected",
     "LeaseLost",
@@ -64,6 +60,19 @@ __all__ = [
     "UpdateRejected",
     "WriteConflict",
 ]
+
+
+RESUME_GRAPH_PLACEHOLDER = "--graph MODULE:ATTR"
+"""Stands for the graph in a resume hint; the CLI replaces it with the ``--graph`` (and
+``--db``) it was given, so its hint is a command that works as printed."""
+
+
+def resume_hint(run_id: str) -> str:
+    """How to continue run ``run_id``, from the shell and from Python."""
+    return (
+        f"`flowstate resume {run_id} {RESUME_GRAPH_PLACEHOLDER}` "
+        f"(Python: `app.resume({run_id!r})`)"
+    )
 
 
 class FlowstateError(Exception):
@@ -95,17 +104,17 @@ class GraphBuildError(FlowstateError):
         super().__init__(f"{n} problem{'s' if n != 1 else ''} in graph '{graph}':\n{lines}")
 
 
+class TargetError(FlowstateError, ValueError):
+    """A ``module:attr`` target cannot be imported or lacks the attribute."""
+
+    code = "FS102"
+
+
 class ConfigError(FlowstateError, ValueError):
     """A setting or argument is invalid (a durability, a schema name, a run field); the
     message names it and the values it may take. Also a ``ValueError``."""
 
     code = "FS103"
-
-
-class TargetError(FlowstateError, ValueError):
-    """A ``module:attr`` target (``flowstate run``, ``flowstate serve``) cannot be loaded."""
-
-    code = "FS102"
 
 
 class NodeFailed(FlowstateError):
@@ -119,8 +128,8 @@ class NodeFailed(FlowstateError):
         self.node = node
         super().__init__(
             f"node '{node}' failed in run {run_id} at step {step}: {detail}. "
-            f"Fix the node, then `flowstate resume {run_id}` continues from the last "
-            "committed activation."
+            f"Fix the node, then {resume_hint(run_id)} continues from the last committed "
+            "activation."
         )
 
 
@@ -228,7 +237,23 @@ class RouteError(FlowstateError):
     def __init__(self, source: str, router: str, detail: str) -> None:
         self.source = source
         self.router = router
+        self.detail = detail
+        self.run_id: str | None = None
+        self.step: int | None = None
         super().__init__(f"router '{router}' after '{source}' {detail}")
+
+    def in_run(self, run_id: str, step: int) -> RouteError:
+        """The same error, saying which run failed where and how to continue it. The
+        router is to blame, not the node before it (whose update was committed)."""
+        err = RouteError(
+            self.source,
+            self.router,
+            f"{self.detail}. Run {run_id} failed at step {step}; fix the router, then "
+            f"{resume_hint(run_id)} continues",
+        )
+        err.run_id, err.step = run_id, step
+        err.__cause__ = self.__cause__
+        return err
 
 
 class EffectDivergence(FlowstateError):
@@ -275,8 +300,9 @@ class RunOwned(RunStateError):
         left = max(0.0, lease_until - time.time())
         super().__init__(
             f"run {run_id} is being executed by {owner} (its lease runs {left:.1f}s more); "
-            "wait for it to finish, pass wait=SECONDS to resume, or resume after its lease "
-            "expires if that process died"
+            f"wait for it: `flowstate resume {run_id} --wait SECONDS` (Python: "
+            "`resume(run_id, wait=SECONDS)`), or resume after its lease expires if that "
+            "process died"
         )
 
 
@@ -328,3 +354,21 @@ class StoreIOError(StoreError):
 
     code = "FS302"
     retryable = True
+
+
+class CLIError(FlowstateError):
+    """The command line was given something it cannot use: an option, JSON, a file."""
+
+    code = "FS400"
+
+
+class GraphLoadError(CLIError):
+    """``module:attr`` (or ``path.py:attr``) does not name a graph or registry to load."""
+
+    code = "FS401"
+
+
+class DatabaseNotFound(CLIError):
+    """A command that reads runs found no checkpoint database where it looked."""
+
+    code = "FS402"

@@ -33,3 +33,16 @@ def builder() -> GraphBuilder[Counter]:
 
 
 graph = builder()
+
+
+stored = builder().compile(store=os.environ.get("CLI_TEST_STORE", "graph-own.db"))
+"""A graph that names its own store (a relative path: the tests chdir to a temp dir)."""
+
+
+def needs_model(llm: object) -> GraphBuilder[Counter]:
+    """A graph factory that needs a model (like the prebuilt graphs)."""
+    return builder()
+
+
+REGISTRY = [builder().compile(store=":memory:")]
+"""What `flowstate serve` is pointed at."""

@@ -2,14 +2,12 @@
 
 Stores hold JSON documents and know nothing of node code. ``SQLiteStore`` is the
 embedded default; ``InMemoryStore`` keeps the records in process memory (no persistence,
-for tests and benchmarks); ``PostgresStore`` serves several workers on several machines
-(it needs the ``postgres`` extra and is imported on first use). ``CheckpointStore`` is
-the interface they all implement and ``LeaseStore`` the one-writer-per-run capability
-(see ``docs/concepts/stores.md``).
+for tests and benchmarks).
 """
 
-from ._maintenance import DoctorReport, doctor, parse_age, prune
+from ._maintenance import DamagedRow, DoctorReport, doctor, parse_age, prune
 from ._memory_store import InMemoryStore
+from ._open import describe_store, is_postgres_url, open_store
 from ._protocol import CheckpointStore, LeaseStore
 from ._records import (
     CHECKPOINT_FORMAT,
@@ -44,6 +42,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "AttemptRecord",
     "CheckpointStore",
+    "DamagedRow",
     "DoctorReport",
     "Durability",
     "EffectRecord",
@@ -56,7 +55,10 @@ __all__ = [
     "SQLiteStore",
     "StepRecord",
     "WriteRecord",
+    "describe_store",
     "doctor",
+    "is_postgres_url",
+    "open_store",
     "parse_age",
     "prune",
     "row_hash",

@@ -5,15 +5,9 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
-from flowstate.errors import ConfigError
-
-if TYPE_CHECKING:
-    from ._protocol import CheckpointStore
-    from ._sqlite import SQLiteStore
-
-__all__ = ["DoctorReport", "doctor", "parse_age", "prune"]
+__all__ = ["DamagedRow", "DoctorReport", "doctor", "parse_age", "prune"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -22,14 +16,14 @@ def parse_age(text: str) -> float:
     """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` → seconds."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
     if not m:
-        raise ConfigError(
+        raise ValueError(
             f"'{text}' is not an age: use a number and a unit, e.g. 30d, 12h, 90m, 45s, 2w"
         )
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
 def prune(
-    store: CheckpointStore,
+    store: Any,
     *,
     older_than: float,
     status: str | None = None,
@@ -57,45 +51,82 @@ def prune(
 
 
 @dataclass
+class DamagedRow:
+    """A stored row that fails what a read checks."""
+
+    table: str
+    run_id: str
+    step: int | None
+    problem: str
+
+
+@dataclass
 class DoctorReport:
+    """What ``doctor`` found. ``ok`` only when SQLite's check and every row pass."""
+
     path: str
+    """Where the store keeps its rows."""
     integrity: str
+    """The database's own check: ``"ok"`` or its problems."""
     file_bytes: int
+    """Bytes on disk (database, WAL and shared-memory files); 0 for a server database."""
     rows: dict[str, int] = field(default_factory=dict)
     largest_runs: list[tuple[str, int]] = field(default_factory=list)
+    damaged: list[DamagedRow] = field(default_factory=list)
+    """Rows that fail their hash, schema or JSON check (what reading them would raise)."""
     vacuumed_bytes: int | None = None
+    """Bytes freed by ``vacuum``: the size on disk before minus after (None: not run)."""
+
+    @property
+    def damaged_runs(self) -> list[str]:
+        """Runs with at least one damaged row, in order of first appearance."""
+        return list(dict.fromkeys(d.run_id for d in self.damaged))
 
     @property
     def ok(self) -> bool:
-        return self.integrity == "ok"
+        return self.integrity == "ok" and not self.damaged
 
 
-def doctor(store: SQLiteStore, *, vacuum: bool = False, top: int = 10) -> DoctorReport:
-    """SQLite's integrity check, rows per table, the largest runs; VACUUM on request."""
+def _disk_bytes(store: Any) -> int:
     import os
 
-    def size() -> int:
-        total = 0
-        for suffix in ("", "-wal", "-shm"):
-            p = f"{store.path}{suffix}"
-            if os.path.exists(p):
-                total += os.path.getsize(p)
-        return total
+    path = getattr(store, "path", None)
+    if path is None or getattr(store, "memory", False):
+        return 0
+    total = 0
+    for suffix in ("", "-wal", "-shm"):
+        p = f"{path}{suffix}"
+        if os.path.exists(p):
+            total += os.path.getsize(p)
+    return total
 
-    report = DoctorReport(
-        path=str(store.path), integrity=store.integrity_check(), file_bytes=size()
-    )
+
+def doctor(store: Any, *, vacuum: bool = False, top: int = 10) -> DoctorReport:
+    """Check a store as the engine reads it: the database's own integrity check, then every
+    row's hash, schema and JSON in every table (``damaged``); rows per table and the
+    largest runs. ``vacuum`` compacts an SQLite file (only when nothing is damaged) and
+    reports the bytes it freed."""
     from flowstate.errors import StoreError
 
+    from ._open import describe_store
+
+    report = DoctorReport(
+        path=describe_store(store), integrity=store.integrity_check(), file_bytes=_disk_bytes(store)
+    )
     try:  # a damaged file may not even be countable: the integrity result says why
-        report.rows = store.table_sizes()
-        report.largest_runs = store.largest_runs(top)
+        if hasattr(store, "damaged_rows"):
+            report.damaged = [DamagedRow(*d) for d in store.damaged_rows()]
+        if hasattr(store, "table_sizes"):
+            report.rows = store.table_sizes()
+        if hasattr(store, "largest_runs"):
+            report.largest_runs = store.largest_runs(top)
     except StoreError:
-        if report.ok:
+        if report.integrity == "ok":
             raise
-    if vacuum and report.ok:
-        with store._lock:
-            store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            store.conn.execute("VACUUM")
-        report.vacuumed_bytes = size()
+    if vacuum and report.integrity == "ok" and hasattr(store, "vacuum"):
+        before = _disk_bytes(store)
+        store.vacuum()
+        after = _disk_bytes(store)
+        report.file_bytes = after
+        report.vacuumed_bytes = before - after
     return report

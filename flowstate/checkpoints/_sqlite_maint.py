@@ -5,13 +5,25 @@ WAL shrinking."""
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from typing import Any
 
-from flowstate.errors import CorruptRowError
+from flowstate.errors import CorruptRowError, StoreIOError
 
-from ._common import PER_RUN_TABLES, children_range, direct_children, migrated_rows
-from ._records import EffectRecord
+from ._common import (
+    PER_RUN_TABLES,
+    RUN_IMMUTABLE,
+    STEP_COLS,
+    TABLE_MODELS,
+    WRITE_COLS,
+    children_range,
+    decode_row,
+    direct_children,
+    hashed_columns,
+    values,
+)
+from ._records import EffectRecord, row_hash
 
 __all__ = ["BLOB_MIN_BYTES", "BLOB_PREFIX", "SQLiteMaintenance", "blobbed"]
 
@@ -19,6 +31,18 @@ BLOB_MIN_BYTES = 8 * 1024
 """Effect results at least this large are stored once in ``blobs`` by their sha256 and
 referenced as ``@blob:<hash>`` (a prefix no JSON text can start with)."""
 BLOB_PREFIX = "@blob:"
+
+JSON_COLUMNS: dict[str, tuple[str, ...]] = {
+    "runs": ("graph_doc", "input", "config"),
+    "steps": ("tasks", "joins", "snapshot"),
+    "writes": ("update", "goto", "usage"),
+    "effects": ("request", "response"),
+    "interrupts": ("payload", "answer"),
+}
+"""The columns of each hashed table that hold JSON text (None allowed where nullable)."""
+
+QUARANTINE_PREFIX = "quarantine_"
+"""``doctor --quarantine`` moves a run's rows from ``t`` into ``quarantine_t``."""
 
 
 def blobbed(c: sqlite3.Connection, e: EffectRecord) -> EffectRecord:
@@ -42,6 +66,7 @@ class SQLiteMaintenance:
     _lock: Any
     conn: sqlite3.Connection
     memory: bool
+    path: Any
     _busy_timeout_ms: int
     write: Any
     _read: Any
@@ -74,6 +99,63 @@ class SQLiteMaintenance:
             except sqlite3.DatabaseError as e:
                 return f"error: {e}"
         return "; ".join(str(r[0]) for r in rows)
+
+    def damaged_rows(self, limit: int = 1000) -> list[tuple[str, str, int | None, str]]:
+        """Every row that fails what a read checks, as ``(table, run id, step, problem)``:
+        its integrity hash, its schema, the JSON of its JSON columns, and (for effects) its
+        blob. Reads every row of every hashed table; stops after ``limit`` problems."""
+        out: list[tuple[str, str, int | None, str]] = []
+        for table in TABLE_MODELS:
+            names = ", ".join(f'"{c}"' for c in hashed_columns(table))
+            with self._lock:
+                try:
+                    cur = self.conn.execute(f'SELECT {names} FROM "{table}"')
+                except sqlite3.OperationalError:  # the table is missing: integrity says so
+                    continue
+                for row in cur:
+                    if len(out) >= limit:
+                        return out
+                    try:
+                        rec = decode_row(table, row)
+                        for col in JSON_COLUMNS.get(table, ()):
+                            text = getattr(rec, col)
+                            if text is None or (col == "response" and text.startswith(BLOB_PREFIX)):
+                                continue
+                            try:
+                                json.loads(text)
+                            except ValueError as e:
+                                raise CorruptRowError(
+                                    table,
+                                    str(row[0]),
+                                    getattr(rec, "step", None),
+                                    f"column '{col}' is not JSON ({e})",
+                                ) from None
+                        if table == "effects":
+                            self._unblob(rec)
+                    except CorruptRowError as e:
+                        out.append((e.table, e.run_id, e.step, e.message.split(": ", 1)[-1]))
+                    except (TypeError, ValueError) as e:  # a row too damaged to even split
+                        out.append((table, str(row[0]), None, f"unreadable row: {e}"))
+        return out
+
+    def quarantine_run(self, run_id: str) -> dict[str, int]:
+        """Move a run's rows (child runs included) out of the tables the engine reads, into
+        ``quarantine_<table>`` tables of the same file, in one transaction. Nothing is
+        deleted; the rest of the database stays usable. Returns rows moved per table."""
+        params = [run_id, *children_range(run_id)]
+        moved: dict[str, int] = {}
+        with self.write() as c:
+            for table, col in PER_RUN_TABLES:
+                q = f'"{QUARANTINE_PREFIX}{table}"'
+                where = _SELF_OR_CHILDREN.format(col=col)
+                c.execute(f'CREATE TABLE IF NOT EXISTS {q} AS SELECT * FROM "{table}" WHERE 0')
+                n = c.execute(
+                    f'INSERT INTO {q} SELECT * FROM "{table}" WHERE {where}', params
+                ).rowcount
+                c.execute(f'DELETE FROM "{table}" WHERE {where}', params)
+                if n:
+                    moved[table] = n
+        return moved
 
     def table_sizes(self) -> dict[str, int]:
         """Row count of every table in the file (migrations bookkeeping included)."""
@@ -158,30 +240,46 @@ class SQLiteMaintenance:
         are recomputed. Used by resume, so new rows are never mixed with old ones."""
         with self.write() as c:
             self._fence(c, run_id)
-            run_vals, steps, writes = migrated_rows(
-                self.get_run(run_id),
-                self.steps(run_id),
-                self.writes(run_id),
-                state=state,
-                update=update,
-                fingerprint=fingerprint,
-                graph_doc=graph_doc,
+            run = self.get_run(run_id)
+            new_run = run.model_copy(
+                update={
+                    "input": state(run.input),
+                    "fingerprint": fingerprint,
+                    "graph_doc": graph_doc,
+                }
             )
+            vals = [getattr(new_run, k) for k in RUN_IMMUTABLE]
             c.execute(
                 "UPDATE runs SET input = ?, fingerprint = ?, graph_doc = ?, hash = ? WHERE id = ?",
-                [*run_vals, run_id],
+                [new_run.input, fingerprint, graph_doc, row_hash(*vals), run_id],
             )
-            for st, h in steps:
+            for st in self.steps(run_id):
+                if st.snapshot is None:
+                    continue
+                new = st.model_copy(update={"snapshot": state(st.snapshot)})
                 c.execute(
                     "UPDATE steps SET snapshot = ?, hash = ? WHERE run_id = ? AND step = ?",
-                    [st.snapshot, h, run_id, st.step],
+                    [new.snapshot, values(new, STEP_COLS)[-1], run_id, st.step],
                 )
-            for w, h in writes:
+            for w in self.writes(run_id):
+                new_w = w.model_copy(update={"update": update(w.update)})
                 c.execute(
                     'UPDATE writes SET "update" = ?, hash = ? '
                     "WHERE run_id = ? AND step = ? AND task_path = ?",
-                    [w.update, h, run_id, w.step, w.task_path],
+                    [new_w.update, values(new_w, WRITE_COLS)[-1], run_id, w.step, w.task_path],
                 )
+
+    def vacuum(self) -> None:
+        """Fold the WAL into the file and rebuild it without free pages (``VACUUM``)."""
+        if self.memory:
+            return
+        with self._lock:
+            try:
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                self.conn.execute("VACUUM")
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.DatabaseError as e:
+                raise StoreIOError(f"VACUUM of {self.path} failed: {e}") from e
 
     def shrink_wal(self) -> None:
         """Best effort, at the end of a run: fold the WAL into the database and truncate it,

@@ -1,19 +1,25 @@
 """The ``flowstate`` command: run graphs, list and inspect runs, resume, draw graphs.
 
-Errors print one line (with the error code) and exit non-zero; no tracebacks unless
-``FLOWSTATE_DEBUG=1``.
+Every error of every command prints one line with its code and exits non-zero; no
+traceback unless ``--debug`` (anywhere on the line) or ``FLOWSTATE_DEBUG=1`` (see
+``FlowstateGroup``). Every command finds its database by one rule (``resolve_db``).
 
 The commands live by job: `_runs` (run, resume, replay, fork), `_inspect` (runs, show,
-graph), `_maint` (prune, doctor) and `_service` (serve); `_common` holds what they share
-and `_live` the live display. This module builds the typer `app` and registers them, in the
-order `flowstate --help` lists them.
+graph), `_maint` (prune, doctor) and `_service` (serve). `_group` turns errors into one
+line and tidies help, `_load` loads `module:attr`, `_common` holds the database rule and
+what else the commands share, `_console` the consoles and `_live` the live display.
+This module builds the typer `app` and registers them, in the order `flowstate --help`
+lists them.
 """
 
 from __future__ import annotations
 
 import typer
 
-from ._common import DB_HELP, CLIError, console, err_console, load_graph
+from flowstate.errors import CLIError
+
+from ._common import DB_HELP, console, err_console, load_graph, resolve_db
+from ._group import FlowstateGroup
 from ._inspect import graph_cmd, runs, show
 from ._maint import doctor, prune
 from ._runs import fork, replay, resume, run
@@ -27,13 +33,17 @@ __all__ = [
     "err_console",
     "load_graph",
     "main",
+    "resolve_db",
 ]
 
 app = typer.Typer(
-    help="flowstate: durable LLM agents as typed graphs. Run, inspect, resume, draw.",
+    cls=FlowstateGroup,
+    help="flowstate: durable LLM agents as typed graphs. Run, inspect, resume, draw. "
+    "Add --debug to any command for a traceback on error.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"max_content_width": 80},
 )
 
 for _command in (run, resume, runs, show, replay, fork, prune, doctor):

@@ -1,112 +1,161 @@
-"""What every command shares: the consoles, the store, loading a graph, JSON arguments,
-and turning errors into one line and an exit code."""
+"""What the commands share: help texts, JSON arguments, and the one rule by which every
+command finds its database (``resolve_db``)."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
-from flowstate.checkpoints import SQLiteStore
-from flowstate.engine import DEFAULT_DB, CompiledGraph, GraphBuilder, load_target
-from flowstate.errors import FlowstateError
+from flowstate.checkpoints import describe_store, is_postgres_url, open_store
+from flowstate.engine import CompiledGraph
+from flowstate.errors import (
+    RESUME_GRAPH_PLACEHOLDER,
+    CLIError,
+    DatabaseNotFound,
+    FlowstateError,
+)
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+from ._console import console, err_console
+from ._load import load_graph
 
-DB_HELP = "SQLite checkpoint file (default: $FLOWSTATE_DB or ./flowstate.db)."
+DEFAULT_DB = "flowstate.db"
+"""The database of last resort: ``./flowstate.db`` (see ``resolve_db``)."""
 
+DB_HELP = (
+    "SQLite file or postgresql:// URL. Default: the store the graph was compiled with, "
+    "else $FLOWSTATE_DB, else ./flowstate.db."
+)
+VERBOSE_HELP = "Print the database used (to stderr)."
+GRAPH_HELP = "The graph: module:attr or path/to/file.py:attr. Default: $FLOWSTATE_GRAPH."
+LLM_HELP = "Model for graphs that need one: anthropic:MODEL or scripted:FILE.json."
+QUIET_HELP = "No live display."
 
-class CLIError(Exception):
-    """A user-facing error of the command line itself."""
-
-
-def _db(db: str | None) -> str:
-    return db or os.environ.get("FLOWSTATE_DB", DEFAULT_DB)
-
-
-def _store(db: str | None, must_exist: bool = True) -> SQLiteStore:
-    path = _db(db)
-    if must_exist and not Path(path).exists():
-        raise CLIError(f"no checkpoint database at {path}: pass --db PATH or set FLOWSTATE_DB")
-    return SQLiteStore(path)
-
-
-def load_graph(target: str, db: str | None = None, llm: str | None = None) -> CompiledGraph[Any]:
-    """Import ``module:attr`` (a CompiledGraph, a GraphBuilder, or a function returning
-    one) given by the user on the command line, and bind it to the store."""
-    obj = load_target(target)
-    if callable(obj) and not isinstance(obj, CompiledGraph | GraphBuilder):
-        import inspect
-
-        kwargs: dict[str, Any] = {}
-        spec = llm or os.environ.get("FLOWSTATE_LLM")
-        try:
-            params = inspect.signature(obj).parameters
-        except (TypeError, ValueError):
-            params = {}
-        if "llm" in params:
-            if not spec:
-                raise CLIError(
-                    f"'{target}' needs a model: pass --llm anthropic:MODEL or --llm scripted:FILE"
-                )
-            from flowstate.llm import llm_from_spec
-
-            kwargs["llm"] = llm_from_spec(spec)
-        obj = obj(**kwargs)
-    if isinstance(obj, GraphBuilder):
-        obj = obj.compile(store=_db(db))
-    if not isinstance(obj, CompiledGraph):
-        raise CLIError(
-            f"'{target}' is a {type(obj).__name__}, not a compiled graph: point at the result "
-            "of GraphBuilder.compile(), a GraphBuilder, or a function returning one"
-        )
-    if db or not obj.has_store:
-        return obj.bind(SQLiteStore(_db(db)))
-    return obj
+__all__ = [
+    "DB_HELP",
+    "Database",
+    "console",
+    "err_console",
+    "json_arg",
+    "load_graph",
+    "resolve_db",
+]
 
 
-def _fail(e: BaseException) -> None:
-    if os.environ.get("FLOWSTATE_DEBUG"):
-        raise e
-    msg = str(e).splitlines()
-    err_console.print(f"[bold red]error:[/] {msg[0] if msg else type(e).__name__}", highlight=False)
-    for line in msg[1:]:
-        err_console.print(line, highlight=False)
-    raise typer.Exit(code=1)
+# -- JSON arguments -------------------------------------------------------------------------
 
 
-def _guard(fn: Callable[[], Any]) -> Any:
-    try:
-        return fn()
-    except typer.Exit:
-        raise
-    except (FlowstateError, CLIError, ValueError, OSError) as e:
-        _fail(e)
-    except KeyboardInterrupt:
-        err_console.print("interrupted; the run can be resumed with `flowstate resume`")
-        raise typer.Exit(code=130) from None
-
-
-def _json_arg(raw: str | None, what: str) -> Any:
+def json_arg(raw: str | None, what: str) -> Any:
+    """Parse ``raw`` (JSON, or ``@path`` of a JSON file) given for option ``what``."""
     if raw is None:
         return None
+    source = raw
     if raw.startswith("@"):
-        raw = Path(raw[1:]).read_text()
+        path = Path(raw[1:])
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise CLIError(
+                f"cannot read the {what} file '{path}': {e.strerror or e}; pass an existing "
+                f"JSON file as {what} @FILE, or the JSON itself"
+            ) from None
     try:
         return json.loads(raw)
     except json.JSONDecodeError as e:
         raise CLIError(
-            f"{what} is not valid JSON ({e.msg} at char {e.pos}): {raw[:80]!r}"
+            f"{what} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}): "
+            f"{source[:80]!r}"
         ) from None
 
 
-def _need_graph(graph: str | None) -> str:
+# -- the database rule ------------------------------------------------------------------------
+
+
+@dataclass
+class Database:
+    """The database a command uses, and why."""
+
+    store: Any
+    """The opened store."""
+    where: str
+    """Where its rows are (a path, or a URL with the password masked)."""
+    source: str
+    """Which rule chose it: ``--db``, the graph's store, ``$FLOWSTATE_DB`` or the default."""
+    graph: CompiledGraph[Any] | None = None
+    """The ``--graph``, bound to ``store``, when one was given."""
+    spec: str = ""
+    """The database as the user would type it again (``--db`` value, path or URL)."""
+    target: str | None = None
+    """The ``--graph`` as given (``module:attr`` or ``path.py:attr``)."""
+
+    def complete_hint(self, e: FlowstateError) -> None:
+        """Make the resume command in ``e``'s message one that works as printed: the
+        ``--graph`` this command was given, and ``--db`` when the graph alone would not
+        lead back to this database."""
+        text = str(e)
+        if RESUME_GRAPH_PLACEHOLDER not in text or self.target is None:
+            return
+        where = f"--graph {self.target}"
+        if self.source == "--db":
+            where += f" --db {self.spec}"
+        e.args = (text.replace(RESUME_GRAPH_PLACEHOLDER, where), *e.args[1:])
+
+
+def resolve_db(
+    db: str | None,
+    graph: str | None = None,
+    *,
+    llm: str | None = None,
+    must_exist: bool = True,
+    verbose: bool = False,
+    migrate: bool = True,
+) -> Database:
+    """The one rule every command follows to find its database:
+
+    1. ``--db`` (an SQLite path, ``:memory:`` or a ``postgresql://`` URL);
+    2. else the store the ``--graph`` was compiled with, when it names one;
+    3. else ``$FLOWSTATE_DB``;
+    4. else ``./flowstate.db``.
+
+    ``must_exist``: a command that reads runs refuses an SQLite file that does not exist
+    (rather than creating an empty one), naming the rule that chose it."""
+    g = load_graph(graph, llm) if graph else None
+    store: Any = None
+    if db:
+        spec, source = db, "--db"
+    elif g is not None and g.store_spec is not None:
+        source = f"the store of graph {graph}"
+        spec = g.store_spec
+        if not isinstance(spec, str | os.PathLike):
+            store = spec
+            spec = describe_store(spec)
+    elif os.environ.get("FLOWSTATE_DB"):
+        spec, source = os.environ["FLOWSTATE_DB"], "$FLOWSTATE_DB"
+    else:
+        spec, source = DEFAULT_DB, "the default"
+    spec = str(spec)
+    if store is None:
+        sqlite_file = spec not in (":memory:", "memory://") and not is_postgres_url(spec)
+        if must_exist and sqlite_file and not Path(spec).exists():
+            raise DatabaseNotFound(
+                f"no checkpoint database at {spec} (chosen by {source}); pass --db PATH or "
+                "URL, pass the --graph whose store holds the runs, or set FLOWSTATE_DB"
+            )
+        store = open_store(spec, migrate=migrate)
+    where = describe_store(store)
+    if verbose:
+        err_console.print(f"database: {where} ({source})", highlight=False, markup=False)
+    if g is not None and g.store_spec is not store:
+        g = g.bind(store)
+    return Database(store=store, where=where, source=source, graph=g, spec=spec, target=graph)
+
+
+def need_graph(graph: str | None) -> str:
+    """The graph a command that executes one must be given (or $FLOWSTATE_GRAPH)."""
     target = graph or os.environ.get("FLOWSTATE_GRAPH")
     if not target:
         raise CLIError(
@@ -114,3 +163,9 @@ def _need_graph(graph: str | None) -> str:
             "database) or set FLOWSTATE_GRAPH"
         )
     return target
+
+
+def exit_for(status: str) -> None:
+    """Exit non-zero unless a run completed: 3 when it paused, 1 otherwise."""
+    if status != "completed":
+        raise typer.Exit(code=3 if status == "paused" else 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ._common import CLIError, _fail
+from flowstate.errors import CLIError
 
 
 def register_service(app: typer.Typer) -> None:
@@ -16,10 +16,8 @@ def register_service(app: typer.Typer) -> None:
         @app.command("serve")
         def serve_missing() -> None:
             """Run the HTTP task service (needs `pip install 'flowstate[service]'`)."""
-            _fail(
-                CLIError(
-                    "the task service needs fastapi and uvicorn: pip install 'flowstate[service]'"
-                )
+            raise CLIError(
+                "the task service needs fastapi and uvicorn: pip install 'flowstate[service]'"
             )
 
         return

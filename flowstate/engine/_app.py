@@ -49,6 +49,17 @@ __all__ = ["CompiledGraph", "HistoryEntry", "RunResult"]
 
 S = TypeVar("S", bound=BaseModel)
 
+def _unknown_fields(model: type[BaseModel], input: Any) -> list[str]:
+    """Keys of a mapping input that name no field (nor alias) of ``model``: pydantic would
+    drop them silently, so a typo would go unnoticed. A model that allows extra fields
+    takes them."""
+    if not isinstance(input, Mapping) or model.model_config.get("extra") == "allow":
+        return []
+    names = set(model.model_fields)
+    names.update(f.alias for f in model.model_fields.values() if f.alias)
+    return [str(k) for k in input if k not in names]
+
+
 class Admitted(Exception):
     """How the span of an admitted run ends: the run was stored, not executed."""
 
@@ -112,6 +123,12 @@ class CompiledGraph(Generic[S]):
         if self._store is None:
             self._store = open_store(self._store_arg, self._durability)
         return self._store
+
+    @property
+    def store_spec(self) -> Any:
+        """What ``compile(store=...)`` named (a path, URL or store object), or None when the
+        graph uses the default store ($FLOWSTATE_DB or ./flowstate.db)."""
+        return self._store_arg if self._store_arg is not None else self._store
 
     @property
     def has_store(self) -> bool:
@@ -260,6 +277,15 @@ class CompiledGraph(Generic[S]):
         parent_step: int | None = None,
     ) -> tuple[RunRecord, StepRecord, BaseModel]:
         schema = self.ir.schema
+        unknown = _unknown_fields(schema.model, input)
+        if unknown:
+            known = ", ".join(schema.model.model_fields)
+            raise InputRejected(
+                f"the input has field{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(repr(u) for u in unknown)}, which {schema.name} does not have "
+                f"(its fields: {known}); fix the name or add the field to the state; no run "
+                "was created"
+            )
         try:
             state = input if isinstance(input, schema.model) else schema.model.model_validate(input)
         except ValidationError as e:

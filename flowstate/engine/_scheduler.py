@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from flowstate import events as ev
 from flowstate.checkpoints import CheckpointStore, InterruptRecord
-from flowstate.errors import FlowstateError, NodeFailed
+from flowstate.errors import FlowstateError, NodeFailed, RouteError
 
 from ._activation import Activation
 from ._context import Interrupted
@@ -248,8 +248,12 @@ class Execution:
                 detail = exc.message
             else:
                 detail = f"{type(exc).__name__}: {exc}"
-            err = NodeFailed(scope.run_id, step.number, failure.task.node, detail)
-            err.__cause__ = exc
+            err: FlowstateError
+            if isinstance(exc, RouteError):  # blame the router, not the node before it
+                err = exc.in_run(scope.run_id, step.number)
+            else:
+                err = NodeFailed(scope.run_id, step.number, failure.task.node, detail)
+                err.__cause__ = exc
             scope.store.update_run(
                 scope.run_id, status="failed", error=err.message, head_step=step.number
             )

@@ -103,9 +103,13 @@ def validate(ir: GraphIR) -> list[str]:
             )
         for r in rs:
             if not r.targets:
+                example = [n for n in ir.nodes if n != s][:2] or [s]
+                example.append("__end__")
+                lit = ", ".join(repr(n) for n in example)
                 problems.append(
                     f"router '{r.name}' after '{s}' declares no targets: annotate its return "
-                    "as Literal['a', 'b'] or pass targets=['a', 'b'] to add_conditional_edges"
+                    f"with the nodes it may choose, e.g. Literal[{lit}], or pass "
+                    f"targets=[{lit}] to add_conditional_edges"
                 )
             for t in r.targets:
                 check_target(f"router '{r.name}' after '{s}'", t)
@@ -192,10 +196,16 @@ def validate(ir: GraphIR) -> list[str]:
                     f"node '{n}' has no outgoing edge, so the run can never finish from it: "
                     f"add_edge('{n}', END) or an edge to the next node"
                 )
-            else:
+            elif any(n in nx.descendants(g, m) or m == n for m in g.successors(n)):
                 problems.append(
                     f"node '{n}' cannot reach END (it is in a loop with no exit): add an edge "
                     "or a router target that leads to END"
+                )
+            else:
+                nxt = ", ".join(repr(m) for m in sorted(g.successors(n)))
+                problems.append(
+                    f"node '{n}' cannot reach END: its edges lead only to {nxt}, which cannot "
+                    "finish either; add an edge or a router target that leads to END"
                 )
     problems += _parallel_conflicts(ir)
     return problems

@@ -31,7 +31,7 @@ class LLMError(FlowstateError):
     ``retryable`` is True for the statuses in ``RETRYABLE_STATUSES`` and for calls that got
     no answer at all (connection error, timeout, broken stream)."""
 
-    code = "FS401"
+    code = "FS501"
 
     status_code: int | None
     """HTTP status of the failed response, or None (connection error, malformed body, …)."""
@@ -45,7 +45,7 @@ class LLMError(FlowstateError):
 class LLMConfigError(LLMError):
     """The LLM layer is set up wrongly; the message says which setting and how to fix it."""
 
-    code = "FS402"
+    code = "FS502"
 
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message, status_code=status_code)
@@ -55,7 +55,7 @@ class LLMConfigError(LLMError):
 class ScriptExhausted(LLMError):
     """A `ScriptedLLM` received more requests than it has scripted responses."""
 
-    code = "FS403"
+    code = "FS503"
 
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message, status_code=status_code)
@@ -65,7 +65,7 @@ class ScriptExhausted(LLMError):
 class ToolInputError(LLMError):
     """Tool-call arguments failed validation against the tool's input schema."""
 
-    code = "FS404"
+    code = "FS504"
 
     tool: str
     """Name of the tool whose input was rejected."""

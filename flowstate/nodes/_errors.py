@@ -21,7 +21,7 @@ __all__ = ["LLMOutputError"]
 class LLMOutputError(LLMError):
     """The model's answer does not fit what the node asked for; the message names the node."""
 
-    code = "FS405"
+    code = "FS505"
 
     node: str
     """Name of the node whose model call gave the unusable answer."""

@@ -16,7 +16,7 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ValidationError
 
 from flowstate import events as ev
-from flowstate.checkpoints import Durability, SQLiteStore
+from flowstate.checkpoints import Durability, open_store
 from flowstate.engine import CompiledGraph, GraphBuilder
 from flowstate.errors import StoreError
 from flowstate.events import EventAdapter
@@ -114,7 +114,7 @@ def create_app(
         raise ValueError("create_app needs at least one graph to serve")
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be positive, not {max_body_bytes}")
-    store = SQLiteStore(db, durability=durability)
+    store = open_store(db, durability=durability)  # a path or a postgresql:// URL
     bound = registry.bind(store)
     service = TaskService(
         bound, store, max_concurrent_runs=max_concurrent_runs, task_timeout=task_timeout

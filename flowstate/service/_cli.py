@@ -11,6 +11,9 @@ from typing import Annotated
 
 import typer
 
+from flowstate.checkpoints import open_store
+from flowstate.errors import CLIError, FlowstateError, GraphLoadError
+
 __all__ = ["serve_command"]
 
 DEFAULT_DB = "flowstate.db"
@@ -29,8 +32,8 @@ def serve_command(
     graphs: Annotated[
         str,
         typer.Argument(
-            help="module:attr of the graphs to serve: a GraphRegistry, a dict of compiled "
-            "graphs, or a list of them. Only these graphs can be run; clients pick one by name."
+            help="The graphs to serve, as module:attr or path/to/file.py:attr: a "
+            "GraphRegistry, a dict or a list of compiled graphs. Clients pick one by name."
         ),
     ],
     db: Annotated[
@@ -70,18 +73,21 @@ def serve_command(
 
     token = os.environ.get("FLOWSTATE_TOKEN") or None
     if token is None and not _is_loopback(host) and not allow_unauthenticated:
-        typer.echo(
-            f"error: refusing to serve on {host} without a token: set FLOWSTATE_TOKEN, "
-            "bind 127.0.0.1, or pass --allow-unauthenticated",
-            err=True,
+        raise CLIError(
+            f"refusing to serve on {host} without a token: set FLOWSTATE_TOKEN, "
+            "bind 127.0.0.1, or pass --allow-unauthenticated"
         )
-        raise typer.Exit(2)
     try:
         registry = load_registry(graphs)
     except ValueError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        raise GraphLoadError(str(e)) from None
     path = db or os.environ.get("FLOWSTATE_DB", DEFAULT_DB)
+    try:  # a database that cannot be opened is refused now, not after the server is up
+        open_store(path).close()
+    except FlowstateError:
+        raise
+    except Exception as e:
+        raise CLIError(f"cannot open the database {path}: {e}; check --db") from None
     app = create_app(
         registry,
         db=path,

@@ -7,12 +7,16 @@ command line by the operator (the only import this package performs).
 
 from __future__ import annotations
 
+import importlib
+import os
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, cast
 
-from flowstate.checkpoints import CheckpointStore
-from flowstate.engine import CompiledGraph, GraphBuilder, load_target
+from flowstate.checkpoints import SQLiteStore
+from flowstate.engine import CompiledGraph, GraphBuilder
 
 from ._models import GRAPH_NAME_PATTERN
 
@@ -65,11 +69,15 @@ class GraphRegistry(Mapping[str, CompiledGraph[Any]]):
         self._graphs[name] = graph
         return graph
 
-    def bind(self, store: CheckpointStore) -> GraphRegistry:
+    def bind(self, store: SQLiteStore) -> GraphRegistry:
         """The same graphs, all on ``store``."""
         out = GraphRegistry()
         for name, g in self._graphs.items():
-            out._graphs[name] = g.bind(store)
+            bound = g.bind(store)
+            # older engines dropped breakpoints when rebinding; keep them either way
+            bound.interrupt_before = g.interrupt_before
+            bound.interrupt_after = g.interrupt_after
+            out._graphs[name] = bound
         return out
 
     def __getitem__(self, name: str) -> CompiledGraph[Any]:
@@ -88,7 +96,26 @@ class GraphRegistry(Mapping[str, CompiledGraph[Any]]):
 def load_registry(target: str) -> GraphRegistry:
     """Import ``pkg.mod:ATTR`` named by the operator: a GraphRegistry, a dict of graphs, a
     list of graphs, or a function returning one of these."""
-    obj = load_target(target)
+    if ":" not in target:
+        raise ValueError(f"'{target}' is not module:attr; e.g. myapp.graphs:REGISTRY")
+    mod_name, attr = target.rsplit(":", 1)
+    if mod_name.endswith(".py") or "/" in mod_name:  # a path, as `flowstate run` takes
+        path = Path(mod_name if mod_name.endswith(".py") else mod_name + ".py")
+        if not path.is_file():
+            raise ValueError(f"no file '{path}' (from '{target}'): check the path")
+        sys.path.insert(0, str(path.parent.resolve()))
+        mod_name = path.stem
+    elif os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise ValueError(f"cannot import module '{mod_name}': {e}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"module '{mod_name}' has no attribute '{attr}'")
+        obj = getattr(obj, part)
     if callable(obj) and not isinstance(obj, CompiledGraph | GraphBuilder | GraphRegistry):
         obj = obj()
     if isinstance(obj, GraphRegistry):

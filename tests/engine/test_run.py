@@ -12,6 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from flowstate import END, START, GraphBuilder, UpdateRejected, add, append, merge
+from flowstate.engine import RouteError
 from flowstate.errors import NodeFailed, WriteConflict
 
 
@@ -138,7 +139,8 @@ def test_undeclared_router_target_fails_naming_router(db_path):
 
     g = GraphBuilder(S).add_node(head).add_edge(START, "head")
     g.add_conditional_edges("head", bad)
-    with pytest.raises(NodeFailed, match="router 'bad' after 'head' returned 'nowhere'"):
+    # the router is blamed (FS209), not the node before it
+    with pytest.raises(RouteError, match="router 'bad' after 'head' returned 'nowhere'"):
         g.compile(store=str(db_path)).run_sync({})
 
 

@@ -58,8 +58,14 @@ def test_second_runner_of_a_live_run_is_refused_naming_the_owner(tmp_path):
     db = tmp_path / "x.db"
     p = _spawn(db, "r", "run")
     _wait_writes(db, 2)
-    q = _spawn(db, "r", "resume")
-    out, err = q.communicate(timeout=60)
+    # hold the owner mid-run (its 30 s lease stays valid) so the second runner meets a
+    # live run however slowly it starts on a loaded machine; then let the owner finish
+    os.kill(p.pid, signal.SIGSTOP)
+    try:
+        q = _spawn(db, "r", "resume")
+        out, err = q.communicate(timeout=60)
+    finally:
+        os.kill(p.pid, signal.SIGCONT)
     assert q.returncode == 4, err
     refused = json.loads(out)
     assert refused["outcome"] == "owned" and f":{p.pid}:" in refused["owner"]

@@ -77,7 +77,7 @@ def test_doctor_reports_and_vacuums(tmp_path):
     assert rep.largest_runs and rep.largest_runs[0][1] > 0
     out = CliRunner().invoke(cli, ["doctor", "--db", db, "--vacuum"])
     assert out.exit_code == 0, out.output
-    assert "integrity ok" in out.output and "vacuumed" in out.output
+    assert "integrity ok" in out.output and "vacuum freed" in out.output
 
 
 def test_doctor_on_a_damaged_file(tmp_path):

@@ -8,7 +8,8 @@ from typing import Annotated
 import pytest
 from pydantic import BaseModel
 
-from flowstate import END, START, GraphBuilder, GraphBuildError, NodeFailed, Send, append
+from flowstate import END, START, GraphBuilder, GraphBuildError, Send, append
+from flowstate.engine import RouteError
 
 
 class MR(BaseModel):
@@ -75,5 +76,6 @@ def test_a_plain_route_to_a_send_target_says_send(tmp_path):
     g = GraphBuilder(MR).add_node(split).add_node(square)
     g.add_edge(START, "split").add_conditional_edges("split", route, ["square"])
     g.add_edge("square", END)
-    with pytest.raises(NodeFailed, match=r"return Send\('square', Item\(...\)\)"):
+    # the router is blamed (RouteError, FS209), not the node before it
+    with pytest.raises(RouteError, match=r"return Send\('square', Item\(...\)\)"):
         g.compile(store=str(tmp_path / "x.db")).run_sync({"items": [1]})
