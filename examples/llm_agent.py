@@ -172,10 +172,23 @@ async def main(argv: list[str] | None = None) -> int:
     print_transcript(result.state.messages)
     print("tokens by node:")
     for node, counts in node_usage(app.store, result.run_id).items():
-        print(f"  {node}: {counts['input_tokens']} in, {counts['output_tokens']} out")
+        print(f"  {node}: {prompt_tokens(counts)} in, {counts['output_tokens']} out")
     total = run_usage(app.store, result.run_id)
-    print(f"tokens in all: {total['input_tokens']} in, {total['output_tokens']} out")
+    cached = total.get("cache_read_input_tokens", 0)
+    print(
+        f"tokens in all: {prompt_tokens(total)} in, {total['output_tokens']} out"
+        + (f" ({cached} of the input read from the prompt cache)" if cached else "")
+    )
     return 0 if result.status == "completed" else 1
+
+
+def prompt_tokens(counts: dict[str, int]) -> int:
+    """All prompt tokens: uncached, written to the prompt cache, and read from it."""
+    return (
+        counts["input_tokens"]
+        + counts.get("cache_creation_input_tokens", 0)
+        + counts.get("cache_read_input_tokens", 0)
+    )
 
 
 if __name__ == "__main__":

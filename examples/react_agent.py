@@ -6,6 +6,7 @@ on Claude instead:
     python examples/react_agent.py
     python examples/react_agent.py --protocol text
     python examples/react_agent.py --task "How many people live in Lille and Paris?"
+    python examples/react_agent.py --db runs.db --memory agent:cities   # twice: it recalls
     ANTHROPIC_API_KEY=sk-ant-... python examples/react_agent.py --llm anthropic:claude-sonnet-4-5
     flowstate graph examples/react_agent.py:graph
 
@@ -13,7 +14,10 @@ on Claude instead:
 write `Thought:` / `Action: tool({json})` / `Final Answer:` lines instead. Model and tool calls
 are journaled effects: with `--db runs.db`, a crashed run resumes with `flowstate resume RUN
 --graph examples/react_agent.py:graph --db runs.db` without calling the model again for the
-turns it already took. The script prints every step and the final status.
+turns it already took. With `--memory NAMESPACE` the agent remembers its observations and
+answers there and recalls them in later runs; the memories live in the `--db` database (an
+SQLite file, or a `postgresql://` URL for a fleet of workers). The script prints every step
+and the final status.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import sys
 from typing import Any
 
 from flowstate import GraphBuilder
-from flowstate.graphs import FinalAnswer, ReActState, ToolAction, react_agent
+from flowstate.graphs import FinalAnswer, MemorySpec, ReActState, ToolAction, react_agent
 from flowstate.llm import (
     LLM,
     LLMError,
@@ -64,13 +68,16 @@ def add(a: int, b: int) -> int:
 TOOLS = [population, add]
 
 
-def build(llm: LLM, protocol: str = "native", max_steps: int = 8) -> GraphBuilder[ReActState]:
+def build(
+    llm: LLM, protocol: str = "native", max_steps: int = 8, memory: str | None = None
+) -> GraphBuilder[ReActState]:
     return react_agent(
         llm,
         TOOLS,
         max_steps=max_steps,
         protocol=protocol,
         system=SYSTEM,  # type: ignore[arg-type]
+        memory=MemorySpec(namespace=memory) if memory else None,
     )
 
 
@@ -142,7 +149,8 @@ def print_steps(state: ReActState) -> None:
             print(f"  {f'{i}.' if j == 0 else '':<3} {line}")
 
 
-async def main(argv: list[str] | None = None) -> int:
+async def main(argv: list[str] | None = None, *, store: Any = None) -> int:
+    """Run the example; ``store`` (a checkpoint store object) overrides ``--db``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default=TASK)
     parser.add_argument("--protocol", choices=["native", "text"], default="native")
@@ -153,7 +161,17 @@ async def main(argv: list[str] | None = None) -> int:
         help="'scripted' (offline, the default) or anthropic:MODEL, e.g. "
         "anthropic:claude-sonnet-4-5 (needs ANTHROPIC_API_KEY)",
     )
-    parser.add_argument("--db", default=":memory:", help="SQLite file for the checkpoints")
+    parser.add_argument(
+        "--db",
+        default=":memory:",
+        help="SQLite file or postgresql:// URL for the checkpoints (and the memories)",
+    )
+    parser.add_argument(
+        "--memory",
+        metavar="NAMESPACE",
+        help="remember observations and answers in this namespace and recall them in later "
+        "runs (use a --db that persists)",
+    )
     args = parser.parse_args(argv)
 
     llm: Any
@@ -162,7 +180,9 @@ async def main(argv: list[str] | None = None) -> int:
     except LLMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    app = build(llm, args.protocol, args.max_steps).compile(store=args.db)
+    app = build(llm, args.protocol, args.max_steps, args.memory).compile(
+        store=store if store is not None else args.db
+    )
     try:
         result = await app.run({"task": args.task})
     finally:
@@ -173,6 +193,9 @@ async def main(argv: list[str] | None = None) -> int:
     print(f"run {result.run_id}: {result.status}, agent {state.status} after {state.turns} turns")
     print_steps(state)
     print(f"answer: {state.answer}" if state.answer is not None else f"no answer: {state.error}")
+    if args.memory:
+        held = app.memory_store().memory("episodic", args.memory).inspect()
+        print(f"memory {args.memory!r}: {len(held)} entries")
     return 0 if state.status == "answered" else 1
 
 

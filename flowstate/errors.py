@@ -14,7 +14,8 @@ FlowstateError                 base of everything below; has a stable ``code``
 ├── RunNotFound                no run with that id in the store
 ├── RunStateError              the run is not in a state that allows the operation
 │   ├── RunOwned               another live process is executing the run
-│   └── LeaseLost              this process lost the run to another (its commit was fenced)
+│   ├── LeaseLost              this process lost the run to another (its commit was fenced)
+│   └── CancelledElsewhere     a cancel was acknowledged in another process (commit refused)
 ├── EffectError                an effect's arguments or result cannot be journaled
 ├── StoreError                 storage, not your code
 │   ├── CorruptRowError        a stored row failed its hash or schema check
@@ -35,6 +36,7 @@ from typing import Any
 
 __all__ = [
     "CLIError",
+    "CancelledElsewhere",
     "ConfigError",
     "CorruptRowError",
     "DatabaseNotFound",
@@ -260,7 +262,7 @@ class EffectDivergence(FlowstateError):
     """Replay met an effect request that differs from the journal (or is not in it).
     ``recorded`` is the journal's ``EffectRecord`` (None when there is none)."""
 
-    code = "FS214"
+    code = "FS215"
 
     def __init__(self, seq: int, name: str, recorded: Any, request: str) -> None:
         self.seq = seq
@@ -318,6 +320,20 @@ class LeaseLost(RunStateError):
             f"this process no longer owns run {run_id} (epoch {epoch} was taken over"
             f"{': ' + detail if detail else ''}); its commit was rejected and nothing of it "
             "was stored. Another process continues the run."
+        )
+
+
+class CancelledElsewhere(RunStateError):
+    """Another process cancelled the run: once that cancel is acknowledged (its
+    ``cancelled`` status committed), the owner's commits are refused."""
+
+    code = "FS214"
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"run {run_id} was cancelled from another process; this commit was refused and "
+            "nothing of it was stored. Resume the run to continue it"
         )
 
 

@@ -8,12 +8,14 @@ these helpers so that the three backends cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
 from flowstate.errors import (
+    CancelledElsewhere,
     ConfigError,
     CorruptRowError,
     LeaseLost,
@@ -210,15 +212,23 @@ def family(run_id: str) -> Callable[[str], bool]:
 
 
 def check_fence(
-    run_id: str, fence: tuple[str, int] | None, current: tuple[Any, Any] | None
+    run_id: str,
+    fence: tuple[str, int] | None,
+    current: Sequence[Any] | None,
+    *,
+    cancelled: bool = False,
 ) -> None:
     """Raise ``LeaseLost`` unless the run's ``current`` (owner, epoch) is still ``fence``
-    (``current`` None: the run is gone; ``fence`` None: nothing to check)."""
+    (``current`` None: the run is gone; ``fence`` None: nothing to check), and
+    ``CancelledElsewhere`` while another process's cancel request is pending
+    (``cancelled``): once a cancel is acknowledged nothing of the owner commits."""
     if fence is None:
         return
     if current is None or (current[0], current[1]) != fence:
         now_owner = f"now held by {current[0]} at epoch {current[1]}" if current else "run deleted"
         raise LeaseLost(run_id, fence[1], now_owner)
+    if cancelled:
+        raise CancelledElsewhere(run_id)
 
 
 def next_epoch(
@@ -279,3 +289,18 @@ def migrated_rows(
         new_w = w.model_copy(update={"update": update(w.update)})
         new_writes.append((new_w, values(new_w, WRITE_COLS)[-1]))
     return run_vals, new_steps, new_writes
+
+
+def sum_usage(raws: Iterable[str]) -> dict[str, int]:
+    """Token counts summed over ``writes.usage`` JSON texts (unreadable ones skipped)."""
+    total = {"input_tokens": 0, "output_tokens": 0}
+    for raw in raws:
+        try:
+            data = json.loads(raw or "{}")
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            for k, v in data.items():
+                if isinstance(v, int | float) and not isinstance(v, bool):
+                    total[str(k)] = total.get(str(k), 0) + int(v)
+    return total

@@ -27,10 +27,17 @@ class MemoryLeases:
         still the run's. ``c`` (the tables yielded by ``write()``) is unused; the caller
         holds the lock."""
         fence = self.fences.get(run_id)
-        if fence is None:
-            return
         row = self._t.runs.get(run_id)
-        check_fence(run_id, fence, None if row is None else (row.owner, row.epoch))
+        if fence is None:
+            if row is None:  # a write for a run that is not there is an error, not a success
+                raise RunNotFound(run_id)
+            return
+        check_fence(
+            run_id,
+            fence,
+            None if row is None else (row.owner, row.epoch),
+            cancelled="cancel" in self._t.signals.get(run_id, {}),
+        )
 
     def acquire(self, run_id: str, owner: str, ttl: float, alive: Any = None) -> int:
         """Take the run's lease for ``owner`` (refused while another live owner holds an

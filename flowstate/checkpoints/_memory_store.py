@@ -19,7 +19,14 @@ from typing import Any
 
 from flowstate.errors import RunNotFound, RunStateError, StoreError
 
-from ._common import MUTABLE, NO_STOP, check_mutable, duplicate_write_error, run_exists_error
+from ._common import (
+    MUTABLE,
+    NO_STOP,
+    check_mutable,
+    duplicate_write_error,
+    run_exists_error,
+    sum_usage,
+)
 from ._memory_leases import MemoryLeases
 from ._memory_maint import MemoryMaintenance
 from ._memory_tables import STATUSES, Run, Tables, check_values
@@ -378,6 +385,7 @@ class InMemoryStore(MemoryLeases, MemoryMaintenance):
 
     def record_attempt(self, attempt: AttemptRecord) -> None:
         with self._lock:
+            self._fence(self._t, attempt.run_id)  # a former owner stores nothing
             m = self._t.attempts.get(attempt.run_id)
             if m is None:
                 m = self._t.attempts[attempt.run_id] = {}
@@ -416,3 +424,9 @@ class InMemoryStore(MemoryLeases, MemoryMaintenance):
             for w in (m or {}).values():
                 counts[w.node] = counts.get(w.node, 0) + 1
         return dict(sorted(counts.items()))
+
+    def usage_totals(self, run_id: str) -> tuple[int, dict[str, int]]:
+        """(committed activations, summed token usage) of the run."""
+        with self._lock:
+            rows = list((self._t.writes.get(run_id) or {}).values())
+        return len(rows), sum_usage(w.usage for w in rows)

@@ -145,6 +145,7 @@ class PostgresStore(PostgresConnection, SQLReads, SQLWrites, SQLLeases, Postgres
 
     def record_attempt(self, attempt: AttemptRecord) -> None:
         with self.write() as c:
+            self._fence(c, attempt.run_id)  # a former owner stores nothing
             c.execute(
                 self._q(
                     'INSERT INTO {attempts} ("run_id", "step", "task_path", "attempt", "error", '

@@ -25,6 +25,7 @@ __all__ = ["PostgresConnection", "ids"]
 
 _KEYS = {
     "steps": ("run_id", "step"),
+    "effects": ("run_id", "step", "task_path", "seq"),
     "interrupts": ("run_id", "step", "task_path", "seq"),
 }
 """Primary keys of the tables written with replace semantics (SQLite's INSERT OR REPLACE)."""
@@ -84,7 +85,11 @@ class PostgresConnection:
         fenced run checks, inside its transaction, that the epoch is still current."""
         self.commits = 0
         """Number of write transactions committed by this store object (for tests)."""
-        self._t = {name: sql.Identifier(schema, name) for name in (*TABLES, "migrations", "blobs")}
+        self.database_id: str | None = None
+        """The id in the schema's ``meta`` row, checked on every new connection."""
+        self._checked_conn: psycopg.Connection[Any] | None = None
+        names = (*TABLES, "migrations", "blobs", "meta")
+        self._t = {name: sql.Identifier(schema, name) for name in names}
         self._sql_cache: dict[str, sql.Composed] = {}
         if min_size:
             with self._lock:
@@ -129,7 +134,31 @@ class PostgresConnection:
                 self._migrating = False
             c = self._conn
             assert c is not None
+        if self._checked_conn is not c and not self._migrating:
+            self._check_identity(c)
         return c
+
+    def _check_identity(self, c: psycopg.Connection[Any]) -> None:
+        """On every new connection: the schema still holds the database this store first
+        connected to (a schema dropped and re-created meanwhile is refused)."""
+        try:
+            row = c.execute(
+                self._q('SELECT "value" FROM {meta} WHERE "key" = %s'), ["database_id"]
+            ).fetchone()
+        except psycopg.Error:
+            row = None  # opened with migrate=False on an older schema
+            with contextlib.suppress(psycopg.Error):
+                c.execute("ROLLBACK")
+        got = str(row[0]) if row else None
+        if self.database_id is not None and got != self.database_id:
+            self._drop_connection()
+            raise StoreIOError(
+                f"the checkpoint schema on {self._where} no longer holds database "
+                f"{self.database_id} (it holds {got or 'none'}): it was dropped or re-created "
+                "while this process was using it; nothing was written"
+            )
+        self.database_id = got
+        self._checked_conn = c
 
     def _q(self, template: str) -> sql.Composed:
         """``template`` with ``{runs}``, ``{steps}`` … replaced by the schema-qualified,

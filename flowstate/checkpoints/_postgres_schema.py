@@ -120,6 +120,15 @@ _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "m003_blobs",
         ('CREATE TABLE {blobs} ("hash" text COLLATE "C" PRIMARY KEY, "data" text NOT NULL)',),
     ),
+    (
+        # mirrors SQLiteStore's m004_meta: a random id naming this database
+        "m004_meta",
+        (
+            'CREATE TABLE {meta} ("key" text COLLATE "C" PRIMARY KEY, "value" text NOT NULL)',
+            "INSERT INTO {meta} (\"key\", \"value\") "
+            "VALUES ('database_id', md5(random()::text || clock_timestamp()::text))",
+        ),
+    ),
 )
 
 MIGRATIONS: tuple[str, ...] = tuple(name for name, _ in _MIGRATIONS)

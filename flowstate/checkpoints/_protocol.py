@@ -187,6 +187,11 @@ class CheckpointStore(Protocol):
         """How many committed activations each node has in the run."""
         ...
 
+    def usage_totals(self, run_id: str) -> tuple[int, dict[str, int]]:
+        """(number of committed activations, their token usage summed per key) of the run;
+        ``(0, {"input_tokens": 0, "output_tokens": 0})`` for a run with none."""
+        ...
+
     # -- maintenance ----------------------------------------------------------------------
 
     def child_run_ids(self, run_id: str) -> list[str]:

@@ -43,15 +43,23 @@ class SQLLeases:
 
     def _fence(self, c: Any, run_id: str) -> None:
         """Inside a write transaction: ``LeaseLost`` unless this store object's fence on
-        the run (if it has one) is still the run's owner and epoch."""
+        the run (if it has one) is still the run's owner and epoch, ``CancelledElsewhere``
+        once another process's cancel is pending, and ``RunNotFound`` for an unfenced
+        write to a run that is not there (an error, not a success)."""
         fence = self.fences.get(run_id)
-        if fence is None:
-            return
         row = c.execute(
-            self._stmt('SELECT "owner", "epoch" FROM {runs} WHERE "id" = ?' + self._LOCK_FOR_FENCE),
-            [run_id],
+            self._stmt(
+                'SELECT "owner", "epoch", EXISTS (SELECT 1 FROM {signals} WHERE "run_id" = ? '
+                """AND "kind" = 'cancel') FROM {runs} WHERE "id" = ?"""
+                + self._LOCK_FOR_FENCE
+            ),
+            [run_id, run_id],
         ).fetchone()
-        check_fence(run_id, fence, row)
+        if fence is None:
+            if row is None:
+                raise RunNotFound(run_id)
+            return
+        check_fence(run_id, fence, row, cancelled=bool(row and row[2]))
 
     def acquire(self, run_id: str, owner: str, ttl: float, alive: Any = None) -> int:
         """Take the run's lease for ``owner`` (refused while another live owner holds an

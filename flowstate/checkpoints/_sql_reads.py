@@ -13,7 +13,7 @@ from typing import Any
 
 from flowstate.errors import RunNotFound
 
-from ._common import NO_STOP
+from ._common import NO_STOP, sum_usage
 from ._records import InterruptRecord, RunRecord, StepRecord, WriteRecord
 
 __all__ = ["SQLReads"]
@@ -94,3 +94,17 @@ class SQLReads:
             [run_id],
         )
         return {str(r[0]): int(r[1]) for r in rows}
+
+    def usage_totals(self, run_id: str) -> tuple[int, dict[str, int]]:
+        """(committed activations, summed token usage) of the run, without decoding its
+        write rows: a 10,000-step run answers in milliseconds."""
+        count = self._stmt('SELECT count(*) FROM {writes} WHERE "run_id" = ?')
+        (n,) = self._read(count, [run_id])[0]
+        raws = self._read(
+            self._stmt(
+                'SELECT "usage" FROM {writes} '
+                'WHERE "run_id" = ? AND "usage" IS NOT NULL AND "usage" <> ?'
+            ),
+            [run_id, "{}"],
+        )
+        return int(n), sum_usage(str(r[0]) for r in raws)

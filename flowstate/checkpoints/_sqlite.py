@@ -101,6 +101,7 @@ class SQLiteStore(SQLiteConnection, SQLReads, SQLWrites, SQLLeases, SQLiteMainte
 
     def record_attempt(self, attempt: AttemptRecord) -> None:
         with self.write() as c:
+            self._fence(c, attempt.run_id)  # a former owner stores nothing
             c.execute(
                 "INSERT OR REPLACE INTO attempts (run_id, step, task_path, attempt, error, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?)",

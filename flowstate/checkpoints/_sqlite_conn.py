@@ -42,6 +42,15 @@ replacement lets the row reach ``_decode``, whose hash check names its table, ru
 step. Valid UTF-8 decodes exactly as before, so stored hashes still match."""
 
 
+_DAMAGE = (sqlite3.DatabaseError, UnicodeDecodeError)
+"""What SQLite raises on a damaged file: its own errors, and ``UnicodeDecodeError`` when
+an error message quotes damaged bytes (a garbled name in the schema) that sqlite3 cannot
+decode to build the exception."""
+
+_OPEN_DAMAGE = (*_DAMAGE, KeyError, TypeError, ValueError)
+"""…plus what sqlite-utils raises reading a damaged migrations table while opening."""
+
+
 class SQLiteConnection:
     """One SQLite connection, used from one event loop; every write is one ``BEGIN
     IMMEDIATE … COMMIT``. The base of ``SQLiteStore``."""
@@ -74,6 +83,11 @@ class SQLiteConnection:
         fenced run checks, inside its transaction, that the epoch is still current."""
         self.commits = 0
         """Number of write transactions committed by this store object (for tests)."""
+        self.database_id: str | None = None
+        """The id in this database's ``meta`` row, read at open; every write checks it."""
+        self._inode: tuple[int, int] | None = None
+        if not self.memory:
+            self._refuse_truncated()
         try:
             if not self.memory:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +104,7 @@ class SQLiteConnection:
             conn.execute("PRAGMA foreign_keys = ON")
             conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_ROW_BYTES)
             conn.text_factory = _decode_text
-        except sqlite3.DatabaseError as e:
+        except _DAMAGE as e:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
             raise StoreIOError(f"cannot open checkpoint database {self.path}: {e}") from e
@@ -98,12 +112,71 @@ class SQLiteConnection:
         self.db = sqlite_utils.Database(conn)
         if migrate:
             self._migrate()
+        self._read_identity()
+
+    def _refuse_truncated(self) -> None:
+        """An empty (or missing) main file next to a WAL holding frames is a database that
+        was truncated or deleted under its WAL: opening it would quietly create a fresh
+        schema where runs were. Refuse."""
+        wal = Path(f"{self.path}-wal")
+        try:
+            main_size = self.path.stat().st_size if self.path.exists() else 0
+            wal_size = wal.stat().st_size if wal.exists() else 0
+        except OSError:
+            return
+        if main_size == 0 and wal_size > 32:
+            raise StoreIOError(
+                f"checkpoint database {self.path} is empty or missing but its WAL "
+                f"({wal}, {wal_size} bytes) is not: the file was truncated or deleted while "
+                "in use. flowstate will not create a fresh database over it; restore the "
+                "file from a backup, or move the WAL away to start a new database"
+            )
+
+    def _read_identity(self) -> None:
+        try:
+            rows = self.conn.execute(
+                "SELECT value FROM meta WHERE key = 'database_id'"
+            ).fetchall()
+        except _DAMAGE:
+            rows = []  # opened with migrate=False on an older or damaged file
+        self.database_id = str(rows[0][0]) if rows else None
+        if not self.memory:
+            with contextlib.suppress(OSError):
+                st = os.stat(self.path)
+                self._inode = (st.st_dev, st.st_ino)
+
+    def _check_identity(self, c: sqlite3.Connection) -> None:
+        """Inside a write transaction: the file at ``path`` is still the database this
+        store opened (not deleted, replaced or truncated under it)."""
+        if self.database_id is None:
+            return
+        problem = ""
+        if self._inode is not None:
+            try:
+                st = os.stat(self.path)
+                if (st.st_dev, st.st_ino) != self._inode:
+                    problem = "was replaced by another file"
+            except FileNotFoundError:
+                problem = "was deleted"
+        if not problem:
+            try:
+                row = c.execute("SELECT value FROM meta WHERE key = 'database_id'").fetchone()
+            except _DAMAGE:
+                row = None
+            if row is None or row[0] != self.database_id:
+                problem = f"no longer holds database {self.database_id} (truncated or re-created)"
+        if problem:
+            raise StoreIOError(
+                f"checkpoint database {self.path} {problem} while this process had it open; "
+                "nothing was written. Every run this process was executing is unaffected in "
+                "the original database, if it still exists: restore it and resume"
+            )
 
     def _migrate(self) -> None:
         try:
             with self.write():
                 migrations.apply(self.db)
-        except (sqlite3.DatabaseError, StoreError) as e:
+        except (*_OPEN_DAMAGE, StoreError) as e:
             cause = e.__cause__ if isinstance(e, StoreError) and e.__cause__ else e
             with contextlib.suppress(sqlite3.Error):
                 self.conn.close()
@@ -136,9 +209,10 @@ class SQLiteConnection:
             crash_point("store.before_begin")
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.DatabaseError as e:
+            except _DAMAGE as e:
                 raise StoreIOError(f"cannot start a write transaction on {self.path}: {e}") from e
             try:
+                self._check_identity(self.conn)
                 yield self.conn
             except BaseException as e:
                 with contextlib.suppress(sqlite3.DatabaseError):
@@ -152,9 +226,7 @@ class SQLiteConnection:
                         "the row is already stored (another process may be running the "
                         "same run)"
                     ) from e
-                if isinstance(e, sqlite3.DatabaseError) and not isinstance(
-                    e, sqlite3.ProgrammingError
-                ):
+                if isinstance(e, _DAMAGE) and not isinstance(e, sqlite3.ProgrammingError):
                     raise StoreIOError(
                         f"write failed on {self.path}: {e}; the transaction was rolled back. "
                         "If the database is damaged, run `flowstate doctor`"
@@ -163,7 +235,7 @@ class SQLiteConnection:
             crash_point("store.before_commit")
             try:
                 self.conn.execute("COMMIT")
-            except sqlite3.DatabaseError as e:
+            except _DAMAGE as e:
                 with contextlib.suppress(sqlite3.DatabaseError):
                     self.conn.execute("ROLLBACK")
                 raise StoreIOError(f"commit failed on {self.path}: {e}") from e
@@ -182,7 +254,7 @@ class SQLiteConnection:
             try:
                 cur = self.conn.execute(sql, params)
                 return cur.fetchall()
-            except sqlite3.DatabaseError as e:
+            except _DAMAGE as e:
                 raise StoreIOError(f"read failed on {self.path}: {e}") from e
 
     def close(self) -> None:

@@ -126,3 +126,14 @@ def m002_leases(db: sqlite_utils.Database) -> None:
 def m003_blobs(db: sqlite_utils.Database) -> None:
     """Large effect results stored once by content hash (forks and retries repeat them)."""
     db["blobs"].create({"hash": str, "data": str}, pk="hash")  # type: ignore[union-attr]
+
+
+@migrations()
+def m004_meta(db: sqlite_utils.Database) -> None:
+    """A metadata row naming this database: a random id, checked by every write of a
+    store object against the id it read at open (a replaced or re-created file is
+    refused, never written as if it were the same database)."""
+    import uuid
+
+    db["meta"].create({"key": str, "value": str}, pk="key")  # type: ignore[union-attr]
+    db["meta"].insert({"key": "database_id", "value": uuid.uuid4().hex})  # type: ignore[union-attr]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import typer
 from rich.table import Table
@@ -19,6 +20,48 @@ def _when(ts: float | None) -> str:
     if not ts:
         return ""
     return time.strftime("%m-%d %H:%M", time.localtime(ts))
+
+
+def _print_usage(store: object, run_id: str, prices_file: str | None) -> None:
+    """Tokens and cost per node (child runs' nodes as parent/child) and for the run tree."""
+    from flowstate.llm import DEFAULT_PRICES, ModelPrice
+    from flowstate.nodes import usage_report
+
+    table = dict(DEFAULT_PRICES)
+    if prices_file:
+        try:
+            raw = json.loads(Path(prices_file).read_text(encoding="utf-8"))
+            table.update({m: ModelPrice.model_validate(p) for m, p in raw.items()})
+        except (OSError, ValueError, AttributeError) as e:
+            raise CLIError(
+                f"cannot read the price table {prices_file!r}: {e}; write a JSON object "
+                'like {"model": {"input": 3, "output": 15}}'
+            ) from None
+    report = usage_report(store, run_id, prices=table)  # type: ignore[arg-type]
+    if not report.total.tokens:
+        return
+    t = Table(title="usage (run tree)")
+    for col in ("node", "input", "cache write", "cache read", "output", "cost $"):
+        t.add_column(col, justify="left" if col == "node" else "right")
+    rows = [*report.nodes.items(), ("total", report.total)]
+    for name, line in rows:
+        t.add_row(
+            name,
+            str(line.input_tokens),
+            str(line.cache_creation_input_tokens),
+            str(line.cache_read_input_tokens),
+            str(line.output_tokens),
+            f"{line.cost_usd:.6f}",
+        )
+    console.print(t)
+    total = report.total
+    console.print(f"tokens: {total.tokens}  cost: ${total.cost_usd:.6f}", highlight=False)
+    if total.unpriced_models:
+        console.print(
+            f"  no price for {', '.join(total.unpriced_models)}: counted as $0 "
+            "(add them with --prices FILE)",
+            highlight=False,
+        )
 
 
 def runs(
@@ -109,8 +152,16 @@ def show(
     step: int | None = typer.Option(None, "--step", help="Show the state at this step."),
     diff: bool = typer.Option(False, "--diff", help="With --step: what that step changed."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
+    prices: str | None = typer.Option(
+        None,
+        "--prices",
+        help="JSON file of model prices (USD per million tokens), e.g. "
+        '{"my-model": {"input": 1, "output": 4, "cache_write": 1.25, "cache_read": 0.1}}; '
+        "merged over the default table.",
+    ),
 ) -> None:
-    """Show a run: each committed activation with its update, and the state."""
+    """Show a run: each committed activation with its update, tokens and cost, and the
+    state."""
     if (step is not None or diff) and not (graph or os.environ.get("FLOWSTATE_GRAPH")):
         raise CLIError("--step and --diff rebuild typed state: pass --graph module:attr")
     d = resolve_db(db, graph or os.environ.get("FLOWSTATE_GRAPH"), verbose=verbose)
@@ -134,20 +185,17 @@ def show(
     t = Table(title="activations")
     for col in ("step", "node", "effects", "ms", "tokens", "update"):
         t.add_column(col, overflow="fold")
-    tokens = 0
 
     def rows(rid: str, depth: int, prefix: str) -> None:
         """The activations of ``rid``, each followed by its subgraph's, at every depth."""
-        nonlocal tokens
         children = set(store.child_run_ids(rid))
         effects: dict[tuple[int, str], int] = {}
         for e in store.effects(rid):
             effects[(e.step, e.task_path)] = effects.get((e.step, e.task_path), 0) + 1
         for w in store.writes(rid):
             usage = json.loads(w.usage)
-            tk = sum(int(v) for v in usage.values()) if usage else 0
-            if depth == 0:
-                tokens += tk  # a subgraph activation's usage counts its child run
+            # per-model keys (input_tokens@model) repeat the totals: count those once
+            tk = sum(int(v) for k, v in usage.items() if "@" not in k) if usage else 0
             indent = "  " * depth
             t.add_row(
                 f"{indent}{prefix}{w.step}",
@@ -163,8 +211,7 @@ def show(
 
     rows(run_id, 0, "")
     console.print(t)
-    if tokens:
-        console.print(f"tokens: {tokens}")
+    _print_usage(store, run_id, prices)
     if d.graph is not None:
         g = d.graph
         if step is not None:

@@ -116,6 +116,8 @@ def load_graph(target: str, llm: str | None = None) -> CompiledGraph[Any]:
     CompiledGraph, a GraphBuilder (compiled with its default store), or a function
     returning one (given ``llm`` when it takes one). Not yet bound to the command's
     database: see ``resolve_db``."""
+    if ":" not in target and Path(target).suffix in (".toml", ".json") and Path(target).is_file():
+        return _load_crew_spec(target, llm)
     if ":" not in target or target.endswith(":"):
         raise GraphLoadError(
             f"'{target}' is not module:attr; e.g. myapp.graphs:app or path/to/file.py:app"
@@ -141,6 +143,10 @@ def load_graph(target: str, llm: str | None = None) -> CompiledGraph[Any]:
         raise GraphLoadError(f"'{target}' is a class ({obj.__name__}), not a graph: {expected}")
     if callable(obj) and not isinstance(obj, CompiledGraph | GraphBuilder):
         ok, why = _is_factory(obj)
+        if not ok and (_takes_model_first(obj) or _is_prebuilt(obj)):
+            # a prebuilt graph whose first parameter takes the model(s), as debate_crew's
+            # debaters: given the model, or one error line naming what else it needs
+            return _compiled(_build_with_model(obj, target, llm), target, expected)
         if not ok:
             raise GraphLoadError(f"'{target}' is a function but not a graph: {why}; {expected}")
         kwargs: dict[str, Any] = {}
@@ -170,8 +176,63 @@ def load_graph(target: str, llm: str | None = None) -> CompiledGraph[Any]:
             "functions that build a graph from a model (an llm parameter), like "
             "flowstate.graphs:react_agent"
         )
+    return _compiled(obj, target, expected)
+
+
+def _compiled(obj: Any, target: str, expected: str) -> CompiledGraph[Any]:
     if isinstance(obj, GraphBuilder):
         obj = obj.compile()
     if not isinstance(obj, CompiledGraph):
         raise GraphLoadError(f"'{target}' is a {type(obj).__name__}, not a graph: {expected}")
     return obj
+
+
+def _takes_model_first(fn: Any) -> bool:
+    """Whether ``fn``'s first parameter is annotated to take an ``LLM`` (or several)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    return bool(params) and "LLM" in str(params[0].annotation)
+
+
+def _is_prebuilt(fn: Any) -> bool:
+    """A builder of flowstate's prebuilt graphs (crews take agents the CLI cannot give:
+    ``build_with_llm`` says so in one line, pointing at crew spec files)."""
+    return str(getattr(fn, "__module__", "")).startswith("flowstate.graphs")
+
+
+def _model_spec(llm: str | None) -> str | None:
+    return llm or os.environ.get("FLOWSTATE_LLM")
+
+
+def _build_with_model(fn: Any, target: str, llm: str | None) -> Any:
+    from flowstate.graphs import build_with_llm
+    from flowstate.llm import llm_from_spec
+
+    spec = _model_spec(llm)
+    try:
+        return build_with_llm(fn, (lambda: llm_from_spec(spec)) if spec else None, target)
+    except FlowstateError:
+        raise
+    except Exception as e:
+        if debug_requested():
+            raise
+        raise GraphLoadError(
+            f"calling '{target}' to build the graph raised {type(e).__name__}: {e}"
+        ) from None
+
+
+def _load_crew_spec(target: str, llm: str | None) -> CompiledGraph[Any]:
+    """A crew spec file (TOML or JSON: agents, roles, tools by import path), built with the
+    model given by ``--llm``."""
+    from flowstate.graphs import CrewSpecError, crew_from_spec
+    from flowstate.llm import llm_from_spec
+
+    spec = _model_spec(llm)
+    if not spec:
+        raise CrewSpecError(
+            f"the crew spec {target!r} needs a model: pass --llm anthropic:MODEL or "
+            "--llm scripted:FILE"
+        )
+    return crew_from_spec(target, llm_from_spec(spec)).compile()

@@ -23,7 +23,13 @@ from flowstate.checkpoints import (
     RunRecord,
     StepRecord,
 )
-from flowstate.errors import InputRejected, LeaseLost, PayloadTooLarge, RunStateError
+from flowstate.errors import (
+    CancelledElsewhere,
+    InputRejected,
+    LeaseLost,
+    PayloadTooLarge,
+    RunStateError,
+)
 from flowstate.observability import observe_events, run_observer, run_scope
 
 from ._identity import GraphIdentity
@@ -422,6 +428,8 @@ class CompiledGraph(Generic[S]):
         base = point.config.token_base
         point.progress.tokens_in += base[0]
         point.progress.tokens_out += base[1]
+        # like the tokens, a child run's cost budget counts what its run tree had spent
+        point.progress.cost_usd += point.config.cost_base
         obs = point.observer
         if obs is None and point.resumed:
             obs = run_observer(
@@ -461,6 +469,19 @@ class CompiledGraph(Generic[S]):
             outcome = await asyncio.shield(inner)
             if outcome.status != "paused" and "/" not in run.id and len(self._tasks) <= 1:
                 store.shrink_wal()  # the last run of this graph to finish folds the WAL back
+        except CancelledElsewhere:
+            # another process acknowledged a cancel: its status stands, nothing of ours was
+            # committed after it; take the request off so a later resume starts clean
+            with contextlib.suppress(Exception):
+                store.clear_signals(run.id)
+            sink(ev.RunFinished(run_id=run.id, status="cancelled", reason="cancelled"))
+            return RunResult(
+                run_id=run.id,
+                status="cancelled",
+                state=cast("S", exe.state),
+                reason="cancelled",
+                step=exe.current.number,
+            )
         except asyncio.CancelledError:
             if beat is not None and beat.lost:
                 epoch = lease.epoch if lease else 0
@@ -684,6 +705,26 @@ class CompiledGraph(Generic[S]):
         the activations of subgraph child runs follow the parent activation that ran
         them, with ``run_id`` set to the child run and ``depth`` to its nesting level."""
         return self.reader.history(run_id, nested=nested)
+
+    def admit_fork(
+        self,
+        run_id: str,
+        *,
+        at: int,
+        update: dict[str, Any] | None = None,
+        new_run_id: str | None = None,
+    ) -> RunRecord:
+        """Store a fork of ``run_id`` at step ``at`` (patched with ``update``) with status
+        ``queued``, without executing it: ``resume(new_id)`` runs it, as ``fork`` would
+        (``completed`` when the step planned nothing). For a service that admits durably
+        before it has an execution slot."""
+        from ._replay import fork_rows
+
+        run, step0, _ = fork_rows(
+            self, run_id, at=at, update=update, new_run_id=new_run_id, status="queued"
+        )
+        self.store.create_run(run, step0)
+        return run
 
     def to_mermaid(self) -> str:
         from ._render import to_mermaid

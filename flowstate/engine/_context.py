@@ -342,6 +342,11 @@ class NodeContext:
         """Report streamed text (e.g. LLM tokens) as a live event; it is not journaled."""
         self._emit(TokenReported(text))
 
-    def add_usage(self, input_tokens: int = 0, output_tokens: int = 0) -> None:
+    def add_usage(self, input_tokens: int = 0, output_tokens: int = 0, **counts: int) -> None:
+        """Add token counts to this activation's usage (committed with it). Other counts go
+        by name, e.g. `cache_read_input_tokens=...` or per-model keys `input_tokens@model`."""
         self.usage["input_tokens"] = self.usage.get("input_tokens", 0) + int(input_tokens)
         self.usage["output_tokens"] = self.usage.get("output_tokens", 0) + int(output_tokens)
+        for key, value in counts.items():
+            if value:
+                self.usage[key] = self.usage.get(key, 0) + int(value)

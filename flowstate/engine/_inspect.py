@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ValidationError
 
-from flowstate.checkpoints import CheckpointStore, WriteRecord
+from flowstate.checkpoints import CheckpointStore, RunRecord, StepRecord, WriteRecord
 from flowstate.errors import CorruptRowError, RunStateError
 
 from ._identity import GraphIdentity
@@ -19,7 +19,21 @@ from ._types import Task
 if TYPE_CHECKING:
     from ._builder import GraphIR
 
-__all__ = ["Rebuilt", "RunReader"]
+__all__ = ["Rebuilt", "RunReader", "check_step_rows"]
+
+
+def check_step_rows(run_id: str, got: list[int], start: int, stop: int) -> None:
+    """The step rows read for ``[start, stop)`` must be exactly those steps: a row that a
+    damaged index hides is reported, not skipped."""
+    if got != list(range(start, stop)):
+        missing = sorted(set(range(start, stop)) - set(got))
+        raise CorruptRowError(
+            "steps",
+            run_id,
+            missing[0] if missing else None,
+            f"expected step rows {start}..{stop - 1} but read {got[:20]} "
+            "(a damaged index or a lost row)",
+        )
 
 
 @dataclass
@@ -74,7 +88,9 @@ class RunReader:
             nbytes += len(w.update)
         # every closed step must hold exactly the activations it planned: a missing or
         # misplaced write row would otherwise yield a silently wrong state
-        for row in store.steps(run_id, snap.step, step):
+        rows = store.steps(run_id, snap.step, step)
+        check_step_rows(run_id, [r.step for r in rows], snap.step, step)
+        for row in rows:
             planned = sorted(
                 t["path"] for t in parse("tasks", row.tasks, "steps", run_id, row.step)
             )
@@ -94,40 +110,85 @@ class RunReader:
 
     # -- inspection -------------------------------------------------------------------------
 
+    def head(self, run: RunRecord) -> StepRecord:
+        """The run's latest step row, cross-checked against what the run row promises: a
+        damaged index can make the "latest" read return an older step (or none), which
+        would silently rebuild a wrong state."""
+        head: StepRecord | None = None
+        for _ in range(5):
+            head = self.store.latest_step(run.id)
+            if head is None:
+                raise CorruptRowError("steps", run.id, None, "the run has no step rows")
+            if head.step == run.head_step:
+                return head
+            # another process may have advanced the run between the two reads: only a
+            # disagreement with an unchanged run row is damage
+            again = self.store.get_run(run.id)
+            if again == run:
+                break
+            run = again
+        assert head is not None
+        if head.step != run.head_step:
+            raise CorruptRowError(
+                "steps",
+                run.id,
+                head.step,
+                f"the run row says its head is step {run.head_step} but the latest step "
+                f"row read is step {head.step} (a damaged index or a lost row)",
+            )
+        return head
+
     def get_state(self, run_id: str) -> BaseModel:
         """The run's current state (after its last closed step)."""
-        self.store.get_run(run_id)
-        head = self.store.latest_step(run_id)
-        if head is None:
-            raise CorruptRowError("steps", run_id, None, "the run has no step rows")
+        head = self.head(self.store.get_run(run_id))
         return self.rebuild(run_id, head.step).state
 
     def state_at(self, run_id: str, step: int) -> BaseModel:
         """The state at the start of ``step`` (step 0 is the input)."""
-        self.store.get_run(run_id)
-        head = self.store.latest_step(run_id)
-        if head is None or step < 0 or step > head.step:
-            last = head.step if head else 0
-            raise RunStateError(f"run {run_id} has steps 0..{last}; step {step} does not exist")
+        head = self.head(self.store.get_run(run_id))
+        if step < 0 or step > head.step:
+            raise RunStateError(
+                f"run {run_id} has steps 0..{head.step}; step {step} does not exist"
+            )
         return self.rebuild(run_id, step).state
 
     def history(self, run_id: str, *, nested: bool = True) -> list[HistoryEntry]:
         """Every committed activation of the run, in order. With ``nested`` (default),
         the activations of subgraph child runs follow the parent activation that ran
         them, with ``run_id`` set to the child run and ``depth`` to its nesting level."""
-        store = self.store
-        store.get_run(run_id)
         return self._history(run_id, nested, 0)
 
     def _history(self, run_id: str, nested: bool, depth: int) -> list[HistoryEntry]:
         store = self.store
+        run = store.get_run(run_id)
+        writes = store.writes(run_id)
+        # the history must hold every activation the run's steps planned: a damaged index
+        # would otherwise return fewer entries without a word
+        # steps are read last and cut at the head read first: a step closed meanwhile by
+        # another process is not mistaken for damage
+        rows = [r for r in store.steps(run_id) if r.step <= run.head_step]
+        check_step_rows(run_id, [r.step for r in rows], 0, run.head_step + 1)
+        held: dict[int, list[str]] = {}
+        for w in writes:
+            held.setdefault(w.step, []).append(w.task_path)
+        for row in rows[:-1]:
+            tasks = parse("tasks", row.tasks, "steps", run_id, row.step)
+            planned = sorted(t["path"] for t in tasks)
+            if planned != sorted(held.get(row.step, [])):
+                raise CorruptRowError(
+                    "writes",
+                    run_id,
+                    row.step,
+                    f"step {row.step} planned {planned} but the store holds writes "
+                    f"{sorted(held.get(row.step, []))}",
+                )
         effects: dict[tuple[int, str], int] = {}
         for e in store.effects(run_id):
             effects[(e.step, e.task_path)] = effects.get((e.step, e.task_path), 0) + 1
         # ids only: a corrupt fork of this run must not break its parent's history
         children = set(store.child_run_ids(run_id)) if nested else set()
         out: list[HistoryEntry] = []
-        for w in store.writes(run_id):
+        for w in writes:
             out.append(
                 HistoryEntry(
                     step=w.step,

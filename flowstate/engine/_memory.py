@@ -19,31 +19,32 @@ __all__ = ["MemoryBinding", "NodeMemory"]
 
 
 class MemoryBinding:
-    """Per-store memory plumbing: the schema, a reader, the commit hook."""
+    """Per-store memory plumbing: the schema, a reader, the commit hook.
+
+    Memories live in the checkpoint database: an SQLite store's file, or a Postgres store's
+    schema (a ``PostgresMemoryStore`` with a connection of its own for reads); the
+    activation's commit applies the node's ops on the checkpoint store's connection.
+    """
 
     def __init__(self, store: CheckpointStore) -> None:
         from flowstate.checkpoints import SQLiteStore
         from flowstate.errors import RunStateError
-        from flowstate.memory import MemoryStore, ensure_schema
+        from flowstate.memory import MemoryStore, PostgresMemoryStore, ensure_schema
 
         if not isinstance(store, SQLiteStore):
+            dsn, schema = getattr(store, "dsn", None), getattr(store, "schema", None)
+            if isinstance(dsn, str) and isinstance(schema, str):  # a PostgresStore
+                self.reader: Any = PostgresMemoryStore(dsn, schema=schema)
+                return
             raise RunStateError(
-                "ctx.memory needs the SQLite checkpoint store (memories live in its "
-                f"database); this graph runs on {type(store).__name__}"
+                "ctx.memory needs a checkpoint store with a database (SQLite or Postgres: "
+                f"memories live in it); this graph runs on {type(store).__name__}"
             )
         with store._lock:
             ensure_schema(store.db)
-        # reads go through their own connection (sync nodes run in threads); for an
-        # in-memory database there is only the store's own
-        if store.memory:
-            self.reader = MemoryStore(store.db)
-        else:
-            import sqlite3
-
-            from sqlite_utils import Database
-
-            conn = sqlite3.connect(str(store.path), timeout=30, check_same_thread=False)
-            self.reader = MemoryStore(Database(conn))
+        # reads go through their own connection (usable from the threads sync nodes run
+        # in); for an in-memory database there is only the store's own
+        self.reader = MemoryStore(store.db) if store.memory else MemoryStore(store.path)
 
 
 class NodeMemory:
@@ -92,7 +93,7 @@ class NodeMemory:
 def reflection_fn(ctx: Any) -> Any:
     """A ``complete_fn`` for reflection whose LLM call is a journaled effect."""
 
-    async def complete(prompt: str) -> str:
+    async def complete(prompt: str, *, system: str | None = None) -> str:
         llm = ctx.services.get("llm")
         if llm is None:
             from flowstate.errors import RunStateError
@@ -102,7 +103,7 @@ def reflection_fn(ctx: Any) -> Any:
             )
         from flowstate.llm import JournaledLLM, user
 
-        reply = await JournaledLLM(llm, ctx).complete([user(prompt)])
+        reply = await JournaledLLM(llm, ctx).complete([user(prompt)], system=system)
         return str(reply.text)
 
     return complete

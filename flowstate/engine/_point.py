@@ -38,6 +38,9 @@ class RunConfig:
     token_base: tuple[int, int] = (0, 0)
     """A subgraph's child run: the (input, output) tokens its run tree had used when it
     started, counted by its budgets but not reported as its own usage."""
+    cost_base: float = 0.0
+    """A subgraph's child run: the USD its run tree had spent when it started, counted by
+    its cost budget (like ``token_base``)."""
     trace: dict[str, Any] | None = None
     """W3C trace context of the run's span (``{"traceparent": ...}``), so a resume in
     any process continues the run's trace (flowstate.observability)."""
@@ -52,6 +55,8 @@ class RunConfig:
         }
         if self.token_base != (0, 0):
             doc["token_base"] = list(self.token_base)
+        if self.cost_base:
+            doc["cost_base"] = self.cost_base
         if self.trace is not None:
             doc["trace"] = self.trace
         return json.dumps(doc)
@@ -69,6 +74,7 @@ class RunConfig:
             interrupt_after=tuple(doc.get("interrupt_after", ())),
             max_concurrency=doc.get("max_concurrency"),
             token_base=_pair(doc.get("token_base")),
+            cost_base=float(doc.get("cost_base") or 0.0),
             trace=doc.get("trace"),
         )
 
@@ -76,7 +82,12 @@ class RunConfig:
         """This configuration under a parent run's rules (a subgraph's child run)."""
         if parent is None:
             return self
-        return replace(self, limits=parent.limits, token_base=parent.token_base)
+        return replace(
+            self,
+            limits=parent.limits,
+            token_base=parent.token_base,
+            cost_base=parent.cost_base,
+        )
 
 
 def _pair(value: Any) -> tuple[int, int]:
@@ -88,10 +99,11 @@ def _pair(value: Any) -> tuple[int, int]:
 @dataclass(frozen=True)
 class Inherited:
     """What a subgraph's child run takes from its parent run: its limits (byte limits and
-    budgets apply to the whole run tree) and the tokens the tree had used so far."""
+    budgets apply to the whole run tree) and the tokens and USD the tree had used so far."""
 
     limits: Limits
     token_base: tuple[int, int]
+    cost_base: float = 0.0
 
 
 @dataclass
@@ -105,13 +117,29 @@ class Progress:
     """Committed activations per node (``max_visits``)."""
     tokens_in: int = 0
     tokens_out: int = 0
-    """LLM tokens used by committed activations (token and cost budgets)."""
+    """LLM tokens used by committed activations (token budget)."""
+    cost_usd: float = 0.0
+    """USD spent by committed activations, priced per model by ``Limits.cost_of`` (cost
+    budget); for a child run, from its run tree's spend when it started."""
     bytes_since_snapshot: int = 0
     """Update bytes committed since the last state snapshot."""
     steps_since_snapshot: int = 0
     """Steps closed since the last state snapshot."""
     last_snapshot_bytes: int = 0
     """Size of the last state snapshot (the next one waits for twice as many bytes)."""
+    measured_bytes: int = -1
+    """Size of the state's JSON when last measured (a snapshot, or a ``max_state_bytes``
+    check); -1 until then: ``last_snapshot_bytes``."""
+    bytes_since_measured: int = -1
+    """Update bytes merged since ``measured_bytes``; -1: ``bytes_since_snapshot``. The
+    state is at most ``measured_bytes + bytes_since_measured`` bytes, so it is only
+    serialised to be measured when that bound passes ``max_state_bytes``."""
+
+    def __post_init__(self) -> None:
+        if self.measured_bytes < 0:
+            self.measured_bytes = self.last_snapshot_bytes
+        if self.bytes_since_measured < 0:
+            self.bytes_since_measured = self.bytes_since_snapshot
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
-from flowstate.checkpoints import SQLiteStore, WriteRecord
+from flowstate.checkpoints import RunRecord, SQLiteStore, StepRecord, WriteRecord
 from flowstate.errors import EffectDivergence, NodeFailed, ReplayDivergence, RunStateError
 from flowstate.observability import run_observer
 
@@ -25,7 +25,7 @@ from ._point import Progress, ResumePoint, RunConfig
 if TYPE_CHECKING:
     from ._app import CompiledGraph, RunResult
 
-__all__ = ["Divergence", "ReplayReport", "fork", "replay"]
+__all__ = ["Divergence", "ReplayReport", "fork", "fork_rows", "replay"]
 
 
 class Divergence(BaseModel):
@@ -241,21 +241,21 @@ async def replay(
     return report
 
 
-async def fork(
+def fork_rows(
     app: CompiledGraph[Any],
     run_id: str,
     *,
     at: int,
     update: dict[str, Any] | None = None,
-    reuse_effects: bool = False,
     new_run_id: str | None = None,
-    on_event: Any = None,
-) -> RunResult[Any]:
-    """Start a new run from the state at step ``at`` of ``run_id``, patched with ``update``."""
+    status: Literal["running", "queued"] = "running",
+    config: dict[str, Any] | None = None,
+) -> tuple[RunRecord, StepRecord, Any]:
+    """The run row, step-0 row and state of a fork of ``run_id`` at step ``at``, patched
+    with ``update`` (validated like a node's update); nothing is written. ``config``: the
+    new run's options (default: the parent's, without its trace context)."""
     import time
     import uuid
-
-    from flowstate.checkpoints import RunRecord, StepRecord
 
     store = app.store
     parent = store.get_run(run_id)
@@ -274,30 +274,18 @@ async def fork(
     new_id = new_run_id or uuid.uuid4().hex[:16]
     now = time.time()
     state_json = schema.dump_state(state)
-    config = RunConfig.of_run(parent, app.max_steps, app.limits)
-    obs = run_observer(
-        run_id=new_id,
-        graph=app.name,
-        kind="fork",
-        stored=config.trace,
-        subgraph=False,
-        step=0,
-        limits=config.limits.model_dump(),
-    )
-    config_doc = json.loads(parent.config)
-    config_doc.pop("trace", None)
-    if obs is not None and obs.traceparent:
-        config_doc["trace"] = {"traceparent": obs.traceparent}
+    if config is None:
+        config = {k: v for k, v in json.loads(parent.config).items() if k != "trace"}
     run = RunRecord(
         id=new_id,
         graph=app.name,
         fingerprint=app.fingerprint,
         graph_doc=app.graph_doc,
-        status="running",
+        status=status,
         input=state_json,
         parent_id=run_id,
         parent_step=at,
-        config=json.dumps(config_doc),
+        config=json.dumps(config),
         created_at=now,
         updated_at=now,
     )
@@ -311,6 +299,47 @@ async def fork(
     )
     if not json.loads(row.tasks):
         run = run.model_copy(update={"status": "completed"})
+    return run, step0, state
+
+
+async def fork(
+    app: CompiledGraph[Any],
+    run_id: str,
+    *,
+    at: int,
+    update: dict[str, Any] | None = None,
+    reuse_effects: bool = False,
+    new_run_id: str | None = None,
+    on_event: Any = None,
+) -> RunResult[Any]:
+    """Start a new run from the state at step ``at`` of ``run_id``, patched with ``update``."""
+    import uuid
+
+    store = app.store
+    parent = store.get_run(run_id)
+    new_id = new_run_id or uuid.uuid4().hex[:16]
+    stored = RunConfig.of_run(parent, app.max_steps, app.limits)
+    obs = run_observer(
+        run_id=new_id,
+        graph=app.name,
+        kind="fork",
+        stored=stored.trace,
+        subgraph=False,
+        step=0,
+        limits=stored.limits.model_dump(),
+    )
+    config = {k: v for k, v in json.loads(parent.config).items() if k != "trace"}
+    if obs is not None and obs.traceparent:
+        config["trace"] = {"traceparent": obs.traceparent}
+    try:
+        run, step0, state = fork_rows(
+            app, run_id, at=at, update=update, new_run_id=new_id, config=config
+        )
+    except BaseException as e:
+        if obs is not None:
+            obs.close(e)
+        raise
+    state_json = step0.snapshot or ""
     try:
         store.create_run(run, step0)
     except BaseException as e:

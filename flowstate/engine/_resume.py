@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from flowstate.checkpoints import CheckpointStore, LeaseStore, RunRecord
@@ -84,13 +85,17 @@ async def resume_point(
             )
             identity.forget(run_id)
             run = store.get_run(run_id)
-        head = store.latest_step(run_id)
-        if head is None:
-            raise CorruptRowError("steps", run_id, None, "the run has no step rows")
+        head = reader.head(run)
         rebuilt = reader.rebuild(run_id, head.step)
-        if run.status == "completed" and not parse(
-            "tasks", head.tasks, "steps", run_id, head.step
-        ):
+        if run.status == "completed":
+            # a completed run is never executed again, whatever its rows say
+            if parse("tasks", head.tasks, "steps", run_id, head.step):
+                raise CorruptRowError(
+                    "steps",
+                    run_id,
+                    head.step,
+                    "the run is completed but its head step plans more activations",
+                )
             if epoch and isinstance(store, LeaseStore):
                 store.release(run_id, owner, epoch)
             retire(owner)
@@ -114,13 +119,10 @@ async def resume_point(
         }
         config = RunConfig.of_run(run, defaults.max_steps, defaults.limits)
         if max_steps is not None or limits is not None:
-            config = RunConfig(
+            config = replace(
+                config,
                 max_steps=max_steps if max_steps is not None else config.max_steps,
                 limits=limits if limits is not None else config.limits,
-                interrupt_before=config.interrupt_before,
-                interrupt_after=config.interrupt_after,
-                max_concurrency=config.max_concurrency,
-                token_base=config.token_base,
             )
         config = config.inherit(inherit)
         visits = store.visit_counts(run_id)
@@ -131,11 +133,16 @@ async def resume_point(
             steps_since_snapshot=rebuilt.steps_since_snapshot,
             last_snapshot_bytes=rebuilt.snapshot_bytes,
         )
+        spent: dict[str, int] = {}
         for w in store.writes(run_id):
             if w.usage != "{}":
                 u = parse("usage", w.usage, "writes", run_id, w.step)
                 progress.tokens_in += u.get("input_tokens", 0)
                 progress.tokens_out += u.get("output_tokens", 0)
+                for key, count in u.items():
+                    spent[key] = spent.get(key, 0) + count
+        # priced once over the run's summed counts (per model when they name one)
+        progress.cost_usd = config.limits.cost_of(spent)
     except BaseException:
         retire(owner)
         raise

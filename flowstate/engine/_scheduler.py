@@ -180,7 +180,7 @@ class Execution:
                 "higher budget: resume(run_id, limits=Limits(token_budget=N))"
             )
         if lim.cost_budget is not None:
-            cost = lim.cost(p.tokens_in, p.tokens_out)
+            cost = p.cost_usd
             if cost >= lim.cost_budget:
                 return self._pause(
                     f"cost budget: ${cost:.4f} of ${lim.cost_budget:.4f} used; resume with a "

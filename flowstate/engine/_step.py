@@ -56,6 +56,9 @@ class _Closing:
     run_fields: dict[str, Any]
     snapshot_bytes: int | None
     """Size of the snapshot the next step row holds, None when it holds none."""
+    measured: tuple[int, int]
+    """The state-size bound after this close: (size when last measured, update bytes
+    merged since), see ``Progress.measured_bytes``."""
 
 
 class Step:
@@ -192,6 +195,8 @@ class Step:
         p.visits[task.node] = p.visits.get(task.node, 0) + 1
         p.tokens_in += r.usage.get("input_tokens", 0)
         p.tokens_out += r.usage.get("output_tokens", 0)
+        if r.usage:
+            p.cost_usd += scope.config.limits.cost_of(r.usage)
         p.bytes_since_snapshot += len(r.raw)
         if scope.listening:
             scope.emit(
@@ -223,6 +228,7 @@ class Step:
 
     def _closed(self, closing: _Closing) -> None:
         p = self.progress
+        p.measured_bytes, p.bytes_since_measured = closing.measured
         if closing.snapshot_bytes is None:
             p.steps_since_snapshot += 1
         else:
@@ -241,6 +247,7 @@ class Step:
         next_tasks, joins = plan_next(
             scope.ir, merged, [(c.task, c.goto) for c in ordered], self.joins
         )
+        measured = self._check_state_bytes(merged, ordered)
         snapshot: str | None = None
         if next_tasks and (
             p.bytes_since_snapshot >= max(SNAPSHOT_MIN_BYTES, 2 * p.last_snapshot_bytes)
@@ -252,6 +259,7 @@ class Step:
                 raise PayloadTooLarge(
                     f"the state after step {self.number}", len(snapshot), limit, "max_state_bytes"
                 )
+            measured = (len(snapshot), 0)
         row = StepRecord(
             run_id=scope.run_id,
             step=self.number + 1,
@@ -270,4 +278,25 @@ class Step:
             row,
             run_fields,
             None if snapshot is None else len(snapshot),
+            measured,
         )
+
+    def _check_state_bytes(
+        self, merged: BaseModel, ordered: list[Committed]
+    ) -> tuple[int, int]:
+        """``max_state_bytes`` on every step close, cheaply: the state's JSON is at most
+        the last measured size plus every update's JSON since (replacing a field, or the
+        built-in reducers, never grow it by more than the update). Only when that bound
+        passes the limit is the state serialised and measured; a measure that passes
+        becomes the new base. Returns the bound's new (base, bytes since)."""
+        p, scope = self.progress, self.scope
+        limit = scope.config.limits.max_state_bytes
+        since = p.bytes_since_measured + sum(len(c.write.update) for c in ordered)
+        if p.measured_bytes + since <= limit:
+            return (p.measured_bytes, since)
+        size = len(scope.schema.dump_state(merged))
+        if size > limit:
+            raise PayloadTooLarge(
+                f"the state after step {self.number}", size, limit, "max_state_bytes"
+            )
+        return (size, 0)

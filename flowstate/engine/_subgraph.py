@@ -52,10 +52,14 @@ def _contribution(reducer: str | None, initial: Any, final: Any) -> Any:
 
 def _inherited(act: Activation) -> Inherited:
     """What a child run takes from its parent: the run's limits (byte limits and budgets
-    apply to the whole run tree) and the tokens the tree had used when the child started
-    or resumed, so a budget counts the parent's and the child's tokens together."""
+    apply to the whole run tree) and the tokens and USD the tree had used when the child
+    started or resumed, so a budget counts the parent's and the child's spend together."""
     p = act.step.progress
-    return Inherited(limits=act.scope.config.limits, token_base=(p.tokens_in, p.tokens_out))
+    return Inherited(
+        limits=act.scope.config.limits,
+        token_base=(p.tokens_in, p.tokens_out),
+        cost_base=p.cost_usd,
+    )
 
 
 def _tree_usage(store: CheckpointStore, run_id: str) -> dict[str, int]:
@@ -97,6 +101,7 @@ async def call_subgraph(act: Activation, spec: NodeSpec, ctx: NodeContext) -> di
             interrupt_after=() if scope.replay else tuple(sub.interrupt_after),
             max_concurrency=sub.max_concurrency,
             token_base=inherited.token_base,
+            cost_base=inherited.cost_base,
         )
         result = await bound.start_child(
             child_input,
@@ -119,7 +124,8 @@ async def call_subgraph(act: Activation, spec: NodeSpec, ctx: NodeContext) -> di
             json.dumps({"subgraph": child_id, "status": result.status, "reason": result.reason}),
         )
     usage = _tree_usage(scope.store, child_id)
-    ctx.add_usage(usage.get("input_tokens", 0), usage.get("output_tokens", 0))
+    # every count (cache tokens, per-model keys), so the tree's cost is priced per model
+    ctx.add_usage(**usage)
     update: dict[str, Any] = {}
     for pf, cf in (spec.output_map or {}).items():
         final = getattr(result.state, cf)

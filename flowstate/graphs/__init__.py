@@ -17,6 +17,7 @@ again for finished turns, and replay offline.
 import inspect as _inspect
 
 from ._common import Executor, ExecutorFn, MemorySpec
+from ._crew_spec import CREW_KINDS, CrewSpecError, build_with_llm, crew_from_spec
 from ._crews import (
     Agent,
     CrewMessage,
@@ -63,8 +64,10 @@ from ._react import (
 )
 
 __all__ = [
+    "CREW_KINDS",
     "Agent",
     "CrewMessage",
+    "CrewSpecError",
     "DagItem",
     "DecomposeJob",
     "Executor",
@@ -88,7 +91,9 @@ __all__ = [
     "TaskNode",
     "ToolAction",
     "agent_from_llm",
+    "build_with_llm",
     "coordinator_crew",
+    "crew_from_spec",
     "dag_planner",
     "dag_problems",
     "debate_crew",

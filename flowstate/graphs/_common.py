@@ -31,6 +31,7 @@ from flowstate.llm import (
     ToolRegistry,
     user,
 )
+from flowstate.nodes import LLMTruncated, complete_turn, truncation_reason
 
 __all__ = [
     "Executor",
@@ -86,10 +87,17 @@ async def ask(
     """Ask `llm` once, as a journaled effect of the node that owns `ctx`; return the text.
 
     A resumed or replayed activation gets the recorded answer back instead of calling the
-    model again. `prompt` is the text of one user message, or a whole conversation.
+    model again. `prompt` is the text of one user message, or a whole conversation. An answer
+    cut off at `max_tokens` is continued (twice at most); still cut off, it raises
+    `LLMTruncated` rather than passing a partial answer on as if it were whole.
     """
     messages = [user(prompt)] if isinstance(prompt, str) else list(prompt)
-    reply = await JournaledLLM(llm, ctx).complete(messages, system=system, max_tokens=max_tokens)
+    reply, made = await complete_turn(
+        JournaledLLM(llm, ctx), messages, system=system, max_tokens=max_tokens
+    )
+    if reply.truncated:
+        node = str(getattr(ctx, "node", None) or "model call")
+        raise LLMTruncated(f"{node}: {truncation_reason(reply, max_tokens, made)}", node=node)
     return reply.text
 
 

@@ -20,6 +20,7 @@ from pydantic_core import to_jsonable_python
 from flowstate.engine import END, START, CompiledGraph, GraphBuilder, NodeContext, Send, append
 from flowstate.errors import GraphBuildError
 from flowstate.llm import LLM, JournaledLLM, user
+from flowstate.nodes import complete_turn
 
 from ._common import MemorySpec, note, recall, remember, with_memories
 from ._crew_models import Assignment, CrewMessage, CrewState
@@ -258,13 +259,20 @@ def _llm_agent_node(
         system = agent.system
         if memory is not None:
             system = with_memories(system, await recall(ctx, memory, assignment.prompt))
-        reply = await JournaledLLM(llm, ctx).complete(
-            [user(assignment.prompt)], system=system, max_tokens=agent.max_tokens
+        reply, _ = await complete_turn(
+            JournaledLLM(llm, ctx),
+            [user(assignment.prompt)],
+            system=system,
+            max_tokens=agent.max_tokens,
         )
         text = reply.text.strip()
         if memory is not None and (observe is None or observe(assignment)):
             remember_reply(ctx, memory, agent.name, assignment, text)
-        return {"log": [reply_message(assignment, text)]}
+        said = reply_message(assignment, text)
+        if reply.truncated:  # still cut off after the continuations: say so to whoever reads it
+            said.metadata["stop_reason"] = "max_tokens"
+            said.content = f"{text}\n[cut off at max_tokens={agent.max_tokens}]"
+        return {"log": [said]}
 
     run_agent.__name__ = run_agent.__qualname__ = agent.name
     return run_agent

@@ -4,6 +4,7 @@ from typing import Any, TypedDict
 
 from flowstate.engine import NodeContext
 from flowstate.llm import JournaledLLM, user
+from flowstate.nodes import complete_turn, truncation_reason
 
 from ._common import MemorySpec, note, recall, remember, with_memories
 from ._crew_agents import Agent, agent_from_llm
@@ -98,10 +99,24 @@ async def synthesise_answers(
     system = synth.system
     if memory is not None:
         system = with_memories(system, await recall(ctx, memory, request))
-    reply = await JournaledLLM(synth.llm, ctx).complete(
-        [user(prompt)], system=system, max_tokens=synth.max_tokens
+    reply, made = await complete_turn(
+        JournaledLLM(synth.llm, ctx), [user(prompt)], system=system, max_tokens=synth.max_tokens
     )
     text = reply.text.strip()
+    if reply.truncated:
+        return {
+            "status": "truncated",
+            "log": [
+                CrewMessage(
+                    sender="crew",
+                    recipient="user",
+                    content=f"the synthesiser {synth.name!r}: "
+                    + truncation_reason(reply, synth.max_tokens, made),
+                    type="critique",
+                    metadata={"stop_reason": reply.stop_reason, "partial": text},
+                )
+            ],
+        }
     if not text:
         return {
             "status": "bad_output",

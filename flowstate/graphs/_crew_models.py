@@ -35,7 +35,7 @@ MessageType = Literal["task", "answer", "critique", "synthesis", "delegate", "re
 - `result`: a delegated agent's answer, sent back to whoever delegated.
 """
 
-CrewStatus = Literal["running", "done", "no_specialist", "bad_output", "limit"]
+CrewStatus = Literal["running", "done", "no_specialist", "bad_output", "limit", "truncated"]
 """Where a crew run stands (`CrewState.status`):
 
 - `running`: not finished (the value while the run is in progress, or if it paused);
@@ -44,7 +44,10 @@ CrewStatus = Literal["running", "done", "no_specialist", "bad_output", "limit"]
 - `bad_output`: a model reply could not be used (no specialist named, no DELEGATE/ANSWER line,
   an empty answer) even after the corrections it was given; `answer` stays empty;
 - `limit`: a delegation budget (`max_delegations`) or an agent's `max_visits` was reached before
-  an answer; `answer` stays empty and the log holds every result obtained.
+  an answer; `answer` stays empty and the log holds every result obtained;
+- `truncated`: the final answer hit `max_tokens` and was still cut off after the allowed
+  continuations; `answer` stays empty and a `critique` in the log says so (raise the
+  synthesiser's `max_tokens`).
 """
 
 _STRICT = ConfigDict(extra="forbid")

@@ -31,10 +31,12 @@ from pydantic import BaseModel, Field
 from flowstate.engine import END, START, GraphBuilder, NodeContext, RetryPolicy, append
 from flowstate.llm import (
     LLM,
+    CacheMode,
     JournaledLLM,
     JournaledTools,
     LLMResponse,
     Message,
+    TextBlock,
     Tool,
     ToolCall,
     ToolOutcome,
@@ -42,7 +44,7 @@ from flowstate.llm import (
     tool_result,
     user,
 )
-from flowstate.nodes import messages_reducer
+from flowstate.nodes import complete_turn, messages_reducer, truncation_reason
 
 from ._common import (
     MemorySpec,
@@ -69,18 +71,23 @@ __all__ = [
     "react_agent",
 ]
 
-ReActStatus: TypeAlias = Literal["running", "answered", "max_steps", "failed"]
+ReActStatus: TypeAlias = Literal["running", "answered", "max_steps", "truncated", "failed"]
 """Where a ReAct run stands.
 
 - `"running"`: the loop has not finished.
 - `"answered"`: the model gave a final answer (in `ReActState.answer`).
 - `"max_steps"`: `max_steps` model calls were made without a final answer; `answer` is None.
+- `"truncated"`: the model's turn hit `max_tokens` and was still cut off after
+  `max_continuations` continuations, or was cut off inside a tool call (never run); `answer`
+  is None and `ReActState.error` says which and how to fix it (raise `max_tokens`).
 - `"failed"`: the model refused or cannot continue; `ReActState.error` says why.
 """
 
 Protocol: TypeAlias = Literal["native", "text"]
 """How the model calls tools: Anthropic tool use, or `Action:` lines in its text."""
 
+STOP_SEQUENCE = "Observation:"
+"""Stop sequence of the text protocol: the model stops before writing an observation itself."""
 NOT_RUN = "not run: the step limit (max_steps) was reached before this tool call could run"
 """Tool result given to tool calls the model asked for in its last allowed step (native
 protocol), so the conversation stays valid for the provider."""
@@ -133,6 +140,9 @@ class ReActStep(BaseModel):
     observation: Observation | None = None
     """The result of the action, or the correction it was sent; None for a final answer and
     for a tool call left unrun because the step limit was reached."""
+    stop_reason: str | None = None
+    """Why the model's turn ended (`end_turn`, `tool_use`, `max_tokens`, `stop_sequence`, …),
+    as the provider said; on the first step of each turn."""
 
 
 class ReActState(BaseModel):
@@ -151,7 +161,7 @@ class ReActState(BaseModel):
     status: ReActStatus = "running"
     """Where the run stands (see `ReActStatus`)."""
     error: str | None = None
-    """Why the run ended without an answer (`"max_steps"` or `"failed"`)."""
+    """Why the run ended without an answer (`"max_steps"`, `"truncated"` or `"failed"`)."""
     turns: int = 0
     """Model calls made so far (bounded by `max_steps`)."""
     pending: list[ReActStep] = []
@@ -199,6 +209,8 @@ def react_agent(
     max_tokens: int = 1024,
     retry: RetryPolicy | int | None = None,
     memory: MemorySpec | None = None,
+    max_continuations: int = 2,
+    cache: CacheMode = "auto",
 ) -> GraphBuilder[ReActState]:
     """A ReAct agent as a graph builder over `ReActState`: compile it, or use it as a subgraph.
 
@@ -214,6 +226,14 @@ def react_agent(
     most relevant to `task` (a journaled read) and, when there are any, gets them in its
     system prompt as a `Relevant memories:` block; the tool results (`act`) and the final
     answer are added to the memory, committed with the node that produced them.
+
+    A turn cut off at `max_tokens` is continued up to `max_continuations` times; still cut off
+    (or cut off inside a tool call, which is never run) the run ends with status
+    `"truncated"` and the reason in `error`. Each step records the turn's `stop_reason`.
+    `cache="auto"` (the default) puts prompt-cache breakpoints on the system prompt, the tools
+    and the conversation so far, so each turn reads the previous turns from the cache. The
+    text protocol sends the stop sequence `Observation:`, so the model cannot write the
+    observation itself.
     """
     if max_steps < 1:
         raise ValueError(f"react_agent(max_steps={max_steps}): allow at least one model call")
@@ -239,14 +259,26 @@ def react_agent(
         system_now = system_prompt
         if spec is not None:
             system_now = with_memories(system_prompt, await recall(ctx, spec, state.task))
-        reply = await JournaledLLM(llm, ctx).complete(
+        extra: dict[str, Any] = {"cache": cache} if cache != "off" else {}
+        if not native:
+            extra["stop_sequences"] = [STOP_SEQUENCE]
+        reply, made = await complete_turn(
+            JournaledLLM(llm, ctx),
             [*state.messages, *new],
             system=system_now,
             tools=(registry.specs or None) if native else None,
             max_tokens=max_tokens,
+            max_continuations=max_continuations,
+            **extra,
         )
         turn = state.turns + 1
-        update = _read_native(reply) if native else _read_text(reply)
+        if reply.truncated:
+            update = _read_truncated(reply, truncation_reason(reply, max_tokens, made))
+        else:
+            update = _read_native(reply) if native else _read_text(reply)
+        steps = update.get("steps") or update.get("pending")
+        if steps:
+            steps[0].stop_reason = reply.stop_reason
         update["messages"] = new + update["messages"]
         update["turns"] = turn
         answer = update.get("answer")
@@ -320,8 +352,8 @@ def react_agent(
     async def finish(state: ReActState) -> dict[str, Any]:
         """Close the run: set the status, and record tool calls the step limit left unrun."""
         update: dict[str, Any] = {}
-        if state.status == "failed":
-            update["status"] = "failed"
+        if state.status in ("failed", "truncated"):
+            update["status"] = state.status
         elif state.answer is not None:
             update["status"] = "answered"
         else:
@@ -399,6 +431,22 @@ def _read_native(reply: LLMResponse) -> dict[str, Any]:
     }
 
 
+def _read_truncated(reply: LLMResponse, reason: str) -> dict[str, Any]:
+    """The state update for a turn still cut off at max_tokens: the run ends `truncated`.
+
+    Only the text goes into the transcript: a cut-off tool call is never stored or run.
+    """
+    text = reply.text.strip()
+    kept = [b for b in reply.to_message().blocks if b.type in ("thinking", "redacted_thinking")]
+    said = assistant([*kept, TextBlock(text=text or "(cut off at max_tokens)")])
+    return {
+        "messages": [said],
+        "steps": [ReActStep(thought=text)],
+        "status": "truncated",
+        "error": reason,
+    }
+
+
 def _observed(action: ReActAction | None) -> str:
     """How a remembered observation is introduced: the tool call it came from."""
     if not isinstance(action, ToolAction):
@@ -411,8 +459,7 @@ def _observed(action: ReActAction | None) -> str:
 
 def _clean_message(reply: LLMResponse) -> Message:
     """The reply as an assistant message, without empty text blocks (which the API refuses)."""
-    blocks = [b for b in reply.to_message().blocks if not (b.type == "text" and not b.text)]
-    return assistant(blocks)
+    return reply.to_message()  # without blank text blocks; thinking blocks kept unchanged
 
 
 def _read_text(reply: LLMResponse) -> dict[str, Any]:

@@ -18,24 +18,31 @@ import inspect as _inspect
 
 from ._anthropic import DEFAULT_ANTHROPIC_MODEL, AnthropicLLM
 from ._errors import LLMConfigError, LLMError, ScriptExhausted, ToolInputError
-from ._journaled import EffectContext, JournaledLLM, JournaledTools
+from ._journaled import EffectContext, JournaledLLM, JournaledTools, thinking_of
 from ._models import (
+    NO_RESULT,
+    CacheMode,
     ContentBlock,
     LLMRequest,
     LLMResponse,
     Message,
+    RedactedThinkingBlock,
     Role,
     TextBlock,
+    ThinkingBlock,
     ToolCall,
+    ToolChoice,
     ToolResultBlock,
     ToolSpec,
     ToolUseBlock,
     Usage,
     assistant,
+    clean_conversation,
     conversation_problems,
     tool_result,
     user,
 )
+from ._prices import DEFAULT_PRICES, ModelPrice, price_of, split_usage, usage_cost
 from ._protocol import LLM, TokenCallback
 from ._scripted import (
     SCRIPTED_TOOL_ID_PREFIX,
@@ -48,9 +55,12 @@ from ._tools import Tool, ToolOutcome, ToolRegistry, tool
 
 __all__ = [
     "DEFAULT_ANTHROPIC_MODEL",
+    "DEFAULT_PRICES",
     "LLM",
+    "NO_RESULT",
     "SCRIPTED_TOOL_ID_PREFIX",
     "AnthropicLLM",
+    "CacheMode",
     "ContentBlock",
     "EffectContext",
     "JournaledLLM",
@@ -60,15 +70,19 @@ __all__ = [
     "LLMRequest",
     "LLMResponse",
     "Message",
+    "ModelPrice",
+    "RedactedThinkingBlock",
     "Role",
     "ScriptExhausted",
     "ScriptFunction",
     "ScriptItem",
     "ScriptedLLM",
     "TextBlock",
+    "ThinkingBlock",
     "TokenCallback",
     "Tool",
     "ToolCall",
+    "ToolChoice",
     "ToolInputError",
     "ToolOutcome",
     "ToolRegistry",
@@ -77,10 +91,15 @@ __all__ = [
     "ToolUseBlock",
     "Usage",
     "assistant",
+    "clean_conversation",
     "conversation_problems",
     "llm_from_spec",
+    "price_of",
+    "split_usage",
+    "thinking_of",
     "tool",
     "tool_result",
+    "usage_cost",
     "user",
 ]
 

@@ -15,20 +15,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import anthropic
 from pydantic import ValidationError
 
 from ._errors import LLMConfigError, LLMError
 from ._models import (
+    CacheMode,
     ContentBlock,
     LLMResponse,
     Message,
+    RedactedThinkingBlock,
     TextBlock,
+    ThinkingBlock,
+    ToolChoice,
+    ToolResultBlock,
     ToolSpec,
     ToolUseBlock,
     Usage,
+    clean_conversation,
 )
 from ._protocol import TokenCallback
 
@@ -51,9 +57,13 @@ _STATUS_HINTS: Mapping[int, str] = {
     403: "the API key may not use this model or feature; check the key's workspace permissions",
     404: "unknown model or endpoint; check the model name and base_url",
     413: "the request is too large; shorten the conversation or tool outputs",
-    429: "rate limited even after retrying; slow down, raise max_retries, or raise your limits",
-    529: "the API is overloaded even after retrying; retry later or raise max_retries",
+    429: "rate limited{retried}; slow down, raise max_retries, or raise your limits",
+    529: "the API is overloaded{retried}; retry later or raise max_retries",
 }
+
+MAX_CACHE_BREAKPOINTS = 4
+"""The Messages API refuses a request with more `cache_control` blocks than this."""
+_EPHEMERAL: dict[str, Any] = {"type": "ephemeral"}
 
 
 # HTTP status matching an error `type`, for errors that arrive inside a 200 event stream.
@@ -83,6 +93,10 @@ class AnthropicLLM:
     """How many times the SDK retries a retryable failure before we raise `LLMError`."""
     timeout: float
     """Per-request timeout in seconds, enforced by the SDK."""
+    thinking: int | Literal["adaptive"] | None
+    """Extended thinking: a budget of thinking tokens (at least 1024, added on top of each
+    call's `max_tokens`), `"adaptive"` (the model decides), or None (off). With it on, the
+    API refuses a forced `tool_choice`, so callers that need a tool use auto and check."""
 
     def __init__(
         self,
@@ -93,14 +107,22 @@ class AnthropicLLM:
         base_url: str | None = None,
         max_retries: int = 2,
         timeout: float = 60.0,
+        thinking: int | Literal["adaptive"] | None = None,
     ) -> None:
         if not model:
             raise LLMConfigError(
                 f"AnthropicLLM needs a model name, e.g. AnthropicLLM({DEFAULT_ANTHROPIC_MODEL!r})"
             )
+        if thinking is not None and thinking != "adaptive":
+            if isinstance(thinking, bool) or not isinstance(thinking, int) or thinking < 1024:
+                raise LLMConfigError(
+                    f"AnthropicLLM(thinking={thinking!r}): give a thinking budget of at least "
+                    "1024 tokens (thinking=2048), 'adaptive', or None to turn thinking off"
+                )
         self.model = model
         self.max_retries = max_retries
         self.timeout = timeout
+        self.thinking = thinking
         if client is not None:
             if api_key is not None or base_url is not None:
                 raise LLMConfigError(
@@ -152,17 +174,20 @@ class AnthropicLLM:
         max_tokens: int = 1024,
         temperature: float | None = None,
         on_token: TokenCallback | None = None,
+        tool_choice: ToolChoice | None = None,
+        stop_sequences: list[str] | None = None,
+        cache: CacheMode = "off",
     ) -> LLMResponse:
-        """Call `messages.create` (or `messages.stream` when `on_token` is given)."""
-        params: dict[str, Any] = {
-            "model": self.model,
-            "max_tokens": max_tokens,
-            "messages": [_message_param(m) for m in messages],
-        }
-        if system is not None:
-            params["system"] = system
-        if tools:
-            params["tools"] = [_tool_param(t) for t in tools]
+        """Call `messages.create` (or `messages.stream` when `on_token` is given).
+
+        The conversation is sent through `clean_conversation`, so a stored turn the API would
+        refuse (a whitespace-only text block, say) never causes a 400. With `cache="auto"`
+        the system prompt, the tools and the conversation so far carry `cache_control`
+        breakpoints (at most `MAX_CACHE_BREAKPOINTS`).
+        """
+        params = self._params(
+            messages, system, tools, max_tokens, tool_choice, stop_sequences, cache
+        )
         if temperature is not None:
             params["extra_body"] = {"temperature": self._checked_temperature(temperature)}
         try:
@@ -194,6 +219,48 @@ class AnthropicLLM:
                 f"the Anthropic API call failed (model {self.model!r}): {exc.message}"
             ) from exc
         return self._to_response(message)
+
+    def _params(
+        self,
+        messages: list[Message],
+        system: str | None,
+        tools: list[ToolSpec] | None,
+        max_tokens: int,
+        tool_choice: ToolChoice | None,
+        stop_sequences: list[str] | None,
+        cache: CacheMode,
+    ) -> dict[str, Any]:
+        caching = cache == "auto"
+        sent = [_message_param(m) for m in clean_conversation(messages)]
+        params: dict[str, Any] = {"model": self.model, "max_tokens": max_tokens, "messages": sent}
+        if system is not None:
+            if caching and system.strip():
+                params["system"] = [{"type": "text", "text": system, "cache_control": _EPHEMERAL}]
+            else:
+                params["system"] = system
+        if tools:
+            params["tools"] = [_tool_param(t) for t in tools]
+            if caching:
+                params["tools"][-1]["cache_control"] = _EPHEMERAL
+        if caching:
+            _mark_conversation(sent, MAX_CACHE_BREAKPOINTS - _count_marks(params))
+        if tool_choice is not None:
+            if tool_choice.forced and self.thinking is not None:
+                raise LLMConfigError(
+                    f"AnthropicLLM(model {self.model!r}) has extended thinking on, and the API "
+                    f"refuses tool_choice {tool_choice.type!r} (forced tool use) with thinking: "
+                    "pass tool_choice=ToolChoice(type='auto') and check the answer, or turn "
+                    "thinking off"
+                )
+            params["tool_choice"] = tool_choice.model_dump(exclude_none=True)
+        if stop_sequences:
+            params["stop_sequences"] = list(stop_sequences)
+        if self.thinking == "adaptive":
+            params["thinking"] = {"type": "adaptive"}
+        elif self.thinking is not None:
+            params["thinking"] = {"type": "enabled", "budget_tokens": self.thinking}
+            params["max_tokens"] = max_tokens + self.thinking
+        return params
 
     async def _stream(self, params: dict[str, Any], on_token: TokenCallback) -> object:
         async with self._client.messages.stream(**params) as stream:
@@ -240,9 +307,16 @@ class AnthropicLLM:
                 "started, so retry the call",
                 status_code=status,
             )
+        retried = (
+            f" even after {self.max_retries} retries"
+            if self.max_retries
+            else " (no retry was made: max_retries=0)"
+        )
         hint = _STATUS_HINTS.get(status)
         if hint is None and status >= 500:
-            hint = "the API failed even after retrying; retry later or raise max_retries"
+            hint = "the API failed{retried}; retry later or raise max_retries"
+        if hint:
+            hint = hint.format(retried=retried)
         text = f"Anthropic API error {status}{kind} for model {self.model!r}: {detail}"
         if hint:
             text += f"; {hint}"
@@ -277,11 +351,42 @@ def _message_param(message: Message) -> dict[str, Any]:
     return {"role": message.role, "content": [_block_param(b) for b in message.content]}
 
 
+def _count_marks(params: dict[str, Any]) -> int:
+    system = params.get("system")
+    marks = sum(1 for b in system if "cache_control" in b) if isinstance(system, list) else 0
+    return marks + sum(1 for t in params.get("tools", ()) if "cache_control" in t)
+
+
+def _mark_conversation(messages: list[dict[str, Any]], room: int) -> None:
+    """Put cache breakpoints on the conversation: on its last block (the whole prefix, read
+    back by the next call of a growing conversation) and on the user turn before it (still a
+    hit when the last turn added more blocks than the API looks back over). Thinking blocks
+    cannot carry a breakpoint; a string content becomes one text block to carry it."""
+    users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    targets = [len(messages) - 1]
+    if len(users) >= 2 and users[-2] != targets[0]:
+        targets.append(users[-2])
+    for index in targets[: max(room, 0)]:
+        message: dict[str, Any] = messages[index]
+        if isinstance(message["content"], str):
+            message["content"] = [{"type": "text", "text": message["content"]}]
+        blocks: list[dict[str, Any]] = message["content"]
+        for block in reversed(blocks):
+            if block["type"] not in ("thinking", "redacted_thinking"):
+                block["cache_control"] = _EPHEMERAL
+                break
+
+
 def _block_param(block: ContentBlock) -> dict[str, Any]:
     if isinstance(block, TextBlock):
         return {"type": "text", "text": block.text}
     if isinstance(block, ToolUseBlock):
         return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+    if isinstance(block, ThinkingBlock):
+        return {"type": "thinking", "thinking": block.thinking, "signature": block.signature}
+    if isinstance(block, RedactedThinkingBlock):
+        return {"type": "redacted_thinking", "data": block.data}
+    assert isinstance(block, ToolResultBlock)
     return {
         "type": "tool_result",
         "tool_use_id": block.tool_use_id,
@@ -319,16 +424,24 @@ def _response_from_sdk(message: object) -> LLMResponse:
             blocks.append(
                 ToolUseBlock(id=_get(raw, "id"), name=_get(raw, "name"), input=_get(raw, "input"))
             )
+        elif kind == "thinking":
+            blocks.append(
+                ThinkingBlock(thinking=_get(raw, "thinking"), signature=_get(raw, "signature"))
+            )
+        elif kind == "redacted_thinking":
+            blocks.append(RedactedThinkingBlock(data=_get(raw, "data")))
         elif kind == "tool_result":
             raise ValueError("the assistant turn contains a tool_result block")
-        # Other kinds (thinking, server-side tool blocks) only appear when a request enables
-        # those features, which this class never does; they are skipped, not guessed at.
+        # Other kinds (server-side tool blocks) only appear when a request enables those
+        # features, which this class never does; they are skipped, not guessed at.
     raw_usage = _get(message, "usage")
     if raw_usage is None:
         raise ValueError("`usage` is missing")
     usage = Usage(
         input_tokens=_get(raw_usage, "input_tokens"),
         output_tokens=_get(raw_usage, "output_tokens"),
+        cache_creation_input_tokens=_get(raw_usage, "cache_creation_input_tokens") or 0,
+        cache_read_input_tokens=_get(raw_usage, "cache_read_input_tokens") or 0,
     )
     stop_reason = _get(message, "stop_reason")
     model = _get(message, "model")

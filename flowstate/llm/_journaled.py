@@ -17,13 +17,31 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
-from ._models import LLMRequest, LLMResponse, Message, ToolCall, ToolSpec
+from ._models import (
+    CacheMode,
+    LLMRequest,
+    LLMResponse,
+    Message,
+    ToolCall,
+    ToolChoice,
+    ToolSpec,
+    Usage,
+)
+from ._prices import MODEL_KEY_SEP
 from ._protocol import LLM, TokenCallback
 from ._tools import ToolOutcome, ToolRegistry
 
-__all__ = ["LLM_EFFECT", "TOOL_EFFECT_PREFIX", "EffectContext", "JournaledLLM", "JournaledTools"]
+__all__ = [
+    "LLM_EFFECT",
+    "TOOL_EFFECT_PREFIX",
+    "EffectContext",
+    "JournaledLLM",
+    "JournaledTools",
+    "thinking_of",
+    "usage_counts",
+]
 
 LLM_EFFECT = "llm.complete"
 """Effect name of a journaled model call."""
@@ -50,8 +68,8 @@ class EffectContext(Protocol):
         """Report streamed text as a live event (not journaled)."""
         ...
 
-    def add_usage(self, input_tokens: int = 0, output_tokens: int = 0) -> None:
-        """Add token counts to the activation's usage."""
+    def add_usage(self, input_tokens: int = 0, output_tokens: int = 0, **counts: int) -> None:
+        """Add token counts to the activation's usage (other counts by name)."""
         ...
 
 
@@ -80,6 +98,11 @@ class JournaledLLM:
         name = getattr(self.llm, "model", None)
         return name if isinstance(name, str) else None
 
+    @property
+    def thinking(self) -> int | Literal["adaptive"] | None:
+        """The wrapped model's extended-thinking setting (see `thinking_of`)."""
+        return thinking_of(self.llm)
+
     def __repr__(self) -> str:
         return f"JournaledLLM({self.llm!r})"
 
@@ -92,8 +115,15 @@ class JournaledLLM:
         max_tokens: int = 1024,
         temperature: float | None = None,
         on_token: TokenCallback | None = None,
+        tool_choice: ToolChoice | None = None,
+        stop_sequences: list[str] | None = None,
+        cache: CacheMode = "off",
     ) -> LLMResponse:
-        """Journal the request as the effect `llm.complete` and return the (recorded) answer."""
+        """Journal the request as the effect `llm.complete` and return the (recorded) answer.
+
+        The usage added to the activation holds the four token counts, and the same counts
+        per model under `"<count>@<model>"` keys, so the cost can be priced per model later.
+        """
         request = LLMRequest(
             messages=list(messages),
             system=system,
@@ -101,6 +131,10 @@ class JournaledLLM:
             max_tokens=max_tokens,
             temperature=temperature,
             model=self.model,
+            tool_choice=tool_choice,
+            stop_sequences=list(stop_sequences or []),
+            cache=cache,
+            thinking=self.thinking,
         )
         ctx = self._ctx
         streaming = self.stream or on_token is not None
@@ -113,6 +147,13 @@ class JournaledLLM:
 
         async def call(raw: dict[str, Any]) -> dict[str, Any]:
             req = LLMRequest.model_validate(raw)
+            extra: dict[str, Any] = {}
+            if req.tool_choice is not None:
+                extra["tool_choice"] = req.tool_choice
+            if req.stop_sequences:
+                extra["stop_sequences"] = req.stop_sequences
+            if req.cache != "off":
+                extra["cache"] = req.cache
             response = await self.llm.complete(
                 req.messages,
                 system=req.system,
@@ -120,15 +161,39 @@ class JournaledLLM:
                 max_tokens=req.max_tokens,
                 temperature=req.temperature,
                 on_token=relay if streaming else None,
+                **extra,
             )
             return response.model_dump(mode="json")
 
-        recorded = await ctx.effect(LLM_EFFECT, call, request.model_dump(mode="json"))
+        recorded = await ctx.effect(LLM_EFFECT, call, request.journal_json())
         response = (
             recorded if isinstance(recorded, LLMResponse) else LLMResponse.model_validate(recorded)
         )
-        ctx.add_usage(response.usage.input_tokens, response.usage.output_tokens)
+        ctx.add_usage(**usage_counts(response.usage, response.model or self.model))
         return response
+
+
+def usage_counts(usage: Usage, model: str | None) -> dict[str, int]:
+    """What one call adds to an activation's usage: the counts, and again per model."""
+    counts = {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        **{k: v for k, v in usage.counts().items() if k not in ("input_tokens", "output_tokens")},
+    }
+    if model:
+        counts.update({f"{k}{MODEL_KEY_SEP}{model}": v for k, v in usage.counts().items()})
+    return counts
+
+
+def thinking_of(llm: object) -> int | Literal["adaptive"] | None:
+    """A model's extended-thinking setting: its `thinking` attribute when it is a token
+    budget or `"adaptive"`, else None (off). Forced tool use is refused while it is on."""
+    value = getattr(llm, "thinking", None)
+    if isinstance(value, bool):
+        return None
+    if value == "adaptive":
+        return "adaptive"
+    return value if isinstance(value, int) else None
 
 
 class JournaledTools:

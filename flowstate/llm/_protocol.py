@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from ._models import LLMResponse, Message, ToolSpec
+from ._models import CacheMode, LLMResponse, Message, ToolChoice, ToolSpec
 
 __all__ = ["LLM", "TokenCallback"]
 
@@ -31,8 +31,17 @@ class LLM(Protocol):
         max_tokens: int = 1024,
         temperature: float | None = None,
         on_token: TokenCallback | None = None,
+        tool_choice: ToolChoice | None = None,
+        stop_sequences: list[str] | None = None,
+        cache: CacheMode = "off",
     ) -> LLMResponse:
         """Send the conversation and return the model's next turn.
+
+        `tool_choice` says how the model must use `tools` (None: the provider's default,
+        auto); `stop_sequences` end generation when the model writes one; `cache="auto"`
+        asks for prompt-cache breakpoints where the backend supports them (others ignore it).
+        Callers pass these three only when they differ from the defaults, so an `LLM` written
+        before they existed keeps working for calls that do not need them.
 
         `on_token`, when given, streams the answer: it receives each text delta as it arrives,
         and the returned `LLMResponse` is the same as without streaming. A backend that cannot

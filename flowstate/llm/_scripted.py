@@ -25,12 +25,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._errors import LLMConfigError, LLMError, ScriptExhausted
 from ._models import (
+    CacheMode,
     LLMRequest,
     LLMResponse,
     Message,
     ToolCall,
+    ToolChoice,
     ToolSpec,
     Usage,
+    clean_conversation,
     conversation_problems,
 )
 from ._protocol import TokenCallback
@@ -165,15 +168,25 @@ class ScriptedLLM:
         max_tokens: int = 1024,
         temperature: float | None = None,
         on_token: TokenCallback | None = None,
+        tool_choice: ToolChoice | None = None,
+        stop_sequences: list[str] | None = None,
+        cache: CacheMode = "off",
     ) -> LLMResponse:
-        """Record the request and return the next scripted response."""
+        """Record the request and return the next scripted response.
+
+        The conversation is cleaned first (`clean_conversation`), as `AnthropicLLM` does
+        before sending, and the cleaned one is recorded and checked.
+        """
         request = LLMRequest(
-            messages=[m.model_copy(deep=True) for m in messages],
+            messages=clean_conversation(messages),
             system=system,
             tools=[t.model_copy(deep=True) for t in tools or []],
             max_tokens=max_tokens,
             temperature=temperature,
             model=self.model,
+            tool_choice=tool_choice,
+            stop_sequences=list(stop_sequences or []),
+            cache=cache,
         )
         self.requests.append(request)
         number = len(self.requests)

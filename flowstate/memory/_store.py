@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import sqlite3
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
+from collections.abc import Iterator
 
 from sqlite_utils import Database
 
-from ._embed import Embedder, HashingEmbedder
+from ._backend import BaseMemoryStore
+from ._embed import Embedder
 from ._errors import MemoryConfigError, MemoryStoreError
-from ._models import MEMORY_KINDS, MemoryEntry, MemoryKind
-from ._ops import TABLE, MemoryOp, apply_ops
 from ._schema import ensure_schema
-from ._snapshot import Snapshot, fetch_entries, row_to_entry
-
-if TYPE_CHECKING:
-    from ._composite import CompositeMemory
-    from ._kinds import EpisodicMemory, SemanticMemory, WorkingMemory
-    from ._reflection import CompleteFn, ReflectionLLM, ReflectionMemory
+from ._sql import SQLITE
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore:
+class MemoryStore(BaseMemoryStore):
     """Memories persisted in one SQLite file, shared by every process that opens it.
 
     ``MemoryStore("agent.db")`` opens (or creates) the file, switches it to WAL, and creates
@@ -37,8 +31,11 @@ class MemoryStore:
     with "database is locked" when a deferred read transaction tries to upgrade.
 
     Get memories with :meth:`memory` (one kind) or :meth:`composite`. Each namespace (an agent,
-    a user, a crew) is isolated; two stores on the same file see each other's commits.
+    a user, a crew) is isolated; two stores on the same file see each other's commits, and a
+    read after another process wrote catches up with what changed, not the whole namespace.
     """
+
+    dialect = SQLITE
 
     def __init__(
         self,
@@ -52,7 +49,8 @@ class MemoryStore:
             self.db = path_or_db
             self._owns_db = False
         elif isinstance(path_or_db, (str, pathlib.Path)):
-            conn = sqlite3.connect(str(path_or_db), timeout=timeout)
+            # usable from any thread: the store serialises its use of it with a lock
+            conn = sqlite3.connect(str(path_or_db), timeout=timeout, check_same_thread=False)
             self.db = Database(conn)
             self._owns_db = True
         else:
@@ -60,8 +58,7 @@ class MemoryStore:
                 f"MemoryStore() takes a file path or a sqlite_utils.Database, got "
                 f"{type(path_or_db).__name__}: wrap a sqlite3 connection as Database(conn)"
             )
-        self.embedder: Embedder = embedder if embedder is not None else HashingEmbedder()
-        """The embedder memories of this store use unless given their own."""
+        super().__init__(embedder)
         if self.db.conn.in_transaction:
             raise MemoryStoreError(
                 "MemoryStore() was given a database with an open transaction; WAL mode and "
@@ -76,8 +73,6 @@ class MemoryStore:
                 f"could not switch {self._where()} to WAL mode: {err}", code="FSM201"
             ) from err
         ensure_schema(self.db)
-        self._snapshots: dict[tuple[str, MemoryKind], Snapshot] = {}
-        self._stamp: tuple[int, int] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -94,196 +89,20 @@ class MemoryStore:
     def __enter__(self) -> MemoryStore:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"MemoryStore({self._where()})"
-
     def _where(self) -> str:
         for _, name, filename in self.conn.execute("PRAGMA database_list"):
             if name == "main":
                 return repr(filename) if filename else "':memory:'"
         return "'?'"  # pragma: no cover
 
-    # -- memories -------------------------------------------------------------------------
+    # -- the backend's primitives -----------------------------------------------------------
 
-    @overload
-    def memory(
-        self,
-        kind: Literal["working"],
-        namespace: str = ...,
-        *,
-        buffer: list[MemoryOp] | None = ...,
-        embedder: Embedder | None = ...,
-        clock: Callable[[], float] | None = ...,
-        capacity: int = ...,
-    ) -> WorkingMemory: ...
-    @overload
-    def memory(
-        self,
-        kind: Literal["episodic"],
-        namespace: str = ...,
-        *,
-        buffer: list[MemoryOp] | None = ...,
-        embedder: Embedder | None = ...,
-        clock: Callable[[], float] | None = ...,
-    ) -> EpisodicMemory: ...
-    @overload
-    def memory(
-        self,
-        kind: Literal["semantic"],
-        namespace: str = ...,
-        *,
-        buffer: list[MemoryOp] | None = ...,
-        embedder: Embedder | None = ...,
-        clock: Callable[[], float] | None = ...,
-    ) -> SemanticMemory: ...
-    @overload
-    def memory(
-        self,
-        kind: Literal["reflection"],
-        namespace: str = ...,
-        *,
-        buffer: list[MemoryOp] | None = ...,
-        embedder: Embedder | None = ...,
-        clock: Callable[[], float] | None = ...,
-        every: int = ...,
-        llm: ReflectionLLM | None = ...,
-        complete_fn: CompleteFn | None = ...,
-        max_sources: int = ...,
-        insight_importance: float = ...,
-        reflection_share: float = ...,
-    ) -> ReflectionMemory: ...
-    @overload
-    def memory(
-        self,
-        kind: MemoryKind,
-        namespace: str = ...,
-        *,
-        buffer: list[MemoryOp] | None = ...,
-        **options: Any,
-    ) -> WorkingMemory | EpisodicMemory | SemanticMemory | ReflectionMemory: ...
-    def memory(
-        self,
-        kind: MemoryKind,
-        namespace: str = "default",
-        *,
-        buffer: list[MemoryOp] | None = None,
-        **options: Any,
-    ) -> WorkingMemory | EpisodicMemory | SemanticMemory | ReflectionMemory:
-        """A memory of ``kind`` in ``namespace``.
+    def _connection(self) -> sqlite3.Connection:
+        return self.db.conn
 
-        With ``buffer=[]`` (a list you keep), writes are appended to that list as
-        :data:`MemoryOp` values instead of being committed, and reads see them; commit them
-        with :meth:`commit` or, inside your own transaction, :meth:`apply_ops`. Without a
-        buffer every write commits at once in its own ``BEGIN IMMEDIATE`` transaction.
-        ``options`` go to the memory's class (``capacity``, ``every``, ``llm``, ...).
-        """
-        from ._kinds import EpisodicMemory, SemanticMemory, WorkingMemory
-        from ._reflection import ReflectionMemory
-
-        classes: dict[str, type[Any]] = {
-            "working": WorkingMemory,
-            "episodic": EpisodicMemory,
-            "semantic": SemanticMemory,
-            "reflection": ReflectionMemory,
-        }
-        if kind not in classes:
-            raise MemoryConfigError(
-                f"unknown memory kind {kind!r}: use one of {', '.join(MEMORY_KINDS)}, "
-                "or store.composite(...) for several kinds at once"
-            )
-        memory: WorkingMemory | EpisodicMemory | SemanticMemory | ReflectionMemory = classes[kind](
-            self, namespace, buffer=buffer, **options
-        )
-        return memory
-
-    def composite(
-        self,
-        namespace: str = "default",
-        *,
-        kinds: Sequence[MemoryKind] = ("working", "episodic", "semantic"),
-        buffer: list[MemoryOp] | None = None,
-        embedder: Embedder | None = None,
-        clock: Callable[[], float] | None = None,
-        capacity: int = 20,
-        every: int = 10,
-        llm: ReflectionLLM | None = None,
-        complete_fn: CompleteFn | None = None,
-        relevance_weight: float = 0.6,
-        importance_weight: float = 0.2,
-        recency_weight: float = 0.2,
-        half_life: float = 86_400.0,
-    ) -> CompositeMemory:
-        """A :class:`CompositeMemory` over one memory per kind in ``namespace``.
-
-        ``capacity`` goes to working memory; ``every``, ``llm`` and ``complete_fn`` to
-        reflection memory (whose base is the episodic memory when both kinds are present).
-        The weights and ``half_life`` define the merged ranking (see
-        :class:`CompositeMemory`).
-        """
-        from ._composite import CompositeMemory
-        from ._kinds import EpisodicMemory, SemanticMemory, WorkingMemory
-        from ._reflection import ReflectionMemory
-
-        shared: dict[str, Any] = {"buffer": buffer, "embedder": embedder, "clock": clock}
-        children: list[Any] = []
-        episodic: EpisodicMemory | None = None
-        for kind in kinds:
-            if kind == "working":
-                children.append(WorkingMemory(self, namespace, capacity=capacity, **shared))
-            elif kind == "episodic":
-                episodic = EpisodicMemory(self, namespace, **shared)
-                children.append(episodic)
-            elif kind == "semantic":
-                children.append(SemanticMemory(self, namespace, **shared))
-            elif kind != "reflection":
-                raise MemoryConfigError(
-                    f"unknown memory kind {kind!r} in kinds=: use {', '.join(MEMORY_KINDS)}"
-                )
-        if "reflection" in kinds:
-            children.append(
-                ReflectionMemory(
-                    self,
-                    namespace,
-                    every=every,
-                    llm=llm,
-                    complete_fn=complete_fn,
-                    base=episodic,
-                    **shared,
-                )
-            )
-        return CompositeMemory(
-            children,
-            relevance_weight=relevance_weight,
-            importance_weight=importance_weight,
-            recency_weight=recency_weight,
-            half_life=half_life,
-            clock=clock,
-        )
-
-    # -- writing --------------------------------------------------------------------------
-
-    def apply_ops(self, conn: sqlite3.Connection, ops: Sequence[MemoryOp]) -> None:
-        """Apply ``ops`` inside the caller's open transaction on ``conn`` (no BEGIN/COMMIT).
-
-        This is the engine's seam: a node's buffered memory ops commit, or roll back, with
-        the node's checkpoint. See :func:`flowstate.memory.apply_ops`.
-        """
-        apply_ops(conn, ops)
-
-    def commit(self, ops: Sequence[MemoryOp]) -> None:
-        """Apply buffered ``ops`` in one ``BEGIN IMMEDIATE`` transaction of this store."""
-        ops = list(ops)
-        self._write(lambda: ops)
-
-    def _write(self, plan: Callable[[], Sequence[MemoryOp]]) -> list[MemoryOp]:
-        """Run ``plan`` and apply the ops it returns in one ``BEGIN IMMEDIATE`` transaction.
-
-        ``plan`` runs under the write lock, so what it reads (e.g. the id that holds a
-        semantic key) cannot change before its ops commit. Returns the applied ops.
-        """
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``: the write lock is taken up front."""
         conn = self.conn
         if conn.in_transaction:
             raise MemoryStoreError(
@@ -303,78 +122,30 @@ class MemoryStore:
                 code="FSM201",
             ) from err
         try:
-            ops = list(plan())
-            in_sync = self._stamp == self._read_stamp()
-            apply_ops(conn, ops)
+            yield conn
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            self._stamp = None
             raise
-        if in_sync:
-            for snap in self._snapshots.values():
-                if snap.apply_relevant(ops):
-                    snap.compact()
-            self._stamp = self._read_stamp()
-        else:
-            self._stamp = None
-        return ops
 
-    # -- reading --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _consistent_read(self) -> Iterator[sqlite3.Connection]:
+        # A deferred BEGIN gives the reads one WAL snapshot. Only on a connection this store
+        # owns: a borrowed one may be in use by its owner's transactions.
+        conn = self.conn
+        if not self._owns_db or conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
 
-    def _read_stamp(self) -> tuple[int, int]:
+    def _stamp(self) -> object:
         # data_version changes when another connection commits; total_changes when this one
-        # writes. Either means the cached snapshots may be stale.
+        # writes. Neither changed: no namespace's head can have moved.
         (version,) = self.conn.execute("PRAGMA data_version").fetchone()
         return int(version), self.conn.total_changes
-
-    def _snapshot(self, namespace: str, kind: MemoryKind) -> Snapshot:
-        """The committed snapshot of (namespace, kind), cached until the database changes.
-
-        The returned object is shared: copy it before applying ops to it.
-        """
-        stamp = self._read_stamp()
-        if stamp != self._stamp:
-            self._snapshots.clear()
-            self._stamp = stamp
-        snap = self._snapshots.get((namespace, kind))
-        if snap is None:
-            snap = Snapshot.load(self.conn, namespace, kind)
-            self._snapshots[(namespace, kind)] = snap
-        return snap
-
-    def _fetch(self, namespace: str, ids: Sequence[str]) -> dict[str, MemoryEntry]:
-        """The committed entries with these ids in ``namespace``."""
-        return fetch_entries(self.conn, namespace, ids)
-
-    def inspect(
-        self, namespace: str | None = None, kind: MemoryKind | None = None
-    ) -> list[MemoryEntry]:
-        """Every committed entry (optionally of one namespace and/or kind), oldest first.
-
-        For debugging: when a memory returns nothing, this shows what is actually stored and
-        under which namespace and kind.
-        """
-        where, params = [], []
-        if namespace is not None:
-            where.append("namespace = ?")
-            params.append(namespace)
-        if kind is not None:
-            where.append("kind = ?")
-            params.append(kind)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self.conn.execute(
-            "SELECT id, namespace, kind, key, content, timestamp, importance, metadata "
-            f"FROM {TABLE} {clause} ORDER BY timestamp, seq, id",
-            params,
-        )
-        return [row_to_entry(row) for row in rows]
-
-    def counts(self) -> dict[tuple[str, str], int]:
-        """Number of committed entries per (namespace, kind)."""
-        rows = self.conn.execute(
-            f"SELECT namespace, kind, count(*) FROM {TABLE} GROUP BY namespace, kind "
-            "ORDER BY namespace, kind"
-        )
-        return {(namespace, kind): count for namespace, kind, count in rows}

@@ -17,19 +17,26 @@ finished tool again; token counts land in each activation's `usage` and `run_usa
 
 import inspect as _inspect
 
-from ._errors import LLMOutputError
+from ._continue import complete_turn, truncation_reason
+from ._errors import LLMOutputError, LLMTruncated
 from ._llm_node import llm_node
 from ._messages import messages_reducer
 from ._tool_node import tool_node
-from ._usage import node_usage, run_usage
+from ._usage import UsageLine, UsageReport, node_usage, run_usage, usage_report
 
 __all__ = [
     "LLMOutputError",
+    "LLMTruncated",
+    "UsageLine",
+    "UsageReport",
+    "complete_turn",
     "llm_node",
     "messages_reducer",
     "node_usage",
     "run_usage",
     "tool_node",
+    "truncation_reason",
+    "usage_report",
 ]
 
 def _show_public_path() -> None:

@@ -21,21 +21,25 @@ from pydantic import BaseModel, ValidationError
 from flowstate.engine import NodeContext
 from flowstate.llm import (
     LLM,
+    CacheMode,
     JournaledLLM,
     LLMConfigError,
     LLMResponse,
     Message,
     TextBlock,
     Tool,
+    ToolChoice,
     ToolRegistry,
     ToolSpec,
     ToolUseBlock,
     assistant,
+    thinking_of,
     tool_result,
     user,
 )
 
-from ._errors import LLMOutputError
+from ._continue import complete_turn, truncation_reason
+from ._errors import LLMOutputError, LLMTruncated
 from ._messages import append_problems
 from ._signature import annotate_node, require_reducer
 
@@ -75,6 +79,8 @@ def llm_node(
     max_tokens: int = 1024,
     output_retries: int = 1,
     stream: bool = True,
+    max_continuations: int = 2,
+    cache: CacheMode | None = None,
 ) -> Callable[[Any, NodeContext], Awaitable[dict[str, Any]]]:
     """Build an async node `(state, ctx) -> dict` that calls `llm` once per activation.
 
@@ -84,9 +90,13 @@ def llm_node(
     - `output_field` receives the answer's text; `output` may name that field directly
       (`output="answer"`). When `output` is a pydantic model class, the answer is structured:
       the model is offered one extra tool whose input schema is that class's JSON schema and is
-      told to call it; the call's input, validated into the class, goes to `output_field`. An
-      answer without that call is retried `output_retries` times with a correction (as new,
-      journaled calls), then fails the node with `LLMOutputError`.
+      made to call it with `tool_choice` (`{"type": "tool"}`, or `{"type": "any"}` when other
+      tools are offered too); the call's input, validated into the class, goes to
+      `output_field`. With extended thinking on, the API refuses a forced tool, so the node
+      uses `tool_choice` auto and relies on the instruction plus validation. Either way, an
+      answer without a valid call is retried `output_retries` times (default one corrective
+      retry) with a correction (as new, journaled calls), then fails the node with
+      `LLMOutputError`.
     - `messages_field` (a `list[Message]` field with a reducer such as `messages_reducer`)
       holds the conversation. The model sees that list; the prompt is added as a new user turn
       only when the list is empty or ends with an assistant turn (so a ReAct loop that comes
@@ -95,6 +105,12 @@ def llm_node(
       text block holding its JSON, so the conversation stays valid to continue.
     - `tools` are offered to the model; executing the calls it asks for is `tool_node`'s job,
       so tools need a `messages_field`.
+
+    - An answer cut off at `max_tokens` is continued (the model goes on from where it
+      stopped) up to `max_continuations` times; still cut off, or cut off inside a tool call
+      (never run), it fails the node with `LLMTruncated` naming max_tokens.
+    - `cache`: prompt-cache breakpoints (`"auto"` or `"off"`); by default on for nodes that
+      keep a conversation (`messages_field`), which are the ones called again and again.
 
     Token counts go to the activation's usage (the `usage` column of its `writes` row); live
     calls stream their text as `token` events unless `stream=False`.
@@ -149,6 +165,9 @@ def llm_node(
                 "registered too; rename the tool or the model class"
             )
     specs = [*registry.specs, *([output_tool] if output_tool else [])]
+    caching: CacheMode = cache or ("auto" if messages_field is not None else "off")
+    if max_continuations < 0:
+        raise LLMConfigError(f"llm_node {node_name!r}: max_continuations must be >= 0")
 
     async def node(state: Any, ctx: NodeContext) -> dict[str, Any]:
         me = getattr(ctx, "node", None) or node_name
@@ -171,9 +190,26 @@ def llm_node(
             instructions = _structured_instructions(instructions, output_tool.name)
         model = JournaledLLM(llm, ctx, stream=stream)
         conversation = [*history, *new]
-        reply = await model.complete(
-            conversation, system=instructions, tools=specs or None, max_tokens=max_tokens
+        extra: dict[str, Any] = {"cache": caching} if caching != "off" else {}
+        if output_tool is not None and thinking_of(llm) is None:
+            extra["tool_choice"] = (
+                ToolChoice(type="any")
+                if len(registry)
+                else ToolChoice(type="tool", name=output_tool.name)
+            )
+        reply, made = await complete_turn(
+            model,
+            conversation,
+            system=instructions,
+            tools=specs or None,
+            max_tokens=max_tokens,
+            max_continuations=max_continuations,
+            **extra,
         )
+        if reply.truncated:
+            raise LLMTruncated(
+                f"llm node '{me}': {truncation_reason(reply, max_tokens, made)}", node=me
+            )
         update: dict[str, Any] = {}
         if schema is not None and output_tool is not None:
             tries = 0
@@ -193,8 +229,12 @@ def llm_node(
                 tries += 1
                 conversation = [*conversation, *_correction(reply, output_tool.name, problem)]
                 reply = await model.complete(
-                    conversation, system=instructions, tools=specs, max_tokens=max_tokens
+                    conversation, system=instructions, tools=specs, max_tokens=max_tokens, **extra
                 )
+                if reply.truncated:
+                    raise LLMTruncated(
+                        f"llm node '{me}': {truncation_reason(reply, max_tokens, 0)}", node=me
+                    )
             if value is not None:
                 update[output_field] = value  # type: ignore[index]
         elif output_field is not None:
@@ -298,8 +338,8 @@ def _transcript(reply: LLMResponse, output_tool: str | None) -> Message | None:
     for block in reply.content:
         if isinstance(block, ToolUseBlock) and block.name == output_tool:
             blocks.append(TextBlock(text=json.dumps(block.input, ensure_ascii=False)))
-        elif isinstance(block, TextBlock) and not block.text:
-            continue
+        elif isinstance(block, TextBlock) and not block.text.strip():
+            continue  # the API refuses empty and whitespace-only text blocks
         else:
             blocks.append(block.model_copy(deep=True))
     return Message(role="assistant", content=blocks) if blocks else None

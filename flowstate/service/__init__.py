@@ -13,5 +13,6 @@ guarantees: ``flowstate/service/README_SECTION.md``. Needs the ``service`` extra
 from ._app import create_app
 from ._cli import serve_command
 from ._registry import GraphRegistry, load_registry
+from ._ui_cli import ui_command
 
-__all__ = ["GraphRegistry", "create_app", "load_registry", "serve_command"]
+__all__ = ["GraphRegistry", "create_app", "load_registry", "serve_command", "ui_command"]

@@ -22,6 +22,8 @@ from flowstate.errors import StoreError
 from flowstate.events import EventAdapter
 
 from ._http import PROBLEM, ApiError, Guard, install_handlers
+from ._inspect import RunInspector
+from ._inspect_routes import READ_ONLY_DETAIL, add_inspector_routes
 from ._models import (
     GRAPH_NAME_PATTERN,
     TASK_ID_PATTERN,
@@ -53,6 +55,7 @@ _DESCRIPTIONS = {
     400: "The request is malformed: a body that is not UTF-8 JSON, or a cursor this "
     "server did not hand out.",
     401: "A bearer token is required, or the one sent is not valid.",
+    403: "This server is a read-only inspector, or the request came from another origin.",
     404: "No task with this id.",
     409: "The task's status does not allow the operation, or the idempotency key names "
     "another request.",
@@ -101,16 +104,20 @@ def create_app(
     task_timeout: float | None = None,
     max_body_bytes: int = 1_048_576,
     durability: Durability = "normal",
+    ui: bool = True,
+    read_only: bool = False,
 ) -> FastAPI:
     """The task service for ``graphs`` (the allow-list), all bound to the store at ``db``.
 
     ``token``: require ``Authorization: Bearer <token>`` on everything but /health and
     /ready. ``max_concurrent_runs``: tasks executing at once; the others wait ``queued``.
     ``task_timeout``: seconds a task may execute before it is cancelled with reason
-    ``timeout``. ``max_body_bytes``: larger request bodies get 413.
+    ``timeout``. ``max_body_bytes``: larger request bodies get 413. ``ui``: serve the
+    run inspector under /ui. ``read_only``: execute nothing (no recovery at startup; every
+    action answers 403); ``graphs`` may then be empty (``flowstate ui`` without --graphs).
     """
     registry = graphs if isinstance(graphs, GraphRegistry) else GraphRegistry(graphs)
-    if not registry:
+    if not registry and not read_only:
         raise ValueError("create_app needs at least one graph to serve")
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be positive, not {max_body_bytes}")
@@ -120,10 +127,15 @@ def create_app(
         bound, store, max_concurrent_runs=max_concurrent_runs, task_timeout=task_timeout
     )
     names = list(bound)
-    CreateTask = create_task_model({n: bound[n].state_model for n in names})
+    inspector = RunInspector(store, bound)
+    service.stats = inspector.stats
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if read_only:
+            service.started = True  # serves reads only: nothing is resumed or executed
+            yield
+            return
         await service.start()
         try:
             yield
@@ -159,37 +171,60 @@ def create_app(
             ("CancelTask", "cancel_task"),
             ("ResumeTask", "resume_task"),
             ("TaskEvents", "task_events"),
+            ("PauseTask", "pause_task"),
+            ("ForkTask", "fork_task"),
+            ("ReplayTask", "replay_task"),
         )
     }
-
-    @app.post(
-        "/v1/tasks",
-        status_code=202,
-        response_model=TaskRef,
-        operation_id="create_task",
-        summary="Start a task",
-        dependencies=secured,
-        responses={
-            202: {"description": "Accepted: the task is stored and queued.", "links": links},
-            200: {
-                "model": TaskRef,
-                "description": "The idempotency key names an existing task; it is returned.",
-                "links": links,
-            },
-            **errors(400, 409, 413, 422, 503),
-        },
+    links.update(
+        {
+            name: {"operationId": op, "parameters": {"run_id": "$response.body#/id"}}
+            for name, op in (
+                ("TaskOverview", "task_overview"),
+                ("TaskHistory", "task_history"),
+                ("TaskState", "task_state"),
+            )
+        }
     )
-    async def create_task(body: CreateTask, request: Request, response: Response) -> TaskRef:  # type: ignore[valid-type]
-        req = _strict(CreateTask, await request.body()).root
-        run, created = await service.submit(
-            req.graph,
-            req.input,
-            max_steps=req.max_steps,
-            idempotency_key=req.idempotency_key,
+
+    def writable() -> None:
+        if read_only:
+            raise ApiError(403, READ_ONLY_DETAIL, title="Read-only inspector")
+
+    CreateTask = (
+        create_task_model({n: bound[n].state_model for n in names}) if not read_only else None
+    )
+
+    if CreateTask is not None:  # a read-only inspector may serve no graph
+
+        @app.post(
+            "/v1/tasks",
+            status_code=202,
+            response_model=TaskRef,
+            operation_id="create_task",
+            summary="Start a task",
+            dependencies=secured,
+            responses={
+                202: {"description": "Accepted: the task is stored and queued.", "links": links},
+                200: {
+                    "model": TaskRef,
+                    "description": "The idempotency key names an existing task; it is returned.",
+                    "links": links,
+                },
+                **errors(400, 409, 413, 422, 503),
+            },
         )
-        if not created:
-            response.status_code = 200
-        return TaskRef(id=run.id, status=run.status)
+        async def create_task(body: CreateTask, request: Request, response: Response) -> TaskRef:  # type: ignore[valid-type]
+            req = _strict(CreateTask, await request.body()).root
+            run, created = await service.submit(
+                req.graph,
+                req.input,
+                max_steps=req.max_steps,
+                idempotency_key=req.idempotency_key,
+            )
+            if not created:
+                response.status_code = 200
+            return TaskRef(id=run.id, status=run.status)
 
     @app.get(
         "/v1/tasks",
@@ -209,8 +244,18 @@ def create_app(
             str | None,
             Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page."),
         ] = None,
+        since: Annotated[
+            float | None,
+            Query(ge=0, le=1e11, description="Only tasks created at or after (Unix seconds)."),
+        ] = None,
+        until: Annotated[
+            float | None,
+            Query(ge=0, le=1e11, description="Only tasks created before (Unix seconds)."),
+        ] = None,
     ) -> TaskPage:
-        return service.page(status=status, graph=graph, limit=limit, cursor=cursor)
+        return service.page(
+            status=status, graph=graph, limit=limit, cursor=cursor, since=since, until=until
+        )
 
     @app.get(
         "/v1/tasks/{task_id}",
@@ -232,6 +277,7 @@ def create_app(
         responses=errors(404, 409, 422, 503),
     )
     async def cancel_task(task_id: TaskId) -> TaskRef:
+        writable()
         run = await service.cancel(task_id)
         return TaskRef(id=run.id, status=run.status)
 
@@ -247,6 +293,7 @@ def create_app(
     async def resume_task(
         task_id: TaskId, request: Request, body: ResumeTask | None = None
     ) -> TaskRef:
+        writable()
         raw = (await request.body()).strip()
         if raw and raw != b"null":
             body = _strict(ResumeTask, raw)
@@ -330,8 +377,20 @@ def create_app(
             raise ApiError(503, "the checkpoint store is unreachable") from None
         return Health(status="ok")
 
+    add_inspector_routes(
+        app,
+        service=service,
+        inspector=inspector,
+        secured=secured,
+        errors=errors,
+        read_only=read_only,
+    )
     install_handlers(app, names)
     app.add_middleware(Guard, token=token, max_body_bytes=max_body_bytes)
+    if ui:
+        from .ui import InspectorGate
+
+        app.add_middleware(InspectorGate, token=token)
     app.openapi = _openapi(app)
     return app
 

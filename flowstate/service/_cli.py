@@ -98,7 +98,7 @@ def serve_command(
     )
     typer.echo(
         f"flowstate serve: graphs {', '.join(registry)}; db {path}; "
-        f"auth {'bearer token' if token else 'off'}",
+        f"auth {'bearer token' if token else 'off'}; inspector http://{host}:{port}/ui/",
         err=True,
     )
     config = uvicorn.Config(

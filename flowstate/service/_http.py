@@ -9,7 +9,9 @@ have been read when it is streamed without one: a 100 MiB body is never held in 
 from __future__ import annotations
 
 import hmac
+import json
 import logging
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -219,6 +221,66 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+class _Bad:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class _Pairs(dict[str, Any]):
+    duplicates: list[str]
+
+
+def _pairs(items: list[tuple[str, Any]]) -> _Pairs:
+    d = _Pairs()
+    d.duplicates = []
+    for k, v in items:
+        if k in d:
+            d.duplicates.append(k)
+        d[k] = v
+    return d
+
+
+def _float(text: str) -> Any:
+    f = float(text)
+    return _Bad(text) if math.isinf(f) else f
+
+
+def _find_bad(value: Any, path: list[str]) -> tuple[str, str] | None:
+    if isinstance(value, _Bad):
+        return ".".join(path), (
+            f"{value.text} is not a finite JSON number; checkpoints are standard JSON, "
+            "so NaN, Infinity and numbers beyond float range are refused"
+        )
+    if isinstance(value, _Pairs):
+        if value.duplicates:
+            key = value.duplicates[0]
+            return ".".join([*path, key]), f"the key {key!r} appears more than once in one object"
+        for k, v in value.items():
+            found = _find_bad(v, [*path, k])
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _find_bad(v, [*path, str(i)])
+            if found:
+                return found
+    return None
+
+
+def strict_json_problem(body: bytes) -> tuple[str, str] | None:
+    """``(field path, why)`` when a JSON request body holds ``NaN``/``Infinity``, a number
+    beyond float range (``1e999``) or a duplicate key, which Python's and pydantic's JSON
+    parsers accept (last key wins) but a checkpoint must not silently keep; None when the
+    body is standard JSON or not JSON at all (then the normal validation answers)."""
+    try:
+        doc = json.loads(
+            body, object_pairs_hook=_pairs, parse_constant=_Bad, parse_float=_float
+        )
+    except (ValueError, RecursionError):
+        return None
+    return _find_bad(doc, ["body"])
+
+
 class Guard:
     """Bearer-token check and request-body bound, before the app sees the request."""
 
@@ -270,6 +332,15 @@ class Guard:
                 chunks.append(chunk)
             more = bool(message.get("more_body", False))
         body = b"".join(chunks)
+        if body and scope.get("method") in ("POST", "PUT", "PATCH"):
+            bad = strict_json_problem(body)
+            if bad is not None:
+                await problem(
+                    422,
+                    f"{bad[0]}: {bad[1]}",
+                    errors=[{"loc": bad[0].split("."), "msg": bad[1], "type": "json_strict"}],
+                )(scope, receive, send)
+                return
         delivered = False
 
         async def replay() -> Message:

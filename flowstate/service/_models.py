@@ -167,6 +167,14 @@ class TaskSummary(BaseModel):
     head_step: int
     created_at: float
     updated_at: float
+    duration_ms: float | None = Field(
+        default=None, description="From creation to the last change (in lists)."
+    )
+    activations: int | None = Field(default=None, description="Committed activations (in lists).")
+    tokens: int | None = Field(default=None, description="LLM tokens, input + output (in lists).")
+    cost_usd: float | None = Field(
+        default=None, description="LLM cost from the run's token prices, when set (in lists)."
+    )
 
 
 class TaskDetail(TaskSummary):

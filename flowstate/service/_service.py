@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -45,7 +45,7 @@ from pydantic_core import PydanticSerializationError
 from flowstate import events as ev
 from flowstate.checkpoints import CheckpointStore, RunRecord, StepRecord
 from flowstate.engine import UNSET, CompiledGraph, answer_interrupts, pending_interrupts
-from flowstate.errors import FlowstateError, NodeFailed, RunStateError, StoreError
+from flowstate.errors import FlowstateError, NodeFailed, RunOwned, RunStateError, StoreError
 from flowstate.nodes import run_usage
 
 from ._http import ApiError
@@ -156,6 +156,8 @@ class _Execution:
     task: asyncio.Task[None] | None = None
     started: bool = False
     error: BaseException | None = field(default=None, repr=False)
+    owned: RunOwned | None = field(default=None, repr=False)
+    """Set when another live process held the run's lease: this execution never started."""
 
 
 class TaskService:
@@ -189,6 +191,8 @@ class TaskService:
         self.recovered: list[str] = []
         """Runs picked up again at startup."""
         self.recovery_error: str | None = None
+        self.stats: Callable[[RunRecord], dict[str, Any]] | None = None
+        """Per-run numbers for list items (duration, activations, tokens, cost)."""
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -215,12 +219,26 @@ class TaskService:
                 )
                 continue
             if run.status == "running":
+                if self._leased(run.id):
+                    # another process (a second server on this file, a CLI resume) holds
+                    # a live lease: try to take it over only through resume, which
+                    # refuses while that owner lives; never re-queue or fail its run
+                    self._schedule(run.id, graph, fresh=False)
+                    self.recovered.append(run.id)
+                    continue
                 self.store.update_run(run.id, status="queued")
             self._schedule(run.id, graph, fresh=False)
             self.recovered.append(run.id)
         if self.recovered:
             log.info("resuming %d task(s) left unfinished", len(self.recovered))
         self.started = True
+
+    def _leased(self, run_id: str) -> bool:
+        lease = getattr(self.store, "lease", None)
+        if lease is None:
+            return False
+        owner, _, until = lease(run_id)
+        return bool(owner) and until is not None and until > time.time()
 
     async def stop(self) -> None:
         """Stop every execution; each goes back to ``queued`` for the next start."""
@@ -313,6 +331,11 @@ class TaskService:
                 )
         except asyncio.CancelledError:
             pass  # by cancel(), the timeout or stop(): _finish records the outcome
+        except RunOwned as e:
+            # a live process executes this run: not a failure of the task, and not ours
+            # to record anything about
+            x.owned = e
+            log.info("task %s is executed by %s; left to it", x.run_id, e.owner)
         except NodeFailed:
             pass  # the engine recorded 'failed' with the node's error
         except Exception as e:
@@ -355,7 +378,9 @@ class TaskService:
         run: RunRecord | None = None
         try:
             run = self.store.get_run(x.run_id)
-            if x.cancel_reason is not None:
+            if x.owned is not None:
+                pass  # a refused claim: the owner records the outcome
+            elif x.cancel_reason is not None:
                 if run.status in ("running", "queued", "cancelled") and (
                     run.status != "cancelled" or run.error != x.cancel_reason
                 ):
@@ -511,12 +536,27 @@ class TaskService:
         )
 
     def page(
-        self, *, status: str | None, graph: str | None, limit: int, cursor: str | None
+        self,
+        *,
+        status: str | None,
+        graph: str | None,
+        limit: int,
+        cursor: str | None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> TaskPage:
         after = decode_cursor(cursor) if cursor else None
+        if until is not None and (after is None or after[0] >= until):
+            after = (until, "\U0010ffff")  # past every id created at `until`: strictly before
         rows, more = page_runs(self.store, status=status, graph=graph, limit=limit, after=after)
+        if since is not None and rows and rows[-1].created_at < since:
+            rows, more = [r for r in rows if r.created_at >= since], False  # newest first
+        stats = self.stats
         return TaskPage(
-            items=[self.summary(r) for r in rows],
+            items=[
+                self.summary(r).model_copy(update=stats(r)) if stats else self.summary(r)
+                for r in rows
+            ],
             next_cursor=encode_cursor(rows[-1]) if more and rows else None,
         )
 

@@ -9,7 +9,7 @@ neither the models nor the memory)."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 
 from flowstate import _crashpoints
 from flowstate.checkpoints import SQLiteStore
+from flowstate.checkpoints._postgres import PostgresStore
 from flowstate.graphs import MemorySpec, react_agent
 from flowstate.graphs._crews import (
     agent_from_graph,
@@ -27,6 +28,7 @@ from flowstate.graphs._crews import (
 )
 from flowstate.llm import LLMRequest, ScriptedLLM, ToolResultBlock
 from flowstate.testing import SimulatedCrash, assert_replays
+from tests.store.conftest import drop_pg_schema, pg_schema, require_postgres
 
 from .conftest import RaisingLLM, ToolCalls, make_tools, resumable
 from .test_crews_scripts import (
@@ -37,6 +39,25 @@ from .test_crews_scripts import (
     specialist,
     synthesiser,
 )
+
+Where = Callable[[], Any]
+"""Opens the test's checkpoint store: an SQLite path, or a ``PostgresStore`` on the test's
+schema (the memories live in the same database either way)."""
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Where]:
+    if request.param == "sqlite":
+        path = str(tmp_path / "m.db")
+        yield lambda: path
+        return
+    dsn = require_postgres()
+    schema = pg_schema(tmp_path, "graphs")
+    try:
+        yield lambda: PostgresStore(dsn, schema=schema)
+    finally:
+        drop_pg_schema(schema)
+
 
 HEADING = "Relevant memories:"
 GEO = MemorySpec(namespace="agent:geo")
@@ -55,12 +76,12 @@ def city_script(req: LLMRequest) -> Any:
 
 
 def agent(
-    db: Path | str, memory: MemorySpec | None = GEO, llm: Any = None, tools: Any = None
+    db: Where, memory: MemorySpec | None = GEO, llm: Any = None, tools: Any = None
 ) -> Any:
     builder = react_agent(
         llm or ScriptedLLM(city_script), tools or make_tools(ToolCalls()), memory=memory
     )
-    return builder.compile(store=str(db))
+    return builder.compile(store=db())
 
 
 def entries(app: Any, spec: MemorySpec) -> list[Any]:
@@ -81,9 +102,9 @@ def block(system: str) -> str:
 # -- the ReAct agent ---------------------------------------------------------------------------
 
 
-def test_react_remembers_its_observations_and_answer(tmp_path: Path) -> None:
+def test_react_remembers_its_observations_and_answer(where: Where) -> None:
     llm = ScriptedLLM(city_script)
-    app = agent(tmp_path / "m.db", llm=llm)
+    app = agent(where, llm=llm)
 
     result = app.run_sync({"task": LYON}, run_id="r1")
 
@@ -108,8 +129,8 @@ def test_react_remembers_its_observations_and_answer(tmp_path: Path) -> None:
     ]
 
 
-def test_a_second_run_recalls_the_first_ones_answer(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+def test_a_second_run_recalls_the_first_ones_answer(where: Where) -> None:
+    db = where
     agent(db).run_sync({"task": LYON}, run_id="r1")
     llm = ScriptedLLM(city_script)
     app = agent(db, llm=llm)
@@ -127,13 +148,13 @@ def test_a_second_run_recalls_the_first_ones_answer(tmp_path: Path) -> None:
     assert len(entries(app, GEO)) == 4
 
 
-def test_recall_is_bounded_by_k_and_appended_to_the_system_prompt(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+def test_recall_is_bounded_by_k_and_appended_to_the_system_prompt(where: Where) -> None:
+    db = where
     for i, task in enumerate([LYON, "How many people live in Nantes?"]):
         agent(db).run_sync({"task": task}, run_id=f"seed{i}")
     llm = ScriptedLLM(city_script)
     spec = MemorySpec(namespace="agent:geo", k=1)
-    app = react_agent(llm, make_tools(), memory=spec, system="Be exact.").compile(store=str(db))
+    app = react_agent(llm, make_tools(), memory=spec, system="Be exact.").compile(store=db())
 
     app.run_sync({"task": LYON_AGAIN})
 
@@ -142,9 +163,9 @@ def test_recall_is_bounded_by_k_and_appended_to_the_system_prompt(tmp_path: Path
     assert block(first).count("\n- ") == 1
 
 
-def test_without_memory_nothing_is_read_or_written(tmp_path: Path) -> None:
+def test_without_memory_nothing_is_read_or_written(where: Where) -> None:
     llm = ScriptedLLM(city_script)
-    app = agent(tmp_path / "m.db", memory=None, llm=llm)
+    app = agent(where, memory=None, llm=llm)
 
     app.run_sync({"task": LYON}, run_id="r")
 
@@ -158,8 +179,8 @@ def test_without_memory_nothing_is_read_or_written(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["semantic", "composite", "working"])
-def test_every_kind_of_memory_is_recalled_by_the_next_run(tmp_path: Path, kind: str) -> None:
-    db = tmp_path / "m.db"
+def test_every_kind_of_memory_is_recalled_by_the_next_run(where: Where, kind: str) -> None:
+    db = where
     spec = MemorySpec(namespace="agent:geo", kind=kind)  # type: ignore[arg-type]
     agent(db, spec).run_sync({"task": LYON})
     agent(db, spec).run_sync({"task": LYON})  # the same facts again
@@ -182,16 +203,16 @@ def test_every_kind_of_memory_is_recalled_by_the_next_run(tmp_path: Path, kind: 
         ("both", ["answer", "observation"]),
     ],
 )
-def test_remember_chooses_what_is_stored(tmp_path: Path, remember: str, sources: list[str]) -> None:
+def test_remember_chooses_what_is_stored(where: Where, remember: str, sources: list[str]) -> None:
     spec = MemorySpec(namespace="agent:geo", remember=remember)  # type: ignore[arg-type]
-    app = agent(tmp_path / "m.db", spec)
+    app = agent(where, spec)
     app.run_sync({"task": LYON})
     assert sorted(e.metadata["source"] for e in entries(app, spec)) == sources
 
 
-def test_k_zero_remembers_without_recalling(tmp_path: Path) -> None:
+def test_k_zero_remembers_without_recalling(where: Where) -> None:
     spec = MemorySpec(namespace="agent:geo", k=0)
-    app = agent(tmp_path / "m.db", spec)
+    app = agent(where, spec)
     app.run_sync({"task": LYON}, run_id="r")
     assert not any(e.name.startswith("memory.") for e in app.store.effects("r"))
     assert len(entries(app, spec)) == 2
@@ -213,10 +234,10 @@ def test_the_spec_is_checked() -> None:
 CREW = MemorySpec(namespace="crew:city")
 
 
-def test_orchestrator_crew_remembers_and_recalls(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+def test_orchestrator_crew_remembers_and_recalls(where: Where) -> None:
+    db = where
     first = orchestrator_world(memory=CREW)
-    app = first.compile(store=str(db))
+    app = first.compile(store=db())
     r1 = app.run_sync(first.input, run_id="c1")
     assert r1.state.status == "done"
     stored = entries(app, CREW)
@@ -229,7 +250,7 @@ def test_orchestrator_crew_remembers_and_recalls(tmp_path: Path) -> None:
     assert not any(HEADING in s for m in first.models.values() for s in systems(m.llm))
 
     second = orchestrator_world(memory=CREW)
-    second.compile(store=str(db)).run_sync(second.input, run_id="c2")
+    second.compile(store=db()).run_sync(second.input, run_id="c2")
 
     remembered = f"Answer: {r1.state.answer}"
     for role in ("orchestrator", "researcher", "writer", "synthesiser"):
@@ -239,10 +260,10 @@ def test_orchestrator_crew_remembers_and_recalls(tmp_path: Path) -> None:
     assert len(entries(app, CREW)) == 6
 
 
-def test_coordinator_crew_remembers_and_recalls(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+def test_coordinator_crew_remembers_and_recalls(where: Where) -> None:
+    db = where
     first = coordinator_world(memory=CREW)
-    app = first.compile(store=str(db))
+    app = first.compile(store=db())
     r1 = app.run_sync(first.input, run_id="c1")
     assert r1.state.status == "done"
     stored = entries(app, CREW)
@@ -255,7 +276,7 @@ def test_coordinator_crew_remembers_and_recalls(tmp_path: Path) -> None:
     assert not any(HEADING in s for s in systems(first.models["coordinator"].llm))
 
     second = coordinator_world(memory=CREW)
-    r2 = second.compile(store=str(db)).run_sync(second.input, run_id="c2")
+    r2 = second.compile(store=db()).run_sync(second.input, run_id="c2")
 
     assert r2.state.answer == r1.state.answer  # the roster parsing still works
     coordinator = systems(second.models["coordinator"].llm)
@@ -267,7 +288,7 @@ def test_coordinator_crew_remembers_and_recalls(tmp_path: Path) -> None:
 
 
 def test_a_graph_agents_result_is_remembered_and_not_recalled_by_its_own_crew(
-    tmp_path: Path,
+    where: Where,
 ) -> None:
     geo = react_agent(ScriptedLLM(city_script), make_tools())  # no memory of its own
 
@@ -280,7 +301,7 @@ def test_a_graph_agents_result_is_remembered_and_not_recalled_by_its_own_crew(
     crew = coordinator_crew(
         coordinator, [agent_from_graph("geo", geo, "knows cities")], memory=CREW
     )
-    app = crew.compile(store=str(tmp_path / "m.db"))
+    app = crew.compile(store=where())
     app.run_sync({"task": "Lyon?"}, run_id="c")
 
     stored = {e.metadata["source"]: e for e in entries(app, CREW)}
@@ -292,10 +313,10 @@ def test_a_graph_agents_result_is_remembered_and_not_recalled_by_its_own_crew(
     assert not any(HEADING in s for s in systems(coordinator))
 
 
-def test_pipeline_crew_stores_the_last_stage_once(tmp_path: Path) -> None:
+def test_pipeline_crew_stores_the_last_stage_once(where: Where) -> None:
     models = {n: Model(n, specialist(n)) for n in ("researcher", "writer")}
     stages = [agent_from_llm(n, m.llm, f"You are the {n}.") for n, m in models.items()]
-    app = pipeline_crew(stages, memory=CREW).compile(store=str(tmp_path / "m.db"))
+    app = pipeline_crew(stages, memory=CREW).compile(store=where())
 
     result = app.run_sync({"task": "Lyon"})
 
@@ -307,7 +328,7 @@ def test_pipeline_crew_stores_the_last_stage_once(tmp_path: Path) -> None:
     assert stored[-1].content == f"Task: Lyon\nAnswer: {result.state.answer}"
 
 
-def test_debate_crew_stores_the_last_round_and_the_synthesis(tmp_path: Path) -> None:
+def test_debate_crew_stores_the_last_round_and_the_synthesis(where: Where) -> None:
     debaters = Model("debaters", debater)
     builder = debate_crew(
         debaters.llm,
@@ -316,7 +337,7 @@ def test_debate_crew_stores_the_last_round_and_the_synthesis(tmp_path: Path) -> 
         synthesiser=Model("synth", synthesiser).llm,
         memory=CREW,
     )
-    app = builder.compile(store=str(tmp_path / "m.db"))
+    app = builder.compile(store=where())
 
     app.run_sync({"task": "What is 6 * 7?"}, run_id="d1")
     assert not any(HEADING in s for s in systems(debaters.llm))
@@ -336,16 +357,19 @@ def test_debate_crew_stores_the_last_round_and_the_synthesis(tmp_path: Path) -> 
 # -- durability --------------------------------------------------------------------------------
 
 
-def crash_everywhere(build: Any, input: dict[str, Any], spec: MemorySpec, tmp: Path) -> int:
+def crash_everywhere(
+    build: Any, input: dict[str, Any], spec: MemorySpec, fresh: Callable[[str], Where]
+) -> int:
     """Crash run "r" at every crash point (after a completed run "seed" of the same namespace
     in the same database), resume it, and check the resumed state and the memory against an
-    uninterrupted run: no memory entry lost, none written twice. Returns the points tried."""
+    uninterrupted run: no memory entry lost, none written twice. Returns the points tried.
+    ``fresh(name)`` gives the opener of a new, empty database (SQLite file or Postgres schema)."""
 
     def drive(app: Any, resume: bool) -> Any:
         return asyncio.run(app.resume("r") if resume else app.run(input, run_id="r"))
 
-    def seeded(db: Path) -> Any:
-        build().compile(store=str(db)).run_sync(input, run_id="seed")
+    def seeded(db: Where) -> Where:
+        build().compile(store=db()).run_sync(input, run_id="seed")
         return db
 
     def memory(app: Any) -> list[tuple[str, str, str]]:
@@ -353,12 +377,22 @@ def crash_everywhere(build: Any, input: dict[str, Any], spec: MemorySpec, tmp: P
             (e.content, e.metadata["source"], e.metadata["run_id"]) for e in entries(app, spec)
         )
 
-    gold_app = build().compile(store=str(seeded(tmp / "golden.db")))
+    def opened(db: Where) -> Any:
+        store = db()
+        return SQLiteStore(store) if isinstance(store, str) else store
+
+    def die(store: Any) -> None:  # drop the connection without any cleanup, as a dead process
+        if isinstance(store, SQLiteStore):
+            store.conn.close()
+        else:
+            store.close()
+
+    gold_app = build().compile(store=seeded(fresh("golden"))())
     golden = drive(gold_app, False)
     gold = memory(gold_app)
     assert {run.split("/")[0] for _, _, run in gold} == {"seed", "r"}
     for k in range(1, 500):
-        db = seeded(tmp / f"k{k}.db")
+        db = seeded(fresh(f"k{k}"))
         count = 0
 
         def hook(name: str, k: int = k) -> None:
@@ -367,7 +401,7 @@ def crash_everywhere(build: Any, input: dict[str, Any], spec: MemorySpec, tmp: P
             if count >= k:
                 raise SimulatedCrash(name)
 
-        store = SQLiteStore(db)
+        store = opened(db)
         _crashpoints.set_hook(hook)
         try:
             drive(build().compile(store=store), False)
@@ -377,14 +411,19 @@ def crash_everywhere(build: Any, input: dict[str, Any], spec: MemorySpec, tmp: P
             return k - 1
         finally:
             _crashpoints.set_hook(None)
-            store.conn.close()
-        with sqlite3.connect(db) as c:
-            has_run = c.execute("SELECT count(*) FROM runs WHERE id = 'r'").fetchone()[0]
-        app = build().compile(store=str(db))
+            die(store)
+        probe = opened(db)
+        has_run = probe.find_run("r") is not None
+        probe.close()
+        app = build().compile(store=db())
         result = drive(app, bool(has_run))
         assert (result.status, result.state) == (golden.status, golden.state), f"point {k}"
         assert memory(app) == gold, f"crash point {k}: the memory differs after resume"
     raise AssertionError("the run still crashed after 500 crash points")
+
+
+def sqlite_dbs(tmp: Path) -> Callable[[str], Where]:
+    return lambda name: (lambda path=str(tmp / f"{name}.db"): path)
 
 
 def test_react_with_memory_resumes_at_every_crash_point_without_duplicate_writes(
@@ -393,7 +432,27 @@ def test_react_with_memory_resumes_at_every_crash_point_without_duplicate_writes
     def build() -> Any:
         return react_agent(ScriptedLLM(city_script), make_tools(), memory=GEO)
 
-    assert crash_everywhere(build, {"task": LYON}, GEO, fast_tmp) > 10
+    assert crash_everywhere(build, {"task": LYON}, GEO, sqlite_dbs(fast_tmp)) > 10
+
+
+@pytest.mark.slow  # a Postgres schema per crash point: ~70 s on the shared 2-core machine
+def test_react_with_memory_on_postgres_resumes_at_every_crash_point_once(tmp_path: Path) -> None:
+    """The same on Postgres: the memories commit in the activation's transaction there too."""
+    dsn = require_postgres()
+    schemas: list[str] = []
+
+    def fresh(name: str) -> Where:
+        schemas.append(pg_schema(tmp_path, name))
+        return lambda schema=schemas[-1]: PostgresStore(dsn, schema=schema)
+
+    def build() -> Any:
+        return react_agent(ScriptedLLM(city_script), make_tools(), memory=GEO)
+
+    try:
+        assert crash_everywhere(build, {"task": LYON}, GEO, fresh) > 10
+    finally:
+        for schema in schemas:
+            drop_pg_schema(schema)
 
 
 def test_coordinator_with_memory_resumes_at_every_crash_point_without_duplicate_writes(
@@ -402,29 +461,30 @@ def test_coordinator_with_memory_resumes_at_every_crash_point_without_duplicate_
     def build() -> Any:
         return coordinator_world(memory=CREW).builder
 
-    assert crash_everywhere(build, {"task": "Write a note on Lyon."}, CREW, fast_tmp) > 10
+    task = {"task": "Write a note on Lyon."}
+    assert crash_everywhere(build, task, CREW, sqlite_dbs(fast_tmp)) > 10
 
 
 def test_assert_resumable_holds_with_memory(fast_tmp: Path) -> None:
-    report = resumable(agent(":memory:"), {"task": LYON})
+    report = resumable(agent(lambda: ":memory:"), {"task": LYON})
     assert report.crash_points > 10
     crew = orchestrator_world(memory=CREW)
     assert resumable(crew.compile(), crew.input).crash_points > 10
 
 
-def test_replay_needs_neither_the_models_nor_the_memory(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+def test_replay_needs_neither_the_models_nor_the_memory(where: Where) -> None:
+    db = where
     agent(db).run_sync({"task": LYON}, run_id="r1")
     agent(db).run_sync({"task": LYON_AGAIN}, run_id="r2")
     first = coordinator_world(memory=CREW)
-    first.compile(store=str(db)).run_sync(first.input, run_id="c1")
+    first.compile(store=db()).run_sync(first.input, run_id="c1")
     second = coordinator_world(memory=CREW)
-    second.compile(store=str(db)).run_sync(second.input, run_id="c2")
+    second.compile(store=db()).run_sync(second.input, run_id="c2")
     assert HEADING in systems(second.models["coordinator"].llm)[0]
 
     offline = agent(db, llm=RaisingLLM(), tools=make_tools(broken=True))
     second.break_all()
-    crew = second.compile(store=str(db))
+    crew = second.compile(store=db())
     # wipe the memories: the reads come from the journal
     offline.memory_store().memory("episodic", GEO.namespace).clear()
     offline.memory_store().memory("episodic", CREW.namespace).clear()

@@ -359,7 +359,9 @@ async def test_native_tool_use_with_anthropic_llm(
         message(text("Lyon has 522250 inhabitants."), usage=(60, 9)),
     )
     calls = ToolCalls()
-    app = react_agent(anthropic_llm, make_tools(calls), system="Be brief.").compile(
+    # cache="off": the plain request shape (caching, on by default, is tested in
+    # test_react_claude.py)
+    app = react_agent(anthropic_llm, make_tools(calls), system="Be brief.", cache="off").compile(
         store=":memory:"
     )
 
@@ -379,6 +381,16 @@ async def test_native_tool_use_with_anthropic_llm(
     ]
     usage = [h.usage for h in app.history(result.run_id) if h.node == "reason"]
     assert usage == [
-        {"input_tokens": 40, "output_tokens": 12},
-        {"input_tokens": 60, "output_tokens": 9},
+        {
+            "input_tokens": 40,
+            "output_tokens": 12,
+            "input_tokens@claude-test": 40,
+            "output_tokens@claude-test": 12,
+        },
+        {
+            "input_tokens": 60,
+            "output_tokens": 9,
+            "input_tokens@claude-test": 60,
+            "output_tokens@claude-test": 9,
+        },
     ]

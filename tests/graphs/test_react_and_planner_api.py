@@ -58,10 +58,13 @@ AGENTS_AND_PLANNERS = {
 }
 
 
+CREW_SPECS = {"CREW_KINDS", "CrewSpecError", "build_with_llm", "crew_from_spec"}
+
+
 def test_graphs_all_is_pinned() -> None:
     names = flowstate.graphs.__all__
     assert len(set(names)) == len(names)
-    assert set(names) == AGENTS_AND_PLANNERS | CREWS
+    assert set(names) == AGENTS_AND_PLANNERS | CREWS | CREW_SPECS
     for name in names:
         assert not name.startswith("_") and hasattr(flowstate.graphs, name), name
     assert flowstate.graphs.Plan.__module__ == "flowstate.graphs"

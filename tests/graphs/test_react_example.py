@@ -7,6 +7,7 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -65,3 +66,54 @@ async def test_planners_example_runs_offline_and_replans(
     assert await module.main(["--planner", "dag", "--fail"]) == 0
     out = capsys.readouterr().out
     assert "(replans: 1)" in out and "failed once: step 2" in out
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_react_example_with_memory_recalls_on_either_backend(
+    backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The ReAct-with-memory example: a second run recalls what the first one stored, in the
+    same database (an SQLite file, or the Postgres store's schema)."""
+    from flowstate.checkpoints import SQLiteStore
+    from flowstate.checkpoints._postgres import PostgresStore
+    from flowstate.memory import PostgresMemoryStore
+    from tests.store.conftest import drop_pg_schema, pg_schema, require_postgres
+
+    module = load("react_agent.py")
+    args = ["--memory", "agent:cities"]
+    db = str(tmp_path / "runs.db")
+    dsn = schema = ""
+    stores: list[Any] = [None, None]
+    if backend == "sqlite":
+        args += ["--db", db]
+    else:
+        dsn, schema = require_postgres(), pg_schema(tmp_path, "example")
+        stores = [PostgresStore(dsn, schema=schema), PostgresStore(dsn, schema=schema)]
+    try:
+        assert await module.main(args, store=stores[0]) == 0
+        first = capsys.readouterr().out
+        assert "memory 'agent:cities': 4 entries" in first  # 3 observations and the answer
+        assert await module.main(args, store=stores[1]) == 0
+        second = capsys.readouterr().out
+        assert "answer: Lyon and Nantes: 845,454 people in all." in second
+        assert "memory 'agent:cities': 8 entries" in second
+        # the second run's journaled recall returned the first run's answer
+        run_id = second.split("run ", 1)[1].split(":", 1)[0]
+        checkpoints = SQLiteStore(db) if backend == "sqlite" else stores[1]
+        recalls = [
+            e.response
+            for e in checkpoints.effects(run_id)
+            if e.name.startswith("memory.retrieve")
+        ]
+        assert recalls and "Lyon and Nantes: 845,454 people in all." in recalls[0]
+        if backend == "postgres":
+            memories = PostgresMemoryStore(dsn, schema=schema)
+            sources = sorted(str(e.metadata["source"]) for e in memories.entries("agent:cities"))
+            assert sources == ["answer"] * 2 + ["observation"] * 6
+            memories.close()
+    finally:
+        if backend == "postgres":
+            for store in stores:
+                store.close()
+            drop_pg_schema(schema)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Literal
+from typing import Annotated, Literal
 
 import pytest
 from pydantic import BaseModel
@@ -17,6 +17,7 @@ from flowstate import (
     NodeContext,
     NodeFailed,
     PayloadTooLarge,
+    append,
 )
 
 
@@ -129,3 +130,45 @@ def test_invalid_limits_are_rejected():
         Limits(max_update_bytes=0)
     with pytest.raises(ValueError):
         Limits(unknown=1)  # type: ignore[call-arg]
+
+
+class Grow(BaseModel):
+    parts: Annotated[list[str], append] = []
+    n: int = 0
+
+
+def _growing(chunk: int, steps: int):
+    def grow(s: Grow) -> dict:
+        return {"parts": "y" * chunk, "n": s.n + 1}
+
+    def again(s: Grow) -> Literal["grow", "__end__"]:
+        return "grow" if s.n < steps else END
+
+    g = GraphBuilder(Grow).add_node(grow).add_edge(START, "grow")
+    return g.add_conditional_edges("grow", again)
+
+
+def _state_limit_case(tmp_path, chunk: int, steps: int, limit: int) -> None:
+    """Issue 16 item 9: the state grows past ``max_state_bytes`` between snapshots; the
+    step that takes it over the limit fails, and nothing after it is committed."""
+    app = _growing(chunk, steps).compile(
+        store=str(tmp_path / "g.db"), limits=Limits(max_state_bytes=limit)
+    )
+    with pytest.raises(NodeFailed, match="max_state_bytes") as ei:
+        app.run_sync({}, run_id="g")
+    assert isinstance(ei.value.__cause__, PayloadTooLarge)
+    run = app.store.get_run("g")
+    assert run.status == "failed"
+    state = app.get_state("g")
+    assert len(state.model_dump_json()) <= limit  # the committed state stays under it
+    over = limit // chunk + 1  # the step whose state passes the limit
+    assert state.n < over + 1 and run.head_step <= over
+
+
+def test_state_limit_on_every_commit_between_snapshots(tmp_path):
+    _state_limit_case(tmp_path, chunk=100_000, steps=10, limit=350_000)
+
+
+@pytest.mark.slow
+def test_state_limit_on_every_commit_full_size(tmp_path):
+    _state_limit_case(tmp_path, chunk=3 << 20, steps=30, limit=64 << 20)

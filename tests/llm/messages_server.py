@@ -10,13 +10,32 @@ fails loudly here instead of in production.
     server.reply(message(text("Hello"), usage=(12, 3)))
     server.reply(overloaded(), message(text("ok")))        # 529 once, then success
     server.reply(malformed())                              # a body that is not a Message
+    server.reply(message(thinking("Let me add."), tool_use("add", {"a": 1})))
 
 A queued `message(...)` is sent as JSON, or as server-sent events when the request has
-`"stream": true`.
+`"stream": true`. Before it is sent, the server does what the real API does to an answer:
+it signs thinking blocks (and fills redacted ones), cuts the text at the first of the
+request's `stop_sequences` (`stop_reason` `stop_sequence`), and, when the request carries
+`cache_control` breakpoints, reports prompt-cache usage from its own cache of prefixes
+(`cache_creation_input_tokens`, `cache_read_input_tokens`; prompt tokens estimated as one per
+four characters of JSON, looking back up to 20 blocks from each breakpoint, like the API).
+
+Rules enforced beyond the basic shape (each a 400 as from the API): no empty or
+whitespace-only text block; roles alternate, starting with user; tool_result blocks come
+first in their user message, answer each tool_use of the previous message exactly once, and
+nothing else; a final assistant message does not end with whitespace; at most 4
+`cache_control` breakpoints, none on a thinking block; `tool_choice` is well formed and
+names an offered tool; with thinking on, `tool_choice` does not force tool use, and in a
+tool-use loop the assistant turn starts with its thinking block, whose signature must be the
+one the server gave.
 """
 
 from __future__ import annotations
 
+import base64
+import copy
+import hashlib
+import hmac
 import itertools
 import json
 import re
@@ -37,7 +56,9 @@ __all__ = [
     "malformed",
     "message",
     "overloaded",
+    "redacted_thinking",
     "text",
+    "thinking",
     "tool_use",
 ]
 
@@ -60,6 +81,11 @@ _TOP_LEVEL = {
     "service_tier",
 }
 _ids = itertools.count(1)
+
+_SECRET = b"messages-server-signing-key"
+MAX_CACHE_BREAKPOINTS = 4
+CACHE_LOOKBACK = 20
+"""How many blocks before a breakpoint the API checks for an earlier cache hit."""
 
 SAMPLING_REMOVED_IN = "2026-10-21"
 """From this anthropic-version on, the API refuses temperature/top_p/top_k (even at defaults)."""
@@ -110,6 +136,33 @@ def tool_use(name: str, input: Mapping[str, Any], id: str | None = None) -> dict
         "name": name,
         "input": dict(input),
     }
+
+
+def thinking(value: str) -> dict[str, Any]:
+    """A thinking block; the server signs it when it sends the answer."""
+    return {"type": "thinking", "thinking": value}
+
+
+def redacted_thinking() -> dict[str, Any]:
+    """A redacted_thinking block; the server fills in its (signed) opaque data."""
+    return {"type": "redacted_thinking"}
+
+
+def sign(value: str) -> str:
+    """The signature the server gives a thinking block with this text."""
+    return base64.b64encode(hmac.new(_SECRET, value.encode(), hashlib.sha256).digest()).decode()
+
+
+def _redacted_data() -> str:
+    nonce = f"redacted-{next(_ids)}"
+    return f"{nonce}.{sign(nonce)}"
+
+
+def _valid_redacted(data: Any) -> bool:
+    if not isinstance(data, str) or "." not in data:
+        return False
+    nonce, _, sig = data.partition(".")
+    return hmac.compare_digest(sig, sign(nonce))
 
 
 def message(
@@ -216,7 +269,113 @@ def validate(headers: Mapping[str, str], body: Any) -> None:
         _validate_system(body["system"])
     if "tools" in body:
         _validate_tools(body["tools"])
+    thinking_on = _validate_thinking(body)
+    _validate_tool_choice(body, thinking_on)
+    _validate_stop_sequences(body.get("stop_sequences"))
     _validate_messages(body.get("messages"))
+    _validate_cache_control(body)
+    if thinking_on:
+        _validate_thinking_turns(body["messages"])
+
+
+def _validate_thinking(body: dict[str, Any]) -> bool:
+    config = body.get("thinking")
+    if config is None:
+        return False
+    if not isinstance(config, dict) or config.get("type") not in (
+        "enabled",
+        "adaptive",
+        "disabled",
+    ):
+        raise _bad("thinking: must be {'type': 'enabled', 'budget_tokens': N} or adaptive")
+    if config["type"] == "disabled":
+        return False
+    if config["type"] == "enabled":
+        budget = config.get("budget_tokens")
+        if type(budget) is not int or budget < 1024:
+            raise _bad(
+                "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+            )
+        if budget >= body["max_tokens"]:
+            raise _bad("`max_tokens` must be greater than `thinking.budget_tokens`")
+    return True
+
+
+def _validate_tool_choice(body: dict[str, Any], thinking_on: bool) -> None:
+    choice = body.get("tool_choice")
+    if choice is None:
+        return
+    if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none"):
+        raise _bad("tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'")
+    names = {t["name"] for t in body.get("tools", [])}
+    if choice["type"] == "tool":
+        _fields(
+            choice, "tool_choice", required={"type", "name"}, optional={"disable_parallel_tool_use"}
+        )
+        if choice["name"] not in names:
+            raise _bad(f"tool_choice.name: no tool named {choice['name']!r} was provided")
+    if choice["type"] in ("any", "tool") and not names:
+        raise _bad("tool_choice: a tool must be provided when tool_choice forces tool use")
+    if thinking_on and choice["type"] in ("any", "tool"):
+        raise _bad(
+            "Thinking may not be enabled when tool_choice forces tool use. Use tool_choice "
+            "auto or none with thinking."
+        )
+
+
+def _validate_stop_sequences(stops: Any) -> None:
+    if stops is None:
+        return
+    if not isinstance(stops, list) or not all(isinstance(x, str) for x in stops):
+        raise _bad("stop_sequences: Input should be a valid list of strings")
+    for i, stop in enumerate(stops):
+        if not stop.strip():
+            raise _bad(f"stop_sequences.{i}: each stop sequence must contain non-whitespace")
+
+
+def _cache_marked(body: dict[str, Any]) -> list[dict[str, Any]]:
+    marked: list[dict[str, Any]] = [t for t in body.get("tools", []) if "cache_control" in t]
+    system = body.get("system")
+    if isinstance(system, list):
+        marked += [b for b in system if "cache_control" in b]
+    for m in body["messages"]:
+        if isinstance(m["content"], list):
+            marked += [b for b in m["content"] if "cache_control" in b]
+    return marked
+
+
+def _validate_cache_control(body: dict[str, Any]) -> None:
+    marked = _cache_marked(body)
+    for block in marked:
+        control = block["cache_control"]
+        if not isinstance(control, dict) or control.get("type") != "ephemeral":
+            raise _bad("cache_control.type: Input should be 'ephemeral'")
+        if block.get("type") in ("thinking", "redacted_thinking"):
+            raise _bad("cache_control cannot be set on thinking or redacted_thinking blocks")
+    if len(marked) > MAX_CACHE_BREAKPOINTS:
+        raise _bad(
+            f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. "
+            f"Found {len(marked)}."
+        )
+
+
+def _validate_thinking_turns(messages: list[dict[str, Any]]) -> None:
+    """With thinking on, a tool-use loop's assistant turn must start with its thinking."""
+    last = messages[-1]
+    if last["role"] != "user" or len(messages) < 2 or not isinstance(last["content"], list):
+        return
+    if not any(b.get("type") == "tool_result" for b in last["content"]):
+        return
+    turn = messages[-2]["content"]
+    first = turn[0] if isinstance(turn, list) and turn else {"type": "text"}
+    if first.get("type") not in ("thinking", "redacted_thinking"):
+        raise _bad(
+            f"messages.{len(messages) - 2}.content.0.type: Expected `thinking` or "
+            f"`redacted_thinking`, but found `{first.get('type')}`. When `thinking` is "
+            "enabled, a final `assistant` message must start with a thinking block (preceeding "
+            "the lastmost set of `tool_use` and `tool_result` blocks). We recommend you "
+            "include thinking blocks from previous turns."
+        )
 
 
 def _validate_system(system: Any) -> None:
@@ -227,6 +386,10 @@ def _validate_system(system: Any) -> None:
         for b in system
     ):
         raise _bad("system: must be a string or a list of text blocks")
+    for i, b in enumerate(system):
+        _fields(b, f"system.{i}", required={"type", "text"}, optional={"cache_control"})
+        if not b["text"].strip():
+            raise _bad(f"system.{i}.text: text content blocks must contain non-whitespace text")
 
 
 def _validate_tools(tools: Any) -> None:
@@ -274,6 +437,21 @@ def _validate_messages(messages: Any) -> None:
         content = m["content"]
         last = i == len(messages) - 1
         blocks = _validate_content(content, where, role, allow_empty=last and role == "assistant")
+        if last and role == "assistant" and blocks and blocks[-1]["type"] == "text":
+            if blocks[-1]["text"] != blocks[-1]["text"].rstrip():
+                raise _bad("final assistant content cannot end with trailing whitespace")
+        seen_results: set[str] = set()
+        for j, b in enumerate(blocks):
+            if b["type"] != "tool_result":
+                continue
+            if any(x["type"] != "tool_result" for x in blocks[:j]):
+                raise _bad(
+                    f"{where}.content.{j}: tool_result blocks must come first in the content "
+                    "of a user message, before any other block"
+                )
+            if b["tool_use_id"] in seen_results:
+                raise _bad(f"{where}.content.{j}: duplicate tool_result for {b['tool_use_id']}")
+            seen_results.add(b["tool_use_id"])
         if previous_tool_ids:
             answered = {b["tool_use_id"] for b in blocks if b["type"] == "tool_result"}
             missing = sorted(previous_tool_ids - answered)
@@ -300,7 +478,9 @@ def _validate_content(
     if isinstance(content, str):
         if not content and not allow_empty:
             raise _bad(f"{where}: all messages must have non-empty content")
-        return [{"type": "text", "text": content}]
+        if content and not content.strip():
+            raise _bad(f"{where}: text content blocks must contain non-whitespace text")
+        return [{"type": "text", "text": content}] if content else []
     if not isinstance(content, list):
         raise _bad(f"{where}.content: must be a string or a list of blocks")
     if not content and not allow_empty:
@@ -312,6 +492,21 @@ def _validate_content(
             _fields(b, bw, required={"type", "text"}, optional={"cache_control", "citations"})
             if not isinstance(b["text"], str) or not b["text"]:
                 raise _bad(f"{bw}.text: text content blocks must be non-empty")
+            if not b["text"].strip():
+                raise _bad(f"{bw}.text: text content blocks must contain non-whitespace text")
+        elif kind in ("thinking", "redacted_thinking"):
+            if role != "assistant":
+                raise _bad(f"{bw}: {kind} blocks are only allowed in assistant messages")
+            if kind == "thinking":
+                _fields(
+                    b, bw, required={"type", "thinking", "signature"}, optional={"cache_control"}
+                )
+                if not hmac.compare_digest(str(b["signature"]), sign(str(b["thinking"]))):
+                    raise _bad(f"{bw}: Invalid `signature` in `thinking` block")
+            else:
+                _fields(b, bw, required={"type", "data"}, optional={"cache_control"})
+                if not _valid_redacted(b["data"]):
+                    raise _bad(f"{bw}: Invalid `data` in `redacted_thinking` block")
         elif kind == "tool_use":
             if role != "assistant":
                 raise _bad(f"{bw}: tool_use blocks are only allowed in assistant messages")
@@ -345,6 +540,71 @@ def _fields(block: dict[str, Any], where: str, *, required: set[str], optional: 
         raise _bad(f"{where}.{extra[0]}: Extra inputs are not permitted")
 
 
+# --- what the API does to an answer ----------------------------------------------------------
+
+
+def _cut_at_stop(msg: dict[str, Any], stops: list[str]) -> None:
+    """Cut the answer at the first stop sequence the text contains (dropping what follows)."""
+    if not stops:
+        return
+    for index, block in enumerate(msg["content"]):
+        if block["type"] != "text":
+            continue
+        hits = [(block["text"].find(s), s) for s in stops if s in block["text"]]
+        if hits:
+            at, stop = min(hits)
+            block["text"] = block["text"][:at]
+            msg["content"] = [b for b in msg["content"][: index + 1] if b is not block or at]
+            msg["stop_reason"] = "stop_sequence"
+            msg["stop_sequence"] = stop
+            return
+
+
+def _tokens(item: Any) -> int:
+    return max(1, len(json.dumps(item, sort_keys=True)) // 4)
+
+
+def _cache_usage(request: dict[str, Any], cache: dict[str, int]) -> dict[str, int]:
+    """Prompt-cache accounting of a request with breakpoints; updates `cache`."""
+    items: list[tuple[Any, bool]] = []
+    for t in request.get("tools", []):
+        items.append(({k: v for k, v in t.items() if k != "cache_control"}, "cache_control" in t))
+    system = request.get("system")
+    blocks = [{"type": "text", "text": system}] if isinstance(system, str) else system or []
+    for b in blocks:
+        items.append(({k: v for k, v in b.items() if k != "cache_control"}, "cache_control" in b))
+    for m in request["messages"]:
+        content = m["content"]
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        for b in parts:
+            clean = {k: v for k, v in b.items() if k != "cache_control"}
+            items.append(({"role": m["role"], **clean}, "cache_control" in b))
+    digest = hashlib.sha256(str(request["model"]).encode())
+    hashes: list[str] = []
+    sizes: list[int] = []
+    total = 0
+    for item, _ in items:
+        digest.update(json.dumps(item, sort_keys=True).encode())
+        hashes.append(digest.copy().hexdigest())
+        total += _tokens(item)
+        sizes.append(total)
+    marks = [i for i, (_, marked) in enumerate(items) if marked]
+    read = 0
+    for mark in marks:
+        for k in range(mark, max(mark - CACHE_LOOKBACK, -1), -1):
+            if hashes[k] in cache:
+                read = max(read, sizes[k])
+                break
+    written = max(sizes[marks[-1]] - read, 0) if marks else 0
+    for mark in marks:
+        cache[hashes[mark]] = sizes[mark]
+    return {
+        "input_tokens": total - read - written,
+        "cache_creation_input_tokens": written,
+        "cache_read_input_tokens": read,
+    }
+
+
 # --- server-sent events ---------------------------------------------------------------------
 
 
@@ -355,7 +615,7 @@ def sse_events(msg: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": {"input_tokens": msg["usage"]["input_tokens"], "output_tokens": 1},
+        "usage": {**msg["usage"], "output_tokens": 1},
     }
     yield "message_start", {"type": "message_start", "message": start}
     yield "ping", {"type": "ping"}
@@ -372,6 +632,28 @@ def sse_events(msg: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
                     "content_block_delta",
                     {"type": "content_block_delta", "index": index, "delta": delta},
                 )
+        elif block["type"] == "thinking":
+            empty = {"type": "thinking", "thinking": "", "signature": ""}
+            yield (
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": empty},
+            )
+            for piece in re.findall(r"\s*\S+\s*|\s+", block["thinking"]):
+                delta = {"type": "thinking_delta", "thinking": piece}
+                yield (
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": delta},
+                )
+            delta = {"type": "signature_delta", "signature": block["signature"]}
+            yield (
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": delta},
+            )
+        elif block["type"] == "redacted_thinking":
+            yield (
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": dict(block)},
+            )
         else:
             head = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
             yield (
@@ -405,6 +687,8 @@ class MessagesServer:
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        self._cache: dict[str, int] = {}
+        """Prompt-cache: prefix hash -> its estimated tokens."""
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -461,12 +745,27 @@ class MessagesServer:
         with self._lock:
             self._queue.clear()
             self.requests.clear()
+            self._cache.clear()
 
     @property
     def bodies(self) -> list[Any]:
         """JSON bodies of the recorded requests, in order."""
         with self._lock:
             return [r.body for r in self.requests]
+
+    def answer(self, request: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
+        """The queued answer as the API would send it for `request` (see the module doc)."""
+        out = copy.deepcopy(reply)
+        for block in out["content"]:
+            if block["type"] == "thinking" and "signature" not in block:
+                block["signature"] = sign(block["thinking"])
+            elif block["type"] == "redacted_thinking" and "data" not in block:
+                block["data"] = _redacted_data()
+        _cut_at_stop(out, request.get("stop_sequences") or [])
+        if _cache_marked(request):
+            with self._lock:
+                out["usage"] = {**out["usage"], **_cache_usage(request, self._cache)}
+        return out
 
     def _take(self, recorded: Recorded) -> Reply | None:
         with self._lock:
@@ -514,9 +813,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if reply.delay:
             time.sleep(reply.delay)
-        if reply.is_message and body.get("stream") is True:
+        if reply.is_message:
             assert reply.body is not None
-            self._send_stream(reply.body)
+            answer = self.server_owner.answer(body, reply.body)
+            if body.get("stream") is True:
+                self._send_stream(answer)
+            else:
+                self._send(Reply(body=answer, headers=reply.headers))
         else:
             self._send(reply)
 

@@ -204,6 +204,19 @@ PUBLIC = {
     "tool",
     "tool_result",
     "user",
+    # issue 18: clean conversations, tool_choice, caching, thinking, prices
+    "CacheMode",
+    "DEFAULT_PRICES",
+    "ModelPrice",
+    "NO_RESULT",
+    "RedactedThinkingBlock",
+    "ThinkingBlock",
+    "ToolChoice",
+    "clean_conversation",
+    "price_of",
+    "split_usage",
+    "thinking_of",
+    "usage_cost",
 }
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pathlib
 import sqlite3
+import uuid
 
 import numpy as np
 import pytest
 import sqlite_utils
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -29,15 +30,26 @@ from flowstate.memory import (
 )
 from flowstate.memory._snapshot import Snapshot
 
+from .conftest import Location
 
-def rows(conn: sqlite3.Connection) -> list[tuple[object, ...]]:
-    return conn.execute("SELECT * FROM memories ORDER BY id").fetchall()
+COLUMNS = "id, namespace, kind, key, content, timestamp, importance, metadata, embedding, seq"
 
 
-def engine_connection(db_path: pathlib.Path) -> sqlite3.Connection:
+def rows(conn: sqlite3.Connection, table: str = "memories") -> list[tuple[object, ...]]:
+    """The stored entries (without ``rev``, the bookkeeping revision of the last write)."""
+    return [
+        tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+        for row in conn.execute(f"SELECT {COLUMNS} FROM {table} ORDER BY id").fetchall()
+    ]
+
+
+def engine_connection(location: Location) -> sqlite3.Connection:
     """What the engine holds: its own connection, managing transactions by hand."""
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    conn.execute("CREATE TABLE IF NOT EXISTS checkpoints (node TEXT PRIMARY KEY, state TEXT)")
+    conn = location.connect()
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {location.table('checkpoints')} "
+        "(node TEXT PRIMARY KEY, state TEXT)"
+    )
     return conn
 
 
@@ -67,17 +79,19 @@ def test_buffered_writes_are_ops_and_reads_see_them(store: MemoryStore) -> None:
 
 
 def test_apply_ops_commits_with_the_callers_transaction(
-    store: MemoryStore, db_path: pathlib.Path
+    store: MemoryStore, location: Location
 ) -> None:
     ops = buffered_node_ops(store)
-    conn = engine_connection(db_path)
+    conn = engine_connection(location)
     statements: list[str] = []
-    conn.execute("BEGIN IMMEDIATE")
-    conn.execute("INSERT INTO checkpoints VALUES ('node-a', '{}')")
-    conn.set_trace_callback(statements.append)
+    conn.execute(location.begin)
+    conn.execute(f"INSERT INTO {location.table('checkpoints')} VALUES ('node-a', '{{}}')")
+    if location.backend == "sqlite":
+        conn.set_trace_callback(statements.append)
     store.apply_ops(conn, ops)
-    conn.set_trace_callback(None)
-    assert conn.in_transaction
+    if location.backend == "sqlite":
+        conn.set_trace_callback(None)
+    assert store.dialect.in_transaction(conn)
     assert not any(s.split()[0].upper() in {"BEGIN", "COMMIT", "ROLLBACK"} for s in statements)
     assert store.counts() == {}  # not visible to others before the caller commits
     conn.execute("COMMIT")
@@ -90,45 +104,49 @@ def test_apply_ops_commits_with_the_callers_transaction(
     conn.close()
 
 
-def test_rollback_leaves_nothing(store: MemoryStore, db_path: pathlib.Path) -> None:
+def test_rollback_leaves_nothing(store: MemoryStore, location: Location) -> None:
     ops = buffered_node_ops(store)
-    conn = engine_connection(db_path)
-    conn.execute("BEGIN IMMEDIATE")
-    conn.execute("INSERT INTO checkpoints VALUES ('node-a', '{}')")
-    apply_ops(conn, ops)
+    conn = engine_connection(location)
+    conn.execute(location.begin)
+    conn.execute(f"INSERT INTO {location.table('checkpoints')} VALUES ('node-a', '{{}}')")
+    store.apply_ops(conn, ops)
     conn.execute("ROLLBACK")
     assert store.counts() == {}
-    assert conn.execute("SELECT count(*) FROM checkpoints").fetchone() == (0,)
+    assert conn.execute(
+        f"SELECT count(*) FROM {location.table('checkpoints')}"
+    ).fetchone() == (0,)
     conn.close()
 
 
 def test_apply_ops_refuses_to_run_outside_a_transaction(
-    store: MemoryStore, db_path: pathlib.Path
+    store: MemoryStore, location: Location
 ) -> None:
-    conn = engine_connection(db_path)
-    with pytest.raises(MemoryStoreError, match=r"FSM202.*BEGIN IMMEDIATE"):
-        apply_ops(conn, buffered_node_ops(store))
+    conn = engine_connection(location)
+    with pytest.raises(MemoryStoreError, match=rf"FSM202.*{location.begin}"):
+        store.apply_ops(conn, buffered_node_ops(store))
     assert store.counts() == {}
-    apply_ops(conn, [])  # nothing to do is fine anywhere
+    store.apply_ops(conn, [])  # nothing to do is fine anywhere
     conn.close()
 
 
-def test_re_applying_the_same_ops_is_idempotent(store: MemoryStore, db_path: pathlib.Path) -> None:
+def test_re_applying_the_same_ops_is_idempotent(store: MemoryStore, location: Location) -> None:
     ops = buffered_node_ops(store)
-    conn = engine_connection(db_path)
+    conn = engine_connection(location)
+    table = location.table("memories")
+    committed = []
     for _ in range(2):  # e.g. a crash after commit, then recovery re-applies the journal
-        conn.execute("BEGIN IMMEDIATE")
-        apply_ops(conn, ops)
+        conn.execute(location.begin)
+        store.apply_ops(conn, ops)
         conn.execute("COMMIT")
-        if _ == 0:
-            first = rows(conn)
-    assert rows(conn) == first and len(first) == 3
+        committed.append(rows(conn, table))
+    first = committed[0]
+    assert committed[1] == first and len(first) == 3
     store.commit(ops)
-    assert rows(conn) == first
+    assert rows(conn, table) == first
     conn.close()
 
 
-def test_ops_round_trip_through_json(store: MemoryStore, db_path: pathlib.Path) -> None:
+def test_ops_round_trip_through_json(store: MemoryStore, location: Location) -> None:
     ops = buffered_node_ops(store)
     ops.append(DeleteOp(namespace="run-1", ids=["nope"]))
     ops.append(ClearOp(namespace="other"))
@@ -139,10 +157,11 @@ def test_ops_round_trip_through_json(store: MemoryStore, db_path: pathlib.Path) 
 
     assert load_ops(json.loads(text)) == ops
     store.commit(loaded)
-    committed = rows(store.conn)
+    table = location.table("memories")
+    committed = rows(store.conn, table)
     store.memory("episodic", "run-1").clear()
     store.commit(ops)
-    assert rows(store.conn) != [] and len(rows(store.conn)) == len(committed)
+    assert rows(store.conn, table) != [] and len(rows(store.conn, table)) == len(committed)
 
 
 def test_upsert_op_embedding_forms() -> None:
@@ -296,3 +315,105 @@ def test_cached_snapshot_compacts_after_many_deletes(store: MemoryStore) -> None
     assert snap.n < 200  # removed slots were dropped at least once
     assert int(np.count_nonzero(snap.alive[: snap.n])) == 50
     assert {r.entry.id for r in memory.retrieve("entry", k=100)} == set(ids[150:])
+
+
+# -- incremental catch-up equals a fresh load, whatever another writer did ------------------
+
+
+def _scoped(ops: list[MemoryOp], prefix: str) -> list[MemoryOp]:
+    """The ops with namespaces and ids prefixed, so examples sharing a database are apart."""
+    out: list[MemoryOp] = []
+    for op in ops:
+        if isinstance(op, UpsertOp):
+            entry = op.entry.model_copy(
+                update={"id": prefix + op.entry.id, "namespace": prefix + op.entry.namespace}
+            )
+            out.append(op.model_copy(update={"entry": entry}))
+        elif isinstance(op, DeleteOp):
+            out.append(DeleteOp(namespace=prefix + op.namespace, ids=[prefix + i for i in op.ids]))
+        else:
+            out.append(op.model_copy(update={"namespace": prefix + op.namespace}))
+    return out
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(batches=st.lists(st.lists(st.one_of(upserts, upserts, other_ops), max_size=6), max_size=5))
+def test_property_catching_up_equals_a_fresh_load(
+    location: Location, batches: list[list[MemoryOp]]
+) -> None:
+    """A reader that cached every (namespace, kind) follows another store's commits by
+    catching up (no reload), and ends exactly where a fresh load of the database is."""
+    from flowstate.memory._sql import snapshot_rows
+
+    prefix = uuid.uuid4().hex[:8] + ":"
+    writer, reader = location.open(), location.open()
+    keys: list[tuple[str, MemoryKind]] = [
+        (prefix + ns, kind) for ns in NAMESPACES for kind in KINDS
+    ]
+    for ns, kind in keys:
+        reader._snapshot(ns, kind)
+    for batch in batches:
+        writer.commit(_scoped(batch, prefix))
+        for ns, kind in keys:
+            caught_up = reader._snapshot(ns, kind)
+            fresh = Snapshot.from_rows(
+                ns, kind, snapshot_rows(writer.dialect, writer._connection(), ns, kind)
+            )
+            assert live_rows(caught_up) == live_rows(fresh), (ns, kind)
+            assert caught_up.key_to_id == fresh.key_to_id
+    assert reader.reloads == len(keys)
+    writer.close()
+    reader.close()
+
+
+def test_opposite_namespace_orders_do_not_deadlock(
+    location: Location, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two engine transactions write namespaces a and b in opposite orders at the same time
+    (ops slowed down so they interleave): both commit, on Postgres thanks to the sorted
+    head locks, on SQLite because writers are serialised anyway."""
+    import threading
+    import time
+
+    from flowstate.memory import _sql
+
+    store = location.open()
+    plans: list[list[MemoryOp]] = []
+    for order in (["a", "b"], ["b", "a"]):
+        ops: list[MemoryOp] = []
+        for ns in order:
+            store.memory("episodic", ns, buffer=ops).add(f"{ns} from {order}")
+        plans.append(ops)
+    slow_apply = _sql.OpWriter.apply
+
+    def apply(self: _sql.OpWriter, op: MemoryOp) -> None:
+        time.sleep(0.1)
+        slow_apply(self, op)
+
+    monkeypatch.setattr(_sql.OpWriter, "apply", apply)
+    errors: list[BaseException] = []
+
+    def engine(ops: list[MemoryOp]) -> None:
+        conn = location.connect()
+        if location.backend == "sqlite":
+            conn.execute("PRAGMA busy_timeout = 10000")
+        try:
+            conn.execute(location.begin)
+            store.apply_ops(conn, ops)
+            conn.execute("COMMIT")
+        except BaseException as err:
+            errors.append(err)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=engine, args=(ops,)) for ops in plans]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert store.counts() == {("a", "episodic"): 2, ("b", "episodic"): 2}

@@ -15,12 +15,14 @@ EXPECTED = {
     "FlowstateMemoryError",
     "HashingEmbedder",
     "Memory",
+    "MemoryBackend",
     "MemoryConfigError",
     "MemoryEntry",
     "MemoryKind",
     "MemoryOp",
     "MemoryStore",
     "MemoryStoreError",
+    "PostgresMemoryStore",
     "ReflectionError",
     "ReflectionLLM",
     "ReflectionMemory",
@@ -34,6 +36,7 @@ EXPECTED = {
     "dump_ops",
     "ensure_schema",
     "load_ops",
+    "open_memory_store",
     "parse_insights",
 }
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import pathlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +18,7 @@ from flowstate.memory import (
 )
 
 from ._helpers import FakeClock
+from .conftest import Location
 
 
 @dataclass
@@ -100,13 +100,13 @@ def test_complete_fn_routes_the_call(store: MemoryStore) -> None:
     assert len(prompts) == 1 and "it rained all day" in prompts[0]
 
 
-def test_cadence_survives_a_restart(store: MemoryStore, db_path: pathlib.Path) -> None:
+def test_cadence_survives_a_restart(store: MemoryStore, location: Location) -> None:
     memory = store.memory("reflection", "agent", every=2, llm=FakeLLM())
     memory.add("a")
     memory.add("b")
     asyncio.run(memory.reflect())
     memory.add("c")
-    reopened = MemoryStore(db_path).memory("reflection", "agent", every=2, llm=FakeLLM())
+    reopened = location.open().memory("reflection", "agent", every=2, llm=FakeLLM())
     assert [e.content for e in reopened.pending()] == ["c"]
     assert not reopened.needs_reflection
     reopened.add("d")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import pathlib
-
 import pytest
 
 from flowstate.memory import MemoryConfigError, MemoryOp, MemoryStore
 
 from ._helpers import FakeClock
+from .conftest import Location
 
 
 def test_re_adding_a_key_updates_in_place(store: MemoryStore, clock: FakeClock) -> None:
@@ -62,11 +61,11 @@ def test_a_key_is_required(store: MemoryStore) -> None:
 
 
 def test_one_fact_per_key_even_when_two_buffered_writers_race(
-    store: MemoryStore, db_path: pathlib.Path
+    store: MemoryStore, location: Location
 ) -> None:
     # Both writers plan against an empty key, so both pick a fresh id; the unique
     # (namespace, kind, key) index makes the later commit replace the earlier.
-    other = MemoryStore(db_path)
+    other = location.open()
     ops_a: list[MemoryOp] = []
     ops_b: list[MemoryOp] = []
     store.memory("semantic", "user", buffer=ops_a).add("from a", key="k")

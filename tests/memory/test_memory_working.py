@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pathlib
-
 import pytest
 import sqlite_utils
 from hypothesis import given, settings
@@ -12,6 +10,7 @@ from hypothesis import strategies as st
 from flowstate.memory import MemoryConfigError, MemoryStore, WorkingMemory
 
 from ._helpers import FakeClock
+from .conftest import Location
 
 
 def contents(memory: WorkingMemory) -> list[str]:
@@ -68,8 +67,8 @@ def test_retrieve_returns_the_most_recent_k_and_ignores_the_query(
     assert len(memory.retrieve("x", k=10)) == 4
 
 
-def test_capacity_holds_across_two_writers(store: MemoryStore, db_path: pathlib.Path) -> None:
-    other = MemoryStore(db_path)
+def test_capacity_holds_across_two_writers(store: MemoryStore, location: Location) -> None:
+    other = location.open()
     first = store.memory("working", "agent", capacity=3)
     second = other.memory("working", "agent", capacity=3)
     for n in range(5):

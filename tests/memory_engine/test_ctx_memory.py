@@ -1,19 +1,82 @@
 """Memory inside graphs (issue 7 items 2 and 4): writes commit with the node, reads are
-journaled, memories persist across runs and processes."""
+journaled, memories persist across runs and processes; on SQLite and on Postgres (issue 21),
+where the memories live in the checkpoint store's schema and commit in its transaction."""
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import pytest
 from pydantic import BaseModel
 
 from flowstate import END, START, GraphBuilder, NodeContext, append
+from flowstate.checkpoints._postgres import PostgresStore
 from flowstate.testing import assert_replays
 from tests.conftest import CrashingStore, SimulatedCrash
+from tests.store.conftest import drop_pg_schema, pg_schema, require_postgres
+
+
+class CrashingPostgresStore(PostgresStore):
+    """A real Postgres store that "dies" right after its k-th activation commit."""
+
+    def __init__(self, dsn: str, schema: str, crash_after: int | None = None) -> None:
+        super().__init__(dsn, schema=schema)
+        self.crash_after = crash_after
+        self.activation_commits = 0
+
+    def commit(self, run_id, *, writes=(), effects=(), step=None, run_fields=None, hook=None):  # type: ignore[no-untyped-def]
+        super().commit(
+            run_id, writes=writes, effects=effects, step=step, run_fields=run_fields, hook=hook
+        )
+        if writes:
+            self.activation_commits += 1
+            if self.crash_after is not None and self.activation_commits >= self.crash_after:
+                raise SimulatedCrash(f"crash after {self.activation_commits} commits")
+
+
+@dataclass
+class Db:
+    """One test database: ``store()`` opens the checkpoint store (a path for SQLite),
+    ``crashing(k)`` a store that dies after its k-th activation commit, ``opener`` the
+    Python expression that opens it in another process."""
+
+    store: Callable[[], Any]
+    crashing: Callable[[int | None], Any]
+    opener: str
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
+    if request.param == "sqlite":
+        path = tmp_path / "x.db"
+        yield Db(
+            lambda: str(path), lambda k: CrashingStore(path, crash_after=k), repr(str(path))
+        )
+        return
+    dsn = require_postgres()
+    schema = pg_schema(tmp_path, "ctx")
+    try:
+        yield Db(
+            lambda: PostgresStore(dsn, schema=schema),
+            lambda k: CrashingPostgresStore(dsn, schema, crash_after=k),
+            f"PostgresStore({dsn!r}, schema={schema!r})",
+        )
+    finally:
+        drop_pg_schema(schema)
+
+
+def close(store: Any) -> None:
+    """Drop a crashed store's connection, as a dead process would."""
+    if isinstance(store, CrashingStore):
+        store.conn.close()
+    else:
+        store.close()
 
 
 class Chat(BaseModel):
@@ -41,8 +104,8 @@ def build(crash_in_recall: dict | None = None) -> GraphBuilder[Chat]:
     return g.add_edge(START, "remember").add_edge("remember", "recall").add_edge("recall", END)
 
 
-def test_memories_are_shared_across_runs_of_a_namespace(tmp_path):
-    app = build().compile(store=str(tmp_path / "x.db"))
+def test_memories_are_shared_across_runs_of_a_namespace(db: Db) -> None:
+    app = build().compile(store=db.store())
     app.run_sync({"user": "ada", "said": "I prefer tea over coffee"})
     app.run_sync({"user": "bob", "said": "I like coffee"})
     r = app.run_sync({"user": "ada", "said": "what tea do I like"})
@@ -53,16 +116,15 @@ def test_memories_are_shared_across_runs_of_a_namespace(tmp_path):
     assert len(entries) == 2
 
 
-def test_a_crashed_node_never_leaves_half_written_memory(tmp_path):
-    db = tmp_path / "x.db"
-    store = CrashingStore(db, crash_after=1)  # dies right after the first commit (remember)
+def test_a_crashed_node_never_leaves_half_written_memory(db: Db) -> None:
+    store = db.crashing(1)  # dies right after the first commit (remember)
     app = build().compile(store=store)
     try:
         app.run_sync({"user": "ada", "said": "tea"}, run_id="r")
     except SimulatedCrash:
         pass
-    store.conn.close()
-    app2 = build().compile(store=str(db))
+    close(store)
+    app2 = build().compile(store=db.store())
     assert len(app2.memory_store().memory("episodic", "user:ada").inspect()) == 1
     r = app2.resume_sync("r")
     assert r.status == "completed"
@@ -70,9 +132,8 @@ def test_a_crashed_node_never_leaves_half_written_memory(tmp_path):
     assert len(app2.memory_store().memory("episodic", "user:ada").inspect()) == 1
 
 
-def test_writes_roll_back_with_an_uncommitted_activation(tmp_path):
-    db = tmp_path / "x.db"
-    store = CrashingStore(db, crash_after=None)
+def test_writes_roll_back_with_an_uncommitted_activation(db: Db) -> None:
+    store = db.crashing(None)
 
     async def remember_then_die(s: Chat, ctx: NodeContext) -> dict:
         ctx.memory("user:x", "episodic").add("should not persist")
@@ -84,33 +145,34 @@ def test_writes_roll_back_with_an_uncommitted_activation(tmp_path):
         g.compile(store=store).run_sync({"user": "x", "said": "s"})
     except SimulatedCrash:
         pass
-    app = build().compile(store=str(db))
+    close(store)
+    app = build().compile(store=db.store())
     assert app.memory_store().memory("episodic", "user:x").inspect() == []
 
 
-def test_reads_are_journaled_so_replay_needs_no_memory(tmp_path):
-    app = build().compile(store=str(tmp_path / "x.db"))
+def test_reads_are_journaled_so_replay_needs_no_memory(db: Db) -> None:
+    app = build().compile(store=db.store())
     app.run_sync({"user": "ada", "said": "tea please"}, run_id="r")
     assert any(e.name.startswith("memory.retrieve") for e in app.store.effects("r"))
     assert_replays(app, "r")
 
 
-def test_memories_survive_a_process_restart(tmp_path):
-    db = tmp_path / "x.db"
+def test_memories_survive_a_process_restart(db: Db) -> None:
     root = str(Path(__file__).resolve().parents[2])
     code = (
         f"import sys; sys.path.insert(0, {root!r})\n"
+        "from flowstate.checkpoints._postgres import PostgresStore\n"
         "from tests.memory_engine.test_ctx_memory import build\n"
-        f"build().compile(store={str(db)!r})"
+        f"build().compile(store={db.opener})"
         ".run_sync({'user': 'ada', 'said': 'I love green tea'})\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-    app = build().compile(store=str(db))
+    app = build().compile(store=db.store())
     r = app.run_sync({"user": "ada", "said": "green tea"})
     assert "I love green tea" in r.state.recalled
 
 
-def test_reflection_is_an_awaited_journaled_step(tmp_path):
+def test_reflection_is_an_awaited_journaled_step(db: Db) -> None:
     from flowstate.llm import ScriptedLLM
 
     class Notes(BaseModel):
@@ -127,7 +189,7 @@ def test_reflection_is_an_awaited_journaled_step(tmp_path):
         return {"insights": out}
 
     g = GraphBuilder(Notes).add_node(learn).add_edge(START, "learn").add_edge("learn", END)
-    app = g.compile(store=str(tmp_path / "x.db"))
+    app = g.compile(store=db.store())
     app.services["llm"] = ScriptedLLM(["- the user likes tea\n- the user works late"])
     r = app.run_sync({"facts": ["tea at 9", "tea at 11", "coding at midnight"]}, run_id="r")
     assert r.state.insights == ["the user likes tea", "the user works late"]

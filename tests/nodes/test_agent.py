@@ -53,6 +53,11 @@ def test_react_loop_runs_to_completion_with_scripted_llm() -> None:
     assert nodes == ["agent", "tools", "agent", "tools", "agent"]
 
 
+def at(model: str, inp: int, out: int) -> dict[str, int]:
+    """The per-model keys `JournaledLLM` records next to the totals."""
+    return {f"input_tokens@{model}": inp, f"output_tokens@{model}": out}
+
+
 def test_usage_is_recorded_per_activation_and_summed() -> None:
     app = build_agent(ScriptedLLM(react_script()), Toolbox().tools)
     result = app.run_sync({"question": "Combined population of Lyon and Nantes?"})
@@ -60,11 +65,11 @@ def test_usage_is_recorded_per_activation_and_summed() -> None:
     rows = app.store.writes(result.run_id)
     per_row = [(w.node, json.loads(w.usage)) for w in rows]
     assert per_row == [
-        ("agent", {"input_tokens": 100, "output_tokens": 20}),
+        ("agent", {"input_tokens": 100, "output_tokens": 20, **at("scripted", 100, 20)}),
         ("tools", {}),
-        ("agent", {"input_tokens": 150, "output_tokens": 10}),
+        ("agent", {"input_tokens": 150, "output_tokens": 10, **at("scripted", 150, 10)}),
         ("tools", {}),
-        ("agent", {"input_tokens": 200, "output_tokens": 8}),
+        ("agent", {"input_tokens": 200, "output_tokens": 8, **at("scripted", 200, 8)}),
     ]
     assert run_usage(app.store, result.run_id) == {"input_tokens": 450, "output_tokens": 38}
     assert node_usage(app.store, result.run_id) == {
@@ -267,7 +272,11 @@ def test_a_rerun_model_node_is_served_from_the_journal_and_keeps_its_usage(
     assert len(first.requests) == 1 and len(second.requests) == 2
     first_row = fresh.store.writes("r2")[0]
     assert first_row.node == "agent"
-    assert json.loads(first_row.usage) == {"input_tokens": 100, "output_tokens": 20}
+    assert json.loads(first_row.usage) == {
+        "input_tokens": 100,
+        "output_tokens": 20,
+        **at("scripted", 100, 20),
+    }
     assert run_usage(fresh.store, "r2") == {"input_tokens": 450, "output_tokens": 38}
 
 
@@ -304,14 +313,25 @@ async def test_react_loop_with_anthropic_llm(
     assert len(bodies) == 3
     assert all(b["stream"] is True for b in bodies)  # live calls stream tokens
     assert [t["name"] for t in bodies[0]["tools"]] == ["population", "add"]
-    assert bodies[0]["system"] == "You are a careful assistant. Use the tools."
+    # the agent loop caches its prompt by default: system, tools, conversation
+    assert bodies[0]["system"] == [
+        {
+            "type": "text",
+            "text": "You are a careful assistant. Use the tools.",
+            "cache_control": {"type": "ephemeral"},
+        }
+    ]
+    assert "cache_control" in bodies[0]["tools"][-1]
     second_turn = bodies[1]["messages"]
     assert [m["role"] for m in second_turn] == ["user", "assistant", "user"]
     assert [(b["tool_use_id"], b["content"]) for b in second_turn[2]["content"]] == [
         ("toolu_a", "522000"),
         ("toolu_b", "320000"),
     ]
-    assert run_usage(app.store, result.run_id) == {"input_tokens": 450, "output_tokens": 38}
+    used = run_usage(app.store, result.run_id)
+    assert used["output_tokens"] == 38
+    # the whole prompt is behind a breakpoint: written once, then read back on later turns
+    assert used["cache_creation_input_tokens"] > 0 and used["cache_read_input_tokens"] > 0
 
 
 @pytest.mark.anyio

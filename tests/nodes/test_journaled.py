@@ -58,7 +58,7 @@ class MemoryContext:
     def token(self, text: str) -> None:
         self.tokens.append(text)
 
-    def add_usage(self, input_tokens: int = 0, output_tokens: int = 0) -> None:
+    def add_usage(self, input_tokens: int = 0, output_tokens: int = 0, **counts: int) -> None:
         self.usage.update(input_tokens=input_tokens, output_tokens=output_tokens)
 
 

@@ -101,7 +101,8 @@ def test_usage_is_reported_with_descendants_in_events_show_and_every_depth(tmp_p
     out = CliRunner().invoke(cli, ["show", "r", "--db", str(tmp_path / "x.db")])
     assert out.exit_code == 0, out.output
     assert "tokens: 200" in out.output
-    assert out.output.count("think") == 2  # depth 2: both turns of the grandchild shown
+    activations = out.output.split("usage (run tree)")[0]
+    assert activations.count("think") == 2  # depth 2: both turns of the grandchild shown
 
 
 def test_byte_limits_of_the_run_apply_inside_subgraphs(tmp_path):

@@ -336,4 +336,5 @@ def test_public_surface_is_pinned() -> None:
         "create_app",
         "load_registry",
         "serve_command",
+        "ui_command",
     ]

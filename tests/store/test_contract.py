@@ -338,6 +338,20 @@ def test_effects_journal_keeps_the_first_record_of_a_key(store: Any, rec: Rec) -
     assert store.effects("r1") == [first]
 
 
+def test_record_effect_replace_overwrites_the_record_of_its_key(store: Any, rec: Rec) -> None:
+    """``replace=True`` (a resumed activation whose effect request changed ran the effect
+    again) overwrites the journal row of that key on every backend; other keys stay."""
+    store.create_run(rec.run("r1"), rec.step("r1", 0))
+    store.record_effect(rec.effect("r1", 0, "a", 0, response='{"v":1}'))
+    other = rec.effect("r1", 0, "a", 1, response='{"v":9}')
+    store.record_effect(other)
+    new = rec.effect("r1", 0, "a", 0, response='{"v":2}')
+    store.record_effect(new, replace=True)
+    assert store.effects("r1") == [new, other]
+    store.record_effect(rec.effect("r1", 0, "a", 0, response='{"v":3}'))
+    assert store.effects("r1") == [new, other]
+
+
 def test_effects_filter_and_order(store: Any, rec: Rec) -> None:
     store.create_run(rec.run("r1"), rec.step("r1", 0))
     store.create_run(rec.run("r2"), rec.step("r2", 0))
@@ -612,6 +626,17 @@ def test_writes_are_ordered_by_step_then_merge_order(store: Any, rec: Rec) -> No
     assert [w.task_path for w in store.writes("r1", 1, 2)] == ["c", "b"]
     assert [w.task_path for w in store.writes("r1", 1)] == ["c", "b", "d"]
     assert store.visit_counts("r1") == {"a": 1, "b": 1, "c": 1, "d": 1}
+
+
+def test_usage_totals_sum_the_committed_activations(store: Any, rec: Rec) -> None:
+    store.create_run(rec.run("r1"), rec.step("r1", 0))
+    assert store.usage_totals("r1") == (0, {"input_tokens": 0, "output_tokens": 0})
+    used = ['{"input_tokens": 7, "output_tokens": 2}', "{}", '{"input_tokens": 3, "cache_read": 5}']
+    for step, usage in enumerate(used):
+        store.commit("r1", writes=[rec.write("r1", step, f"n{step}", usage=usage)])
+    assert store.usage_totals("r1") == (
+        3, {"input_tokens": 10, "output_tokens": 2, "cache_read": 5})
+    assert store.usage_totals("ghost") == (0, {"input_tokens": 0, "output_tokens": 0})
 
 
 def test_rows_survive_closing_and_reopening_the_store(store_factory: StoreFactory,

@@ -197,6 +197,8 @@ _STALE_WRITES = {
     "record_interrupt": lambda s, rec: s.record_interrupt(
         rec.interrupt("r", 1, "t"), {"status": "paused", "error": "interrupt", "head_step": 1}),
     "update_run": lambda s, rec: s.update_run("r", status="cancelled", error="cancelled"),
+    # issue 16 item 6: a former owner's retry bookkeeping is not stored either
+    "record_attempt": lambda s, rec: s.record_attempt(rec.attempt("r", 1, "t")),
 }
 
 

@@ -502,3 +502,27 @@ def test_four_writer_processes_on_one_schema(tmp_path: Path, engine_on_postgres:
         assert store.integrity_check() == "ok"
     finally:
         store.close()
+
+
+def test_a_changed_effect_request_on_resume_replaces_its_journal_row_on_postgres(
+    pg: Callable[..., PostgresStore],
+) -> None:
+    """Issue 16 item 1: the replace path of the effects journal on Postgres (it raised
+    ``KeyError: 'effects'`` and every later resume re-ran the effect)."""
+    from flowstate.checkpoints import EffectRecord
+    from tests.durable.graphs import no_approval
+
+    store = pg()
+    app = no_approval().compile(store=store)
+    r = app.run_sync({"topic": "t"}, run_id="s", interrupt_before=["summarise"])
+    assert r.status == "paused"
+    store.record_effect(EffectRecord(
+        run_id="s", step=1, task_path="summarise", seq=0, name="llm",
+        request='{"args":["concerning t-0, t-1, t-2"],"kwargs":{}}',
+        response='"old summary"', created_at=0.0,
+    ))
+    r = asyncio.run(app.resume("s"))
+    assert r.status == "completed" and r.state.summary == "summary of about t-0, t-1, t-2"
+    journal = store.effects("s", 1, "summarise")
+    assert [e.response for e in journal] == ['"summary of about t-0, t-1, t-2"']
+    assert "concerning" not in journal[0].request
