@@ -77,6 +77,7 @@ def test_every_store_implements_the_protocol_with_its_signatures(store: Any) -> 
     assert isinstance(store, LeaseStore)
     methods = _protocol_methods(CheckpointStore) + _protocol_methods(LeaseStore)
     assert len(methods) >= 30
+    assert "usage_totals" in methods and "record_attempt" in methods
     for name in methods:
         proto = next(p for p in (LeaseStore, CheckpointStore) if name in vars(p))
         want = inspect.signature(vars(proto)[name])

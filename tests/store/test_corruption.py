@@ -847,9 +847,12 @@ def test_a_garbage_page_gives_a_store_error_and_fails_integrity_check(
     store = SQLiteStore(path)
     try:
         if part == "half":
-            # the page header survives: SQLite walks the page and lists what is wrong
+            # the page header survives: SQLite walks the page and lists what is wrong, or,
+            # when the damaged half holds what it needs to walk an interior page (which
+            # page is in the middle depends on the file's layout), it stops with "malformed"
             report = store.integrity_check()
-            assert report != "ok" and "page" in report.lower(), report
+            assert report != "ok", report
+            assert "page" in report.lower() or "malformed" in report, report
         else:
             # a page whose header is garbage makes SQLite 3.40 fail the pragma itself
             try:
