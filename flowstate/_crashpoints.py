@@ -1,4 +1,5 @@
-"""Named crash points for the deterministic crash sweep (RELIABILITY.md R1).
+"""Test hooks: named crash points for the deterministic crash sweep (RELIABILITY.md R1)
+and observers of live effects.
 
 With ``FLOWSTATE_CRASH_AT=k`` in the environment, the k-th crash point reached by the
 process kills it with SIGKILL, exactly as a power cut or OOM kill would. Tests can also
@@ -41,3 +42,8 @@ def crash_point(name: str) -> None:
     _count += 1
     if _count == _TARGET:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+effect_observers: list[Callable[[str, int, str, int, str], None]] = []
+"""Called with (run_id, step, task_path, seq, name) each time an effect is performed live
+(not served from the journal). Used by flowstate.testing to prove nothing ran twice."""

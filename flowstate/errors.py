@@ -32,11 +32,15 @@ command line) is stable and documented in docs/reference/errors.md.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "CLIError",
     "CancelledElsewhere",
+    "ConfigError",
     "CorruptRowError",
     "DatabaseNotFound",
+    "EffectDivergence",
     "EffectError",
     "FlowstateError",
     "GraphBuildError",
@@ -47,12 +51,14 @@ __all__ = [
     "NodeFailed",
     "PayloadTooLarge",
     "ReplayDivergence",
+    "RouteError",
     "RunNotFound",
     "RunOwned",
     "RunStateError",
     "StateMutated",
     "StoreError",
     "StoreIOError",
+    "TargetError",
     "UpdateRejected",
     "WriteConflict",
 ]
@@ -98,6 +104,19 @@ class GraphBuildError(FlowstateError):
         n = len(problems)
         lines = "\n".join(f"  ({i}) {p}" for i, p in enumerate(problems, 1))
         super().__init__(f"{n} problem{'s' if n != 1 else ''} in graph '{graph}':\n{lines}")
+
+
+class TargetError(FlowstateError, ValueError):
+    """A ``module:attr`` target cannot be imported or lacks the attribute."""
+
+    code = "FS102"
+
+
+class ConfigError(FlowstateError, ValueError):
+    """A setting or argument is invalid (a durability, a schema name, a run field); the
+    message names it and the values it may take. Also a ``ValueError``."""
+
+    code = "FS103"
 
 
 class NodeFailed(FlowstateError):
@@ -205,9 +224,53 @@ class ReplayDivergence(FlowstateError):
 
     code = "FS205"
 
-    def __init__(self, run_id: str, summary: str) -> None:
+    def __init__(self, run_id: str, summary: str, report: Any = None) -> None:
         self.run_id = run_id
+        self.report = report
+        """The ``ReplayReport`` (its ``first_divergence`` says where)."""
         super().__init__(f"replay of run {run_id} diverged: {summary}")
+
+
+class RouteError(FlowstateError):
+    """A router raised, or returned a target it did not declare."""
+
+    code = "FS209"
+
+    def __init__(self, source: str, router: str, detail: str) -> None:
+        self.source = source
+        self.router = router
+        self.detail = detail
+        self.run_id: str | None = None
+        self.step: int | None = None
+        super().__init__(f"router '{router}' after '{source}' {detail}")
+
+    def in_run(self, run_id: str, step: int) -> RouteError:
+        """The same error, saying which run failed where and how to continue it. The
+        router is to blame, not the node before it (whose update was committed)."""
+        err = RouteError(
+            self.source,
+            self.router,
+            f"{self.detail}. Run {run_id} failed at step {step}; fix the router, then "
+            f"{resume_hint(run_id)} continues",
+        )
+        err.run_id, err.step = run_id, step
+        err.__cause__ = self.__cause__
+        return err
+
+
+class EffectDivergence(FlowstateError):
+    """Replay met an effect request that differs from the journal (or is not in it).
+    ``recorded`` is the journal's ``EffectRecord`` (None when there is none)."""
+
+    code = "FS215"
+
+    def __init__(self, seq: int, name: str, recorded: Any, request: str) -> None:
+        self.seq = seq
+        self.name = name
+        self.recorded = recorded
+        self.request = request
+        was = f"recorded {recorded.name} {recorded.request}" if recorded else "nothing recorded"
+        super().__init__(f"effect #{seq} '{name}' requested {request}, {was}")
 
 
 class RunNotFound(FlowstateError):
@@ -228,6 +291,7 @@ class RunOwned(RunStateError):
     """Another live process holds the run's lease: one writer per run."""
 
     code = "FS212"
+    retryable = True
 
     def __init__(self, run_id: str, owner: str, lease_until: float) -> None:
         import time
@@ -305,6 +369,7 @@ class StoreIOError(StoreError):
     """The database reported an I/O, disk or locking failure."""
 
     code = "FS302"
+    retryable = True
 
 
 class CLIError(FlowstateError):

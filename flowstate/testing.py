@@ -24,9 +24,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from flowstate import _crashpoints
+from flowstate._crashpoints import effect_observers
 from flowstate.checkpoints import SQLiteStore
 from flowstate.engine import CompiledGraph
-from flowstate.engine._context import effect_observers
 
 __all__ = [
     "ResumeReport",
@@ -98,7 +98,7 @@ def assert_resumable(
     effect_observers.append(observe)
     try:
         gold_store = SQLiteStore(tmp / "golden.db")
-        golden = drive(app._bind(gold_store), False)
+        golden = drive(app.bind(gold_store), False)
         gold_writes = _writes(tmp / "golden.db", "r")
         gold_effects = sum(performed.values())
         gold_store.close()
@@ -124,7 +124,7 @@ def assert_resumable(
             _crashpoints.set_hook(hook)
             crashed = False
             try:
-                drive(app._bind(store), False)
+                drive(app.bind(store), False)
             except SimulatedCrash:
                 crashed = True
             finally:
@@ -138,7 +138,7 @@ def assert_resumable(
             in_flight = max(0, started - journaled)
             store = SQLiteStore(db)
             try:
-                result = drive(app._bind(store), bool(has_run))
+                result = drive(app.bind(store), bool(has_run))
             finally:
                 store.close()
             assert result.status == golden.status, (

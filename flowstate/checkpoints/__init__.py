@@ -8,6 +8,7 @@ for tests and benchmarks).
 from ._maintenance import DamagedRow, DoctorReport, doctor, parse_age, prune
 from ._memory_store import InMemoryStore
 from ._open import describe_store, is_postgres_url, open_store
+from ._protocol import CheckpointStore, LeaseStore
 from ._records import (
     CHECKPOINT_FORMAT,
     TERMINAL_STATUSES,
@@ -22,16 +23,33 @@ from ._records import (
 )
 from ._sqlite import Durability, SQLiteStore
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._postgres import PostgresStore
+
+
+def __getattr__(name: str) -> object:
+    # PostgresStore needs psycopg (the ``postgres`` extra): imported when first asked for
+    if name == "PostgresStore":
+        from ._postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "CHECKPOINT_FORMAT",
     "TERMINAL_STATUSES",
     "AttemptRecord",
+    "CheckpointStore",
     "DamagedRow",
     "DoctorReport",
     "Durability",
     "EffectRecord",
     "InMemoryStore",
     "InterruptRecord",
+    "LeaseStore",
+    "PostgresStore",
     "RunRecord",
     "RunStatus",
     "SQLiteStore",

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from flowstate.errors import (
     CancelledElsewhere,
+    ConfigError,
     CorruptRowError,
     LeaseLost,
     RunOwned,
@@ -131,7 +132,7 @@ def attempt_from_row(row: Sequence[Any]) -> AttemptRecord:
 def check_mutable(fields: dict[str, Any]) -> None:
     unknown = set(fields) - set(MUTABLE)
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"run fields {sorted(unknown)} cannot change after creation; only "
             f"{', '.join(MUTABLE)} can"
         )
@@ -253,10 +254,47 @@ def lease_tuple(row: Sequence[Any]) -> tuple[str | None, int, float | None]:
     return (row[0], int(row[1] or 0), row[2])
 
 
+# -- state-schema migration of a stored run ----------------------------------------------------
+
+
+def migrated_rows(
+    run: RunRecord,
+    steps: Sequence[StepRecord],
+    writes: Sequence[WriteRecord],
+    *,
+    state: Callable[[str], str],
+    update: Callable[[str], str],
+    fingerprint: str,
+    graph_doc: str,
+) -> tuple[list[Any], list[tuple[StepRecord, str]], list[tuple[WriteRecord, str]]]:
+    """What ``migrate_run`` writes, computed before anything is written (so a conversion
+    that raises changes nothing): the run's new ``(input, fingerprint, graph_doc, hash)``,
+    then every snapshot step with its new hash, then every write with its new hash."""
+    new_run = run.model_copy(
+        update={"input": state(run.input), "fingerprint": fingerprint, "graph_doc": graph_doc}
+    )
+    run_vals = [
+        new_run.input,
+        fingerprint,
+        graph_doc,
+        row_hash(*(getattr(new_run, c) for c in RUN_IMMUTABLE)),
+    ]
+    new_steps: list[tuple[StepRecord, str]] = []
+    for st in steps:
+        if st.snapshot is not None:
+            new = st.model_copy(update={"snapshot": state(st.snapshot)})
+            new_steps.append((new, values(new, STEP_COLS)[-1]))
+    new_writes: list[tuple[WriteRecord, str]] = []
+    for w in writes:
+        new_w = w.model_copy(update={"update": update(w.update)})
+        new_writes.append((new_w, values(new_w, WRITE_COLS)[-1]))
+    return run_vals, new_steps, new_writes
+
+
 def sum_usage(raws: Iterable[str]) -> dict[str, int]:
     """Token counts summed over ``writes.usage`` JSON texts (unreadable ones skipped).
-    Per-model keys (``input_tokens@MODEL``) repeat the totals and are left out: the
-    per-model breakdown is ``flowstate.nodes.usage_report``'s."""
+    Per-model keys (``input_tokens@MODEL``) are summed too: they repeat the totals, split by
+    model, so a reader adding up tokens skips the keys with an ``@``."""
     total = {"input_tokens": 0, "output_tokens": 0}
     for raw in raws:
         try:
@@ -265,6 +303,6 @@ def sum_usage(raws: Iterable[str]) -> dict[str, int]:
             continue
         if isinstance(data, dict):
             for k, v in data.items():
-                if isinstance(v, int | float) and not isinstance(v, bool) and "@" not in k:
+                if isinstance(v, int | float) and not isinstance(v, bool):
                     total[str(k)] = total.get(str(k), 0) + int(v)
     return total

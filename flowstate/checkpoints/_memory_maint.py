@@ -134,3 +134,6 @@ class MemoryMaintenance:
             if run_id in t.writes:
                 t.writes[run_id] = new_writes
             self.commits += 1
+
+    def shrink_wal(self) -> None:
+        """Nothing to do: there is no log."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from flowstate.errors import RunNotFound, RunStateError, StoreError
@@ -203,7 +203,7 @@ class InMemoryStore(MemoryLeases, MemoryMaintenance):
         effects: Sequence[EffectRecord] = (),
         step: StepRecord | None = None,
         run_fields: dict[str, Any] | None = None,
-        hook: Any = None,
+        hook: Callable[[Any], None] | None = None,
     ) -> None:
         """Commit an activation (or a step boundary) all at once (G1): everything is
         checked first, then the write rows, the effects (first write of a key wins), the
@@ -226,7 +226,9 @@ class InMemoryStore(MemoryLeases, MemoryMaintenance):
                 self._fence(t, run_id)  # raises LeaseLost
             # -- validate everything --
             wt = t.writes
-            m = key = w = None
+            m: dict[tuple[int, str], WriteRecord] | None = None
+            key: tuple[int, str] = (0, "")
+            w: WriteRecord | None = None
             if len(writes) == 1:
                 w = writes[0]
                 key = (w.step, w.task_path)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import threading
 from typing import Any, get_args
 
+from flowstate.errors import ConfigError
+
 from ._records import (
     AttemptRecord,
     EffectRecord,
@@ -26,13 +28,13 @@ def check_values(run_id: str, fields: dict[str, Any]) -> None:
     """The type checks the run record's strict validation would make (SQLite makes them
     when the row is read back; here they are made before anything is written)."""
     if "status" in fields and fields["status"] not in STATUSES:
-        raise ValueError(
+        raise ConfigError(
             f"run {run_id}: status must be one of {sorted(STATUSES)}, not {fields['status']!r}"
         )
     if "head_step" in fields and type(fields["head_step"]) is not int:
-        raise ValueError(f"run {run_id}: head_step must be an int, not {fields['head_step']!r}")
+        raise ConfigError(f"run {run_id}: head_step must be an int, not {fields['head_step']!r}")
     if "error" in fields and fields["error"] is not None and type(fields["error"]) is not str:
-        raise ValueError(f"run {run_id}: error must be a string or None, not {fields['error']!r}")
+        raise ConfigError(f"run {run_id}: error must be a string or None, not {fields['error']!r}")
 
 
 class Run:

@@ -43,38 +43,24 @@ import psycopg
 from psycopg import sql
 from pydantic import ValidationError
 
-from flowstate.errors import CorruptRowError, RunNotFound
+from flowstate.errors import CorruptRowError
 
 from ._common import (
     ATTEMPT_COLS,
-    EFFECT_COLS,
-    INTERRUPT_COLS,
-    NO_STOP,
-    RUN_COLS,
-    STEP_COLS,
-    WRITE_COLS,
     attempt_from_row,
-    check_mutable,
-    duplicate_write_error,
-    run_exists_error,
     run_filters,
-    run_values,
-    sum_usage,
-    values,
 )
-from ._postgres_conn import PostgresConnection, ids
-from ._postgres_leases import PostgresLeases
+from ._postgres_conn import PostgresConnection
 from ._postgres_maint import PostgresMaintenance
 from ._postgres_schema import MIGRATIONS as MIGRATIONS
 from ._records import (
     AttemptRecord,
     EffectRecord,
-    InterruptRecord,
     RunRecord,
-    StepRecord,
-    WriteRecord,
-    row_hash,
 )
+from ._sql_leases import SQLLeases
+from ._sql_reads import SQLReads
+from ._sql_writes import SQLWrites
 
 __all__ = ["PostgresStore"]
 
@@ -88,7 +74,7 @@ def _storable_error(error: Any) -> Any:
     return error
 
 
-class PostgresStore(PostgresConnection, PostgresLeases, PostgresMaintenance):
+class PostgresStore(PostgresConnection, SQLReads, SQLWrites, SQLLeases, PostgresMaintenance):
     """Checkpoint store on a PostgreSQL schema; the contract of ``SQLiteStore``.
 
     ``dsn`` is a libpq connection string or ``postgresql://`` URL. ``schema`` is the
@@ -100,50 +86,18 @@ class PostgresStore(PostgresConnection, PostgresLeases, PostgresMaintenance):
     parallelism open more store objects (one per process or worker).
     """
 
+    # the run row is the lock (see _sql_leases)
+    _LOCK_FOR_TAKEOVER = " FOR UPDATE"
+    _LOCK_FOR_FENCE = " FOR NO KEY UPDATE"
+    _UNIQUE = psycopg.errors.UniqueViolation
+
+    def _insert_stmt(self, table: str, cols: Sequence[str], mode: str) -> sql.Composed:
+        return self._insert(table, cols, mode)
+
+    def _stored_error(self, error: Any) -> Any:
+        return _storable_error(error)
+
     # -- runs ---------------------------------------------------------------------------
-
-    def create_run(
-        self,
-        run: RunRecord,
-        first_step: StepRecord,
-        *,
-        owner: str | None = None,
-        ttl: float = 0.0,
-    ) -> None:
-        """Create a run and its first step; with ``owner``, also take its lease (epoch 1)."""
-        with self.write() as c:
-            try:
-                c.execute(
-                    self._q("INSERT INTO {runs} (")
-                    + ids(*RUN_COLS, "hash", "mhash")
-                    + sql.SQL(") VALUES (")
-                    + sql.SQL(", ").join(sql.Placeholder() * (len(RUN_COLS) + 2))
-                    + sql.SQL(")"),
-                    run_values(run),
-                )
-            except psycopg.errors.UniqueViolation:
-                raise run_exists_error(run.id) from None
-            c.execute(self._insert("steps", STEP_COLS), values(first_step, STEP_COLS))
-            if owner is not None:
-                c.execute(
-                    self._q(
-                        'UPDATE {runs} SET "owner" = %s, "epoch" = 1, "lease_until" = %s '
-                        'WHERE "id" = %s'
-                    ),
-                    [owner, time.time() + ttl, run.id],
-                )
-        if owner is not None:
-            self.fences[run.id] = (owner, 1)
-
-    def get_run(self, run_id: str) -> RunRecord:
-        rows = self._select("runs", '"id" = %s', [run_id])
-        if not rows:
-            raise RunNotFound(run_id)
-        return rows[0]  # type: ignore[no-any-return]
-
-    def find_run(self, run_id: str) -> RunRecord | None:
-        rows = self._select("runs", '"id" = %s', [run_id])
-        return rows[0] if rows else None
 
     def list_runs(
         self,
@@ -173,135 +127,14 @@ class PostgresStore(PostgresConnection, PostgresLeases, PostgresMaintenance):
             params,
         )
 
-    def update_run(self, run_id: str, **fields: Any) -> RunRecord:
-        """Change a run's status, head step or error (the only mutable columns)."""
-        with self.write() as c:
-            self._update_run(c, run_id, fields)
-        return self.get_run(run_id)
-
-    def _update_run(self, c: psycopg.Connection[Any], run_id: str, fields: dict[str, Any]) -> None:
-        check_mutable(fields)
-        self._fence(c, run_id)
-        # updated_at is always the time of this update (as in SQLiteStore)
-        fields = {k: v for k, v in fields.items() if k != "updated_at"}
-        if "error" in fields:
-            fields["error"] = _storable_error(fields["error"])
-        sets = [sql.SQL("{} = %s").format(sql.Identifier(k)) for k in fields]
-        sets.append(sql.SQL('"updated_at" = %s'))
-        row = c.execute(
-            sql.SQL(
-                'UPDATE {} SET {} WHERE "id" = %s '
-                'RETURNING "status", "head_step", "error", "updated_at"'
-            ).format(self._t["runs"], sql.SQL(", ").join(sets)),
-            [*fields.values(), time.time(), run_id],
-        ).fetchone()
-        if row is None:
-            raise RunNotFound(run_id)
-        c.execute(
-            self._q('UPDATE {runs} SET "mhash" = %s WHERE "id" = %s'), [row_hash(*row), run_id]
-        )
-
     # -- steps and writes -----------------------------------------------------------------
 
-    def commit(
-        self,
-        run_id: str,
-        *,
-        writes: Sequence[WriteRecord] = (),
-        effects: Sequence[EffectRecord] = (),
-        step: StepRecord | None = None,
-        run_fields: dict[str, Any] | None = None,
-        hook: Any = None,
-    ) -> None:
-        """Commit an activation (or a step boundary) in one transaction (G1).
-
-        ``hook(conn)`` runs inside the same transaction (the engine applies a node's
-        memory writes there).
-
-        The write row, the effects journaled with it, the next step row and the run's
-        head advance all land together or not at all.
-        """
-        if run_fields:
-            check_mutable(run_fields)
-        with self.write() as c:
-            self._fence(c, run_id)
-            for w in writes:
-                try:
-                    c.execute(self._insert("writes", WRITE_COLS), values(w, WRITE_COLS))
-                except psycopg.errors.UniqueViolation as e:
-                    raise duplicate_write_error(run_id, w) from e
-            for e in effects:
-                c.execute(self._insert("effects", EFFECT_COLS, "ignore"), values(e, EFFECT_COLS))
-            if step is not None:
-                c.execute(self._insert("steps", STEP_COLS, "replace"), values(step, STEP_COLS))
-            if hook is not None:
-                hook(c)
-            if run_fields:
-                if set(run_fields) >= {"status", "head_step", "error"}:
-                    now = time.time()
-                    st, hs = run_fields["status"], run_fields["head_step"]
-                    er = _storable_error(run_fields["error"])
-                    cur = c.execute(
-                        self._q(
-                            'UPDATE {runs} SET "status" = %s, "head_step" = %s, '
-                            '"error" = %s, "updated_at" = %s, "mhash" = %s WHERE "id" = %s'
-                        ),
-                        [st, hs, er, now, row_hash(st, hs, er, now), run_id],
-                    )
-                    if cur.rowcount != 1:
-                        raise RunNotFound(run_id)
-                else:
-                    self._update_run(c, run_id, run_fields)
-
-    def get_step(self, run_id: str, step: int) -> StepRecord | None:
-        rows = self._select("steps", '"run_id" = %s AND "step" = %s', [run_id, step])
-        return rows[0] if rows else None
-
-    def latest_step(self, run_id: str) -> StepRecord | None:
-        rows = self._select("steps", '"run_id" = %s ORDER BY "step" DESC LIMIT 1', [run_id])
-        return rows[0] if rows else None
-
-    def last_snapshot(self, run_id: str, at_or_before: int) -> StepRecord | None:
-        rows = self._select(
-            "steps",
-            '"run_id" = %s AND "step" <= %s AND "snapshot" IS NOT NULL '
-            'ORDER BY "step" DESC LIMIT 1',
-            [run_id, at_or_before],
-        )
-        return rows[0] if rows else None
-
-    def steps(self, run_id: str, start: int = 0, stop: int | None = None) -> list[StepRecord]:
-        hi = stop if stop is not None else NO_STOP
-        return self._select(
-            "steps",
-            '"run_id" = %s AND "step" >= %s AND "step" < %s',
-            [run_id, start, hi],
-            '"step"',
-        )
-
-    def writes(self, run_id: str, start: int = 0, stop: int | None = None) -> list[WriteRecord]:
-        hi = stop if stop is not None else NO_STOP
-        return self._select(
-            "writes",
-            '"run_id" = %s AND "step" >= %s AND "step" < %s',
-            [run_id, start, hi],
-            '"step", "seq", "task_path"',
-        )
-
     # -- effects, interrupts, attempts ---------------------------------------------------
-
-    def record_effect(self, effect: EffectRecord, *, replace: bool = False) -> None:
-        with self.write() as c:
-            self._fence(c, effect.run_id)
-            c.execute(
-                self._insert("effects", EFFECT_COLS, "replace" if replace else "ignore"),
-                values(effect, EFFECT_COLS),
-            )
 
     def effects(
         self, run_id: str, step: int | None = None, task_path: str | None = None
     ) -> list[EffectRecord]:
-        where, params = '"run_id" = %s', [run_id]  # type: ignore[list-item]
+        where, params = '"run_id" = %s', [run_id]
         if step is not None:
             where += ' AND "step" = %s'
             params.append(step)  # type: ignore[arg-type]
@@ -309,32 +142,6 @@ class PostgresStore(PostgresConnection, PostgresLeases, PostgresMaintenance):
             where += ' AND "task_path" = %s'
             params.append(task_path)
         return self._select("effects", where, params, '"step", "task_path", "seq"')
-
-    def record_interrupt(self, intr: InterruptRecord, run_fields: dict[str, Any]) -> None:
-        with self.write() as c:
-            self._fence(c, intr.run_id)
-            c.execute(
-                self._insert("interrupts", INTERRUPT_COLS, "replace"),
-                values(intr, INTERRUPT_COLS),
-            )
-            self._update_run(c, intr.run_id, run_fields)
-
-    def interrupts(self, run_id: str, step: int | None = None) -> list[InterruptRecord]:
-        if step is None:
-            return self._select(
-                "interrupts", '"run_id" = %s', [run_id], '"step", "task_path", "seq"'
-            )
-        return self._select(
-            "interrupts", '"run_id" = %s AND "step" = %s', [run_id, step], '"task_path", "seq"'
-        )
-
-    def answer_interrupt(self, intr: InterruptRecord, answer: str) -> None:
-        new = intr.model_copy(update={"answer": answer})
-        with self.write() as c:
-            c.execute(
-                self._insert("interrupts", INTERRUPT_COLS, "replace"),
-                values(new, INTERRUPT_COLS),
-            )
 
     def record_attempt(self, attempt: AttemptRecord) -> None:
         with self.write() as c:
@@ -380,27 +187,3 @@ class PostgresStore(PostgresConnection, PostgresLeases, PostgresMaintenance):
                 ),
                 [run_id, kind, time.time()],
             )
-
-    def signals(self, run_id: str) -> set[str]:
-        return {
-            str(r[0])
-            for r in self._read(
-                self._q('SELECT "kind" FROM {signals} WHERE "run_id" = %s'), [run_id]
-            )
-        }
-
-    def clear_signals(self, run_id: str) -> None:
-        with self.write() as c:
-            c.execute(self._q('DELETE FROM {signals} WHERE "run_id" = %s'), [run_id])
-
-    def visit_counts(self, run_id: str) -> dict[str, int]:
-        rows = self._read(
-            self._q('SELECT "node", count(*) FROM {writes} WHERE "run_id" = %s GROUP BY "node"'),
-            [run_id],
-        )
-        return {str(r[0]): int(r[1]) for r in rows}
-
-    def usage_totals(self, run_id: str) -> tuple[int, dict[str, int]]:
-        """(committed activations, summed token usage) of the run, without decoding rows."""
-        rows = self._read(self._q('SELECT "usage" FROM {writes} WHERE "run_id" = %s'), [run_id])
-        return len(rows), sum_usage(str(r[0]) for r in rows if r[0] and r[0] != "{}")

@@ -16,7 +16,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from flowstate._crashpoints import crash_point
-from flowstate.errors import StoreError, StoreIOError
+from flowstate.errors import ConfigError, StoreError, StoreIOError
 
 from ._common import decode_row, hashed_columns
 from ._postgres_schema import _MIGRATIONS, MIGRATIONS, SCHEMA_NAME, TABLES
@@ -46,14 +46,14 @@ class PostgresConnection:
         as it is, for diagnosis (``flowstate doctor``) or with a role that may not create
         tables; ``integrity_check`` and ``table_sizes`` report what is there."""
         if not isinstance(schema, str) or not SCHEMA_NAME.fullmatch(schema):
-            raise ValueError(
+            raise ConfigError(
                 f"schema must be a plain SQL identifier (letters, digits and '_', not "
                 f"starting with a digit, at most 63 characters), not {schema!r}"
             )
         if schema.lower().startswith("pg_"):
-            raise ValueError(f"schema {schema!r}: the prefix 'pg_' is reserved by PostgreSQL")
+            raise ConfigError(f"schema {schema!r}: the prefix 'pg_' is reserved by PostgreSQL")
         if min_size not in (0, 1):
-            raise ValueError(
+            raise ConfigError(
                 f"min_size must be 0 (connect on first use) or 1 (connect now), not "
                 f"{min_size!r}: a PostgresStore holds one connection; open one store per "
                 "worker for more parallelism"
@@ -61,7 +61,7 @@ class PostgresConnection:
         try:
             params = conninfo_to_dict(dsn)
         except psycopg.Error as e:
-            raise ValueError(f"invalid PostgreSQL connection string: {e}") from None
+            raise ConfigError(f"invalid PostgreSQL connection string: {e}") from None
         self.dsn = dsn
         self.schema = schema
         self.min_size = min_size
@@ -167,6 +167,11 @@ class PostgresConnection:
         if q is None:
             q = self._sql_cache[template] = sql.SQL(template).format(**self._t)  # type: ignore[arg-type]
         return q
+
+    def _stmt(self, template: str) -> sql.Composed:
+        """A statement written with ``?`` parameters and ``{table}`` names (shared with
+        ``SQLiteStore``, see ``_sql_leases``) in this store's form."""
+        return self._q(template.replace("?", "%s"))
 
     def _applied_migrations(self, c: psycopg.Connection[Any]) -> set[str] | None:
         """Names in the migrations table, or None when the table does not exist."""
@@ -311,7 +316,9 @@ class PostgresConnection:
             self.commits += 1
             crash_point("store.after_commit")
 
-    def _read(self, query: sql.Composable, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def _read(
+        self, query: sql.Composed | sql.SQL, params: Sequence[Any] = ()
+    ) -> list[tuple[Any, ...]]:
         with self._lock:
             for attempt in (1, 2):
                 c = self._connection()
@@ -339,7 +346,7 @@ class PostgresConnection:
         if q is None:
             q = sql.SQL("SELECT {} FROM {} WHERE ").format(
                 self._columns(table), self._t[table]
-            ) + sql.SQL(where + (f" ORDER BY {order}" if order else ""))  # type: ignore[operator]
+            ) + sql.SQL(where.replace("?", "%s") + (f" ORDER BY {order}" if order else ""))  # type: ignore[operator]
             self._sql_cache[key] = q
         return [self._decode(table, r) for r in self._read(q, params)]
 

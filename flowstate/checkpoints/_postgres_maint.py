@@ -3,6 +3,7 @@ and deletion."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -11,7 +12,14 @@ from pydantic import ValidationError
 
 from flowstate.errors import CorruptRowError, StoreIOError
 
-from ._common import PER_RUN_TABLES, TABLE_MODELS, attempt_from_row, children_range, direct_children
+from ._common import (
+    PER_RUN_TABLES,
+    TABLE_MODELS,
+    attempt_from_row,
+    children_range,
+    direct_children,
+    migrated_rows,
+)
 from ._postgres_schema import MIGRATIONS
 
 __all__ = ["PostgresMaintenance"]
@@ -30,6 +38,10 @@ class PostgresMaintenance:
     _decode: Any
     _read: Any
     write: Any
+    _fence: Any
+    get_run: Any
+    steps: Any
+    writes: Any
 
     def integrity_check(self) -> str:
         """``"ok"``, the problems found joined by ``"; "``, or ``"error: <message>"`` when
@@ -158,3 +170,52 @@ class PostgresMaintenance:
                     ).format(t=self._t[table], c=sql.Identifier(col)),
                     [run_id, lo, hi, run_id, run_id],
                 )
+
+    def migrate_run(
+        self,
+        run_id: str,
+        *,
+        state: Callable[[str], str],
+        update: Callable[[str], str],
+        fingerprint: str,
+        graph_doc: str,
+    ) -> None:
+        """Rewrite a run's stored JSON to a new state-schema version, in one transaction
+        (the rows and hashes are ``_common.migrated_rows``, as in ``SQLiteStore``)."""
+        with self.write() as c:
+            self._fence(c, run_id)
+            run_vals, steps, writes = migrated_rows(
+                self.get_run(run_id),
+                self.steps(run_id),
+                self.writes(run_id),
+                state=state,
+                update=update,
+                fingerprint=fingerprint,
+                graph_doc=graph_doc,
+            )
+            c.execute(
+                self._q(
+                    'UPDATE {runs} SET "input" = %s, "fingerprint" = %s, "graph_doc" = %s, '
+                    '"hash" = %s WHERE "id" = %s'
+                ),
+                [*run_vals, run_id],
+            )
+            for st, h in steps:
+                c.execute(
+                    self._q(
+                        'UPDATE {steps} SET "snapshot" = %s, "hash" = %s '
+                        'WHERE "run_id" = %s AND "step" = %s'
+                    ),
+                    [st.snapshot, h, run_id, st.step],
+                )
+            for w, h in writes:
+                c.execute(
+                    self._q(
+                        'UPDATE {writes} SET "update" = %s, "hash" = %s '
+                        'WHERE "run_id" = %s AND "step" = %s AND "task_path" = %s'
+                    ),
+                    [w.update, h, run_id, w.step, w.task_path],
+                )
+
+    def shrink_wal(self) -> None:
+        """Nothing to do: PostgreSQL manages its own write-ahead log."""

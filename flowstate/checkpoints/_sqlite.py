@@ -14,53 +14,23 @@ import functools
 import sqlite3
 import time
 from collections.abc import Sequence
-from typing import Any
-
-from flowstate.errors import RunNotFound
+from typing import Any, ClassVar
 
 from ._common import (
-    EFFECT_COLS,
-    INTERRUPT_COLS,
-    MUTABLE,
-    NO_STOP,
-    RUN_COLS,
-    RUN_IMMUTABLE,
-    STEP_COLS,
-    TABLE_MODELS,
-    WRITE_COLS,
-    check_mutable,
-    duplicate_write_error,
-    run_exists_error,
     run_filters,
-    run_values,
-    sum_usage,
-    values,
 )
 from ._records import (
     AttemptRecord,
     EffectRecord,
-    InterruptRecord,
     RunRecord,
-    StepRecord,
-    WriteRecord,
-    row_hash,
 )
-from ._sqlite_conn import MAX_ROW_BYTES as MAX_ROW_BYTES
+from ._sql_leases import SQLLeases
+from ._sql_reads import SQLReads
+from ._sql_writes import SQLWrites
 from ._sqlite_conn import Durability, SQLiteConnection
-from ._sqlite_leases import SQLiteLeases
-from ._sqlite_maint import BLOB_MIN_BYTES as BLOB_MIN_BYTES
-from ._sqlite_maint import BLOB_PREFIX as BLOB_PREFIX
 from ._sqlite_maint import SQLiteMaintenance, blobbed
-from ._sqlite_schema import migrations as migrations
 
 __all__ = ["Durability", "SQLiteStore"]
-
-# names this module has always had (tests and tools import them from here)
-_RUN_COLS = RUN_COLS
-_MUTABLE = MUTABLE
-_RUN_IMMUTABLE = RUN_IMMUTABLE
-_TABLE_MODELS = TABLE_MODELS
-
 
 @functools.cache
 def _insert_sql(table: str, cols: tuple[str, ...], verb: str = "INSERT") -> str:
@@ -69,56 +39,27 @@ def _insert_sql(table: str, cols: tuple[str, ...], verb: str = "INSERT") -> str:
     return f'{verb} INTO "{table}" ({names}) VALUES ({marks})'
 
 
-_RUN_INSERT = (
-    'INSERT INTO "runs" ('
-    + ", ".join(f'"{c}"' for c in (*RUN_COLS, "hash", "mhash"))
-    + ") VALUES ("
-    + ", ".join("?" for _ in range(len(RUN_COLS) + 2))
-    + ")"
-)
-
-
-class SQLiteStore(SQLiteConnection, SQLiteLeases, SQLiteMaintenance):
+class SQLiteStore(SQLiteConnection, SQLReads, SQLWrites, SQLLeases, SQLiteMaintenance):
     """Checkpoint store on one SQLite file.
 
     One connection per store object, used from one event loop; every write is one
     ``BEGIN IMMEDIATE … COMMIT``. Several processes may share the file.
     """
 
+    _UNIQUE = sqlite3.IntegrityError
+    _VERBS: ClassVar[dict[str, str]] = {
+        "": "INSERT",
+        "ignore": "INSERT OR IGNORE",
+        "replace": "INSERT OR REPLACE",
+    }
+
+    def _insert_stmt(self, table: str, cols: Sequence[str], mode: str) -> str:
+        return _insert_sql(table, tuple(cols), self._VERBS[mode])
+
+    def _stored_effect(self, c: Any, e: EffectRecord) -> EffectRecord:
+        return blobbed(c, e)
+
     # -- runs -----------------------------------------------------------------------
-
-    def create_run(
-        self,
-        run: RunRecord,
-        first_step: StepRecord,
-        *,
-        owner: str | None = None,
-        ttl: float = 0.0,
-    ) -> None:
-        """Create a run and its first step; with ``owner``, also take its lease (epoch 1)."""
-        with self.write() as c:
-            try:
-                c.execute(_RUN_INSERT, run_values(run))
-            except sqlite3.IntegrityError:
-                raise run_exists_error(run.id) from None
-            c.execute(_insert_sql("steps", STEP_COLS), values(first_step, STEP_COLS))
-            if owner is not None:
-                c.execute(
-                    "UPDATE runs SET owner = ?, epoch = 1, lease_until = ? WHERE id = ?",
-                    [owner, time.time() + ttl, run.id],
-                )
-        if owner is not None:
-            self.fences[run.id] = (owner, 1)
-
-    def get_run(self, run_id: str) -> RunRecord:
-        rows = self._select("runs", "id = ?", [run_id])
-        if not rows:
-            raise RunNotFound(run_id)
-        return rows[0]  # type: ignore[no-any-return]
-
-    def find_run(self, run_id: str) -> RunRecord | None:
-        rows = self._select("runs", "id = ?", [run_id])
-        return rows[0] if rows else None
 
     def list_runs(
         self,
@@ -141,126 +82,14 @@ class SQLiteStore(SQLiteConnection, SQLiteLeases, SQLiteMaintenance):
             "runs", " AND ".join(clauses) + " ORDER BY created_at DESC, id LIMIT ?", params
         )
 
-    def update_run(self, run_id: str, **fields: Any) -> RunRecord:
-        """Change a run's status, head step or error (the only mutable columns)."""
-        with self.write() as c:
-            self._update_run(c, run_id, fields)
-        return self.get_run(run_id)
-
-    def _update_run(self, c: sqlite3.Connection, run_id: str, fields: dict[str, Any]) -> None:
-        check_mutable(fields)
-        self._fence(c, run_id)
-        sets = [f'"{k}" = ?' for k in fields]
-        vals = list(fields.values())
-        now = time.time()
-        cur = c.execute(
-            f"UPDATE runs SET {', '.join(sets)}{', ' if sets else ''}updated_at = ? "
-            "WHERE id = ? RETURNING status, head_step, error, updated_at",
-            [*vals, now, run_id],
-        ).fetchone()
-        if cur is None:
-            raise RunNotFound(run_id)
-        c.execute("UPDATE runs SET mhash = ? WHERE id = ?", [row_hash(*cur), run_id])
-
     # -- steps and writes -------------------------------------------------------------
 
-    def commit(
-        self,
-        run_id: str,
-        *,
-        writes: Sequence[WriteRecord] = (),
-        effects: Sequence[EffectRecord] = (),
-        step: StepRecord | None = None,
-        run_fields: dict[str, Any] | None = None,
-        hook: Any = None,
-    ) -> None:
-        """Commit an activation (or a step boundary) in one transaction (G1).
-
-        ``hook(conn)`` runs inside the same transaction (the engine applies a node's
-        memory writes there).
-
-        The write row, the effects journaled with it, the next step row and the run's
-        head advance all land together or not at all.
-        """
-        if run_fields:
-            check_mutable(run_fields)
-        with self.write() as c:
-            self._fence(c, run_id)
-            for w in writes:
-                try:
-                    c.execute(_insert_sql("writes", WRITE_COLS), values(w, WRITE_COLS))
-                except sqlite3.IntegrityError as e:
-                    raise duplicate_write_error(run_id, w) from e
-            for e in effects:
-                c.execute(
-                    _insert_sql("effects", EFFECT_COLS, "INSERT OR IGNORE"),
-                    values(blobbed(c, e), EFFECT_COLS),
-                )
-            if step is not None:
-                c.execute(
-                    _insert_sql("steps", STEP_COLS, "INSERT OR REPLACE"), values(step, STEP_COLS)
-                )
-            if hook is not None:
-                hook(c)
-            if run_fields:
-                if set(run_fields) >= {"status", "head_step", "error"}:
-                    now = time.time()
-                    st, hs, er = run_fields["status"], run_fields["head_step"], run_fields["error"]
-                    cur = c.execute(
-                        "UPDATE runs SET status = ?, head_step = ?, error = ?, updated_at = ?, "
-                        "mhash = ? WHERE id = ?",
-                        [st, hs, er, now, row_hash(st, hs, er, now), run_id],
-                    )
-                    if cur.rowcount != 1:
-                        raise RunNotFound(run_id)
-                else:
-                    self._update_run(c, run_id, run_fields)
-
-    def get_step(self, run_id: str, step: int) -> StepRecord | None:
-        rows = self._select("steps", "run_id = ? AND step = ?", [run_id, step])
-        return rows[0] if rows else None
-
-    def latest_step(self, run_id: str) -> StepRecord | None:
-        rows = self._select("steps", "run_id = ? ORDER BY step DESC LIMIT 1", [run_id])
-        return rows[0] if rows else None
-
-    def last_snapshot(self, run_id: str, at_or_before: int) -> StepRecord | None:
-        rows = self._select(
-            "steps",
-            "run_id = ? AND step <= ? AND snapshot IS NOT NULL ORDER BY step DESC LIMIT 1",
-            [run_id, at_or_before],
-        )
-        return rows[0] if rows else None
-
-    def steps(self, run_id: str, start: int = 0, stop: int | None = None) -> list[StepRecord]:
-        hi = stop if stop is not None else NO_STOP
-        return self._select(
-            "steps", "run_id = ? AND step >= ? AND step < ?", [run_id, start, hi], "step"
-        )
-
-    def writes(self, run_id: str, start: int = 0, stop: int | None = None) -> list[WriteRecord]:
-        hi = stop if stop is not None else NO_STOP
-        return self._select(
-            "writes", "run_id = ? AND step >= ? AND step < ?", [run_id, start, hi], "step, seq"
-        )
-
     # -- effects, interrupts, attempts -------------------------------------------------
-
-    def record_effect(self, effect: EffectRecord, *, replace: bool = False) -> None:
-        """Journal an effect (first record wins; ``replace`` overwrites it: a resumed
-        activation whose request changed ran the effect again)."""
-        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
-        with self.write() as c:
-            self._fence(c, effect.run_id)
-            c.execute(
-                _insert_sql("effects", EFFECT_COLS, verb),
-                values(blobbed(c, effect), EFFECT_COLS),
-            )
 
     def effects(
         self, run_id: str, step: int | None = None, task_path: str | None = None
     ) -> list[EffectRecord]:
-        where, params = "run_id = ?", [run_id]  # type: ignore[list-item]
+        where, params = "run_id = ?", [run_id]
         if step is not None:
             where += " AND step = ?"
             params.append(step)  # type: ignore[arg-type]
@@ -269,30 +98,6 @@ class SQLiteStore(SQLiteConnection, SQLiteLeases, SQLiteMaintenance):
             params.append(task_path)
         rows = self._select("effects", where, params, "step, task_path, seq")
         return [self._unblob(e) for e in rows]
-
-    def record_interrupt(self, intr: InterruptRecord, run_fields: dict[str, Any]) -> None:
-        with self.write() as c:
-            self._fence(c, intr.run_id)
-            c.execute(
-                _insert_sql("interrupts", INTERRUPT_COLS, "INSERT OR REPLACE"),
-                values(intr, INTERRUPT_COLS),
-            )
-            self._update_run(c, intr.run_id, run_fields)
-
-    def interrupts(self, run_id: str, step: int | None = None) -> list[InterruptRecord]:
-        if step is None:
-            return self._select("interrupts", "run_id = ?", [run_id], "step, task_path, seq")
-        return self._select(
-            "interrupts", "run_id = ? AND step = ?", [run_id, step], "task_path, seq"
-        )
-
-    def answer_interrupt(self, intr: InterruptRecord, answer: str) -> None:
-        new = intr.model_copy(update={"answer": answer})
-        with self.write() as c:
-            c.execute(
-                _insert_sql("interrupts", INTERRUPT_COLS, "INSERT OR REPLACE"),
-                values(new, INTERRUPT_COLS),
-            )
 
     def record_attempt(self, attempt: AttemptRecord) -> None:
         with self.write() as c:
@@ -331,28 +136,3 @@ class SQLiteStore(SQLiteConnection, SQLiteLeases, SQLiteMaintenance):
                 "INSERT OR REPLACE INTO signals (run_id, kind, created_at) VALUES (?, ?, ?)",
                 [run_id, kind, time.time()],
             )
-
-    def signals(self, run_id: str) -> set[str]:
-        return {
-            str(r[0]) for r in self._read("SELECT kind FROM signals WHERE run_id = ?", [run_id])
-        }
-
-    def clear_signals(self, run_id: str) -> None:
-        with self.write() as c:
-            c.execute("DELETE FROM signals WHERE run_id = ?", [run_id])
-
-    def visit_counts(self, run_id: str) -> dict[str, int]:
-        rows = self._read(
-            "SELECT node, count(*) FROM writes WHERE run_id = ? GROUP BY node", [run_id]
-        )
-        return {str(r[0]): int(r[1]) for r in rows}
-
-    def usage_totals(self, run_id: str) -> tuple[int, dict[str, int]]:
-        """(committed activations, summed token usage) of the run, without decoding its
-        write rows: a 10,000-step run answers in milliseconds."""
-        (n,) = self._read("SELECT count(*) FROM writes WHERE run_id = ?", [run_id])[0]
-        raws = self._read(
-            "SELECT usage FROM writes WHERE run_id = ? AND usage IS NOT NULL AND usage != '{}'",
-            [run_id],
-        )
-        return int(n), sum_usage(str(r[0]) for r in raws)

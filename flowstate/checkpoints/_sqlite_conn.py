@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -18,7 +19,7 @@ from typing import Any, Literal
 import sqlite_utils
 
 from flowstate._crashpoints import crash_point
-from flowstate.errors import StoreError, StoreIOError
+from flowstate.errors import ConfigError, StoreError, StoreIOError
 
 from ._common import decode_row, hashed_columns
 from ._sqlite_schema import migrations
@@ -69,7 +70,7 @@ class SQLiteConnection:
         read. Such a store may lack tables; use ``integrity_check`` and ``table_sizes``.
         """
         if durability not in ("normal", "full"):
-            raise ValueError(
+            raise ConfigError(
                 f"durability must be 'normal' or 'full', not {durability!r}: 'normal' "
                 "survives a process crash, 'full' also a power loss"
             )
@@ -240,6 +241,13 @@ class SQLiteConnection:
                 raise StoreIOError(f"commit failed on {self.path}: {e}") from e
             self.commits += 1
             crash_point("store.after_commit")
+
+    @staticmethod
+    @functools.cache
+    def _stmt(template: str) -> str:
+        """A statement written with ``?`` parameters and ``{table}`` names (shared with
+        ``PostgresStore``, see ``_sql_leases``) in this store's form."""
+        return re.sub(r"\{([a-z_]+)\}", r"\1", template)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:

@@ -150,7 +150,7 @@ def resolve_db(
     if verbose:
         err_console.print(f"database: {where} ({source})", highlight=False, markup=False)
     if g is not None and g.store_spec is not store:
-        g = g._bind(store)
+        g = g.bind(store)
     return Database(store=store, where=where, source=source, graph=g, spec=spec, target=graph)
 
 

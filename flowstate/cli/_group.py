@@ -136,7 +136,7 @@ class FlowstateGroup(TyperGroup):
     errors included) prints one line with its code and exits non-zero; ``--debug``
     anywhere on the command line, or ``FLOWSTATE_DEBUG=1``, prints the traceback too."""
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,

@@ -1,19 +1,23 @@
 """The engine: graph builder, validation, scheduler, node context, events."""
 
+from flowstate.errors import RouteError
+
 from ._app import CompiledGraph
 from ._builder import GraphBuilder, GraphIR, Join
 from ._context import NodeContext
 from ._identity import graph_diff
 from ._interrupts import UNSET, PendingInterrupt, answer_interrupts, pending_interrupts
 from ._limits import Limits
+from ._loading import load_target
 from ._nodes import RetryPolicy, default_retry_on
-from ._plan import RouteError
+from ._open import DEFAULT_DB, open_store
 from ._results import HistoryEntry, RunResult
 from ._state import Reducer, StateSchema, add, append, merge
 from ._types import END, START, Command, NodeName, RunId, Send, Task, TaskPath
 from ._validate import to_networkx
 
 __all__ = [
+    "DEFAULT_DB",
     "END",
     "START",
     "UNSET",
@@ -41,7 +45,9 @@ __all__ = [
     "append",
     "default_retry_on",
     "graph_diff",
+    "load_target",
     "merge",
+    "open_store",
     "pending_interrupts",
     "to_networkx",
 ]

@@ -10,14 +10,17 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
+from flowstate import events as ev
 from flowstate.checkpoints import (
+    CheckpointStore,
     Durability,
+    LeaseStore,
     RunRecord,
-    SQLiteStore,
     StepRecord,
 )
 from flowstate.errors import (
@@ -27,49 +30,30 @@ from flowstate.errors import (
     PayloadTooLarge,
     RunStateError,
 )
-from flowstate.observability import RunObserver, observe_events, run_observer, run_scope
+from flowstate.observability import observe_events, run_observer, run_scope
 
-from . import _events as ev
-from ._identity import IdentityMixin
-from ._inspect import InspectMixin
+from ._identity import GraphIdentity
+from ._inspect import RunReader
 from ._interrupts import UNSET, PendingInterrupt, pending_interrupts
+from ._journal import JournalSource
 from ._lease import DEFAULT_LEASE_TTL, Heartbeat, new_owner, retire
 from ._limits import Limits
+from ._open import StoreArg, open_store
+from ._outcome import Outcome
 from ._plan import start_tasks
+from ._point import Inherited, Lease, Progress, ResumePoint, RunConfig
 from ._results import HistoryEntry, RunResult
-from ._resume import ResumeMixin
-from ._rows import parse
-from ._scheduler import Committed, Execution, JournalSource, Outcome
+from ._resume import Finished, resume_point
+from ._scheduler import Execution
 
 if TYPE_CHECKING:
     from ._builder import GraphIR
+    from ._memory import MemoryBinding
     from ._replay import ReplayReport
 
 __all__ = ["CompiledGraph", "HistoryEntry", "RunResult"]
 
 S = TypeVar("S", bound=BaseModel)
-
-DEFAULT_DB = "flowstate.db"
-
-
-def _open_store(store: Any, durability: Durability) -> Any:
-    """A path or ``:memory:`` opens an SQLite store, a ``postgresql://`` URL a Postgres
-    store, ``memory://`` an ``InMemoryStore`` (no persistence); any other object with the
-    store interface is used as it is."""
-    if store is None:
-        store = os.environ.get("FLOWSTATE_DB", DEFAULT_DB)
-    if isinstance(store, str) and store == "memory://":
-        from flowstate.checkpoints import InMemoryStore
-
-        return InMemoryStore()
-    if isinstance(store, str) and store.startswith(("postgresql://", "postgres://")):
-        from flowstate.checkpoints._postgres import PostgresStore
-
-        return PostgresStore(store)
-    if isinstance(store, str | os.PathLike):
-        return SQLiteStore(store, durability=durability)
-    return store
-
 
 def _unknown_fields(model: type[BaseModel], input: Any) -> list[str]:
     """Keys of a mapping input that name no field (nor alias) of ``model``: pydantic would
@@ -82,14 +66,22 @@ def _unknown_fields(model: type[BaseModel], input: Any) -> list[str]:
     return [str(k) for k in input if k not in names]
 
 
-class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
-    """A validated graph bound to a checkpoint store. Create it with ``GraphBuilder.compile``."""
+class Admitted(Exception):
+    """How the span of an admitted run ends: the run was stored, not executed."""
+
+
+class CompiledGraph(Generic[S]):
+    """A validated graph bound to a checkpoint store. Create it with ``GraphBuilder.compile``.
+
+    Its collaborators: ``GraphIdentity`` (fingerprint, migrations), ``RunReader``
+    (rebuilding states, history) and, per run, an ``Execution`` (the loop).
+    """
 
     def __init__(
         self,
         ir: GraphIR,
         *,
-        store: str | SQLiteStore | None,
+        store: StoreArg,
         durability: Durability = "normal",
         max_steps: int = 10_000,
         interrupt_before: tuple[str, ...] = (),
@@ -99,30 +91,44 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
         lease_ttl: float | None = None,
     ) -> None:
         self.ir = ir
+        """The compiled graph (nodes, edges, state schema)."""
+        self.name = ir.name
+        self.identity = GraphIdentity(ir)
+        """Fingerprint checks and state-schema migrations of stored runs."""
+        self.fingerprint = self.identity.fingerprint
+        self.graph_doc = self.identity.graph_doc
         self.lease_ttl = lease_ttl or DEFAULT_LEASE_TTL
         """Seconds a run's lease lasts without a heartbeat (one writer per run)."""
         self.max_concurrency = max_concurrency
         self.limits = limits or Limits()
-        self.name = ir.name
-        self._store_arg = store
-        self._durability: Durability = durability
-        self._store: Any = None if store is None or isinstance(store, str | os.PathLike) else store
         self.max_steps = max_steps
         self.interrupt_before = interrupt_before
         self.interrupt_after = interrupt_after
-        self.fingerprint, self.graph_doc = ir.fingerprint()
         self.services: dict[str, Any] = {}
         """Objects nodes reach through ``ctx.services`` (an LLM, tools, memory)."""
-        self._tasks: dict[str, asyncio.Future[Any]] = {}
-        self._cancel_requested: set[str] = set()
-        self._chains: dict[str, list[Callable[..., Any]]] = {}
-        self._memory: Any = None
         self.rng: random.Random | None = None
         """Seeded RNG for retry jitter (tests)."""
+        self._store_arg = store
+        self._durability: Durability = durability
+        self._store: CheckpointStore | None = (
+            None if store is None or isinstance(store, str | os.PathLike) else store
+        )
+        self._reader: RunReader | None = None
+        self._memory: MemoryBinding | None = None
+        self._tasks: dict[str, asyncio.Future[Outcome]] = {}
+        """Executions running in this process, by run id (``cancel`` reaches them)."""
+        self._cancel_requested: set[str] = set()
 
     @property
     def state_model(self) -> type[S]:
-        return self.ir.schema.model  # type: ignore[return-value]
+        return cast("type[S]", self.ir.schema.model)
+
+    @property
+    def store(self) -> CheckpointStore:
+        """The checkpoint store (opened on first use)."""
+        if self._store is None:
+            self._store = open_store(self._store_arg, self._durability)
+        return self._store
 
     @property
     def store_spec(self) -> Any:
@@ -131,12 +137,18 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
         return self._store_arg if self._store_arg is not None else self._store
 
     @property
-    def store(self) -> SQLiteStore:
-        if self._store is None:
-            self._store = _open_store(self._store_arg, self._durability)
-        return self._store
+    def has_store(self) -> bool:
+        """Whether ``compile`` was given a store (a path, URL or store object)."""
+        return self._store is not None or self._store_arg is not None
 
-    def _memory_binding(self) -> Any:
+    @property
+    def reader(self) -> RunReader:
+        """Reads this graph's runs back from its store."""
+        if self._reader is None or self._reader.store is not self.store:
+            self._reader = RunReader(self.ir, self.identity, self.store)
+        return self._reader
+
+    def _memory_binding(self) -> MemoryBinding:
         if self._memory is None:
             from ._memory import MemoryBinding
 
@@ -147,11 +159,12 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
         """The MemoryStore over this graph's checkpoint database (to inspect memories)."""
         return self._memory_binding().reader
 
-    def _bind(self, store: SQLiteStore) -> CompiledGraph[S]:
-        """The same graph on another store (subgraphs run on their parent's store)."""
+    def bind(self, store: CheckpointStore) -> CompiledGraph[S]:
+        """The same graph (settings, services) on another store: subgraphs run on their
+        parent's store, a service binds every graph it serves to its own."""
         if self._store is store:
             return self
-        clone = CompiledGraph(
+        clone = CompiledGraph[S](
             self.ir,
             store=store,
             max_steps=self.max_steps,
@@ -165,7 +178,33 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
         clone.rng = self.rng
         return clone
 
+    def check_graph(self, run: RunRecord, allow_graph_change: bool = False) -> None:
+        """Raise ``GraphMismatch`` (with a diff) when ``run`` was recorded with another
+        graph that migrations do not cover."""
+        self.identity.check(run, allow_graph_change)
+
     # -- running -----------------------------------------------------------------------
+
+    def _config(
+        self,
+        *,
+        max_steps: int | None = None,
+        interrupt_before: Sequence[str] | None = None,
+        interrupt_after: Sequence[str] | None = None,
+        max_concurrency: int | None = None,
+        limits: Limits | None = None,
+    ) -> RunConfig:
+        return RunConfig(
+            max_steps=max_steps if max_steps is not None else self.max_steps,
+            limits=limits or self.limits,
+            interrupt_before=tuple(
+                interrupt_before if interrupt_before is not None else self.interrupt_before
+            ),
+            interrupt_after=tuple(
+                interrupt_after if interrupt_after is not None else self.interrupt_after
+            ),
+            max_concurrency=max_concurrency or self.max_concurrency,
+        )
 
     async def run(
         self,
@@ -183,34 +222,66 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
 
         ``max_concurrency`` bounds how many activations of a step run at once.
         """
-        config = {
-            "max_concurrency": max_concurrency or self.max_concurrency,
-            "limits": (limits or self.limits).model_dump(),
-            "max_steps": max_steps if max_steps is not None else self.max_steps,
-            "interrupt_before": list(
-                interrupt_before if interrupt_before is not None else self.interrupt_before
-            ),
-            "interrupt_after": list(
-                interrupt_after if interrupt_after is not None else self.interrupt_after
-            ),
-        }
+        config = self._config(
+            max_steps=max_steps,
+            interrupt_before=interrupt_before,
+            interrupt_after=interrupt_after,
+            max_concurrency=max_concurrency,
+            limits=limits,
+        )
         return await self._start(input, run_id=run_id, emit=on_event, config=config)
 
-    def run_sync(self, input: S | dict[str, Any], **kwargs: Any) -> RunResult[S]:
-        """``run`` for code that is not async."""
-        return asyncio.run(self.run(input, **kwargs))
-
-    async def _start(
+    def admit(
         self,
         input: S | dict[str, Any],
         *,
         run_id: str | None = None,
+        max_steps: int | None = None,
+        interrupt_before: Sequence[str] | None = None,
+        interrupt_after: Sequence[str] | None = None,
+        max_concurrency: int | None = None,
+        limits: Limits | None = None,
+    ) -> tuple[RunRecord, StepRecord]:
+        """The run row and step-0 row ``run()`` would create for ``input`` (same checks,
+        configuration and first step), with status ``queued`` (``completed`` when START
+        leads nowhere), without storing or executing anything. Store them with
+        ``store.create_run(run, step0)``; ``resume(run_id)`` then executes the run, in
+        any process."""
+        config = self._config(
+            max_steps=max_steps,
+            interrupt_before=interrupt_before,
+            interrupt_after=interrupt_after,
+            max_concurrency=max_concurrency,
+            limits=limits,
+        )
+        run, step0, _ = self._new_run(input, run_id=run_id, config=config)
+        obs = run_observer(
+            run_id=run.id,
+            graph=self.name,
+            kind="start",
+            stored=config.trace,
+            subgraph=False,
+            step=0,
+            limits=config.limits.model_dump(),
+        )
+        if obs is not None:
+            if obs.traceparent:  # the execution, in any process, continues this trace
+                config = replace(config, trace={"traceparent": obs.traceparent})
+                run = run.model_copy(update={"config": config.to_json()})
+            obs.close(Admitted(run.id))  # its span ends as "not started", not as an error
+        if run.status == "running":
+            run = run.model_copy(update={"status": "queued"})
+        return run, step0
+
+    def _new_run(
+        self,
+        input: S | dict[str, Any],
+        *,
+        run_id: str | None,
+        config: RunConfig,
         parent: str | None = None,
         parent_step: int | None = None,
-        emit: Callable[[Any], None] | None = None,
-        config: dict[str, Any] | None = None,
-        journal: JournalSource | None = None,
-    ) -> RunResult[S]:
+    ) -> tuple[RunRecord, StepRecord, BaseModel]:
         schema = self.ir.schema
         unknown = _unknown_fields(schema.model, input)
         if unknown:
@@ -224,49 +295,29 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
         try:
             state = input if isinstance(input, schema.model) else schema.model.model_validate(input)
         except ValidationError as e:
-            from ._state import _describe_errors
+            from ._state import describe_errors
 
             raise InputRejected(
-                f"the input does not fit {schema.name}: {_describe_errors(e)}; no run was created"
+                f"the input does not fit {schema.name}: {describe_errors(e)}; no run was created"
             ) from None
         run_id = run_id or uuid.uuid4().hex[:16]
-        config = config or {
-            "limits": self.limits.model_dump(),
-            "max_steps": self.max_steps,
-            "interrupt_before": [],
-            "interrupt_after": [],
-        }
         tasks = start_tasks(self.ir, state)
         now = time.time()
         input_json = schema.dump_state(state)
-        max_state = int(
-            config.get("limits", {}).get("max_state_bytes", self.limits.max_state_bytes)
-        )
+        max_state = config.limits.max_state_bytes
         if len(input_json) > max_state:
             raise PayloadTooLarge("the input state", len(input_json), max_state, "max_state_bytes")
-        obs = run_observer(
-            run_id=run_id,
-            graph=self.name,
-            kind="replay" if journal is not None and journal.strict else "start",
-            stored=config.get("trace"),
-            subgraph=parent is not None,
-            step=0,
-            limits=config.get("limits"),
-        )
-        if obs is not None and obs.traceparent:
-            # stored with the run, so a resume in any process continues this trace
-            config = {**config, "trace": {"traceparent": obs.traceparent}}
         run = RunRecord(
             id=run_id,
             graph=self.name,
             fingerprint=self.fingerprint,
             graph_doc=self.graph_doc,
-            status="running",
+            status="running" if tasks else "completed",
             input=input_json,
             head_step=0,
             parent_id=parent,
             parent_step=parent_step,
-            config=json.dumps(config),
+            config=config.to_json(),
             created_at=now,
             updated_at=now,
         )
@@ -278,142 +329,179 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
             snapshot=input_json,
             created_at=now,
         )
-        if not tasks:
-            run = run.model_copy(update={"status": "completed"})
-        owner = new_owner()
+        return run, step0, state
+
+    async def _start(
+        self,
+        input: S | dict[str, Any],
+        *,
+        run_id: str | None = None,
+        parent: str | None = None,
+        parent_step: int | None = None,
+        emit: Callable[[Any], None] | None = None,
+        config: RunConfig | None = None,
+        journal: JournalSource | None = None,
+    ) -> RunResult[S]:
+        config = config or self._config(interrupt_before=(), interrupt_after=())
+        run, step0, state = self._new_run(
+            input, run_id=run_id, config=config, parent=parent, parent_step=parent_step
+        )
+        obs = run_observer(
+            run_id=run.id,
+            graph=self.name,
+            kind="replay" if journal is not None and journal.strict else "start",
+            stored=config.trace,
+            subgraph=parent is not None,
+            step=0,
+            limits=config.limits.model_dump(),
+        )
+        if obs is not None and obs.traceparent:
+            # stored with the run, so a resume in any process continues this trace
+            config = replace(config, trace={"traceparent": obs.traceparent})
+            run = run.model_copy(update={"config": config.to_json()})
+        store = self.store
+        lease: Lease | None = None
         try:
-            if hasattr(self.store, "acquire"):
-                self.store.create_run(run, step0, owner=owner, ttl=self.lease_ttl)
+            if isinstance(store, LeaseStore):
+                lease = Lease(new_owner(), 1)
+                store.create_run(run, step0, owner=lease.owner, ttl=self.lease_ttl)
             else:
-                self.store.create_run(run, step0)
+                store.create_run(run, step0)
         except BaseException as e:
-            retire(owner)
+            if lease is not None:
+                retire(lease.owner)
             if obs is not None:
                 obs.close(e)
             raise
-        return await self._execute(
-            run,
-            step0,
-            state,
-            {},
-            emit,
-            resumed=False,
-            last_snapshot_bytes=len(input_json),
+        point = ResumePoint(
+            run=run,
+            step=step0,
+            state=state,
+            config=config,
+            progress=Progress(last_snapshot_bytes=len(run.input)),
             journal=journal,
-            lease=(owner, 1),
+            lease=lease,
             observer=obs,
         )
+        return await self._execute(point, emit)
+
+    async def start_child(
+        self,
+        input: dict[str, Any],
+        *,
+        run_id: str,
+        parent: str,
+        parent_step: int,
+        emit: Callable[[Any], None],
+        journal: JournalSource | None,
+        config: RunConfig,
+    ) -> RunResult[S]:
+        """Start the child run of a subgraph activation (engine use)."""
+        return await self._start(
+            input,
+            run_id=run_id,
+            parent=parent,
+            parent_step=parent_step,
+            emit=emit,
+            journal=journal,
+            config=config,
+        )
+
+    async def continue_child(
+        self,
+        run_id: str,
+        *,
+        emit: Callable[[Any], None],
+        journal: JournalSource | None,
+        inherit: Inherited,
+    ) -> RunResult[S]:
+        """Continue the child run of a subgraph activation (engine use); answers to its
+        interrupts were stored in it by id."""
+        return await self._continue(run_id, emit=emit, journal=journal, inherit=inherit)
 
     async def _execute(
-        self,
-        run: RunRecord,
-        step: StepRecord,
-        state: BaseModel,
-        committed: dict[str, Committed],
-        emit: Callable[[Any], None] | None,
-        *,
-        resumed: bool,
-        activations: int = 0,
-        visits: dict[str, int] | None = None,
-        bytes_since: int = 0,
-        steps_since: int = 0,
-        last_snapshot_bytes: int = 0,
-        config_override: dict[str, Any] | None = None,
-        journal: JournalSource | None = None,
-        tokens: tuple[int, int] = (0, 0),
-        spent: dict[str, int] | None = None,
-        lease: tuple[str, int] | None = None,
-        observer: RunObserver | None = None,
-        took_over: bool = False,
+        self, point: ResumePoint, emit: Callable[[Any], None] | None
     ) -> RunResult[S]:
-        config = {**parse("config", run.config, "runs", run.id, None), **(config_override or {})}
+        """Drive ``point`` to its end, holding its lease (with a heartbeat) meanwhile."""
+        run, lease, store = point.run, point.lease, self.store
         # a subgraph's child run counts the tokens its run tree had used before it
-        base = config.get("token_base") or [0, 0]
-        tokens = (tokens[0] + int(base[0]), tokens[1] + int(base[1]))
-        obs = observer
-        if obs is None and resumed:
+        base = point.config.token_base
+        point.progress.tokens_in += base[0]
+        point.progress.tokens_out += base[1]
+        # like the tokens, a child run's cost budget counts what its run tree had spent
+        point.progress.cost_usd += point.config.cost_base
+        obs = point.observer
+        if obs is None and point.resumed:
             obs = run_observer(
                 run_id=run.id,
                 graph=self.name,
                 kind="resume",
-                stored=config.get("trace"),
+                stored=point.config.trace,
                 subgraph=run.parent_id is not None and run.id.startswith(run.parent_id + "/"),
-                step=step.step,
-                limits=config.get("limits"),
-                took_over=took_over,
+                step=point.step.step,
+                limits=point.config.limits.model_dump(),
+                took_over=point.took_over,
             )
+            point = replace(point, observer=obs)
         sink = observe_events(emit or (lambda e: None), obs, run.id)
         exe = Execution(
-            self,
-            self.store,
-            run,
-            step=step,
-            state=state,
-            committed=committed,
+            point,
+            store=store,
+            ir=self.ir,
+            services=self.services,
+            memory=self._memory_binding,
             emit=sink,
-            max_steps=int(config.get("max_steps", self.max_steps)),
-            activations=activations,
-            visits=visits or {},
-            interrupt_before=tuple(config.get("interrupt_before", ())),
-            interrupt_after=tuple(config.get("interrupt_after", ())),
-            journal=journal,
-            bytes_since_snapshot=bytes_since,
-            steps_since_snapshot=steps_since,
-            last_snapshot_bytes=last_snapshot_bytes,
-            rng=self.rng,
             listening=emit is not None or obs is not None,
-            max_concurrency=config.get("max_concurrency"),
-            limits=Limits(**config["limits"]) if "limits" in config else self.limits,
-            tokens=tokens,
+            rng=self.rng,
         )
-        exe.token_base = (int(base[0]), int(base[1]))
-        # like the tokens, a child run's cost budget counts what its run tree had spent
-        exe.cost_usd = float(config.get("cost_base") or 0.0)
-        if spent:
-            exe.cost_usd += exe.limits.cost_of(spent)
-        exe.observer = obs
-        if resumed:
-            exe.resumed_step = step.step
-        sink(ev.RunStarted(run_id=run.id, graph=self.name, resumed=resumed, step=step.step))
+        sink(
+            ev.RunStarted(
+                run_id=run.id, graph=self.name, resumed=point.resumed, step=point.step.step
+            )
+        )
         inner = asyncio.ensure_future(run_scope(exe.drive(), run.id, obs))
         self._tasks[run.id] = inner
         beat: Heartbeat | None = None
-        if lease is not None and hasattr(self.store, "heartbeat"):
-            beat = Heartbeat(self.store, run.id, lease[0], lease[1], self.lease_ttl, inner)
+        if lease is not None and isinstance(store, LeaseStore):
+            beat = Heartbeat(store, run.id, lease.owner, lease.epoch, self.lease_ttl, inner)
             beat.start()
         try:
             outcome = await asyncio.shield(inner)
+            if outcome.status != "paused" and "/" not in run.id and len(self._tasks) <= 1:
+                store.shrink_wal()  # the last run of this graph to finish folds the WAL back
         except CancelledElsewhere:
             # another process acknowledged a cancel: its status stands, nothing of ours was
             # committed after it; take the request off so a later resume starts clean
             with contextlib.suppress(Exception):
-                self.store.clear_signals(run.id)
+                store.clear_signals(run.id)
             sink(ev.RunFinished(run_id=run.id, status="cancelled", reason="cancelled"))
             return RunResult(
                 run_id=run.id,
                 status="cancelled",
-                state=exe.state,  # type: ignore[arg-type]
+                state=cast("S", exe.state),
                 reason="cancelled",
-                step=exe.step,
+                step=exe.current.number,
             )
         except asyncio.CancelledError:
             if beat is not None and beat.lost:
-                raise LeaseLost(run.id, lease[1] if lease else 0, "its heartbeat failed") from None
+                epoch = lease.epoch if lease else 0
+                raise LeaseLost(run.id, epoch, "its heartbeat failed") from None
             # Either app.cancel() cancelled the run, or our caller's task was cancelled.
             if not inner.done():
                 inner.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await inner
-            self.store.update_run(run.id, status="cancelled", error="cancelled", head_step=exe.step)
+            head = exe.current.number
+            store.update_run(run.id, status="cancelled", error="cancelled", head_step=head)
             sink(ev.RunFinished(run_id=run.id, status="cancelled", reason="cancelled"))
             if run.id in self._cancel_requested:
                 self._cancel_requested.discard(run.id)
                 return RunResult(
                     run_id=run.id,
                     status="cancelled",
-                    state=exe.state,  # type: ignore[arg-type]
+                    state=cast("S", exe.state),
                     reason="cancelled",
-                    step=exe.step,
+                    step=head,
                 )
             raise
         except BaseException as e:
@@ -425,23 +513,24 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
                 obs.close()
             self._tasks.pop(run.id, None)
             if lease is not None:
-                retire(lease[0])
+                retire(lease.owner)
             if beat is not None:
                 beat.stop()
-            if lease is not None and hasattr(self.store, "release"):
+            if lease is not None and isinstance(store, LeaseStore):
                 with contextlib.suppress(Exception):
-                    self.store.release(run.id, lease[0], lease[1])
-        return self._result(run.id, outcome)
-
-    def _result(self, run_id: str, o: Outcome) -> RunResult[S]:
+                    store.release(run.id, lease.owner, lease.epoch)
         return RunResult(
-            run_id=run_id,
-            status=o.status,
-            state=o.state,  # type: ignore[arg-type]
-            reason=o.reason,
-            step=o.step,
-            interrupts=o.interrupts,
+            run_id=run.id,
+            status=outcome.status,
+            state=cast("S", outcome.state),
+            reason=outcome.reason,
+            step=outcome.step,
+            interrupts=outcome.interrupts,
         )
+
+    def run_sync(self, input: S | dict[str, Any], **kwargs: Any) -> RunResult[S]:
+        """``run`` for code that is not async."""
+        return asyncio.run(self.run(input, **kwargs))
 
     async def stream(self, input: S | dict[str, Any], **kwargs: Any) -> AsyncIterator[Any]:
         """Run and yield typed events (``flowstate.events``) as they happen."""
@@ -499,6 +588,42 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
             wait=wait,
             emit=on_event,
         )
+
+    async def _continue(
+        self,
+        run_id: str,
+        *,
+        value: Any = UNSET,
+        answers: Mapping[str, Any] | None = None,
+        allow_graph_change: bool = False,
+        max_steps: int | None = None,
+        limits: Limits | None = None,
+        emit: Callable[[Any], None] | None = None,
+        journal: JournalSource | None = None,
+        wait: float | None = None,
+        inherit: Inherited | None = None,
+    ) -> RunResult[S]:
+        point = await resume_point(
+            self.store,
+            self.identity,
+            self.reader,
+            run_id,
+            defaults=self._config(),
+            lease_ttl=self.lease_ttl,
+            value=value,
+            answers=answers,
+            allow_graph_change=allow_graph_change,
+            max_steps=max_steps,
+            limits=limits,
+            journal=journal,
+            wait=wait,
+            inherit=inherit,
+        )
+        if isinstance(point, Finished):
+            return RunResult(
+                run_id=run_id, status="completed", state=cast("S", point.state), step=point.step
+            )
+        return await self._execute(point, emit)
 
     def pending_interrupts(self, run_id: str) -> list[PendingInterrupt]:
         """The run's pending interrupts (its subgraphs' included), in task order, each
@@ -560,6 +685,26 @@ class CompiledGraph(IdentityMixin, InspectMixin[S], ResumeMixin[S], Generic[S]):
             new_run_id=new_run_id,
             on_event=on_event,
         )
+
+    # -- inspection -------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run's row (status, head step, error, ...)."""
+        return self.store.get_run(run_id)
+
+    def get_state(self, run_id: str) -> S:
+        """The run's current state (after its last closed step)."""
+        return cast("S", self.reader.get_state(run_id))
+
+    def state_at(self, run_id: str, step: int) -> S:
+        """The state at the start of ``step`` (step 0 is the input)."""
+        return cast("S", self.reader.state_at(run_id, step))
+
+    def history(self, run_id: str, *, nested: bool = True) -> list[HistoryEntry]:
+        """Every committed activation of the run, in order. With ``nested`` (default),
+        the activations of subgraph child runs follow the parent activation that ran
+        them, with ``run_id`` set to the child run and ``depth`` to its nesting level."""
+        return self.reader.history(run_id, nested=nested)
 
     def admit_fork(
         self,

@@ -80,7 +80,7 @@ class GraphIR:
             doc = json.dumps(self.document(), sort_keys=True, separators=(",", ":"))
             cached = (hashlib.sha256(doc.encode()).hexdigest(), doc)
             self.__dict__["_fingerprint"] = cached
-        return cached  # type: ignore[no-any-return]
+        return cached
 
 
 class GraphBuilder(Generic[S]):

@@ -6,22 +6,28 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import pydantic_core
 from pydantic import TypeAdapter
 
-from flowstate._crashpoints import crash_point
+from flowstate._crashpoints import crash_point, effect_observers
 from flowstate.checkpoints import EffectRecord
-from flowstate.errors import EffectError, RunStateError
+from flowstate.errors import EffectDivergence, EffectError, RunStateError
 from flowstate.observability import current_effect_observer
 
-__all__ = ["EffectDivergence", "Interrupted", "NodeContext", "effect_observers"]
+__all__ = [
+    "ContextEvent",
+    "EffectReported",
+    "EffectSink",
+    "Interrupted",
+    "NodeContext",
+    "TokenReported",
+]
 
-effect_observers: list[Callable[[str, int, str, int, str], None]] = []
-"""Called with (run_id, step, task_path, seq, name) each time an effect is performed live
-(not served from the journal). Used by flowstate.testing to prove nothing ran twice."""
 
 
 class Interrupted(BaseException):
@@ -34,16 +40,33 @@ class Interrupted(BaseException):
         self.payload = payload
 
 
-class EffectDivergence(Exception):
-    """Replay met an effect request that differs from the journal (or is not in it)."""
+@dataclass(frozen=True)
+class EffectReported:
+    """The node's context tells its step that effect ``seq`` was served or performed."""
 
-    def __init__(self, seq: int, name: str, recorded: EffectRecord | None, request: str) -> None:
-        self.seq = seq
-        self.name = name
-        self.recorded = recorded
-        self.request = request
-        was = f"recorded {recorded.name} {recorded.request}" if recorded else "nothing recorded"
-        super().__init__(f"effect #{seq} '{name}' requested {request}, {was}")
+    seq: int
+    name: str
+    replayed: bool
+    """Served from the journal (True) or performed live (False)."""
+    diverged: bool = False
+    """Performed live because its request differed from the journal's (on resume)."""
+
+
+@dataclass(frozen=True)
+class TokenReported:
+    """Streamed text reported by the node (``ctx.token``); not journaled."""
+
+    text: str
+
+
+ContextEvent = EffectReported | TokenReported
+"""What a ``NodeContext`` reports to the activation that made it."""
+
+
+class EffectSink(Protocol):
+    """Where a context journals an effect: ``CheckpointStore.record_effect``."""
+
+    def __call__(self, effect: EffectRecord, *, replace: bool = False) -> None: ...
 
 
 class NodeContext:
@@ -66,8 +89,8 @@ class NodeContext:
         attempt: int,
         journal: dict[int, EffectRecord],
         answers: dict[int, str],
-        record: Callable[[EffectRecord], None],
-        emit: Callable[[Any], None],
+        record: EffectSink,
+        emit: Callable[[ContextEvent], None],
         replay: bool = False,
         cancelled: Callable[[], bool] = lambda: False,
         services: dict[str, Any] | None = None,
@@ -174,7 +197,7 @@ class NodeContext:
                 )
                 self._record(own)
                 self._journal[seq] = own
-            self._emit(("effect", seq, name, True))
+            self._emit(EffectReported(seq, name, replayed=True))
             return self._decode(rec.response, result_type)
         if self._replay:
             raise EffectDivergence(seq, name, rec, request)
@@ -208,8 +231,6 @@ class NodeContext:
                 self._max_effect_bytes,
                 "max_effect_bytes",
             )
-        import time
-
         record = EffectRecord(
             run_id=self.run_id,
             step=self.step,
@@ -220,12 +241,9 @@ class NodeContext:
             response=response,
             created_at=time.time(),
         )
-        if seq in self.diverged:
-            self._record(record, replace=True)  # type: ignore[call-arg]
-        else:
-            self._record(record)
+        self._record(record, replace=seq in self.diverged)
         self._journal[seq] = record
-        self._emit(("effect", seq, name, False, seq in self.diverged))
+        self._emit(EffectReported(seq, name, replayed=False, diverged=seq in self.diverged))
         return self._decode(response, result_type)
 
     @staticmethod
@@ -322,7 +340,7 @@ class NodeContext:
 
     def token(self, text: str) -> None:
         """Report streamed text (e.g. LLM tokens) as a live event; it is not journaled."""
-        self._emit(("token", text))
+        self._emit(TokenReported(text))
 
     def add_usage(self, input_tokens: int = 0, output_tokens: int = 0, **counts: int) -> None:
         """Add token counts to this activation's usage (committed with it). Other counts go

@@ -6,26 +6,43 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowstate.checkpoints import RunRecord
 from flowstate.errors import GraphMismatch
 
 from ._rows import parse
 
-__all__ = ["IdentityMixin", "graph_diff"]
+if TYPE_CHECKING:
+    from ._builder import GraphIR
+
+__all__ = ["GraphIdentity", "graph_diff"]
+
+Migration = Callable[..., Any]
+"""``fn(doc)`` or ``fn(doc, kind)`` registered with ``GraphBuilder.add_migration``."""
 
 
-class IdentityMixin:
-    """Part of ``CompiledGraph``: fingerprint checks and migrations."""
+class GraphIdentity:
+    """Owns a compiled graph's fingerprint and its state-schema migrations: whether a
+    stored run may continue with this graph, and how its stored JSON is brought to the
+    current state version."""
 
-    def check_graph(self, run: RunRecord, allow_graph_change: bool = False) -> None:
+    def __init__(self, ir: GraphIR) -> None:
+        self.ir = ir
+        self.fingerprint, self.graph_doc = ir.fingerprint()
+        """The graph's fingerprint and the JSON document it hashes (stored with each run)."""
+        self._chains: dict[str, list[Migration]] = {}
+        """run id -> the migrations its stored JSON needs (cached per run)."""
+
+    def check(self, run: RunRecord, allow_graph_change: bool = False) -> None:
+        """Refuse (``GraphMismatch`` with a readable diff) a run recorded with another
+        graph, unless only the state schema changed and migrations cover it."""
         if run.fingerprint == self.fingerprint or allow_graph_change:
             return
         old = parse("graph_doc", run.graph_doc, "runs", run.id, None)
         new = json.loads(self.graph_doc)
         structure = lambda d: {k: v for k, v in d.items() if k not in ("state", "state_version")}  # noqa: E731
-        if structure(old) == structure(new) and self._migration_chain(run):
+        if structure(old) == structure(new) and self.chain(run):
             return  # only the state schema changed, and migrations cover it
         diff = graph_diff(old, new)
         if old.get("state") != new.get("state"):
@@ -42,7 +59,7 @@ class IdentityMixin:
                     diff.append(f"! no migration registered from state version(s) {missing}")
         raise GraphMismatch(run.id, diff)
 
-    def _migration_chain(self, run: RunRecord) -> list[Callable[..., Any]] | None:
+    def chain(self, run: RunRecord) -> list[Migration] | None:
         """The migrations that bring this run's stored JSON to the current state version:
         [] when it is current, None when no chain exists."""
         recorded = parse("graph_doc", run.graph_doc, "runs", run.id, None).get("state_version", 1)
@@ -50,14 +67,20 @@ class IdentityMixin:
             return []
         if recorded > self.ir.state_version:
             return None
-        chain = [self.ir.migrations.get(v) for v in range(recorded, self.ir.state_version)]
-        return None if any(f is None for f in chain) else chain  # type: ignore[return-value]
+        chain: list[Migration] = []
+        for v in range(recorded, self.ir.state_version):
+            fn = self.ir.migrations.get(v)
+            if fn is None:
+                return None
+            chain.append(fn)
+        return chain
 
-    def _migrate(self, run_id: str, raw: str, kind: str) -> str:
+    def migrate(self, run: Callable[[], RunRecord], run_id: str, raw: str, kind: str) -> str:
+        """``raw`` (a stored state or update of run ``run_id``) at the current state
+        version; ``run()`` loads the run row the first time the run is seen."""
         chain = self._chains.get(run_id)
         if chain is None:
-            run = self.store.get_run(run_id)
-            chain = self._migration_chain(run) or []
+            chain = self.chain(run()) or []
             self._chains[run_id] = chain
         if not chain:
             return raw
@@ -69,6 +92,10 @@ class IdentityMixin:
                 n_params = 1
             doc = fn(doc, kind) if n_params >= 2 else fn(doc)
         return json.dumps(doc)
+
+    def forget(self, run_id: str) -> None:
+        """The run's stored JSON was migrated in place: it needs no chain any more."""
+        self._chains.pop(run_id, None)
 
 
 def graph_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

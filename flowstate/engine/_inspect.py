@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ValidationError
 
-from flowstate.checkpoints import RunRecord, StepRecord, WriteRecord
+from flowstate.checkpoints import CheckpointStore, RunRecord, StepRecord, WriteRecord
 from flowstate.errors import CorruptRowError, RunStateError
 
+from ._identity import GraphIdentity
 from ._outcome import Committed, goto_from_json
 from ._results import HistoryEntry
 from ._rows import parse
 from ._types import Task
 
-__all__ = ["InspectMixin", "check_step_rows"]
+if TYPE_CHECKING:
+    from ._builder import GraphIR
 
-S = TypeVar("S", bound=BaseModel)
+__all__ = ["Rebuilt", "RunReader", "check_step_rows"]
 
 
 def check_step_rows(run_id: str, got: list[int], start: int, stop: int) -> None:
@@ -33,10 +36,33 @@ def check_step_rows(run_id: str, got: list[int], start: int, stop: int) -> None:
         )
 
 
-class InspectMixin(Generic[S]):
-    """Part of ``CompiledGraph``: state rebuild, history, state_at."""
+@dataclass
+class Rebuilt:
+    """A state rebuilt from the store, and what the snapshot policy needs to know."""
 
-    def _committed_from(self, w: WriteRecord, run_id: str) -> Committed:
+    state: BaseModel
+    bytes_since_snapshot: int
+    """Update bytes replayed on top of the snapshot."""
+    steps_since_snapshot: int
+    snapshot_bytes: int
+    """Size of the snapshot it started from."""
+
+
+class RunReader:
+    """Reads runs back from a store: the state at any step (nearest snapshot plus the
+    updates after it, migrated to the current state version), committed activations,
+    and the history of a run with its subgraph child runs."""
+
+    def __init__(self, ir: GraphIR, identity: GraphIdentity, store: CheckpointStore) -> None:
+        self.ir = ir
+        self.identity = identity
+        self.store = store
+
+    def _migrate(self, run_id: str, raw: str, kind: str) -> str:
+        return self.identity.migrate(lambda: self.store.get_run(run_id), run_id, raw, kind)
+
+    def committed_from(self, w: WriteRecord, run_id: str) -> Committed:
+        """A stored write as the scheduler keeps a committed activation."""
         try:
             update = self.ir.schema.load_update(self._migrate(run_id, w.update, "update"))
             goto = goto_from_json(w.goto, run_id, w.step)
@@ -45,7 +71,7 @@ class InspectMixin(Generic[S]):
         task = Task(w.node, w.task_path)
         return Committed(task, w, update, goto)
 
-    def _rebuild(self, run_id: str, step: int) -> tuple[BaseModel, dict[str, int]]:
+    def rebuild(self, run_id: str, step: int) -> Rebuilt:
         """The input state of ``step``: the nearest snapshot plus the updates after it."""
         store = self.store
         snap = store.last_snapshot(run_id, step)
@@ -78,20 +104,13 @@ class InspectMixin(Generic[S]):
                 )
         for s in sorted(by_step):
             ws = sorted(by_step[s], key=lambda w: w.seq)
-            updates = [(w.node, self._committed_from(w, run_id).update) for w in ws]
+            updates = [(w.node, self.committed_from(w, run_id).update) for w in ws]
             state = self.ir.schema.apply(state, updates, s)
-        return state, {
-            "bytes_since": nbytes,
-            "steps_since": step - snap.step,
-            "snapshot_bytes": len(snap.snapshot),
-        }
+        return Rebuilt(state, nbytes, step - snap.step, len(snap.snapshot))
 
     # -- inspection -------------------------------------------------------------------------
 
-    def get_run(self, run_id: str) -> RunRecord:
-        return self.store.get_run(run_id)
-
-    def _head(self, run: RunRecord) -> StepRecord:
+    def head(self, run: RunRecord) -> StepRecord:
         """The run's latest step row, cross-checked against what the run row promises: a
         damaged index can make the "latest" read return an older step (or none), which
         would silently rebuild a wrong state."""
@@ -119,19 +138,19 @@ class InspectMixin(Generic[S]):
             )
         return head
 
-    def get_state(self, run_id: str) -> S:
+    def get_state(self, run_id: str) -> BaseModel:
         """The run's current state (after its last closed step)."""
-        head = self._head(self.store.get_run(run_id))
-        return self._rebuild(run_id, head.step)[0]  # type: ignore[return-value]
+        head = self.head(self.store.get_run(run_id))
+        return self.rebuild(run_id, head.step).state
 
-    def state_at(self, run_id: str, step: int) -> S:
+    def state_at(self, run_id: str, step: int) -> BaseModel:
         """The state at the start of ``step`` (step 0 is the input)."""
-        head = self._head(self.store.get_run(run_id))
+        head = self.head(self.store.get_run(run_id))
         if step < 0 or step > head.step:
             raise RunStateError(
                 f"run {run_id} has steps 0..{head.step}; step {step} does not exist"
             )
-        return self._rebuild(run_id, step)[0]  # type: ignore[return-value]
+        return self.rebuild(run_id, step).state
 
     def history(self, run_id: str, *, nested: bool = True) -> list[HistoryEntry]:
         """Every committed activation of the run, in order. With ``nested`` (default),

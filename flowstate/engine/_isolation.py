@@ -164,7 +164,8 @@ class _Twin:
     def adapter(self, name: str) -> TypeAdapter[Any] | None:
         if name not in self.adapters:
             try:
-                self.adapters[name] = TypeAdapter(self.model.model_fields[name].annotation)
+                annotation: Any = self.model.model_fields[name].annotation
+                self.adapters[name] = TypeAdapter(annotation)
             except Exception:  # an annotation pydantic cannot adapt alone: deep-copy it
                 self.adapters[name] = None
         return self.adapters[name]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flowstate.checkpoints import EffectRecord, WriteRecord
+from flowstate.checkpoints import CheckpointStore, EffectRecord, WriteRecord
 
 __all__ = ["JournalSource"]
 
@@ -21,7 +21,8 @@ class JournalSource:
     parent run at an offset (not strict: a request that differs runs live).
     """
 
-    store: Any
+    store: CheckpointStore
+    """The store holding the recording (replay) or the parent run (fork)."""
     strict: bool
     step_offset: int = 0
     run_map: Callable[[str], str] = lambda r: r

@@ -14,6 +14,8 @@ import socket
 import uuid
 from typing import Any
 
+from flowstate.checkpoints import LeaseStore
+
 __all__ = ["DEFAULT_LEASE_TTL", "Heartbeat", "local_owner_alive", "new_owner", "retire"]
 
 DEFAULT_LEASE_TTL = float(os.environ.get("FLOWSTATE_LEASE_TTL", "30"))
@@ -63,7 +65,7 @@ class Heartbeat:
 
     def __init__(
         self,
-        store: Any,
+        store: LeaseStore,
         run_id: str,
         owner: str,
         epoch: int,

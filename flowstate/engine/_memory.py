@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from flowstate.checkpoints import CheckpointStore
+
 __all__ = ["MemoryBinding", "NodeMemory"]
 
 
@@ -24,7 +26,7 @@ class MemoryBinding:
     activation's commit applies the node's ops on the checkpoint store's connection.
     """
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: CheckpointStore) -> None:
         from flowstate.checkpoints import SQLiteStore
         from flowstate.errors import RunStateError
         from flowstate.memory import MemoryStore, PostgresMemoryStore, ensure_schema

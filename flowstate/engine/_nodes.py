@@ -340,7 +340,7 @@ def analyse_router(
     source: str,
     fn: Callable[..., Any],
     state: type[BaseModel],
-    targets: list[str] | Mapping[Any, str] | None,
+    targets: Sequence[str] | Mapping[Any, str] | None,
 ) -> RouterSpec:
     kind, input_type, _ = _input(fn, state)
     ret = _hints(fn, state).get("return")

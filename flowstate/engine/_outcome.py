@@ -15,11 +15,31 @@ from flowstate.checkpoints import WriteRecord
 from ._rows import parse
 from ._types import Send, Task
 
-__all__ = ["Committed", "Failure", "Outcome", "goto_from_json", "goto_to_json"]
+__all__ = ["Committed", "Failure", "Outcome", "Ready", "goto_from_json", "goto_to_json"]
+
+
+@dataclass
+class Ready:
+    """An activation that finished and whose update passed validation, not yet committed."""
+
+    task: Task
+    update: dict[str, Any]
+    """The validated update (field -> value)."""
+    raw: str
+    """The update as stored (JSON)."""
+    goto: list[str | Send]
+    """Targets of a returned ``Command`` (empty when the edges decide)."""
+    started: float
+    usage: dict[str, int]
+    """LLM tokens the activation used."""
+    memory_ops: list[Any]
+    """Memory writes to apply in the commit's transaction."""
 
 
 @dataclass
 class Committed:
+    """An activation whose write row is stored."""
+
     task: Task
     write: WriteRecord
     update: dict[str, Any]
@@ -28,6 +48,8 @@ class Committed:
 
 @dataclass
 class Outcome:
+    """How an execution ended (a failure raises ``NodeFailed`` instead)."""
+
     status: str
     state: BaseModel
     reason: str | None = None
@@ -52,10 +74,9 @@ def goto_from_json(raw: str, run_id: str = "?", step: int | None = None) -> list
     ]
 
 
-class Failure(Exception):
-    """A node's failure, carried out of its activation to the step."""
+@dataclass
+class Failure:
+    """A node's failure, carried out of its activation to the step (never raised)."""
 
-    def __init__(self, task: Task, exc: BaseException) -> None:
-        super().__init__(str(exc))
-        self.task = task
-        self.exc = exc
+    task: Task
+    exc: BaseException

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from flowstate.errors import FlowstateError
+from flowstate.errors import RouteError
 
 from ._types import END, START, Send, Task
 
@@ -20,36 +20,7 @@ if TYPE_CHECKING:
     from ._builder import GraphIR
     from ._nodes import RouterSpec
 
-__all__ = ["RouteError", "input_for", "plan_next", "start_tasks"]
-
-
-class RouteError(FlowstateError):
-    """A router raised, or returned a target it did not declare."""
-
-    code = "FS209"
-
-    def __init__(self, source: str, router: str, detail: str) -> None:
-        self.source = source
-        self.router = router
-        self.detail = detail
-        self.run_id: str | None = None
-        self.step: int | None = None
-        super().__init__(f"router '{router}' after '{source}' {detail}")
-
-    def in_run(self, run_id: str, step: int) -> RouteError:
-        """The same error, saying which run failed where and how to continue it. The
-        router is to blame, not the node before it (whose update was committed)."""
-        from flowstate.errors import resume_hint
-
-        err = RouteError(
-            self.source,
-            self.router,
-            f"{self.detail}. Run {run_id} failed at step {step}; fix the router, then "
-            f"{resume_hint(run_id)} continues",
-        )
-        err.run_id, err.step = run_id, step
-        err.__cause__ = self.__cause__
-        return err
+__all__ = ["input_for", "plan_next", "start_tasks"]
 
 
 def input_for(kind: str, input_type: Any, state: BaseModel) -> Any:

@@ -10,16 +10,17 @@ change is checked against yesterday's runs.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
 from flowstate.checkpoints import RunRecord, SQLiteStore, StepRecord, WriteRecord
-from flowstate.errors import NodeFailed, ReplayDivergence, RunStateError
+from flowstate.errors import EffectDivergence, NodeFailed, ReplayDivergence, RunStateError
 from flowstate.observability import run_observer
 
-from ._context import EffectDivergence
-from ._scheduler import JournalSource
+from ._journal import JournalSource
+from ._point import Progress, ResumePoint, RunConfig
 
 if TYPE_CHECKING:
     from ._app import CompiledGraph, RunResult
@@ -91,7 +92,7 @@ async def replay(
 ) -> ReplayReport:
     source = app.store
     recorded_run = source.get_run(run_id)
-    app.check_graph(recorded_run, allow_graph_change)
+    app.identity.check(recorded_run, allow_graph_change)
     cache: dict[str, dict[tuple[int, str], WriteRecord]] = {}
     statuses: dict[str, str] = {}
 
@@ -142,7 +143,7 @@ async def replay(
         matched.add((rid, write.step, write.task_path))
 
     scratch = SQLiteStore(":memory:")
-    clone = app._bind(scratch)
+    clone = app.bind(scratch)
     state = app.ir.schema.load_state(recorded_run.input)
     journal = JournalSource(store=source, strict=True, check=check)
     divergence: Divergence | None = None
@@ -154,11 +155,11 @@ async def replay(
             journal=journal,
             # breakpoints paused the recording, they do not change what ran: replay
             # passes them (interrupts inside nodes are answered from the recording)
-            config={
-                **json.loads(recorded_run.config),
-                "interrupt_before": [],
-                "interrupt_after": [],
-            },
+            config=replace(
+                RunConfig.of_run(recorded_run, app.max_steps, app.limits),
+                interrupt_before=(),
+                interrupt_after=(),
+            ),
         )
         status = result.status
     except _Mismatch as m:
@@ -236,9 +237,7 @@ async def replay(
         replay_status=status,
     )
     if divergence is not None and raise_on_divergence:
-        err = ReplayDivergence(run_id, report.summary())
-        err.report = report  # type: ignore[attr-defined]
-        raise err
+        raise ReplayDivergence(run_id, report.summary(), report)
     return report
 
 
@@ -260,7 +259,7 @@ def fork_rows(
 
     store = app.store
     parent = store.get_run(run_id)
-    app.check_graph(parent)
+    app.identity.check(parent)
     row = store.get_step(run_id, at)
     if row is None:
         head = store.latest_step(run_id)
@@ -319,16 +318,17 @@ async def fork(
     store = app.store
     parent = store.get_run(run_id)
     new_id = new_run_id or uuid.uuid4().hex[:16]
-    config = json.loads(parent.config)
+    stored = RunConfig.of_run(parent, app.max_steps, app.limits)
     obs = run_observer(
         run_id=new_id,
         graph=app.name,
         kind="fork",
-        stored=config.pop("trace", None),
+        stored=stored.trace,
         subgraph=False,
         step=0,
-        limits=config.get("limits"),
+        limits=stored.limits.model_dump(),
     )
+    config = {k: v for k, v in json.loads(parent.config).items() if k != "trace"}
     if obs is not None and obs.traceparent:
         config["trace"] = {"traceparent": obs.traceparent}
     try:
@@ -354,14 +354,13 @@ async def fork(
             step_offset=at,
             run_map=lambda r: run_id + r[len(new_id) :] if r.startswith(new_id) else r,
         )
-    return await app._execute(
-        run,
-        step0,
-        state,
-        {},
-        on_event,
-        resumed=False,
-        last_snapshot_bytes=len(state_json),
+    point = ResumePoint(
+        run=run,
+        step=step0,
+        state=state,
+        config=RunConfig.of_run(run, app.max_steps, app.limits),
+        progress=Progress(last_snapshot_bytes=len(state_json)),
         journal=journal,
         observer=obs,
     )
+    return await app._execute(point, on_event)

@@ -1,157 +1,160 @@
 """Resume: take the run's lease, migrate its stored JSON if the state version moved on,
-answer its pending interrupt, rebuild the step's input state and drive on from there."""
+answer its pending interrupt, and rebuild where the run resumes from."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
 
-from pydantic import BaseModel
+from flowstate.checkpoints import CheckpointStore, LeaseStore, RunRecord
+from flowstate.errors import CorruptRowError, RunOwned
 
-from flowstate.errors import CorruptRowError, RunOwned, RunStateError
-
+from ._identity import GraphIdentity
+from ._inspect import RunReader
 from ._interrupts import BREAKPOINT_SEQ, UNSET, answer_interrupts
 from ._journal import JournalSource
 from ._lease import local_owner_alive, new_owner, retire
 from ._limits import Limits
-from ._results import RunResult
+from ._point import Inherited, Lease, Progress, ResumePoint, RunConfig
 from ._rows import parse
 
-__all__ = ["ResumeMixin"]
-
-S = TypeVar("S", bound=BaseModel)
+__all__ = ["Finished", "resume_point"]
 
 
-class ResumeMixin(Generic[S]):
-    """Part of ``CompiledGraph``: continuing a crashed, failed, paused or cancelled run."""
+class Finished:
+    """The run to resume had completed: nothing to drive."""
 
-    async def _continue(
-        self,
-        run_id: str,
-        *,
-        value: Any = UNSET,
-        answers: Mapping[str, Any] | None = None,
-        allow_graph_change: bool = False,
-        max_steps: int | None = None,
-        limits: Limits | None = None,
-        emit: Callable[[Any], None] | None = None,
-        journal: JournalSource | None = None,
-        wait: float | None = None,
-        inherit: dict[str, Any] | None = None,
-    ) -> RunResult[S]:
-        store = self.store
-        run = store.get_run(run_id)
-        # still 'running' with no live owner (acquire below refuses a live one): the
-        # process that ran it died, and this resume takes its lease over
-        took_over = run.status == "running"
-        self.check_graph(run, allow_graph_change)
-        owner = new_owner()
+    def __init__(self, run: RunRecord, state: Any, step: int) -> None:
+        self.run, self.state, self.step = run, state, step
+
+
+async def _acquire(store: LeaseStore, run_id: str, owner: str, ttl: float, wait: float) -> int:
+    deadline = time.monotonic() + wait
+    while True:
         try:
-            epoch = 0
-            if hasattr(store, "acquire"):
-                deadline = time.monotonic() + (wait or 0.0)
-                while True:
-                    try:
-                        epoch = store.acquire(
-                            run_id, owner, self.lease_ttl, alive=local_owner_alive
-                        )
-                        break
-                    except RunOwned:
-                        if time.monotonic() >= deadline:
-                            raise
-                        await asyncio.sleep(min(0.5, self.lease_ttl / 3))
-            chain = self._migration_chain(run)
-            if chain:
-                # rewrite the stored run to the current state version first, so rows
-                # written from now on are never mixed with rows of an older version
-                if not hasattr(store, "migrate_run"):
-                    raise RunStateError(
-                        f"run {run_id} needs a state-schema migration, which this store "
-                        f"({type(store).__name__}) cannot apply in place"
-                    )
-                store.migrate_run(
+            return store.acquire(run_id, owner, ttl, alive=local_owner_alive)
+        except RunOwned:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(min(0.5, ttl / 3))
+
+
+async def resume_point(
+    store: CheckpointStore,
+    identity: GraphIdentity,
+    reader: RunReader,
+    run_id: str,
+    *,
+    defaults: RunConfig,
+    lease_ttl: float,
+    value: Any = UNSET,
+    answers: Mapping[str, Any] | None = None,
+    allow_graph_change: bool = False,
+    max_steps: int | None = None,
+    limits: Limits | None = None,
+    journal: JournalSource | None = None,
+    wait: float | None = None,
+    inherit: Inherited | None = None,
+) -> ResumePoint | Finished:
+    """Where run ``run_id`` continues: its head step, the state there, the activations of
+    that step already committed, its counters and configuration, and the lease taken on
+    it (when the store keeps leases). ``Finished`` when it had completed."""
+    run = store.get_run(run_id)
+    # still 'running' with no live owner (acquire below refuses a live one): the
+    # process that ran it died, and this resume takes its lease over
+    took_over = run.status == "running"
+    identity.check(run, allow_graph_change)
+    owner = new_owner()
+    epoch = 0
+    try:
+        if isinstance(store, LeaseStore):
+            epoch = await _acquire(store, run_id, owner, lease_ttl, wait or 0.0)
+        chain = identity.chain(run)
+        if chain:
+            # rewrite the stored run to the current state version first, so rows
+            # written from now on are never mixed with rows of an older version
+            store.migrate_run(
+                run_id,
+                state=lambda raw: identity.migrate(lambda: run, run_id, raw, "state"),
+                update=lambda raw: identity.migrate(lambda: run, run_id, raw, "update"),
+                fingerprint=identity.fingerprint,
+                graph_doc=identity.graph_doc,
+            )
+            identity.forget(run_id)
+            run = store.get_run(run_id)
+        head = reader.head(run)
+        rebuilt = reader.rebuild(run_id, head.step)
+        if run.status == "completed":
+            # a completed run is never executed again, whatever its rows say
+            if parse("tasks", head.tasks, "steps", run_id, head.step):
+                raise CorruptRowError(
+                    "steps",
                     run_id,
-                    state=lambda raw: self._migrate(run_id, raw, "state"),
-                    update=lambda raw: self._migrate(run_id, raw, "update"),
-                    fingerprint=self.fingerprint,
-                    graph_doc=self.graph_doc,
+                    head.step,
+                    "the run is completed but its head step plans more activations",
                 )
-                self._chains.pop(run_id, None)
-                run = store.get_run(run_id)
-            head = self._head(run)
-            state, info = self._rebuild(run_id, head.step)
-            if run.status == "completed":
-                # a completed run is never executed again, whatever its rows say
-                if parse("tasks", head.tasks, "steps", run_id, head.step):
-                    raise CorruptRowError(
-                        "steps",
-                        run_id,
-                        head.step,
-                        "the run is completed but its head step plans more activations",
-                    )
-                if epoch:
-                    store.release(run_id, owner, epoch)
-                retire(owner)
-                return RunResult(
-                    run_id=run_id,
-                    status="completed",
-                    state=state,  # type: ignore[arg-type]
-                    step=head.step,
-                )
-            if value is not UNSET or answers:
-                # all of the run's interrupt rows are read (and hash-checked), so a corrupted
-                # row is reported rather than the answer silently going nowhere
-                for i in store.interrupts(run_id):
-                    if i.answer is not None:
-                        parse("json", i.answer, "interrupts", run_id, i.step)
-                answer_interrupts(store, run_id, value=value, answers=answers)
-            else:
-                for i in store.interrupts(run_id, head.step):
-                    if i.answer is None and i.seq == BREAKPOINT_SEQ:  # resuming passes it
-                        store.answer_interrupt(i, "null")
-            store.clear_signals(run_id)
-            run = store.update_run(run_id, status="running", error=None)
-            committed = {}
-            for w in store.writes(run_id, head.step, head.step + 1):
-                committed[w.task_path] = self._committed_from(w, run_id)
-            override: dict[str, Any] = {}
-            if max_steps is not None:
-                override["max_steps"] = max_steps
-            if limits is not None:
-                override["limits"] = limits.model_dump()
-            if inherit:  # a subgraph's child run: its parent's limits and token count
-                override.update(inherit)
-            visits = store.visit_counts(run_id)
-            tin = tout = 0
-            spent: dict[str, int] = {}
-            for w in store.writes(run_id):
-                if w.usage != "{}":
-                    u = parse("usage", w.usage, "writes", run_id, w.step)
-                    tin += u.get("input_tokens", 0)
-                    tout += u.get("output_tokens", 0)
-                    for key, value in u.items():
-                        spent[key] = spent.get(key, 0) + value
-        except BaseException:
+            if epoch and isinstance(store, LeaseStore):
+                store.release(run_id, owner, epoch)
             retire(owner)
-            raise
-        return await self._execute(
-            run,
-            head,
-            state,
-            committed,
-            emit,
-            resumed=True,
+            return Finished(run, rebuilt.state, head.step)
+        if value is not UNSET or answers:
+            # all of the run's interrupt rows are read (and hash-checked), so a corrupted
+            # row is reported rather than the answer silently going nowhere
+            for i in store.interrupts(run_id):
+                if i.answer is not None:
+                    parse("json", i.answer, "interrupts", run_id, i.step)
+            answer_interrupts(store, run_id, value=value, answers=answers)
+        else:
+            for i in store.interrupts(run_id, head.step):
+                if i.answer is None and i.seq == BREAKPOINT_SEQ:  # resuming passes it
+                    store.answer_interrupt(i, "null")
+        store.clear_signals(run_id)
+        run = store.update_run(run_id, status="running", error=None)
+        committed = {
+            w.task_path: reader.committed_from(w, run_id)
+            for w in store.writes(run_id, head.step, head.step + 1)
+        }
+        config = RunConfig.of_run(run, defaults.max_steps, defaults.limits)
+        if max_steps is not None or limits is not None:
+            config = replace(
+                config,
+                max_steps=max_steps if max_steps is not None else config.max_steps,
+                limits=limits if limits is not None else config.limits,
+            )
+        config = config.inherit(inherit)
+        visits = store.visit_counts(run_id)
+        progress = Progress(
             activations=sum(visits.values()),
             visits=visits,
-            bytes_since=info["bytes_since"],
-            steps_since=info["steps_since"],
-            last_snapshot_bytes=info["snapshot_bytes"],
-            config_override=override or None,
-            journal=journal,
-            tokens=(tin, tout),
-            spent=spent,
-            lease=(owner, epoch) if epoch else None,
-            took_over=took_over,
+            bytes_since_snapshot=rebuilt.bytes_since_snapshot,
+            steps_since_snapshot=rebuilt.steps_since_snapshot,
+            last_snapshot_bytes=rebuilt.snapshot_bytes,
         )
+        spent: dict[str, int] = {}
+        for w in store.writes(run_id):
+            if w.usage != "{}":
+                u = parse("usage", w.usage, "writes", run_id, w.step)
+                progress.tokens_in += u.get("input_tokens", 0)
+                progress.tokens_out += u.get("output_tokens", 0)
+                for key, count in u.items():
+                    spent[key] = spent.get(key, 0) + count
+        # priced once over the run's summed counts (per model when they name one)
+        progress.cost_usd = config.limits.cost_of(spent)
+    except BaseException:
+        retire(owner)
+        raise
+    return ResumePoint(
+        run=run,
+        step=head,
+        state=rebuilt.state,
+        config=config,
+        progress=progress,
+        committed=committed,
+        resumed=True,
+        journal=journal,
+        lease=Lease(owner, epoch) if epoch else None,
+        took_over=took_over,
+    )

@@ -110,7 +110,7 @@ class StateSchema:
                     keep.append(m)
             # pydantic has already resolved the annotation and split off its metadata
             base = info.annotation
-            annotation = Annotated[tuple([base, *keep])] if keep else base  # type: ignore[misc]
+            annotation: Any = Annotated[tuple([base, *keep])] if keep else base
             update_ann: Any = annotation
             result_adapter: TypeAdapter[Any] | None = None
             if reducer is not None and not reducer.builtin:
@@ -266,10 +266,10 @@ def _second_param_annotation(fn: Callable[..., Any]) -> Any:
 
 
 def _describe(e: ValidationError, annotation: Any) -> str:
-    return f"expected {_type_name(annotation)}; " + _describe_errors(e)
+    return f"expected {_type_name(annotation)}; " + describe_errors(e)
 
 
-def _describe_errors(e: ValidationError) -> str:
+def describe_errors(e: ValidationError) -> str:
     parts = []
     for err in e.errors()[:3]:
         loc = ".".join(str(x) for x in err["loc"])

@@ -8,14 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from flowstate.checkpoints import CheckpointStore
+
 from ._context import Interrupted
 from ._interrupts import SUBGRAPH_SEQ
+from ._point import Inherited, RunConfig
 
 if TYPE_CHECKING:
+    from ._activation import Activation
     from ._context import NodeContext
     from ._nodes import NodeSpec
-    from ._scheduler import Execution
-    from ._types import Task
 
 __all__ = ["call_subgraph"]
 
@@ -48,18 +50,19 @@ def _contribution(reducer: str | None, initial: Any, final: Any) -> Any:
     return final
 
 
-def _inherited(self: Execution) -> dict[str, Any]:
+def _inherited(act: Activation) -> Inherited:
     """What a child run takes from its parent: the run's limits (byte limits and budgets
-    apply to the whole run tree) and the tokens the tree had used when the child started
-    or resumed, so a budget counts the parent's and the child's tokens together."""
-    return {
-        "limits": self.limits.model_dump(),
-        "token_base": [self.tokens_in, self.tokens_out],
-        "cost_base": self.cost_usd,
-    }
+    apply to the whole run tree) and the tokens and USD the tree had used when the child
+    started or resumed, so a budget counts the parent's and the child's spend together."""
+    p = act.step.progress
+    return Inherited(
+        limits=act.scope.config.limits,
+        token_base=(p.tokens_in, p.tokens_out),
+        cost_base=p.cost_usd,
+    )
 
 
-def _tree_usage(store: Any, run_id: str) -> dict[str, int]:
+def _tree_usage(store: CheckpointStore, run_id: str) -> dict[str, int]:
     """Tokens of a run's committed activations; a subgraph activation's usage already
     counts its child run, so this is the whole tree below ``run_id``."""
     total: dict[str, int] = {}
@@ -70,55 +73,63 @@ def _tree_usage(store: Any, run_id: str) -> dict[str, int]:
     return total
 
 
-async def call_subgraph(self: Execution, spec: NodeSpec, task: Task, ctx: NodeContext) -> Any:
+async def call_subgraph(act: Activation, spec: NodeSpec, ctx: NodeContext) -> dict[str, Any]:
+    """Run (or continue) the child run of ``act`` and return the update it makes to the
+    parent's state; a child that does not complete pauses the parent (``Interrupted``)."""
     sub = spec.subgraph
-    child_id = f"{self.run_id}/{self.step}/{task.path}"
-    bound = sub._bind(self.store)
-    existing = self.store.find_run(child_id)
-    source: BaseModel = self.state
+    assert sub is not None
+    scope, step, task = act.scope, act.step, act.task
+    schema = scope.schema
+    child_id = f"{scope.run_id}/{step.number}/{task.path}"
+    bound = sub.bind(scope.store)
+    existing = scope.store.find_run(child_id)
+    source: BaseModel = step.state
     if task.send:
         # a Send to a subgraph carries the fields to override; the rest come from the
         # step's input state
         payload = task.payload if isinstance(task.payload, dict) else {}
-        source = self.schema.model.model_validate({**self.state.model_dump(), **payload})
+        source = schema.model.model_validate({**step.state.model_dump(), **payload})
     child_input = {cf: getattr(source, pf) for cf, pf in (spec.input_map or {}).items()}
+    inherited = _inherited(act)
     if existing is None:
-        config = {
-            "max_steps": sub.max_steps,
-            "max_concurrency": sub.max_concurrency,
+        config = RunConfig(
+            max_steps=sub.max_steps,
+            limits=inherited.limits,
             # breakpoints compiled into the subgraph are honoured (replay passes them,
             # like the top-level run's)
-            "interrupt_before": [] if self.replay else list(sub.interrupt_before),
-            "interrupt_after": [] if self.replay else list(sub.interrupt_after),
-            **_inherited(self),
-        }
-        result = await bound._start(
+            interrupt_before=() if scope.replay else tuple(sub.interrupt_before),
+            interrupt_after=() if scope.replay else tuple(sub.interrupt_after),
+            max_concurrency=sub.max_concurrency,
+            token_base=inherited.token_base,
+            cost_base=inherited.cost_base,
+        )
+        result = await bound.start_child(
             child_input,
             run_id=child_id,
-            parent=self.run_id,
-            parent_step=self.step,
-            emit=self.emit,
-            journal=self.journal,
+            parent=scope.run_id,
+            parent_step=step.number,
+            emit=scope.emit,
+            journal=scope.journal,
             config=config,
         )
     else:
         # answers to the child's interrupts were stored in the child run by id
         # (resume(answers=...) on the top-level run): continuing it reads them
-        result = await bound._continue(
-            child_id, emit=self.emit, journal=self.journal, inherit=_inherited(self)
+        result = await bound.continue_child(
+            child_id, emit=scope.emit, journal=scope.journal, inherit=inherited
         )
     if result.status != "completed":
         raise Interrupted(
             SUBGRAPH_SEQ,
             json.dumps({"subgraph": child_id, "status": result.status, "reason": result.reason}),
         )
-    usage = _tree_usage(self.store, child_id)
+    usage = _tree_usage(scope.store, child_id)
     # every count (cache tokens, per-model keys), so the tree's cost is priced per model
     ctx.add_usage(**usage)
     update: dict[str, Any] = {}
     for pf, cf in (spec.output_map or {}).items():
         final = getattr(result.state, cf)
-        reducer = self.schema.fields[pf].reducer
+        reducer = schema.fields[pf].reducer
         kind = None
         if reducer is not None:
             kind = "append" if reducer.wrap_item else reducer.name

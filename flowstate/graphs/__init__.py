@@ -123,7 +123,12 @@ _CREW_NAMES = frozenset(
 
 # Show the public path in reprs and tracebacks (flowstate.graphs.Plan, not ..._planners.Plan).
 # The crews' names are left to their own module.
-for _obj in (globals()[_n] for _n in __all__ if _n not in _CREW_NAMES):
-    if isinstance(_obj, type) or _inspect.isfunction(_obj):
-        _obj.__module__ = __name__
-del _obj
+def _show_public_path() -> None:
+    for name in __all__:
+        obj = globals()[name]
+        if name not in _CREW_NAMES and (isinstance(obj, type) or _inspect.isfunction(obj)):
+            obj.__module__ = __name__
+
+
+_show_public_path()
+del _show_public_path

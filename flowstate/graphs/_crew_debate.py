@@ -10,7 +10,7 @@ loop is bounded by construction (and each debater node has `max_visits=R+1` as a
 """
 
 from collections.abc import Sequence
-from typing import Literal, TypedDict
+from typing import Literal, TypedDict, cast
 
 from flowstate.engine import END, START, GraphBuilder, NodeContext, Send
 from flowstate.errors import GraphBuildError
@@ -79,18 +79,19 @@ def debate_crew(
             problems.append(f"a debate needs at least two debaters, got {len(agents)}")
         fallback = next((a.llm for a in agents if isinstance(a, Agent) and a.llm is not None), None)
     else:
+        model = cast("LLM", debaters)  # not a sequence of agents: the one model
         if n_agents < 2:
             problems.append(f"a debate needs at least two debaters: n_agents={n_agents}")
         agents = [
             agent_from_llm(
                 f"debater_{i}",
-                debaters,
+                model,
                 f"You are debater_{i}, one of {n_agents} debaters. {system or DEBATER_SYSTEM}",
                 f"debater {i} of {n_agents}",
             )
             for i in range(1, max(n_agents, 0) + 1)
         ]
-        fallback = debaters
+        fallback = model
     if rounds < 0:
         problems.append(f"rounds must be 0 or more, not {rounds}")
     synth = resolve_synthesiser(synthesiser, fallback, problems)

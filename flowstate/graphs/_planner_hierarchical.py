@@ -47,7 +47,7 @@ def hierarchical_planner(
         ]
         if frontier:
             by_path = {n.path: n for n in state.tree}
-            jobs = [
+            jobs: list[str | Send] = [
                 Send(
                     "decompose",
                     DecomposeJob(

@@ -62,7 +62,8 @@ class Plan(BaseModel):
     def ancestors(self, step_id: int) -> list[PlanStep]:
         """The steps `step_id` depends on, directly or not, in plan order."""
         wanted: set[int] = set()
-        todo = list(self.get(step_id).depends_on) if self.get(step_id) else []
+        start = self.get(step_id)
+        todo = list(start.depends_on) if start is not None else []
         while todo:
             i = todo.pop()
             if i not in wanted:

@@ -143,7 +143,7 @@ class Tool(Generic[P, R]):
         try:
             kwargs = self.validate_input(input)
         except ToolInputError as exc:
-            return self._outcome(tool_use_id, f"ToolInputError: {exc}", is_error=True)
+            return self._outcome(tool_use_id, f"ToolInputError: {exc.message}", is_error=True)
         try:
             if self._is_async:
                 result: Any = await self._call(kwargs)
@@ -334,10 +334,10 @@ def _input_model(fn: Callable[..., Any], tool_name: str) -> tuple[dict[str, bool
                 f"annotate it (e.g. `{param.name}: str`) so the model gets a schema"
             )
         default = ... if param.default is param.empty else param.default
-        annotated = Annotated[hints[param.name], Field(alias=param.name)]  # type: ignore[valid-type]
+        annotated = Annotated[hints[param.name], Field(alias=param.name)]
         fields[_FIELD_PREFIX + param.name] = (annotated, default)
         params[param.name] = param.kind is param.POSITIONAL_ONLY
-    model = create_model(  # type: ignore[call-overload]
+    model = create_model(
         f"{tool_name}_input",
         __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False),
         **fields,

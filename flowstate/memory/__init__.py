@@ -88,7 +88,6 @@ __all__ = [
 ]
 
 
-
 def _show_public_paths() -> None:
     """Tracebacks and docs show the public path rather than the private module."""
     for name in __all__:
@@ -98,3 +97,4 @@ def _show_public_paths() -> None:
 
 
 _show_public_paths()
+del _show_public_paths

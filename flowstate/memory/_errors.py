@@ -25,11 +25,14 @@ FSM401  no LLM was configured for reflection
 FSM402  the LLM's reply contained no insight lines
 ======  =============================================================
 
-The base class derives from :class:`Exception` only so that this package imports
-nothing from the rest of flowstate; the engine re-parents it under its own root.
+The base class derives from ``flowstate.errors.FlowstateError``, the root of every
+flowstate error (``flowstate.errors`` imports nothing, so this package stays below the
+engine).
 """
 
 from __future__ import annotations
+
+from flowstate.errors import FlowstateError
 
 __all__ = [
     "EmbeddingsUnavailable",
@@ -40,23 +43,20 @@ __all__ = [
 ]
 
 
-class FlowstateMemoryError(Exception):
+class FlowstateMemoryError(FlowstateError):
     """Base class of every error raised by ``flowstate.memory``."""
 
     code: str = "FSM000"
     """Stable code that the docs explain; also the first word of the message."""
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
         if code is not None:
             self.code = code
-
-    def __str__(self) -> str:
-        return f"{self.code}: {super().__str__()}"
+        super().__init__(message)
 
     def __reduce__(self) -> tuple[object, ...]:
         # Keep the code when the error crosses a process boundary (pickle).
-        return (type(self), self.args, {"code": self.code})
+        return (type(self), (self.message,), {"code": self.code, "args": self.args})
 
 
 class MemoryConfigError(FlowstateMemoryError, ValueError):

@@ -220,7 +220,7 @@ class ReflectionMemory(BaseMemory):
     async def _complete(self, prompt: str) -> str:
         if self.complete_fn is not None:
             if _takes_system(self.complete_fn):
-                return str(await self.complete_fn(prompt, system=REFLECTION_SYSTEM))  # type: ignore[call-arg]
+                return str(await self.complete_fn(prompt, system=REFLECTION_SYSTEM))
             # a prompt-only function cannot take a system prompt: the instructions lead it
             return str(await self.complete_fn(f"{REFLECTION_SYSTEM}\n\n{prompt}"))
         if self.llm is not None:

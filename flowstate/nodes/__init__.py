@@ -39,7 +39,12 @@ __all__ = [
     "usage_report",
 ]
 
-for _obj in (globals()[_name] for _name in __all__):
-    if isinstance(_obj, type) or _inspect.isfunction(_obj):
-        _obj.__module__ = __name__
-del _obj
+def _show_public_path() -> None:
+    for name in __all__:
+        obj = globals()[name]
+        if isinstance(obj, type) or _inspect.isfunction(obj):
+            obj.__module__ = __name__
+
+
+_show_public_path()
+del _show_public_path

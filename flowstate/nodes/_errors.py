@@ -23,15 +23,20 @@ __all__ = ["LLMOutputError", "LLMTruncated"]
 class LLMOutputError(LLMError):
     """The model's answer does not fit what the node asked for; the message names the node."""
 
+    code = "FS505"
+
     node: str
     """Name of the node whose model call gave the unusable answer."""
 
     def __init__(self, message: str, *, node: str) -> None:
         super().__init__(message)
         self.node = node
+        self.retryable = False
 
 
 class LLMTruncated(LLMOutputError):
     """The answer was cut off at `max_tokens` and could not be completed within the node's
     bound of continuations, or a tool call was cut off (its input may be incomplete, so it is
     never run). Raise `max_tokens` and resume."""
+
+    code = "FS506"

@@ -15,9 +15,9 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ValidationError
 
+from flowstate import events as ev
 from flowstate.checkpoints import Durability, open_store
 from flowstate.engine import CompiledGraph, GraphBuilder
-from flowstate.engine import _events as ev
 from flowstate.errors import StoreError
 from flowstate.events import EventAdapter
 
@@ -90,6 +90,11 @@ SSE_EVENT_SCHEMA: dict[str, Any] = {
 }
 
 
+TaskId = Annotated[
+    str, Path(pattern=TASK_ID_PATTERN, description="The task id returned at creation.")
+]
+"""A task id in a URL path."""
+
 def create_app(
     graphs: Mapping[str, CompiledGraph[Any] | GraphBuilder[Any]] | GraphRegistry,
     *,
@@ -159,9 +164,6 @@ def create_app(
             out[401] = {"model": Problem, "description": _DESCRIPTIONS[401]}
         return out
 
-    TaskId = Annotated[
-        str, Path(pattern=TASK_ID_PATTERN, description="The task id returned at creation.")
-    ]
     links = {
         name: {"operationId": op, "parameters": {"task_id": "$response.body#/id"}}
         for name, op in (
@@ -390,7 +392,7 @@ def create_app(
         from .ui import InspectorGate
 
         app.add_middleware(InspectorGate, token=token)
-    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    app.openapi = _openapi(app)
     return app
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flowstate.checkpoints import RunRecord, WriteRecord
+from flowstate.checkpoints import CheckpointStore, RunRecord, WriteRecord
 from flowstate.engine import CompiledGraph, Limits, pending_interrupts
 from flowstate.errors import GraphMismatch, RunStateError
 
@@ -103,7 +103,7 @@ def _diff(a: Any, b: Any, path: str, out: list[DiffItem]) -> None:
 class RunInspector:
     """Read models of runs over one store; ``graphs`` (bound to that store) may be empty."""
 
-    def __init__(self, store: Any, graphs: GraphRegistry) -> None:
+    def __init__(self, store: CheckpointStore, graphs: GraphRegistry) -> None:
         self.store = store
         self.graphs = graphs
 
@@ -123,19 +123,7 @@ class RunInspector:
 
     def usage(self, run_id: str) -> tuple[int, dict[str, int]]:
         """(committed activations, summed token usage) of a run's own activations."""
-        fast = getattr(self.store, "usage_totals", None)
-        if fast is not None:
-            return fast(run_id)  # type: ignore[no-any-return]
-        total: dict[str, int] = {"input_tokens": 0, "output_tokens": 0}
-        n = 0
-        for w in self.store.writes(run_id):
-            n += 1
-            counts = _loads(w.usage, {})
-            if isinstance(counts, dict):
-                for k, v in counts.items():
-                    if isinstance(v, int | float):
-                        total[str(k)] = total.get(str(k), 0) + int(v)
-        return n, total
+        return self.store.usage_totals(run_id)
 
     @staticmethod
     def cost(run: RunRecord, tokens: dict[str, int]) -> float | None:

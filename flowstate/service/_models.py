@@ -79,12 +79,13 @@ def create_task_model(states: dict[str, type[BaseModel]]) -> type[RootModel[Any]
     """The create-task body for these graphs: ``{"graph": name, "input": <its state>}``."""
     variants = []
     for name, state in sorted(states.items()):
+        graph_name: Any = Literal[name]  # a Literal of a runtime value
         variants.append(
             create_model(
                 f"CreateTask_{name}",
                 __base__=CreateTaskFields,
                 __doc__=f"Start a task of graph '{name}'.",
-                graph=(Literal[name], Field(description="The registered graph to run.")),
+                graph=(graph_name, Field(description="The registered graph to run.")),
                 input=(
                     state,
                     Field(description=f"The initial state of '{name}' ({state.__name__})."),
@@ -96,7 +97,7 @@ def create_task_model(states: dict[str, type[BaseModel]]) -> type[RootModel[Any]
         root = variants[0]
     else:
         root = Annotated[Union[tuple(variants)], Field(discriminator="graph")]  # noqa: UP007
-    return create_model("CreateTask", __base__=RootModel[root])  # type: ignore[no-any-return]
+    return create_model("CreateTask", __base__=RootModel[root])
 
 
 class ResumeTask(BaseModel):

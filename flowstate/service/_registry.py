@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flowstate.checkpoints import SQLiteStore
 from flowstate.engine import CompiledGraph, GraphBuilder
@@ -35,7 +35,8 @@ class GraphRegistry(Mapping[str, CompiledGraph[Any]]):
     ) -> None:
         self._graphs: dict[str, CompiledGraph[Any]] = {}
         if isinstance(graphs, Mapping):
-            for name, g in graphs.items():
+            named = cast("Mapping[str, CompiledGraph[Any] | GraphBuilder[Any]]", graphs)
+            for name, g in named.items():
                 self.register(g, name=name)
         else:
             for g in graphs:
@@ -72,7 +73,7 @@ class GraphRegistry(Mapping[str, CompiledGraph[Any]]):
         """The same graphs, all on ``store``."""
         out = GraphRegistry()
         for name, g in self._graphs.items():
-            bound = g._bind(store)
+            bound = g.bind(store)
             # older engines dropped breakpoints when rebinding; keep them either way
             bound.interrupt_before = g.interrupt_before
             bound.interrupt_after = g.interrupt_after

@@ -25,7 +25,6 @@ and ``flowstate resume``) must not execute the same run at once.
 from __future__ import annotations
 
 import asyncio
-import copy
 import hashlib
 import json
 import logging
@@ -43,9 +42,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
 
-from flowstate.checkpoints import RunRecord, SQLiteStore, StepRecord
+from flowstate import events as ev
+from flowstate.checkpoints import CheckpointStore, RunRecord, StepRecord
 from flowstate.engine import UNSET, CompiledGraph, answer_interrupts, pending_interrupts
-from flowstate.engine import _events as ev
 from flowstate.errors import FlowstateError, NodeFailed, RunOwned, RunStateError, StoreError
 from flowstate.nodes import run_usage
 
@@ -78,42 +77,14 @@ published pattern gets a page."""
 _RESUMABLE = ("paused", "failed", "cancelled")
 
 
-class _Admitted(BaseException):
-    """Carries the rows the engine was about to create out of ``run()`` (see below)."""
-
-    def __init__(self, run: RunRecord, step0: StepRecord) -> None:
-        super().__init__(run.id)
-        self.run = run
-        self.step0 = step0
-
-
-class _CaptureStore:
-    """Stands in for the store while the engine prepares a new run: ``create_run`` is the
-    first thing ``run()`` writes, before anything executes, and it stops there."""
-
-    def create_run(self, run: RunRecord, first_step: StepRecord) -> None:
-        raise _Admitted(run, first_step)
-
-
 async def admission_rows(
     graph: CompiledGraph[Any], state: BaseModel, run_id: str, max_steps: int | None
 ) -> tuple[RunRecord, StepRecord]:
-    """The run row and step-0 row of a new task, made by the engine's own ``run()`` (its
-    config, limits and checks included) and stopped at ``create_run``; the service stores
-    them with status ``queued`` (``completed`` when START leads nowhere), so admission is
-    durable before the task has a slot. (Wanted engine API: ``CompiledGraph.admit()``.)
-    """
-    probe = copy.copy(graph)
-    probe._store = _CaptureStore()  # type: ignore[assignment]
-    try:
-        await probe.run(state, run_id=run_id, max_steps=max_steps)
-    except _Admitted as a:
-        run, step0 = a.run, a.step0
-    else:  # pragma: no cover - the engine always creates the run row first
-        raise RuntimeError("the engine ran a task without creating its run row")
-    if run.status == "running":
-        run = run.model_copy(update={"status": "queued"})
-    return run, step0
+    """The run row and step-0 row of a new task, made by the engine
+    (``CompiledGraph.admit``: the rows ``run()`` writes, with its config, limits and
+    checks) with status ``queued`` (``completed`` when START leads nowhere); the service
+    stores them, so admission is durable before the task has a slot."""
+    return graph.admit(state, run_id=run_id, max_steps=max_steps)
 
 
 def key_run_id(key: str) -> str:
@@ -136,7 +107,7 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
 
 
 def page_runs(
-    store: SQLiteStore,
+    store: CheckpointStore,
     *,
     status: str | None,
     graph: str | None,
@@ -160,7 +131,7 @@ def page_runs(
         fetch *= 4  # ties at the cursor's timestamp filled the fetch: read further
 
 
-def iter_runs(store: SQLiteStore, status: str) -> Iterator[RunRecord]:
+def iter_runs(store: CheckpointStore, status: str) -> Iterator[RunRecord]:
     after: tuple[float, str] | None = None
     while True:
         rows, more = page_runs(store, status=status, graph=None, limit=500, after=after)
@@ -195,7 +166,7 @@ class TaskService:
     def __init__(
         self,
         graphs: GraphRegistry,
-        store: SQLiteStore,
+        store: CheckpointStore,
         *,
         max_concurrent_runs: int = 8,
         task_timeout: float | None = None,

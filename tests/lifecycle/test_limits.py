@@ -125,6 +125,20 @@ def test_cost_budget(tmp_path):
     assert r.status == "paused" and r.state.n == 10 and "cost budget" in (r.reason or "")
 
 
+def test_cost_budget_counts_the_spend_before_a_resume(tmp_path):
+    """The cost committed before a pause is priced again on resume (``Progress.cost_usd``
+    rebuilt from the stored usage): the same budget pauses at once, a higher one lets the
+    run go on until the total reaches it."""
+    limits = Limits(cost_budget=0.01, input_price_per_mtok=3.0, output_price_per_mtok=15.0)
+    app = _llm_loop().compile(store=str(tmp_path / "a.db"), limits=limits)
+    assert app.run_sync({}, run_id="c").state.n == 10
+    again = app.resume_sync("c")
+    assert again.status == "paused" and again.state.n == 10 and "$0.0105" in (again.reason or "")
+    more = app.resume_sync("c", limits=limits.model_copy(update={"cost_budget": 0.015}))
+    # 15 steps cost $0.01575, the first total at or over $0.015
+    assert more.status == "paused" and more.state.n == 15
+
+
 def test_invalid_limits_are_rejected():
     with pytest.raises(ValueError):
         Limits(max_update_bytes=0)

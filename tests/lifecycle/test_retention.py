@@ -39,7 +39,7 @@ def test_prune_deletes_runs_and_everything_hanging_off_them(tmp_path):
         )
     # updated mhash is unaffected: created_at is an immutable, hashed column -> re-hash
     from flowstate.checkpoints import row_hash
-    from flowstate.checkpoints._sqlite import _RUN_IMMUTABLE
+    from flowstate.checkpoints._common import RUN_IMMUTABLE as _RUN_IMMUTABLE
 
     with sqlite3.connect(db) as c:
         c.row_factory = sqlite3.Row

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from flowstate.engine._events import EventAdapter
+from flowstate.events import EventAdapter
 
 from .conftest import wait_for
 from .graphs import STEP_NODES

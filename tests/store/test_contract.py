@@ -4,6 +4,10 @@ Each test is a function of the ``store`` (or ``store_factory``) fixture, which
 ``conftest.py`` parametrises over ``STORE_BACKENDS``. Tests that check an SQLite mechanism
 (pragmas, ``BEGIN IMMEDIATE``) are marked ``sqlite_only`` and skip on other backends.
 
+The interface itself is ``flowstate.checkpoints.CheckpointStore`` (with the ``LeaseStore``
+capability): the first tests pin that every backend implements each of its methods with
+the documented signature.
+
 What is pinned: run creation and lookup, ``list_runs`` filters and ordering, one
 transaction per ``commit`` (G1) with nothing left behind when it fails (G4), the effects
 journal's first-write-wins idempotency, interrupts, signals, ``update_run``'s guard,
@@ -14,12 +18,13 @@ IMMEDIATE`` for every write transaction (G6).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sqlite3
 from typing import Any
 
 import pytest
 
-from flowstate.checkpoints import SQLiteStore
+from flowstate.checkpoints import CheckpointStore, LeaseStore, SQLiteStore
 from flowstate.errors import FlowstateError, RunNotFound, StoreError
 
 from ._graphs import golden_graph
@@ -56,6 +61,60 @@ def populate(store: Any, rec: Rec, run_id: str, **run_kw: Any) -> None:
                            {"status": "paused", "error": "interrupt in 'b'", "head_step": 1})
     store.record_attempt(rec.attempt(run_id, 1, "b"))
     store.send_signal(run_id, "pause")
+
+
+# -- the interface --------------------------------------------------------------------------------
+
+
+def _protocol_methods(proto: type) -> list[str]:
+    return sorted(
+        n for n, v in vars(proto).items() if callable(v) and not n.startswith("_")
+    )
+
+
+def test_every_store_implements_the_protocol_with_its_signatures(store: Any) -> None:
+    assert isinstance(store, CheckpointStore)
+    assert isinstance(store, LeaseStore)
+    methods = _protocol_methods(CheckpointStore) + _protocol_methods(LeaseStore)
+    assert len(methods) >= 30
+    assert "usage_totals" in methods and "record_attempt" in methods
+    for name in methods:
+        proto = next(p for p in (LeaseStore, CheckpointStore) if name in vars(p))
+        want = inspect.signature(vars(proto)[name])
+        got = inspect.signature(getattr(type(store), name))
+        shape = lambda sig: [  # noqa: E731
+            (p.name, p.kind, p.default) for p in sig.parameters.values()
+        ]
+        assert shape(got) == shape(want), f"{type(store).__name__}.{name}{got} != {want}"
+
+
+def test_migrate_run_rewrites_every_json_row_or_nothing(store: Any, rec: Rec) -> None:
+    store.create_run(rec.run("r"), rec.step("r", 0, snapshot='{"n":0}'))
+    store.commit("r", writes=[rec.write("r", 0, "a"), rec.write("r", 0, "b", seq=1)],
+                 step=rec.step("r", 1, snapshot='{"n":1}'))
+    before = dump(store, "r")
+
+    def bad(raw: str) -> str:
+        if '"n":1' in raw:
+            raise ValueError("cannot convert")
+        return raw.replace('"n"', '"m"')
+
+    with pytest.raises(ValueError, match="cannot convert"):
+        store.migrate_run("r", state=lambda raw: raw.replace('"n"', '"m"'), update=bad,
+                          fingerprint="x" * 64, graph_doc="{}")
+    assert dump(store, "r") == before
+
+    store.migrate_run("r", state=lambda raw: raw.replace('"n"', '"m"'),
+                      update=lambda raw: raw.replace('"n"', '"m"'), fingerprint="x" * 64,
+                      graph_doc="{}")
+    run = store.get_run("r")
+    assert (run.input, run.fingerprint, run.graph_doc) == ('{"m":0}', "x" * 64, "{}")
+    assert [st.snapshot for st in store.steps("r")] == ['{"m":0}', '{"m":1}']
+    assert [w.update for w in store.writes("r")] == ['{"m":1}', '{"m":1}']
+    with pytest.raises(RunNotFound):
+        store.migrate_run("ghost", state=str, update=str, fingerprint="", graph_doc="")
+    store.shrink_wal()  # best effort, never raises
+    assert dump(store, "r")["writes"] == store.writes("r")
 
 
 # -- runs -----------------------------------------------------------------------------------------

@@ -626,7 +626,9 @@ def test_a_row_with_invalid_utf8_names_its_table_and_run(
 def _forge(path: Path, table: str, rid: str, match: dict[str, Any], col: str, value: Any) -> None:
     """Overwrite a column and recompute the row hash the way the store computes it: an
     attacker with write access to the file, or a buggy writer, produces exactly this."""
-    from flowstate.checkpoints._sqlite import _MUTABLE, _RUN_IMMUTABLE, _TABLE_MODELS
+    from flowstate.checkpoints._common import MUTABLE as _MUTABLE
+    from flowstate.checkpoints._common import RUN_IMMUTABLE as _RUN_IMMUTABLE
+    from flowstate.checkpoints._common import TABLE_MODELS as _TABLE_MODELS
 
     conn = sqlite3.connect(path)
     try:
@@ -845,13 +847,12 @@ def test_a_garbage_page_gives_a_store_error_and_fails_integrity_check(
     store = SQLiteStore(path)
     try:
         if part == "half":
-            # the page header survives: SQLite walks the page and lists what is wrong, or
-            # (depending on which kind of page sits in the middle of this layout) stops
-            # with "malformed"; either way the check reports, it does not raise
+            # the page header survives: SQLite walks the page and lists what is wrong, or,
+            # when the damaged half holds what it needs to walk an interior page (which
+            # page is in the middle depends on the file's layout), it stops with "malformed"
             report = store.integrity_check()
-            assert report != "ok" and (
-                "page" in report.lower() or "malformed" in report
-            ), report
+            assert report != "ok", report
+            assert "page" in report.lower() or "malformed" in report, report
         else:
             # a page whose header is garbage makes SQLite 3.40 fail the pragma itself
             try:

@@ -18,7 +18,7 @@ import pytest
 
 from flowstate import END, START, GraphBuilder, NodeContext
 from flowstate.checkpoints import InMemoryStore, SQLiteStore
-from flowstate.engine._app import _open_store
+from flowstate.engine import open_store
 from flowstate.errors import RunNotFound, RunStateError
 from tests.composition.graphs import map_reduce, nested
 from tests.conftest import SimulatedCrash
@@ -61,9 +61,9 @@ def test_the_store_has_the_sqlite_attributes_the_engine_reads() -> None:
 
 
 def test_memory_url_opens_a_fresh_in_memory_store() -> None:
-    a, b = _open_store("memory://", "normal"), _open_store("memory://", "normal")
+    a, b = open_store("memory://", "normal"), open_store("memory://", "normal")
     assert isinstance(a, InMemoryStore) and isinstance(b, InMemoryStore) and a is not b
-    assert isinstance(_open_store(":memory:", "normal"), SQLiteStore)
+    assert isinstance(open_store(":memory:", "normal"), SQLiteStore)
     app = chain_graph("memory://", 3)
     r = app.run_sync({"seed": 2}, run_id="c")
     assert r.state == chain_final(2, 3)

@@ -4,11 +4,8 @@
 RELIABILITY.md G1/G3 on Postgres (R2's worker-kill half, fast tier) and a small R5-style
 load: the engine code is unchanged, only the store differs.
 
-The engine today binds a graph only to an ``SQLiteStore`` (``_open_store`` in
-flowstate/engine/_app.py turns anything else into ``SQLiteStore(path)``). The
-``engine_on_postgres`` fixture patches ``_open_store`` to pass store objects through,
-which is the engine change these tests need; ``test_the_engine_binds_any_store_object``
-is a strict xfail that turns green (and must lose its marker) once the engine does it.
+The engine binds a graph to any ``CheckpointStore`` object
+(``compile(store=PostgresStore(...))``).
 
 Child processes run this module: ``python -c "...test_postgres_engine import child_main"``
 (``child`` runs or resumes one reference-graph run; ```writer`` runs linear-10 runs).
@@ -36,7 +33,6 @@ import pytest
 from flowstate import _crashpoints
 from flowstate.checkpoints import SQLiteStore
 from flowstate.checkpoints._postgres import MIGRATIONS, PostgresStore
-from flowstate.engine import _app
 from tests.composition.graphs import map_reduce, nested
 from tests.conftest import SimulatedCrash
 from tests.refgraphs import GRAPHS, linear
@@ -51,20 +47,9 @@ WIDTH = {"linear2": 1, "linear4": 1, "linear20": 1, "fanout_join": 5, "loop": 1}
 WRITER_CHAIN = 10
 RUNS_PER_WRITER = 4
 
-_ORIGINAL_OPEN_STORE = _app._open_store
-
-
-def _open_any_store(store: Any, durability: Any) -> Any:
-    """What ``_open_store`` should do: paths (and None) open an SQLiteStore as before;
-    any other object is already a store and is used as it is."""
-    if store is None or isinstance(store, str | os.PathLike):
-        return _ORIGINAL_OPEN_STORE(store, durability)
-    return store
-
-
 @pytest.fixture
-def engine_on_postgres(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_app, "_open_store", _open_any_store)
+def engine_on_postgres() -> None:
+    """The engine takes any ``CheckpointStore`` object (``compile(store=PostgresStore(...))``)."""
 
 
 @pytest.fixture
@@ -404,7 +389,6 @@ def test_sigkilled_processes_resume_in_a_new_process_to_the_golden_state(
 
 def resume_main(argv: list[str]) -> None:
     """``DSN SCHEMA GRAPH SINK_DIR RUN...``: resume each run (a fresh interpreter)."""
-    _app._open_store = _open_any_store  # type: ignore[assignment]
     dsn, schema, graph, sink_dir, *runs = argv
     store = PostgresStore(dsn, schema=schema)
     for rid in runs:

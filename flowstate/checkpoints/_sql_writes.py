@@ -1,0 +1,205 @@
+"""The write operations of ``SQLiteStore`` and ``PostgresStore``, written once.
+
+Each is one transaction (``write()``), fenced when this store object holds the run's
+lease. What the dialects do differently is behind five small hooks of each store:
+``_stmt`` (render ``?`` and ``{table}``), ``_insert_stmt`` (plain, keep-existing or
+replace inserts), ``_UNIQUE`` (the driver's unique-violation error), ``_stored_effect``
+(SQLite keeps large effect results once, by content hash) and ``_stored_error``
+(PostgreSQL text cannot hold NUL characters).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar
+
+from flowstate.errors import RunNotFound
+
+from ._common import (
+    EFFECT_COLS,
+    INTERRUPT_COLS,
+    RUN_COLS,
+    STEP_COLS,
+    WRITE_COLS,
+    check_mutable,
+    duplicate_write_error,
+    run_exists_error,
+    run_values,
+    values,
+)
+from ._records import EffectRecord, InterruptRecord, RunRecord, StepRecord, WriteRecord, row_hash
+
+__all__ = ["SQLWrites"]
+
+_RUN_INSERT = (
+    "INSERT INTO {runs} ("
+    + ", ".join(f'"{c}"' for c in (*RUN_COLS, "hash", "mhash"))
+    + ") VALUES ("
+    + ", ".join("?" for _ in range(len(RUN_COLS) + 2))
+    + ")"
+)
+
+
+class SQLWrites:
+    """Creating runs, committing activations, journaling effects and interrupts on the SQL
+    stores; uses their ``write``, ``_fence`` and the dialect hooks above."""
+
+    _UNIQUE: ClassVar[type[Exception]]
+    """The driver's error for a violated primary key or unique constraint."""
+
+    fences: dict[str, tuple[str, int]]
+    write: Callable[[], AbstractContextManager[Any]]
+    _fence: Callable[[Any, str], None]
+    _stmt: Callable[[str], Any]
+    _insert_stmt: Callable[[str, Sequence[str], str], Any]
+    get_run: Callable[[str], RunRecord]
+
+    def _stored_effect(self, c: Any, e: EffectRecord) -> EffectRecord:
+        """The effect row as stored (SQLite swaps a large result for a blob reference)."""
+        return e
+
+    def _stored_error(self, error: Any) -> Any:
+        """The ``error`` column as stored (PostgreSQL replaces NUL characters)."""
+        return error
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        run: RunRecord,
+        first_step: StepRecord,
+        *,
+        owner: str | None = None,
+        ttl: float = 0.0,
+    ) -> None:
+        """Create a run and its first step; with ``owner``, also take its lease (epoch 1)."""
+        with self.write() as c:
+            try:
+                c.execute(self._stmt(_RUN_INSERT), run_values(run))
+            except self._UNIQUE:
+                raise run_exists_error(run.id) from None
+            c.execute(self._insert_stmt("steps", STEP_COLS, ""), values(first_step, STEP_COLS))
+            if owner is not None:
+                c.execute(
+                    self._stmt(
+                        'UPDATE {runs} SET "owner" = ?, "epoch" = 1, "lease_until" = ? '
+                        'WHERE "id" = ?'
+                    ),
+                    [owner, time.time() + ttl, run.id],
+                )
+        if owner is not None:
+            self.fences[run.id] = (owner, 1)
+
+    def update_run(self, run_id: str, **fields: Any) -> RunRecord:
+        """Change a run's status, head step or error (the only mutable columns)."""
+        with self.write() as c:
+            self._update_run(c, run_id, fields)
+        return self.get_run(run_id)
+
+    def _update_run(self, c: Any, run_id: str, fields: dict[str, Any]) -> None:
+        check_mutable(fields)  # the column names below come from this allow-list
+        self._fence(c, run_id)
+        # updated_at is always the time of this update
+        fields = {k: v for k, v in fields.items() if k != "updated_at"}
+        if "error" in fields:
+            fields["error"] = self._stored_error(fields["error"])
+        sets = "".join(f'"{k}" = ?, ' for k in fields)
+        row = c.execute(
+            self._stmt(
+                f'UPDATE {{runs}} SET {sets}"updated_at" = ? WHERE "id" = ? '
+                'RETURNING "status", "head_step", "error", "updated_at"'
+            ),
+            [*fields.values(), time.time(), run_id],
+        ).fetchone()
+        if row is None:
+            raise RunNotFound(run_id)
+        c.execute(
+            self._stmt('UPDATE {runs} SET "mhash" = ? WHERE "id" = ?'), [row_hash(*row), run_id]
+        )
+
+    # -- activations ----------------------------------------------------------------------
+
+    def commit(
+        self,
+        run_id: str,
+        *,
+        writes: Sequence[WriteRecord] = (),
+        effects: Sequence[EffectRecord] = (),
+        step: StepRecord | None = None,
+        run_fields: dict[str, Any] | None = None,
+        hook: Callable[[Any], None] | None = None,
+    ) -> None:
+        """Commit an activation (or a step boundary) in one transaction (G1).
+
+        The write row, the effects journaled with it, the next step row and the run's
+        head advance all land together or not at all. ``hook(conn)`` runs inside the same
+        transaction (the engine applies a node's memory writes there).
+        """
+        if run_fields:
+            check_mutable(run_fields)
+        with self.write() as c:
+            self._fence(c, run_id)
+            for w in writes:
+                try:
+                    c.execute(self._insert_stmt("writes", WRITE_COLS, ""), values(w, WRITE_COLS))
+                except self._UNIQUE as e:
+                    raise duplicate_write_error(run_id, w) from e
+            for e in effects:
+                c.execute(
+                    self._insert_stmt("effects", EFFECT_COLS, "ignore"),
+                    values(self._stored_effect(c, e), EFFECT_COLS),
+                )
+            if step is not None:
+                c.execute(
+                    self._insert_stmt("steps", STEP_COLS, "replace"), values(step, STEP_COLS)
+                )
+            if hook is not None:
+                hook(c)
+            if run_fields:
+                if set(run_fields) >= {"status", "head_step", "error"}:
+                    # the engine's step close: one statement, the mutable hash computed here
+                    now = time.time()
+                    st, hs = run_fields["status"], run_fields["head_step"]
+                    er = self._stored_error(run_fields["error"])
+                    cur = c.execute(
+                        self._stmt(
+                            'UPDATE {runs} SET "status" = ?, "head_step" = ?, "error" = ?, '
+                            '"updated_at" = ?, "mhash" = ? WHERE "id" = ?'
+                        ),
+                        [st, hs, er, now, row_hash(st, hs, er, now), run_id],
+                    )
+                    if cur.rowcount != 1:
+                        raise RunNotFound(run_id)
+                else:
+                    self._update_run(c, run_id, run_fields)
+
+    # -- effects and interrupts -----------------------------------------------------------
+
+    def record_effect(self, effect: EffectRecord, *, replace: bool = False) -> None:
+        """Journal an effect (first record wins; ``replace`` overwrites it: a resumed
+        activation whose request changed ran the effect again)."""
+        with self.write() as c:
+            self._fence(c, effect.run_id)
+            c.execute(
+                self._insert_stmt("effects", EFFECT_COLS, "replace" if replace else "ignore"),
+                values(self._stored_effect(c, effect), EFFECT_COLS),
+            )
+
+    def record_interrupt(self, intr: InterruptRecord, run_fields: dict[str, Any]) -> None:
+        with self.write() as c:
+            self._fence(c, intr.run_id)
+            c.execute(
+                self._insert_stmt("interrupts", INTERRUPT_COLS, "replace"),
+                values(intr, INTERRUPT_COLS),
+            )
+            self._update_run(c, intr.run_id, run_fields)
+
+    def answer_interrupt(self, intr: InterruptRecord, answer: str) -> None:
+        new = intr.model_copy(update={"answer": answer})
+        with self.write() as c:
+            c.execute(
+                self._insert_stmt("interrupts", INTERRUPT_COLS, "replace"),
+                values(new, INTERRUPT_COLS),
+            )

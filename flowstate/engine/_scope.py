@@ -1,0 +1,66 @@
+"""What every step and activation of one execution shares: the run, its store, its graph,
+its configuration and where its events go."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flowstate.checkpoints import CheckpointStore, RunRecord
+from flowstate.observability import RunObserver
+
+from ._journal import JournalSource
+from ._point import RunConfig
+
+if TYPE_CHECKING:
+    from ._builder import GraphIR
+    from ._memory import MemoryBinding
+    from ._state import StateSchema
+
+__all__ = ["RunScope"]
+
+
+@dataclass(frozen=True)
+class RunScope:
+    """Read-only context of one execution, handed to each ``Step`` and ``Activation``."""
+
+    run: RunRecord
+    """The run row as the execution found it."""
+    store: CheckpointStore
+    ir: GraphIR
+    config: RunConfig
+    services: dict[str, Any]
+    """``ctx.services`` of every node (an LLM, tools, ...)."""
+    memory: Callable[[], MemoryBinding]
+    """The memory binding of the store (opened on first use of ``ctx.memory``)."""
+    journal: JournalSource | None
+    """Where effects come from when not in the run's own journal (replay, fork)."""
+    emit: Callable[[Any], None]
+    """Where events go."""
+    listening: bool
+    """Whether anyone listens (per-node events are skipped when not)."""
+    rng: random.Random
+    """Retry jitter."""
+    resumed_step: int | None
+    """The step a resume started in: only there can a journal or answers exist."""
+    cancelled: Callable[[], bool]
+    """Whether the run was cancelled (checked before each live effect)."""
+    custom_reducers: frozenset[str]
+    """State fields whose reducer is user code (it may refuse an update)."""
+    observer: RunObserver | None = None
+    """Telemetry of this run segment (flowstate.observability), or None when off."""
+
+    @property
+    def run_id(self) -> str:
+        return self.run.id
+
+    @property
+    def schema(self) -> StateSchema:
+        return self.ir.schema
+
+    @property
+    def replay(self) -> bool:
+        """Strict replay: every effect must come from the recording."""
+        return self.journal is not None and self.journal.strict
