@@ -8,7 +8,7 @@ for tests and benchmarks).
 from ._maintenance import DamagedRow, DoctorReport, doctor, parse_age, prune
 from ._memory_store import InMemoryStore
 from ._open import describe_store, is_postgres_url, open_store
-from ._protocol import CheckpointStore, LeaseStore
+from ._protocol import CheckpointStore, LeaseStore, RowScanStore
 from ._records import (
     CHECKPOINT_FORMAT,
     TERMINAL_STATUSES,
@@ -50,6 +50,7 @@ __all__ = [
     "InterruptRecord",
     "LeaseStore",
     "PostgresStore",
+    "RowScanStore",
     "RunRecord",
     "RunStatus",
     "SQLiteStore",

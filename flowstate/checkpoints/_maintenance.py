@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._protocol import CheckpointStore
 
 __all__ = ["DamagedRow", "DoctorReport", "doctor", "parse_age", "prune"]
 
@@ -101,7 +104,7 @@ def _disk_bytes(store: Any) -> int:
     return total
 
 
-def doctor(store: Any, *, vacuum: bool = False, top: int = 10) -> DoctorReport:
+def doctor(store: CheckpointStore, *, vacuum: bool = False, top: int = 10) -> DoctorReport:
     """Check a store as the engine reads it: the database's own integrity check, then every
     row's hash, schema and JSON in every table (``damaged``); rows per table and the
     largest runs. ``vacuum`` compacts an SQLite file (only when nothing is damaged) and
@@ -109,21 +112,20 @@ def doctor(store: Any, *, vacuum: bool = False, top: int = 10) -> DoctorReport:
     from flowstate.errors import StoreError
 
     from ._open import describe_store
+    from ._protocol import RowScanStore
 
     report = DoctorReport(
         path=describe_store(store), integrity=store.integrity_check(), file_bytes=_disk_bytes(store)
     )
     try:  # a damaged file may not even be countable: the integrity result says why
-        if hasattr(store, "damaged_rows"):
+        if isinstance(store, RowScanStore):
             report.damaged = [DamagedRow(*d) for d in store.damaged_rows()]
-        if hasattr(store, "table_sizes"):
-            report.rows = store.table_sizes()
-        if hasattr(store, "largest_runs"):
-            report.largest_runs = store.largest_runs(top)
+        report.rows = store.table_sizes()
+        report.largest_runs = store.largest_runs(top)
     except StoreError:
         if report.integrity == "ok":
             raise
-    if vacuum and report.integrity == "ok" and hasattr(store, "vacuum"):
+    if vacuum and report.integrity == "ok" and isinstance(store, RowScanStore):
         before = _disk_bytes(store)
         store.vacuum()
         after = _disk_bytes(store)

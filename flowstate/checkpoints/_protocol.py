@@ -263,3 +263,24 @@ class LeaseStore(CheckpointStore, Protocol):
     def lease(self, run_id: str) -> tuple[str | None, int, float | None]:
         """``(owner, epoch, lease_until)`` of the run; ``RunNotFound`` when there is none."""
         ...
+
+
+@runtime_checkable
+class RowScanStore(CheckpointStore, Protocol):
+    """A store that can check and repair itself row by row (the SQLite store): what
+    ``flowstate doctor`` uses beyond the ``CheckpointStore`` methods. Stores without it
+    are checked by their own ``integrity_check``."""
+
+    def damaged_rows(self, limit: int = 1000) -> list[tuple[str, str, int | None, str]]:
+        """Every row that fails what a read checks, as ``(table, run id, step, problem)``
+        (at most ``limit``); a table unreadable past a damaged page is one entry."""
+        ...
+
+    def quarantine_run(self, run_id: str) -> dict[str, int]:
+        """Move a run's rows (child runs included) into ``quarantine_*`` tables in one
+        transaction, deleting nothing; returns the rows moved per table."""
+        ...
+
+    def vacuum(self) -> None:
+        """Compact the database file."""
+        ...

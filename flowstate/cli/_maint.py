@@ -46,12 +46,13 @@ def doctor(
 ) -> None:
     """Check the database as the engine reads it: SQLite's integrity check, then every
     row's hash and JSON in every table. Lists damaged runs and rows (exit code 1)."""
+    from flowstate.checkpoints import RowScanStore
     from flowstate.checkpoints import doctor as do_doctor
 
     d = resolve_db(db, graph, verbose=verbose, migrate=False)
     store = d.store
     for run_id in quarantine:
-        if not hasattr(store, "quarantine_run"):
+        if not isinstance(store, RowScanStore):
             raise CLIError(f"--quarantine is not supported for {d.where} (SQLite files only)")
         moved = store.quarantine_run(run_id)
         if not moved:
