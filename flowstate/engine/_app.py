@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import random
-import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from flowstate import events as ev
 from flowstate.checkpoints import (
     CheckpointStore,
     Durability,
@@ -24,27 +19,23 @@ from flowstate.checkpoints import (
     StepRecord,
 )
 from flowstate.errors import (
-    CancelledElsewhere,
-    InputRejected,
-    LeaseLost,
-    PayloadTooLarge,
     RunStateError,
 )
-from flowstate.observability import observe_events, run_observer, run_scope
+from flowstate.observability import run_observer
 
+from ._admission import Admitted, new_run
+from ._execute import execute
 from ._identity import GraphIdentity
 from ._inspect import RunReader
 from ._interrupts import UNSET, PendingInterrupt, pending_interrupts
 from ._journal import JournalSource
-from ._lease import DEFAULT_LEASE_TTL, Heartbeat, new_owner, retire
+from ._lease import DEFAULT_LEASE_TTL, new_owner, retire
 from ._limits import Limits
 from ._open import StoreArg, open_store
 from ._outcome import Outcome
-from ._plan import start_tasks
 from ._point import Inherited, Lease, Progress, ResumePoint, RunConfig
 from ._results import HistoryEntry, RunResult
 from ._resume import Finished, resume_point
-from ._scheduler import Execution
 
 if TYPE_CHECKING:
     from ._builder import GraphIR
@@ -54,21 +45,6 @@ if TYPE_CHECKING:
 __all__ = ["CompiledGraph", "HistoryEntry", "RunResult"]
 
 S = TypeVar("S", bound=BaseModel)
-
-def _unknown_fields(model: type[BaseModel], input: Any) -> list[str]:
-    """Keys of a mapping input that name no field (nor alias) of ``model``: pydantic would
-    drop them silently, so a typo would go unnoticed. A model that allows extra fields
-    takes them."""
-    if not isinstance(input, Mapping) or model.model_config.get("extra") == "allow":
-        return []
-    names = set(model.model_fields)
-    names.update(f.alias for f in model.model_fields.values() if f.alias)
-    return [str(k) for k in input if k not in names]
-
-
-class Admitted(Exception):
-    """How the span of an admitted run ends: the run was stored, not executed."""
-
 
 class CompiledGraph(Generic[S]):
     """A validated graph bound to a checkpoint store. Create it with ``GraphBuilder.compile``.
@@ -282,54 +258,9 @@ class CompiledGraph(Generic[S]):
         parent: str | None = None,
         parent_step: int | None = None,
     ) -> tuple[RunRecord, StepRecord, BaseModel]:
-        schema = self.ir.schema
-        unknown = _unknown_fields(schema.model, input)
-        if unknown:
-            known = ", ".join(schema.model.model_fields)
-            raise InputRejected(
-                f"the input has field{'s' if len(unknown) > 1 else ''} "
-                f"{', '.join(repr(u) for u in unknown)}, which {schema.name} does not have "
-                f"(its fields: {known}); fix the name or add the field to the state; no run "
-                "was created"
-            )
-        try:
-            state = input if isinstance(input, schema.model) else schema.model.model_validate(input)
-        except ValidationError as e:
-            from ._state import describe_errors
-
-            raise InputRejected(
-                f"the input does not fit {schema.name}: {describe_errors(e)}; no run was created"
-            ) from None
-        run_id = run_id or uuid.uuid4().hex[:16]
-        tasks = start_tasks(self.ir, state)
-        now = time.time()
-        input_json = schema.dump_state(state)
-        max_state = config.limits.max_state_bytes
-        if len(input_json) > max_state:
-            raise PayloadTooLarge("the input state", len(input_json), max_state, "max_state_bytes")
-        run = RunRecord(
-            id=run_id,
-            graph=self.name,
-            fingerprint=self.fingerprint,
-            graph_doc=self.graph_doc,
-            status="running" if tasks else "completed",
-            input=input_json,
-            head_step=0,
-            parent_id=parent,
-            parent_step=parent_step,
-            config=config.to_json(),
-            created_at=now,
-            updated_at=now,
+        return new_run(
+            self, input, run_id=run_id, config=config, parent=parent, parent_step=parent_step
         )
-        step0 = StepRecord(
-            run_id=run_id,
-            step=0,
-            tasks=json.dumps([t.to_json() for t in tasks]),
-            joins="{}",
-            snapshot=input_json,
-            created_at=now,
-        )
-        return run, step0, state
 
     async def _start(
         self,
@@ -423,110 +354,7 @@ class CompiledGraph(Generic[S]):
         self, point: ResumePoint, emit: Callable[[Any], None] | None
     ) -> RunResult[S]:
         """Drive ``point`` to its end, holding its lease (with a heartbeat) meanwhile."""
-        run, lease, store = point.run, point.lease, self.store
-        # a subgraph's child run counts the tokens its run tree had used before it
-        base = point.config.token_base
-        point.progress.tokens_in += base[0]
-        point.progress.tokens_out += base[1]
-        # like the tokens, a child run's cost budget counts what its run tree had spent
-        point.progress.cost_usd += point.config.cost_base
-        obs = point.observer
-        if obs is None and point.resumed:
-            obs = run_observer(
-                run_id=run.id,
-                graph=self.name,
-                kind="resume",
-                stored=point.config.trace,
-                subgraph=run.parent_id is not None and run.id.startswith(run.parent_id + "/"),
-                step=point.step.step,
-                limits=point.config.limits.model_dump(),
-                took_over=point.took_over,
-            )
-            point = replace(point, observer=obs)
-        sink = observe_events(emit or (lambda e: None), obs, run.id)
-        exe = Execution(
-            point,
-            store=store,
-            ir=self.ir,
-            services=self.services,
-            memory=self._memory_binding,
-            emit=sink,
-            listening=emit is not None or obs is not None,
-            rng=self.rng,
-        )
-        sink(
-            ev.RunStarted(
-                run_id=run.id, graph=self.name, resumed=point.resumed, step=point.step.step
-            )
-        )
-        inner = asyncio.ensure_future(run_scope(exe.drive(), run.id, obs))
-        self._tasks[run.id] = inner
-        beat: Heartbeat | None = None
-        if lease is not None and isinstance(store, LeaseStore):
-            beat = Heartbeat(store, run.id, lease.owner, lease.epoch, self.lease_ttl, inner)
-            beat.start()
-        try:
-            outcome = await asyncio.shield(inner)
-            if outcome.status != "paused" and "/" not in run.id and len(self._tasks) <= 1:
-                store.shrink_wal()  # the last run of this graph to finish folds the WAL back
-        except CancelledElsewhere:
-            # another process acknowledged a cancel: its status stands, nothing of ours was
-            # committed after it; take the request off so a later resume starts clean
-            with contextlib.suppress(Exception):
-                store.clear_signals(run.id)
-            sink(ev.RunFinished(run_id=run.id, status="cancelled", reason="cancelled"))
-            return RunResult(
-                run_id=run.id,
-                status="cancelled",
-                state=cast("S", exe.state),
-                reason="cancelled",
-                step=exe.current.number,
-            )
-        except asyncio.CancelledError:
-            if beat is not None and beat.lost:
-                epoch = lease.epoch if lease else 0
-                raise LeaseLost(run.id, epoch, "its heartbeat failed") from None
-            # Either app.cancel() cancelled the run, or our caller's task was cancelled.
-            if not inner.done():
-                inner.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await inner
-            head = exe.current.number
-            store.update_run(run.id, status="cancelled", error="cancelled", head_step=head)
-            sink(ev.RunFinished(run_id=run.id, status="cancelled", reason="cancelled"))
-            if run.id in self._cancel_requested:
-                self._cancel_requested.discard(run.id)
-                return RunResult(
-                    run_id=run.id,
-                    status="cancelled",
-                    state=cast("S", exe.state),
-                    reason="cancelled",
-                    step=head,
-                )
-            raise
-        except BaseException as e:
-            if obs is not None:
-                obs.close(e)
-            raise
-        finally:
-            if obs is not None:
-                obs.close()
-            self._tasks.pop(run.id, None)
-            if lease is not None:
-                retire(lease.owner)
-            if beat is not None:
-                beat.stop()
-            if lease is not None and isinstance(store, LeaseStore):
-                with contextlib.suppress(Exception):
-                    store.release(run.id, lease.owner, lease.epoch)
-        return RunResult(
-            run_id=run.id,
-            status=outcome.status,
-            state=cast("S", outcome.state),
-            reason=outcome.reason,
-            step=outcome.step,
-            interrupts=outcome.interrupts,
-        )
+        return cast("RunResult[S]", await execute(self, point, emit))
 
     def run_sync(self, input: S | dict[str, Any], **kwargs: Any) -> RunResult[S]:
         """``run`` for code that is not async."""

@@ -37,8 +37,9 @@ from ._models import (
     TaskStatus,
     create_task_model,
 )
+from ._paging import CURSOR_PATTERN
 from ._registry import GraphRegistry
-from ._service import CURSOR_PATTERN, TaskService
+from ._service import TaskService
 
 __all__ = ["create_app"]
 

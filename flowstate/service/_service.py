@@ -28,15 +28,12 @@ import asyncio
 import hashlib
 import json
 import logging
-import math
-import re
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
@@ -56,6 +53,13 @@ from ._models import (
     TaskPage,
     TaskSummary,
 )
+from ._paging import (
+    decode_cursor,
+    encode_cursor,
+    iter_runs,
+    page_runs,
+    summary_fields,
+)
 from ._registry import GraphRegistry
 from ._stream import EventLog, dump_event, sse, sse_comment
 
@@ -69,10 +73,6 @@ SHUTDOWN_WAIT_SECONDS = 10.0
 KEEPALIVE_SECONDS = 15.0
 RETAINED_LOGS = 256
 """Event logs of finished executions kept for late SSE subscribers."""
-CURSOR_PATTERN = r"^[0-9]{1,20}(\.[0-9]{1,40})?~[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
-"""A cursor is ``<created_at>~<id>`` of the last task of the previous page: a keyset
-position. Any string of this shape is a valid position, so any cursor fitting the
-published pattern gets a page."""
 
 _RESUMABLE = ("paused", "failed", "cancelled")
 
@@ -90,55 +90,6 @@ async def admission_rows(
 def key_run_id(key: str) -> str:
     """The run id an idempotency key names (the key itself is never stored)."""
     return hashlib.sha256(b"flowstate-task\x1f" + key.encode()).hexdigest()[:16]
-
-
-def encode_cursor(run: RunRecord) -> str:
-    at = repr(run.created_at)
-    if "e" in at:  # not a plausible timestamp, but keep the cursor exact and plain
-        at = format(Decimal(run.created_at), "f")
-    return f"{at}~{run.id}"
-
-
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    if not re.fullmatch(CURSOR_PATTERN, cursor):
-        raise ApiError(400, "the cursor is not one this server handed out")
-    at, _, run_id = cursor.partition("~")
-    return float(at), run_id
-
-
-def page_runs(
-    store: CheckpointStore,
-    *,
-    status: str | None,
-    graph: str | None,
-    limit: int,
-    after: tuple[float, str] | None,
-) -> tuple[list[RunRecord], bool]:
-    """Up to ``limit`` runs, newest first (created_at DESC, id ASC), strictly after the
-    keyset position ``after``. Stable: runs created later never shift a page. Returns the
-    runs and whether more follow."""
-    want = limit + 1
-    fetch = want
-    while True:
-        before = math.nextafter(after[0], math.inf) if after else None
-        rows = store.list_runs(status=status, graph=graph, limit=fetch, before=before)
-        exhausted = len(rows) < fetch
-        if after is not None:
-            at, rid = after
-            rows = [r for r in rows if not (r.created_at == at and r.id <= rid)]
-        if len(rows) >= want or exhausted:
-            return rows[:limit], len(rows) > limit
-        fetch *= 4  # ties at the cursor's timestamp filled the fetch: read further
-
-
-def iter_runs(store: CheckpointStore, status: str) -> Iterator[RunRecord]:
-    after: tuple[float, str] | None = None
-    while True:
-        rows, more = page_runs(store, status=status, graph=None, limit=500, after=after)
-        yield from rows
-        if not more or not rows:
-            return
-        after = (rows[-1].created_at, rows[-1].id)
 
 
 @dataclass
@@ -514,7 +465,7 @@ class TaskService:
     # -- reading --------------------------------------------------------------------------
 
     def summary(self, run: RunRecord) -> TaskSummary:
-        return TaskSummary(**_summary_fields(run))
+        return TaskSummary(**summary_fields(run))
 
     def detail(self, run_id: str) -> TaskDetail:
         run = self.store.get_run(run_id)
@@ -549,7 +500,7 @@ class TaskService:
             for p in pending_interrupts(self.store, run_id)
         ]
         return TaskDetail(
-            **_summary_fields(run),
+            **summary_fields(run),
             state=state,
             steps=steps,
             interrupts=interrupts,
@@ -618,17 +569,3 @@ class TaskService:
             if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
                 quiet_since = time.monotonic()
                 yield sse_comment("keepalive")
-
-
-def _summary_fields(run: RunRecord) -> dict[str, Any]:
-    failed = run.status == "failed"
-    return {
-        "id": run.id,
-        "graph": run.graph,
-        "status": run.status,
-        "reason": None if failed else run.error,
-        "error": run.error if failed else None,
-        "head_step": run.head_step,
-        "created_at": run.created_at,
-        "updated_at": run.updated_at,
-    }
