@@ -306,6 +306,7 @@ def create_app(
             answer=answer,
             answers=body.answers if body is not None else None,
             max_steps=body.max_steps if body is not None else None,
+            rerun_step=body.rerun_step if body is not None else False,
         )
         return TaskRef(id=run.id, status=run.status)
 

@@ -102,6 +102,8 @@ class _Execution:
     fresh: bool
     """First execution after admission: its run_started says resumed=false."""
     max_steps: int | None = None
+    rerun_step: bool = False
+    """Resume with ``rerun_step=True`` (the head step's activations run again)."""
     cancel_reason: str | None = None
     """Set when the service cancels it: 'cancelled' (on request) or 'timeout'."""
     task: asyncio.Task[None] | None = None
@@ -261,8 +263,11 @@ class TaskService:
         *,
         fresh: bool,
         max_steps: int | None = None,
+        rerun_step: bool = False,
     ) -> _Execution:
-        x = _Execution(run_id, graph, EventLog(run_id), fresh=fresh, max_steps=max_steps)
+        x = _Execution(
+            run_id, graph, EventLog(run_id), fresh=fresh, max_steps=max_steps, rerun_step=rerun_step
+        )
         self._live[run_id] = x
         self._retain(run_id, x.log)
         x.task = asyncio.get_running_loop().create_task(self._drive(x), name=f"task {run_id}")
@@ -278,7 +283,10 @@ class TaskService:
                         self.task_timeout, self._expire, x
                     )
                 await x.graph.resume(
-                    x.run_id, max_steps=x.max_steps, on_event=lambda e: self._on_event(x, e)
+                    x.run_id,
+                    rerun_step=x.rerun_step,
+                    max_steps=x.max_steps,
+                    on_event=lambda e: self._on_event(x, e),
                 )
         except asyncio.CancelledError:
             pass  # by cancel(), the timeout or stop(): _finish records the outcome
@@ -427,6 +435,7 @@ class TaskService:
         answer: bool = False,
         answers: dict[str, Any] | None = None,
         max_steps: int | None = None,
+        rerun_step: bool = False,
     ) -> RunRecord:
         run = self.store.get_run(run_id)
         if run_id in self._live and run.status in _RESUMABLE:
@@ -459,7 +468,7 @@ class TaskService:
             except RunStateError as e:
                 raise ApiError(409, e.message, code=e.code) from None
         run = self.store.update_run(run_id, status="queued", error=None)
-        self._schedule(run_id, graph, fresh=False, max_steps=max_steps)
+        self._schedule(run_id, graph, fresh=False, max_steps=max_steps, rerun_step=rerun_step)
         return run
 
     # -- reading --------------------------------------------------------------------------
