@@ -61,6 +61,14 @@ def serve_command(
             help="Serve on a non-loopback interface without FLOWSTATE_TOKEN (not advised).",
         ),
     ] = False,
+    store_probe_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0.05,
+            help="Seconds between write probes of the store (/ready is 503 while writes "
+            "fail; tasks a storage fault stopped resume once a probe passes).",
+        ),
+    ] = 5.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the task API (create, status, list, cancel, resume, events). Unfinished
@@ -95,6 +103,7 @@ def serve_command(
         max_concurrent_runs=max_concurrent_runs,
         task_timeout=task_timeout,
         max_body_bytes=max_body_bytes,
+        store_probe_seconds=store_probe_seconds,
     )
     typer.echo(
         f"flowstate serve: graphs {', '.join(registry)}; db {path}; "

@@ -62,6 +62,7 @@ from ._paging import (
 )
 from ._registry import GraphRegistry
 from ._stream import EventLog, dump_event, sse, sse_comment
+from ._supervisor import StoreSupervisor, storage_fault
 
 __all__ = ["TaskService", "admission_rows"]
 
@@ -124,6 +125,7 @@ class TaskService:
         max_concurrent_runs: int = 8,
         task_timeout: float | None = None,
         retained_logs: int = RETAINED_LOGS,
+        probe_seconds: float = 5.0,
     ) -> None:
         if max_concurrent_runs < 1:
             raise ValueError(f"max_concurrent_runs must be at least 1, not {max_concurrent_runs}")
@@ -146,6 +148,8 @@ class TaskService:
         self.recovery_error: str | None = None
         self.stats: Callable[[RunRecord], dict[str, Any]] | None = None
         """Per-run numbers for list items (duration, activations, tokens, cost)."""
+        self.health = StoreSupervisor(store, self._recover, probe_seconds=probe_seconds)
+        """The store's health (``/ready``) and the tasks a storage fault orphaned."""
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -184,6 +188,7 @@ class TaskService:
             self.recovered.append(run.id)
         if self.recovered:
             log.info("resuming %d task(s) left unfinished", len(self.recovered))
+        self.health.start()
         self.started = True
 
     def _leased(self, run_id: str) -> bool:
@@ -196,6 +201,7 @@ class TaskService:
     async def stop(self) -> None:
         """Stop every execution; each goes back to ``queued`` for the next start."""
         self._closing = True
+        await self.health.stop()
         tasks = [x.task for x in self._live.values() if x.task is not None]
         for t in tasks:
             t.cancel()
@@ -333,8 +339,14 @@ class TaskService:
         x.log.append(kind, data, final=own and kind == "run_finished")
 
     def _finish(self, x: _Execution) -> None:
-        """Make the store tell the outcome, whatever stopped the execution."""
+        """Make the store tell the outcome, whatever stopped the execution. A storage
+        fault orphans the task: it waits ``queued`` (or stays ``running`` when even that
+        cannot be written) for the store to accept writes again, then resumes."""
         run: RunRecord | None = None
+        fault = storage_fault(x.error) and not self._closing
+        if fault:
+            assert x.error is not None
+            self.health.failed(x.error, x.run_id)
         try:
             run = self.store.get_run(x.run_id)
             if x.owned is not None:
@@ -347,8 +359,11 @@ class TaskService:
             elif self._closing:
                 if run.status in ("running", "cancelled"):
                     run = self.store.update_run(x.run_id, status="queued", error=None)
+            elif fault and run.status in ("running", "queued"):
+                why = f"waiting for the checkpoint store to accept writes: {self.health.error}"
+                run = self.store.update_run(x.run_id, status="queued", error=why[:2000])
             elif run.status in ("running", "queued"):
-                # the engine stopped before recording an outcome (a graph mismatch, storage)
+                # the engine stopped before recording an outcome (a graph mismatch)
                 e = x.error
                 if isinstance(e, FlowstateError):
                     why = f"{e.code}: {e.message}"
@@ -370,6 +385,19 @@ class TaskService:
                     final=True,
                 )
             self._evict()
+
+    def _recover(self, run_id: str) -> None:
+        """Resume a task a storage fault orphaned (the store accepts writes again)."""
+        if run_id in self._live or self._closing:
+            return
+        run = self.store.get_run(run_id)
+        graph = self.graphs.get(run.graph)
+        if run.status not in ("running", "queued") or graph is None:
+            return  # resolved meanwhile (cancelled, resumed by another process)
+        if run.status == "running":
+            self.store.update_run(run_id, status="queued", error=None)
+        log.info("resuming task %s, orphaned by a storage fault", run_id)
+        self._schedule(run_id, graph, fresh=False)
 
     def _retain(self, run_id: str, log_: EventLog) -> None:
         self._logs[run_id] = log_
