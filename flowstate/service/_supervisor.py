@@ -78,9 +78,7 @@ class StoreSupervisor:
 
     def failed(self, error: BaseException | str, run_id: str | None = None) -> None:
         """A storage fault was met (by the execution of ``run_id``, when given)."""
-        text = (
-            f"{error.code}: {error.message}" if isinstance(error, FlowstateError) else str(error)
-        )
+        text = f"{error.code}: {error.message}" if isinstance(error, FlowstateError) else str(error)
         if self.error is None:
             self.since = time.time()
             log.error("the checkpoint store failed: %s", text)

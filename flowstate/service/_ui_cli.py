@@ -44,9 +44,8 @@ def ui_command(
     replay) at http://HOST:PORT/ui/. Set FLOWSTATE_TOKEN to require a login."""
     import uvicorn
 
-    from ._protocol import ServerLimits, server_config
-
     from ._app import create_app
+    from ._protocol import ServerLimits, server_config
     from ._registry import GraphRegistry, load_registry
 
     token = os.environ.get("FLOWSTATE_TOKEN") or None

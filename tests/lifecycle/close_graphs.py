@@ -4,7 +4,8 @@ Toggles are files in ``d`` so a child process sees them too:
 
 - ``kind`` holds ``conflict`` (the ``Send`` activations all write ``n``, which has no
   reducer: a dynamic ``WriteConflict``) or ``reducer`` (they write ``total``, whose custom
-  reducer refuses a merged total over 350, which no single activation reaches, until ``reducer_fixed`` exists);
+  reducer refuses a merged total over 350, which no single activation reaches, until
+  ``reducer_fixed`` exists);
 - ``node_fixed``: the activations write ``parts`` (append reducer) instead: the node fix;
 - ``slow``: the activation of item 2 waits (60 s) after its effect, for a kill -9.
 
@@ -61,9 +62,7 @@ def make(d: Path) -> GraphBuilder:
     g = GraphBuilder(S, name="close_fail").add_node("split", lambda s: None).add_node(work)
     g.add_node("done", lambda s: {"n": s.n + 1})
     g.add_edge(START, "split")
-    g.add_conditional_edges(
-        "split", lambda s: [Send("work", Item(x=v)) for v in s.items], ["work"]
-    )
+    g.add_conditional_edges("split", lambda s: [Send("work", Item(x=v)) for v in s.items], ["work"])
     g.add_edge("work", "done").add_edge("done", END)
     return g
 

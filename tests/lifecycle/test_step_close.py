@@ -67,7 +67,9 @@ def test_a_write_conflict_keeps_the_run_failed_and_rerun_step_recovers(tmp_path:
     # the superseded writes are kept, one attempts row each, with their updates
     gone = [a for a in app.store.attempts("r") if a.attempt < 0]  # type: ignore[attr-defined]
     assert [(a.task_path, a.attempt) for a in gone] == [
-        ("work[0]", -1), ("work[1]", -1), ("work[2]", -1)
+        ("work[0]", -1),
+        ("work[1]", -1),
+        ("work[2]", -1),
     ]
     old = [json.loads(a.error.removeprefix(PREFIX))["update"] for a in gone]
     assert old == [u for _, u in committed]
@@ -102,7 +104,9 @@ def test_kill_9_during_the_rerun_loses_nothing(tmp_path: Path) -> None:
     (tmp_path / "slow").touch()
     p = subprocess.Popen(
         [sys.executable, CHILD, str(tmp_path), "r", "--rerun-step"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     # wait until the re-run committed items 1 and 3 while item 2 sleeps, then kill

@@ -41,7 +41,9 @@ def _trial(tmp_path: Path, mode: str, i: int) -> None:
     def child(role: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, CHILD, str(db), "r", role, mode],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     first = child("first")

@@ -101,7 +101,7 @@ def test_a_body_that_never_comes_gets_408(url: str) -> None:
     s = _connect(url)
     s.sendall(
         b"POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 100\r\n\r\n{\"graph\": "
+        b'Content-Length: 100\r\n\r\n{"graph": '
     )
     out, took = _read_all(s)
     assert out.startswith(b"HTTP/1.1 408"), out
@@ -155,8 +155,11 @@ def test_hundreds_of_stalled_connections_are_all_closed(tmp_path: Path) -> None:
     with _server(tmp_path, limits) as u:
         socks = [_connect(u) for _ in range(300)]
         for i, s in enumerate(socks):
-            s.sendall(b"GET /health HTTP/1.1\r\n" if i % 2 else b"POST / HTTP/1.1\r\n"
-                      b"Host: x\r\nContent-Length: 9\r\n\r\n{")
+            s.sendall(
+                b"GET /health HTTP/1.1\r\n"
+                if i % 2
+                else b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n{"
+            )
         t0 = time.monotonic()
         for s in socks:
             out, _ = _read_all(s, limit=30)

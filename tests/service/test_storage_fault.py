@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from .conftest import ThreadServer, wait_for
@@ -32,7 +31,8 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     mnt.mkdir()
     r = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs to fill (needs root/CAP_SYS_ADMIN): {r.stderr.strip()}")
@@ -60,8 +60,9 @@ def _full_disk_trial(small_fs: Path, serve, calls_db: str, n_tasks: int) -> None
     c = srv.client()
     assert c.get("/ready").status_code == 200
     ids = [
-        c.post("/v1/tasks", json={"graph": "steps",
-                                  "input": {"label": str(i), "delay": 0.4}}).json()["id"]
+        c.post(
+            "/v1/tasks", json={"graph": "steps", "input": {"label": str(i), "delay": 0.4}}
+        ).json()["id"]
         for i in range(n_tasks)
     ]
     for t in ids:
