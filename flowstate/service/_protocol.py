@@ -75,10 +75,9 @@ def guarded_protocol(limits: ServerLimits) -> type[H11Protocol]:
         _seen = False
         _refused = False
 
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.Transport) -> None:
             if len(self.connections) >= limits.max_connections:
                 self._refused = True
-                assert isinstance(transport, asyncio.Transport)
                 transport.write(
                     _problem(
                         503,
