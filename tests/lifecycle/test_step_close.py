@@ -97,6 +97,18 @@ def test_a_refusing_reducer_keeps_the_run_failed_and_resume_recovers(tmp_path: P
 
 
 def test_kill_9_during_the_rerun_loses_nothing(tmp_path: Path) -> None:
+    _kill_trial(tmp_path)
+
+
+@pytest.mark.slow
+def test_kill_9_during_the_rerun_loses_nothing_repeated(tmp_path: Path) -> None:
+    for i in range(6):
+        d = tmp_path / str(i)
+        d.mkdir()
+        _kill_trial(d)
+
+
+def _kill_trial(tmp_path: Path) -> None:
     app, _ = _failed_run(tmp_path, "conflict")
     committed = _step1(tmp_path)
     app.store.close()  # type: ignore[attr-defined]
