@@ -5,6 +5,7 @@ embedded default; ``InMemoryStore`` keeps the records in process memory (no pers
 for tests and benchmarks).
 """
 
+from ._crypto import Keyring, keyring_from_env
 from ._maintenance import DamagedRow, DoctorReport, doctor, parse_age, prune
 from ._memory_store import InMemoryStore
 from ._open import describe_store, is_postgres_url, open_store
@@ -48,6 +49,7 @@ __all__ = [
     "EffectRecord",
     "InMemoryStore",
     "InterruptRecord",
+    "Keyring",
     "LeaseStore",
     "PostgresStore",
     "RowScanStore",
@@ -59,6 +61,7 @@ __all__ = [
     "describe_store",
     "doctor",
     "is_postgres_url",
+    "keyring_from_env",
     "open_store",
     "parse_age",
     "prune",

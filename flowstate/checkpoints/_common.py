@@ -276,12 +276,17 @@ def migrated_rows(
     update: Callable[[str], str],
     fingerprint: str,
     graph_doc: str,
+    seal: Callable[[str, Any], Any] = lambda table, record: record,
 ) -> tuple[list[Any], list[tuple[StepRecord, str]], list[tuple[WriteRecord, str]]]:
     """What ``migrate_run`` writes, computed before anything is written (so a conversion
     that raises changes nothing): the run's new ``(input, fingerprint, graph_doc, hash)``,
-    then every snapshot step with its new hash, then every write with its new hash."""
-    new_run = run.model_copy(
-        update={"input": state(run.input), "fingerprint": fingerprint, "graph_doc": graph_doc}
+    then every snapshot step with its new hash, then every write with its new hash. The
+    records come in opened; ``seal(table, record)`` seals them again (``_crypto``)."""
+    new_run = seal(
+        "runs",
+        run.model_copy(
+            update={"input": state(run.input), "fingerprint": fingerprint, "graph_doc": graph_doc}
+        ),
     )
     run_vals = [
         new_run.input,
@@ -292,11 +297,11 @@ def migrated_rows(
     new_steps: list[tuple[StepRecord, str]] = []
     for st in steps:
         if st.snapshot is not None:
-            new = st.model_copy(update={"snapshot": state(st.snapshot)})
+            new = seal("steps", st.model_copy(update={"snapshot": state(st.snapshot)}))
             new_steps.append((new, values(new, STEP_COLS)[-1]))
     new_writes: list[tuple[WriteRecord, str]] = []
     for w in writes:
-        new_w = w.model_copy(update={"update": update(w.update)})
+        new_w = seal("writes", w.model_copy(update={"update": update(w.update)}))
         new_writes.append((new_w, values(new_w, WRITE_COLS)[-1]))
     return run_vals, new_steps, new_writes
 

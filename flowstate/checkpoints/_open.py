@@ -8,6 +8,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ._crypto import Keyring, keyring_from_env
 from ._memory_store import InMemoryStore
 from ._sqlite import Durability, SQLiteStore
 
@@ -21,14 +22,22 @@ def is_postgres_url(spec: str) -> bool:
 
 
 def open_store(
-    spec: str | os.PathLike[str], *, durability: Durability = "normal", migrate: bool = True
+    spec: str | os.PathLike[str],
+    *,
+    durability: Durability = "normal",
+    migrate: bool = True,
+    encryption: Keyring | None = None,
 ) -> Any:
     """The store ``spec`` names: ``memory://`` (no persistence), a ``postgresql://`` URL
     (needs the ``postgres`` extra; ``?schema=NAME`` picks the schema), or an SQLite path
     (``:memory:`` included), created if missing. ``migrate=False`` opens the database as
-    it is, for diagnosis."""
+    it is, for diagnosis. ``encryption``: the keyring sealing payload columns; None reads
+    ``FLOWSTATE_KEYS`` (so the CLI, the service and the inspector use it). ``memory://``
+    keeps nothing at rest and ignores it."""
+    if encryption is None:
+        encryption = keyring_from_env()
     if not isinstance(spec, str):  # a path object
-        return SQLiteStore(spec, durability=durability, migrate=migrate)
+        return SQLiteStore(spec, durability=durability, migrate=migrate, encryption=encryption)
     if spec == "memory://":
         return InMemoryStore()
     if is_postgres_url(spec):
@@ -36,9 +45,9 @@ def open_store(
 
         dsn, schema = _split_schema(spec)
         if schema:
-            return PostgresStore(dsn, schema=schema, migrate=migrate)
-        return PostgresStore(dsn, migrate=migrate)
-    return SQLiteStore(spec, durability=durability, migrate=migrate)
+            return PostgresStore(dsn, schema=schema, migrate=migrate, encryption=encryption)
+        return PostgresStore(dsn, migrate=migrate, encryption=encryption)
+    return SQLiteStore(spec, durability=durability, migrate=migrate, encryption=encryption)
 
 
 def _split_schema(url: str) -> tuple[str, str | None]:

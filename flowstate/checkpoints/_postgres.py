@@ -153,7 +153,7 @@ class PostgresStore(PostgresConnection, SQLReads, SQLWrites, SQLLeases, Postgres
                     'ON CONFLICT ("run_id", "step", "task_path", "attempt") DO UPDATE SET '
                     '"error" = EXCLUDED."error", "created_at" = EXCLUDED."created_at"'
                 ),
-                [getattr(attempt, c) for c in ATTEMPT_COLS],
+                [getattr(self.cipher.seal("attempts", attempt), c) for c in ATTEMPT_COLS],
             )
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
@@ -167,7 +167,7 @@ class PostgresStore(PostgresConnection, SQLReads, SQLWrites, SQLLeases, Postgres
         out = []
         for r in rows:
             try:
-                out.append(attempt_from_row(r))
+                out.append(self.cipher.open("attempts", attempt_from_row(r)))
             except ValidationError as e:
                 step = r[1] if isinstance(r[1], int) else None
                 raise CorruptRowError("attempts", str(r[0]), step, f"invalid row: {e}") from None

@@ -19,6 +19,7 @@ from flowstate._crashpoints import crash_point
 from flowstate.errors import ConfigError, StoreError, StoreIOError
 
 from ._common import decode_row, hashed_columns
+from ._crypto import Keyring, RowCipher
 from ._postgres_schema import _MIGRATIONS, MIGRATIONS, SCHEMA_NAME, TABLES
 
 __all__ = ["PostgresConnection", "ids"]
@@ -40,7 +41,13 @@ class PostgresConnection:
     ``RLock``; the base of ``PostgresStore``."""
 
     def __init__(
-        self, dsn: str, *, schema: str = "flowstate", min_size: int = 1, migrate: bool = True
+        self,
+        dsn: str,
+        *,
+        schema: str = "flowstate",
+        min_size: int = 1,
+        migrate: bool = True,
+        encryption: Keyring | None = None,
     ) -> None:
         """``migrate=False`` skips the migrations (as in ``SQLiteStore``): the schema is used
         as it is, for diagnosis (``flowstate doctor``) or with a role that may not create
@@ -91,6 +98,8 @@ class PostgresConnection:
         names = (*TABLES, "migrations", "blobs", "meta")
         self._t = {name: sql.Identifier(schema, name) for name in names}
         self._sql_cache: dict[str, sql.Composed] = {}
+        self.cipher = RowCipher(encryption, self._marked_encrypted)
+        self._mark_pending = encryption is not None
         if min_size:
             with self._lock:
                 self._connection()
@@ -136,7 +145,23 @@ class PostgresConnection:
             assert c is not None
         if self._checked_conn is not c and not self._migrating:
             self._check_identity(c)
+            if self._mark_pending and self.database_id is not None:
+                c.execute(
+                    self._q(
+                        'INSERT INTO {meta} ("key", "value") VALUES (%s, %s) ON CONFLICT DO NOTHING'
+                    ),
+                    ["encryption", "aes-256-gcm"],
+                )
+                self._mark_pending = False
         return c
+
+    def _marked_encrypted(self) -> bool:
+        """Whether the ``meta`` table says this schema's payload columns are sealed."""
+        try:
+            rows = self._read(self._q('SELECT 1 FROM {meta} WHERE "key" = %s'), ["encryption"])
+        except StoreIOError:
+            return False
+        return bool(rows)
 
     def _check_identity(self, c: psycopg.Connection[Any]) -> None:
         """On every new connection: the schema still holds the database this store first
@@ -348,7 +373,7 @@ class PostgresConnection:
                 self._columns(table), self._t[table]
             ) + sql.SQL(where.replace("?", "%s") + (f" ORDER BY {order}" if order else ""))  # type: ignore[operator]
             self._sql_cache[key] = q
-        return [self._decode(table, r) for r in self._read(q, params)]
+        return [self.cipher.open(table, self._decode(table, r)) for r in self._read(q, params)]
 
     def _insert(self, table: str, cols: Sequence[str], mode: str = "") -> sql.Composed:
         """INSERT of ``cols`` plus ``hash``; ``mode`` is "" (plain), "ignore" (keep the

@@ -38,6 +38,7 @@ class PostgresMaintenance:
     _decode: Any
     _read: Any
     write: Any
+    cipher: Any
     _fence: Any
     get_run: Any
     steps: Any
@@ -192,6 +193,7 @@ class PostgresMaintenance:
                 update=update,
                 fingerprint=fingerprint,
                 graph_doc=graph_doc,
+                seal=self.cipher.seal,
             )
             c.execute(
                 self._q(

@@ -32,6 +32,7 @@ from ._common import (
     superseded_text,
     values,
 )
+from ._crypto import RowCipher
 from ._records import EffectRecord, InterruptRecord, RunRecord, StepRecord, WriteRecord, row_hash
 
 __all__ = ["SQLWrites"]
@@ -58,6 +59,8 @@ class SQLWrites:
     _stmt: Callable[[str], Any]
     _insert_stmt: Callable[[str, Sequence[str], str], Any]
     get_run: Callable[[str], RunRecord]
+    cipher: RowCipher
+    """Seals payload columns before a row and its hash are computed (``_crypto``)."""
 
     def _stored_effect(self, c: Any, e: EffectRecord) -> EffectRecord:
         """The effect row as stored (SQLite swaps a large result for a blob reference)."""
@@ -80,10 +83,13 @@ class SQLWrites:
         """Create a run and its first step; with ``owner``, also take its lease (epoch 1)."""
         with self.write() as c:
             try:
-                c.execute(self._stmt(_RUN_INSERT), run_values(run))
+                c.execute(self._stmt(_RUN_INSERT), run_values(self.cipher.seal("runs", run)))
             except self._UNIQUE:
                 raise run_exists_error(run.id) from None
-            c.execute(self._insert_stmt("steps", STEP_COLS, ""), values(first_step, STEP_COLS))
+            c.execute(
+                self._insert_stmt("steps", STEP_COLS, ""),
+                values(self.cipher.seal("steps", first_step), STEP_COLS),
+            )
             if owner is not None:
                 c.execute(
                     self._stmt(
@@ -146,17 +152,21 @@ class SQLWrites:
             self._fence(c, run_id)
             for w in writes:
                 try:
-                    c.execute(self._insert_stmt("writes", WRITE_COLS, ""), values(w, WRITE_COLS))
+                    c.execute(
+                        self._insert_stmt("writes", WRITE_COLS, ""),
+                        values(self.cipher.seal("writes", w), WRITE_COLS),
+                    )
                 except self._UNIQUE as e:
                     raise duplicate_write_error(run_id, w) from e
             for e in effects:
                 c.execute(
                     self._insert_stmt("effects", EFFECT_COLS, "ignore"),
-                    values(self._stored_effect(c, e), EFFECT_COLS),
+                    values(self._stored_effect(c, self.cipher.seal("effects", e)), EFFECT_COLS),
                 )
             if step is not None:
                 c.execute(
-                    self._insert_stmt("steps", STEP_COLS, "replace"), values(step, STEP_COLS)
+                    self._insert_stmt("steps", STEP_COLS, "replace"),
+                    values(self.cipher.seal("steps", step), STEP_COLS),
                 )
             if hook is not None:
                 hook(c)
@@ -202,12 +212,22 @@ class SQLWrites:
             now = time.time()
             for r in rows:
                 w: WriteRecord = decode_row("writes", r)  # a damaged row is not moved
+                w = self.cipher.open("writes", w)
+                text = superseded_text(w)
+                key = (run_id, step, w.task_path, n)
                 c.execute(
                     self._stmt(
                         'INSERT INTO {attempts} ("run_id", "step", "task_path", "attempt", '
                         '"error", "created_at") VALUES (?, ?, ?, ?, ?, ?)'
                     ),
-                    [run_id, step, w.task_path, n, superseded_text(w), now],
+                    [
+                        run_id,
+                        step,
+                        w.task_path,
+                        n,
+                        self.cipher.seal_value("attempts", "error", key, text),
+                        now,
+                    ],
                 )
             c.execute(
                 self._stmt('DELETE FROM {writes} WHERE "run_id" = ? AND "step" = ?'),
@@ -224,7 +244,7 @@ class SQLWrites:
             self._fence(c, effect.run_id)
             c.execute(
                 self._insert_stmt("effects", EFFECT_COLS, "replace" if replace else "ignore"),
-                values(self._stored_effect(c, effect), EFFECT_COLS),
+                values(self._stored_effect(c, self.cipher.seal("effects", effect)), EFFECT_COLS),
             )
 
     def record_interrupt(self, intr: InterruptRecord, run_fields: dict[str, Any]) -> None:
@@ -232,7 +252,7 @@ class SQLWrites:
             self._fence(c, intr.run_id)
             c.execute(
                 self._insert_stmt("interrupts", INTERRUPT_COLS, "replace"),
-                values(intr, INTERRUPT_COLS),
+                values(self.cipher.seal("interrupts", intr), INTERRUPT_COLS),
             )
             self._update_run(c, intr.run_id, run_fields)
 
@@ -241,5 +261,5 @@ class SQLWrites:
         with self.write() as c:
             c.execute(
                 self._insert_stmt("interrupts", INTERRUPT_COLS, "replace"),
-                values(new, INTERRUPT_COLS),
+                values(self.cipher.seal("interrupts", new), INTERRUPT_COLS),
             )

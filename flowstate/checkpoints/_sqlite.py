@@ -32,6 +32,7 @@ from ._sqlite_maint import SQLiteMaintenance, blobbed
 
 __all__ = ["Durability", "SQLiteStore"]
 
+
 @functools.cache
 def _insert_sql(table: str, cols: tuple[str, ...], verb: str = "INSERT") -> str:
     names = ", ".join(f'"{c}"' for c in (*cols, "hash"))
@@ -97,7 +98,8 @@ class SQLiteStore(SQLiteConnection, SQLReads, SQLWrites, SQLLeases, SQLiteMainte
             where += " AND task_path = ?"
             params.append(task_path)
         rows = self._select("effects", where, params, "step, task_path, seq")
-        return [self._unblob(e) for e in rows]
+        # a large result is a blob of its ciphertext: opened once it is swapped back in
+        return [self.cipher.open("effects", self._unblob(e)) for e in rows]
 
     def record_attempt(self, attempt: AttemptRecord) -> None:
         with self.write() as c:
@@ -110,7 +112,7 @@ class SQLiteStore(SQLiteConnection, SQLReads, SQLWrites, SQLLeases, SQLiteMainte
                     attempt.step,
                     attempt.task_path,
                     attempt.attempt,
-                    attempt.error,
+                    self.cipher.seal("attempts", attempt).error,
                     attempt.created_at,
                 ],
             )
@@ -122,8 +124,16 @@ class SQLiteStore(SQLiteConnection, SQLReads, SQLWrites, SQLLeases, SQLiteMainte
             [run_id],
         )
         return [
-            AttemptRecord(
-                run_id=r[0], step=r[1], task_path=r[2], attempt=r[3], error=r[4], created_at=r[5]
+            self.cipher.open(
+                "attempts",
+                AttemptRecord(
+                    run_id=r[0],
+                    step=r[1],
+                    task_path=r[2],
+                    attempt=r[3],
+                    error=r[4],
+                    created_at=r[5],
+                ),
             )
             for r in rows
         ]

@@ -22,6 +22,7 @@ from flowstate._crashpoints import crash_point
 from flowstate.errors import ConfigError, StoreError, StoreIOError
 
 from ._common import decode_row, hashed_columns
+from ._crypto import Keyring, RowCipher
 from ._sqlite_schema import migrations
 
 __all__ = ["MAX_ROW_BYTES", "Durability", "SQLiteConnection"]
@@ -41,6 +42,9 @@ damaged row can hold any bytes, and sqlite3's default factory then fails the who
 replacement lets the row reach ``_decode``, whose hash check names its table, run and
 step. Valid UTF-8 decodes exactly as before, so stored hashes still match."""
 
+
+_MARK = ("encryption", "aes-256-gcm")
+"""The ``meta`` row marking a database whose payload columns are sealed."""
 
 _DAMAGE = (sqlite3.DatabaseError, UnicodeDecodeError)
 """What SQLite raises on a damaged file: its own errors, and ``UnicodeDecodeError`` when
@@ -62,8 +66,13 @@ class SQLiteConnection:
         durability: Durability = "normal",
         busy_timeout_ms: int = 30_000,
         migrate: bool = True,
+        encryption: Keyring | None = None,
     ) -> None:
         """Open (creating if needed) the store at ``path``.
+
+        ``encryption``: seal payload columns with this keyring (``_crypto``); the database
+        is then marked encrypted, and a store opened on it without a keyring refuses to
+        read sealed values or write plain ones.
 
         ``migrate=False`` skips the schema migrations: the file is opened as it is, for
         diagnosis (``flowstate doctor``) of a database whose migrations table cannot be
@@ -110,9 +119,21 @@ class SQLiteConnection:
             raise StoreIOError(f"cannot open checkpoint database {self.path}: {e}") from e
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
+        self.cipher = RowCipher(encryption, self._marked_encrypted)
         if migrate:
             self._migrate()
         self._read_identity()
+        if encryption is not None and self.database_id is not None:
+            with self.write() as c:
+                c.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", _MARK)
+
+    def _marked_encrypted(self) -> bool:
+        """Whether the ``meta`` table says this database is encrypted."""
+        try:
+            rows = self._read("SELECT 1 FROM meta WHERE key = ?", [_MARK[0]])
+        except StoreIOError:
+            return False
+        return bool(rows)
 
     def _refuse_truncated(self) -> None:
         """An empty (or missing) main file next to a WAL holding frames is a database that
@@ -134,9 +155,7 @@ class SQLiteConnection:
 
     def _read_identity(self) -> None:
         try:
-            rows = self.conn.execute(
-                "SELECT value FROM meta WHERE key = 'database_id'"
-            ).fetchall()
+            rows = self.conn.execute("SELECT value FROM meta WHERE key = 'database_id'").fetchall()
         except _DAMAGE:
             rows = []  # opened with migrate=False on an older or damaged file
         self.database_id = str(rows[0][0]) if rows else None
@@ -271,4 +290,4 @@ class SQLiteConnection:
         sql = f'SELECT {names} FROM "{table}" WHERE {where}'
         if order:
             sql += f" ORDER BY {order}"
-        return [self._decode(table, r) for r in self._read(sql, params)]
+        return [self.cipher.open(table, self._decode(table, r)) for r in self._read(sql, params)]

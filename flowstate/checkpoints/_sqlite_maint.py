@@ -13,17 +13,15 @@ from flowstate.errors import CorruptRowError, StoreIOError
 
 from ._common import (
     PER_RUN_TABLES,
-    RUN_IMMUTABLE,
-    STEP_COLS,
     TABLE_MODELS,
-    WRITE_COLS,
     children_range,
     decode_row,
     direct_children,
     hashed_columns,
-    values,
+    migrated_rows,
 )
-from ._records import EffectRecord, row_hash
+from ._crypto import is_sealed
+from ._records import EffectRecord
 
 __all__ = ["BLOB_MIN_BYTES", "BLOB_PREFIX", "SQLiteMaintenance", "blobbed"]
 
@@ -69,6 +67,7 @@ class SQLiteMaintenance:
     path: Any
     _busy_timeout_ms: int
     write: Any
+    cipher: Any
     _read: Any
     _fence: Any
     get_run: Any
@@ -130,7 +129,7 @@ class SQLiteMaintenance:
                 rec = decode_row(table, row)
                 for col in JSON_COLUMNS.get(table, ()):
                     text = getattr(rec, col)
-                    if text is None or (col == "response" and text.startswith(BLOB_PREFIX)):
+                    if text is None or is_sealed(text) or text.startswith(BLOB_PREFIX):
                         continue
                     try:
                         json.loads(text)
@@ -250,33 +249,30 @@ class SQLiteMaintenance:
         are recomputed. Used by resume, so new rows are never mixed with old ones."""
         with self.write() as c:
             self._fence(c, run_id)
-            run = self.get_run(run_id)
-            new_run = run.model_copy(
-                update={
-                    "input": state(run.input),
-                    "fingerprint": fingerprint,
-                    "graph_doc": graph_doc,
-                }
+            run_vals, steps, writes = migrated_rows(
+                self.get_run(run_id),
+                self.steps(run_id),
+                self.writes(run_id),
+                state=state,
+                update=update,
+                fingerprint=fingerprint,
+                graph_doc=graph_doc,
+                seal=self.cipher.seal,
             )
-            vals = [getattr(new_run, k) for k in RUN_IMMUTABLE]
             c.execute(
                 "UPDATE runs SET input = ?, fingerprint = ?, graph_doc = ?, hash = ? WHERE id = ?",
-                [new_run.input, fingerprint, graph_doc, row_hash(*vals), run_id],
+                [*run_vals, run_id],
             )
-            for st in self.steps(run_id):
-                if st.snapshot is None:
-                    continue
-                new = st.model_copy(update={"snapshot": state(st.snapshot)})
+            for st, h in steps:
                 c.execute(
                     "UPDATE steps SET snapshot = ?, hash = ? WHERE run_id = ? AND step = ?",
-                    [new.snapshot, values(new, STEP_COLS)[-1], run_id, st.step],
+                    [st.snapshot, h, run_id, st.step],
                 )
-            for w in self.writes(run_id):
-                new_w = w.model_copy(update={"update": update(w.update)})
+            for w, h in writes:
                 c.execute(
                     'UPDATE writes SET "update" = ?, hash = ? '
                     "WHERE run_id = ? AND step = ? AND task_path = ?",
-                    [new_w.update, values(new_w, WRITE_COLS)[-1], run_id, w.step, w.task_path],
+                    [w.update, h, run_id, w.step, w.task_path],
                 )
 
     def vacuum(self) -> None:

@@ -12,7 +12,7 @@ from ._loading import load_target
 from ._nodes import RetryPolicy, default_retry_on
 from ._open import DEFAULT_DB, open_store
 from ._results import HistoryEntry, RunResult
-from ._state import Reducer, StateSchema, add, append, merge
+from ._state import Redacted, Reducer, StateSchema, add, append, merge
 from ._types import END, START, Command, NodeName, RunId, Send, Task, TaskPath
 from ._validate import to_networkx
 
@@ -31,6 +31,7 @@ __all__ = [
     "NodeContext",
     "NodeName",
     "PendingInterrupt",
+    "Redacted",
     "Reducer",
     "RetryPolicy",
     "RouteError",

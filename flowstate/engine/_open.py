@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import os
 
-from flowstate.checkpoints import CheckpointStore, Durability, InMemoryStore, SQLiteStore
+from flowstate.checkpoints import (
+    CheckpointStore,
+    Durability,
+    InMemoryStore,
+    SQLiteStore,
+    keyring_from_env,
+)
 
 __all__ = ["DEFAULT_DB", "StoreArg", "open_store"]
 
@@ -19,7 +25,8 @@ StoreArg = str | os.PathLike[str] | CheckpointStore | None
 def open_store(store: StoreArg, durability: Durability = "normal") -> CheckpointStore:
     """A path or ``:memory:`` opens an SQLite store, a ``postgresql://`` URL a Postgres
     store, ``memory://`` an ``InMemoryStore`` (no persistence), None ``$FLOWSTATE_DB`` or
-    ``flowstate.db``; a ``CheckpointStore`` is used as it is."""
+    ``flowstate.db``; a ``CheckpointStore`` is used as it is. A path or URL is opened with
+    the keyring of ``$FLOWSTATE_KEYS`` (encryption at rest), if set."""
     if store is None:
         store = os.environ.get("FLOWSTATE_DB", DEFAULT_DB)
     if isinstance(store, str) and store == "memory://":
@@ -27,7 +34,7 @@ def open_store(store: StoreArg, durability: Durability = "normal") -> Checkpoint
     if isinstance(store, str) and store.startswith(("postgresql://", "postgres://")):
         from flowstate.checkpoints import PostgresStore
 
-        return PostgresStore(store)
+        return PostgresStore(store, encryption=keyring_from_env())
     if isinstance(store, str | os.PathLike):
-        return SQLiteStore(store, durability=durability)
+        return SQLiteStore(store, durability=durability, encryption=keyring_from_env())
     return store

@@ -20,7 +20,20 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from flowstate.errors import UpdateRejected
 
-__all__ = ["Reducer", "StateSchema", "add", "append", "merge"]
+__all__ = ["Redacted", "Reducer", "StateSchema", "add", "append", "merge"]
+
+
+class Redacted:
+    """Marks a state field that is never stored: ``api_key: Annotated[str, Redacted()] = ""``.
+
+    Checkpoints (the run's input, snapshots, committed updates) leave the field out, so a
+    resumed, replayed or forked run sees its default: the node that needs the value must
+    derive it again (from the environment, a secret store …). The field needs a default.
+    """
+
+    def __repr__(self) -> str:
+        return "Redacted()"
+
 
 
 class Reducer:
@@ -96,11 +109,20 @@ class StateSchema:
             )
         self.model = model
         self.fields: dict[str, FieldSpec] = {}
+        self.redacted: set[str] = set()
+        """Fields marked ``Redacted()``: left out of every stored state and update."""
         for name, info in model.model_fields.items():
             reducer: Reducer | None = None
             keep: list[Any] = []
             for m in info.metadata:
-                if _is_reducer(m) and reducer is None:
+                if isinstance(m, Redacted):
+                    if info.is_required():
+                        raise TypeError(
+                            f"{model.__name__}.{name} is Redacted() and so never stored: give it "
+                            "a default, which is what a resumed or replayed run sees"
+                        )
+                    self.redacted.add(name)
+                elif _is_reducer(m) and reducer is None:
                     reducer = (
                         m
                         if isinstance(m, Reducer)
@@ -175,8 +197,9 @@ class StateSchema:
         return out
 
     def dump_update(self, node: str, update: Mapping[str, Any]) -> str:
+        data = {k: v for k, v in update.items() if k not in self.redacted}
         try:
-            return pydantic_core.to_json(dict(update)).decode()
+            return pydantic_core.to_json(data).decode()
         except pydantic_core.PydanticSerializationError as e:
             raise UpdateRejected(node, None, f"it cannot be stored as JSON: {e}") from None
 
@@ -239,7 +262,8 @@ class StateSchema:
         return state.model_copy(update=values)
 
     def dump_state(self, state: BaseModel) -> str:
-        return state.model_dump_json()
+        """The state as stored: JSON, without its ``Redacted()`` fields."""
+        return state.model_dump_json(exclude=self.redacted or None)
 
     def load_state(self, raw: str) -> BaseModel:
         data = json.loads(raw)
