@@ -54,7 +54,11 @@ def _echo(x: str) -> str:
 
 async def fetch(s: S, ctx: NodeContext) -> dict:
     out = await ctx.effect("echo", _echo, s.secret)
-    return {"n": s.n + len(out), "secret": s.secret + "!", "seen_token": "yes" if s.token else "none"}
+    return {
+        "n": s.n + len(out),
+        "secret": s.secret + "!",
+        "seen_token": "yes" if s.token else "none",
+    }
 
 
 async def ask(s: S, ctx: NodeContext) -> dict:
