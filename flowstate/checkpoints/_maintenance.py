@@ -77,6 +77,8 @@ class DoctorReport:
     largest_runs: list[tuple[str, int]] = field(default_factory=list)
     damaged: list[DamagedRow] = field(default_factory=list)
     """Rows that fail their hash, schema or JSON check (what reading them would raise)."""
+    key_ids: dict[str, int] = field(default_factory=dict)
+    """Encryption at rest: sealed values per key id (empty: nothing is encrypted)."""
     vacuumed_bytes: int | None = None
     """Bytes freed by ``vacuum``: the size on disk before minus after (None: not run)."""
 
@@ -122,6 +124,9 @@ def doctor(store: CheckpointStore, *, vacuum: bool = False, top: int = 10) -> Do
             report.damaged = [DamagedRow(*d) for d in store.damaged_rows()]
         report.rows = store.table_sizes()
         report.largest_runs = store.largest_runs(top)
+        key_ids = getattr(store, "key_ids", None)
+        if key_ids is not None:
+            report.key_ids = key_ids()
     except StoreError:
         if report.integrity == "ok":
             raise

@@ -99,7 +99,7 @@ class PostgresConnection:
         self._t = {name: sql.Identifier(schema, name) for name in names}
         self._sql_cache: dict[str, sql.Composed] = {}
         self.cipher = RowCipher(encryption, self._marked_encrypted)
-        self._mark_pending = encryption is not None
+        self._mark_pending = encryption is not None and migrate
         if min_size:
             with self._lock:
                 self._connection()
@@ -154,6 +154,9 @@ class PostgresConnection:
                 )
                 self._mark_pending = False
         return c
+
+    _KID_SQL = "split_part({c}, ':', 2)"
+    """The key id of a sealed value ``fsenc1:<kid>:…`` in SQL (``key_ids``)."""
 
     def _marked_encrypted(self) -> bool:
         """Whether the ``meta`` table says this schema's payload columns are sealed."""

@@ -14,6 +14,7 @@ from typing import Any
 from flowstate.errors import RunNotFound
 
 from ._common import NO_STOP, sum_usage
+from ._crypto import PREFIX, SEALED_COLUMNS
 from ._records import InterruptRecord, RunRecord, StepRecord, WriteRecord
 
 __all__ = ["SQLReads"]
@@ -27,6 +28,7 @@ class SQLReads:
     _read: Callable[..., list[Any]]
     _stmt: Callable[[str], Any]
     write: Callable[[], AbstractContextManager[Any]]
+    _KID_SQL: str
 
     def get_run(self, run_id: str) -> RunRecord:
         rows = self._select("runs", '"id" = ?', [run_id], "")
@@ -108,3 +110,19 @@ class SQLReads:
             [run_id, "{}"],
         )
         return int(n), sum_usage(str(r[0]) for r in raws)
+
+    def key_ids(self) -> dict[str, int]:
+        """How many sealed values each key id holds, over every sealed column (encryption
+        at rest; ``flowstate doctor`` prints it): a key may leave the keyring once its
+        count is 0. Reads no value and needs no key."""
+        out: dict[str, int] = {}
+        for table, cols in SEALED_COLUMNS.items():
+            for col in cols:
+                kid = self._KID_SQL.format(c=f'"{col}"')
+                q = self._stmt(
+                    f"SELECT {kid}, count(*) FROM {{{table}}} "
+                    f'WHERE substr("{col}", 1, {len(PREFIX)}) = ? GROUP BY 1'
+                )
+                for k, n in self._read(q, [PREFIX]):
+                    out[str(k)] = out.get(str(k), 0) + int(n)
+        return dict(sorted(out.items()))

@@ -123,9 +123,12 @@ class SQLiteConnection:
         if migrate:
             self._migrate()
         self._read_identity()
-        if encryption is not None and self.database_id is not None:
+        if encryption is not None and migrate and self.database_id is not None:
             with self.write() as c:
                 c.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", _MARK)
+
+    _KID_SQL = "substr({c}, 8, instr(substr({c}, 8), ':') - 1)"
+    """The key id of a sealed value ``fsenc1:<kid>:…`` in SQL (``key_ids``)."""
 
     def _marked_encrypted(self) -> bool:
         """Whether the ``meta`` table says this database is encrypted."""

@@ -88,6 +88,9 @@ def doctor(
         )
     else:
         console.print("rows: every hash and JSON column checks", highlight=False)
+    if rep.key_ids:
+        kids = ", ".join(f"{k} ({n:,} values)" for k, n in rep.key_ids.items())
+        console.print(f"encrypted at rest, key ids in use: {kids}", highlight=False)
     if rep.rows:
         t = Table(title="rows per table", box=None, pad_edge=False, header_style="bold")
         t.add_column("table")

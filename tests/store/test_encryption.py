@@ -145,6 +145,14 @@ def test_a_run_round_trips_and_nothing_secret_is_stored_in_plaintext(tmp_path, b
         for needle in (SECRET, "1234-pin", "tok-xyz", "B1gR3sult"):
             assert needle not in text, needle
         assert "fsenc1:k1:" in text
+        assert set(store.key_ids()) == {"k1"}
+        keyless = PostgresStore(dsn, schema=schema)
+        with pytest.raises(EncryptionRequired):
+            keyless.get_run("r1")
+        with pytest.raises(EncryptionRequired, match="refusing to write"):
+            graph().compile(store=keyless).run_sync({"secret": "x"}, run_id="plain")
+        assert keyless.find_run("plain") is None
+        keyless.close()
 
 
 def test_memory_store_round_trips_with_a_keyring_given(tmp_path):
@@ -181,6 +189,11 @@ def test_without_a_key_reads_and_writes_refuse_but_doctor_checks(tmp_path):
 
     rep = doctor(SQLiteStore(db, migrate=False))
     assert rep.ok and rep.damaged == []  # hashes cover the ciphertext: no key needed
+    from flowstate.cli import app as cli
+
+    r = CliRunner().invoke(cli, ["doctor", "--db", str(db)])
+    assert r.exit_code == 0, r.output
+    assert "key ids in use: k1" in r.stdout
 
 
 def test_a_wrong_key_fails_authentication_naming_the_row(tmp_path):
@@ -204,6 +217,11 @@ def test_key_rotation_old_runs_stay_readable_and_a_removed_key_is_named(tmp_path
         kids = {r[0].split(":")[1] for r in c.execute("SELECT input FROM runs ORDER BY id")}
         assert kids == {"k1", "k2"}
     s2.close()
+    # which keys are still needed: counted without any key (doctor prints it)
+    from flowstate.checkpoints import doctor
+
+    kids = doctor(SQLiteStore(db, migrate=False)).key_ids
+    assert set(kids) == {"k1", "k2"} and kids["k1"] == kids["k2"] > 5
     s3 = SQLiteStore(db, encryption=ring("k2"))
     assert graph().compile(store=s3).get_state("new").answer == "1234-pin"
     with pytest.raises(KeyMissing, match="'k1'") as e:
