@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowstate.errors import (
     CorruptRowError,
+    EncryptionError,
     FlowstateError,
     GraphMismatch,
     InputRejected,
@@ -46,6 +47,7 @@ _STATUS_OF: tuple[tuple[type[FlowstateError], int], ...] = (
     (InputRejected, 422),
     (PayloadTooLarge, 413),
     (CorruptRowError, 500),
+    (EncryptionError, 503),
     (StoreError, 503),
 )
 """FlowstateError → HTTP status; the first matching class wins. Anything else is a 500."""
@@ -181,6 +183,9 @@ def install_handlers(app: FastAPI, graph_names: Iterable[str]) -> None:
             detail = (
                 "a stored row failed its integrity check; run `flowstate doctor`"
                 if isinstance(exc, CorruptRowError)
+                else "the checkpoints are encrypted and this server has no key that opens them: "
+                "start it with FLOWSTATE_KEYS (see the encryption guide)"
+                if isinstance(exc, EncryptionError)
                 else "the checkpoint store is unavailable"
                 if isinstance(exc, StoreError)
                 else "the request failed inside the engine"
@@ -273,9 +278,7 @@ def strict_json_problem(body: bytes) -> tuple[str, str] | None:
     parsers accept (last key wins) but a checkpoint must not silently keep; None when the
     body is standard JSON or not JSON at all (then the normal validation answers)."""
     try:
-        doc = json.loads(
-            body, object_pairs_hook=_pairs, parse_constant=_Bad, parse_float=_float
-        )
+        doc = json.loads(body, object_pairs_hook=_pairs, parse_constant=_Bad, parse_float=_float)
     except (ValueError, RecursionError):
         return None
     return _find_bad(doc, ["body"])

@@ -356,6 +356,11 @@ def test_inspector_serves_an_encrypted_database_given_the_key(tmp_path, monkeypa
             is_sealed(x[0])
             for x in c.execute("SELECT snapshot FROM steps WHERE snapshot IS NOT NULL")
         )
+    monkeypatch.delenv("FLOWSTATE_KEYS")  # a server without the key refuses, clearly
+    with TestClient(create_app(registry(), db=str(db), token=TOKEN)) as client:
+        r = client.get(f"/v1/tasks/{tid}/overview", headers=auth)
+        assert r.status_code == 503 and r.json()["code"] == "FS304"
+        assert "FLOWSTATE_KEYS" in r.json()["detail"]
 
 
 # -- kill -9 mid-run, then resume with the key ----------------------------------------------
