@@ -281,7 +281,8 @@ def migrated_rows(
     """What ``migrate_run`` writes, computed before anything is written (so a conversion
     that raises changes nothing): the run's new ``(input, fingerprint, graph_doc, hash)``,
     then every snapshot step with its new hash, then every write with its new hash. The
-    records come in opened; ``seal(table, record)`` seals them again (``_crypto``)."""
+    records come in opened; ``seal(table, record)`` seals them again (``_crypto``): every
+    sealed column changes then, so the caller writes ``tasks`` and ``goto`` back too."""
     new_run = seal(
         "runs",
         run.model_copy(

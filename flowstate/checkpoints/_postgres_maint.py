@@ -205,18 +205,18 @@ class PostgresMaintenance:
             for st, h in steps:
                 c.execute(
                     self._q(
-                        'UPDATE {steps} SET "snapshot" = %s, "hash" = %s '
+                        'UPDATE {steps} SET "snapshot" = %s, "tasks" = %s, "hash" = %s '
                         'WHERE "run_id" = %s AND "step" = %s'
                     ),
-                    [st.snapshot, h, run_id, st.step],
+                    [st.snapshot, st.tasks, h, run_id, st.step],
                 )
             for w, h in writes:
                 c.execute(
                     self._q(
-                        'UPDATE {writes} SET "update" = %s, "hash" = %s '
+                        'UPDATE {writes} SET "update" = %s, "goto" = %s, "hash" = %s '
                         'WHERE "run_id" = %s AND "step" = %s AND "task_path" = %s'
                     ),
-                    [w.update, h, run_id, w.step, w.task_path],
+                    [w.update, w.goto, h, run_id, w.step, w.task_path],
                 )
 
     def shrink_wal(self) -> None:

@@ -265,14 +265,16 @@ class SQLiteMaintenance:
             )
             for st, h in steps:
                 c.execute(
-                    "UPDATE steps SET snapshot = ?, hash = ? WHERE run_id = ? AND step = ?",
-                    [st.snapshot, h, run_id, st.step],
+                    # tasks too: sealed again with the snapshot (a new nonce, a new hash)
+                    "UPDATE steps SET snapshot = ?, tasks = ?, hash = ? "
+                    "WHERE run_id = ? AND step = ?",
+                    [st.snapshot, st.tasks, h, run_id, st.step],
                 )
             for w, h in writes:
                 c.execute(
-                    'UPDATE writes SET "update" = ?, hash = ? '
+                    'UPDATE writes SET "update" = ?, goto = ?, hash = ? '
                     "WHERE run_id = ? AND step = ? AND task_path = ?",
-                    [w.update, h, run_id, w.step, w.task_path],
+                    [w.update, w.goto, h, run_id, w.step, w.task_path],
                 )
 
     def vacuum(self) -> None:

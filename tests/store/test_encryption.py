@@ -429,3 +429,56 @@ def test_redacted_fields_are_never_stored_and_resume_sees_the_default(tmp_path):
 
     with pytest.raises(TypeError, match="give it a default"):
         GraphBuilder(Bad).add_node(fetch)
+
+
+# -- store seams: attempts, superseded writes, schema migration, effect replace --------------
+
+
+def _keyed_store(tmp_path: Path, backend: str, keyring: Keyring | None) -> Any:
+    if backend == "sqlite":
+        return SQLiteStore(tmp_path / "seams.db", encryption=keyring)
+    from flowstate.checkpoints import PostgresStore
+
+    return PostgresStore(
+        require_postgres(), schema=pg_schema(tmp_path, "seams"), encryption=keyring
+    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_every_store_seam_seals_and_opens(tmp_path, backend, rec):
+    s = _keyed_store(tmp_path, backend, ring("k1"))
+    s.create_run(rec.run("r", input='{"pw":"sekret-in"}'), rec.step("r", 0, snapshot='{"pw":"x"}'))
+    s.commit(
+        "r",
+        writes=[rec.write("r", 0, update='{"pw":"sekret-up"}')],
+        effects=[rec.effect("r", 0, response='{"pw":"sekret-eff"}')],
+        step=rec.step("r", 1, snapshot='{"pw":"sekret-snap"}'),
+    )
+    s.record_attempt(rec.attempt("r", 0, error="ValueError: sekret-err"))
+    s.record_effect(rec.effect("r", 0, response='{"pw":"sekret-again"}'), replace=True)
+    assert s.effects("r")[0].response == '{"pw":"sekret-again"}'
+    assert s.attempts("r")[0].error == "ValueError: sekret-err"
+    # a step re-run keeps the superseded write in attempts, sealed there too
+    assert s.supersede_writes("r", 0) == 1
+    kept = [a.error for a in s.attempts("r") if a.attempt < 0]
+    assert len(kept) == 1 and "sekret-up" in kept[0]
+    # a state-schema migration on resume: opened, converted, sealed again, hashes valid
+    s.migrate_run(
+        "r",
+        state=lambda raw: raw.replace("sekret", "migrated"),
+        update=lambda raw: raw,
+        fingerprint="e" * 64,
+        graph_doc='{"nodes":{}}',
+    )
+    assert s.get_run("r").input == '{"pw":"migrated-in"}'
+    assert s.get_step("r", 1).snapshot == '{"pw":"migrated-snap"}'
+    assert s.integrity_check() == "ok"
+    if backend == "sqlite":
+        s.close()
+        raw = raw_bytes(tmp_path / "seams.db")
+        assert b"sekret" not in raw and b"migrated" not in raw
+        assert not SQLiteStore(tmp_path / "seams.db", migrate=False).damaged_rows()
+    else:
+        text = pg_text(s.dsn, s.schema)
+        assert "sekret" not in text and "migrated" not in text
+        s.close()
