@@ -17,6 +17,9 @@ FlowstateError                 base of everything below; has a stable ``code``
 │   ├── LeaseLost              this process lost the run to another (its commit was fenced)
 │   └── CancelledElsewhere     a cancel was acknowledged in another process (commit refused)
 ├── EffectError                an effect's arguments or result cannot be journaled
+├── TimerError                 a sleep, deadline or time argument that is not a time
+├── ScheduleError              a schedule's cron, zone, policy, input or graph is unusable
+│   └── ScheduleNotFound       no schedule with that name in the store
 ├── StoreError                 storage, not your code
 │   ├── CorruptRowError        a stored row failed its hash or schema check
 │   └── StoreIOError           the database reported an I/O or locking failure
@@ -55,10 +58,13 @@ __all__ = [
     "RunNotFound",
     "RunOwned",
     "RunStateError",
+    "ScheduleError",
+    "ScheduleNotFound",
     "StateMutated",
     "StoreError",
     "StoreIOError",
     "TargetError",
+    "TimerError",
     "UpdateRejected",
     "WriteConflict",
 ]
@@ -72,8 +78,7 @@ RESUME_GRAPH_PLACEHOLDER = "--graph MODULE:ATTR"
 def resume_hint(run_id: str) -> str:
     """How to continue run ``run_id``, from the shell and from Python."""
     return (
-        f"`flowstate resume {run_id} {RESUME_GRAPH_PLACEHOLDER}` "
-        f"(Python: `app.resume({run_id!r})`)"
+        f"`flowstate resume {run_id} {RESUME_GRAPH_PLACEHOLDER}` (Python: `app.resume({run_id!r})`)"
     )
 
 
@@ -388,3 +393,29 @@ class DatabaseNotFound(CLIError):
     """A command that reads runs found no checkpoint database where it looked."""
 
     code = "FS402"
+
+
+class TimerError(FlowstateError, ValueError):
+    """``ctx.sleep``, ``ctx.sleep_until`` or an interrupt ``timeout`` was given something
+    that is not a duration or a time (a negative or non-finite number, a naive datetime)."""
+
+    code = "FS240"
+
+
+class ScheduleError(FlowstateError, ValueError):
+    """A schedule cannot be created or fired as given: its cron expression, time zone,
+    catch-up policy, input or graph; the message names the field and the fix."""
+
+    code = "FS241"
+
+
+class ScheduleNotFound(ScheduleError):
+    """No schedule with that name in the store."""
+
+    code = "FS242"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"no schedule {name!r} in this store; `flowstate schedule list` lists them"
+        )

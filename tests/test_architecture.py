@@ -27,6 +27,7 @@ LEVELS = {
     "errors": 0,
     "events": 0,
     "_crashpoints": 0,
+    "clock": 0.5,  # the injectable clock: above errors (it raises TimerError), below stores
     "llm": 1,
     "checkpoints": 1,
     "memory": 1,

@@ -13,12 +13,15 @@ from ._nodes import RetryPolicy, default_retry_on
 from ._open import DEFAULT_DB, open_store
 from ._results import HistoryEntry, RunResult
 from ._state import Reducer, StateSchema, add, append, merge
+from ._timers import HOLD_SECONDS, TimedOut
 from ._types import END, START, Command, NodeName, RunId, Send, Task, TaskPath
 from ._validate import to_networkx
+from ._waker import wake_due, wake_loop
 
 __all__ = [
     "DEFAULT_DB",
     "END",
+    "HOLD_SECONDS",
     "START",
     "UNSET",
     "Command",
@@ -40,6 +43,7 @@ __all__ = [
     "StateSchema",
     "Task",
     "TaskPath",
+    "TimedOut",
     "add",
     "answer_interrupts",
     "append",
@@ -50,4 +54,6 @@ __all__ = [
     "open_store",
     "pending_interrupts",
     "to_networkx",
+    "wake_due",
+    "wake_loop",
 ]
