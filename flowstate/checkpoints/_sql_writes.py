@@ -112,7 +112,10 @@ class SQLWrites:
         sets = "".join(f'"{k}" = ?, ' for k in fields)
         params = list(fields.values())
         if fields.get("status") == "paused" and wake is not None:
-            sets += '"wake_at" = CASE WHEN "wake_at" IS NULL OR "wake_at" > ? THEN ? ELSE "wake_at" END, '
+            sets += (
+                '"wake_at" = CASE WHEN "wake_at" IS NULL OR "wake_at" > ? THEN ? '
+                'ELSE "wake_at" END, '
+            )
             params += [float(wake), float(wake)]
         elif "status" in fields and fields["status"] != "paused":
             sets += '"wake_at" = NULL, '
