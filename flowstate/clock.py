@@ -118,12 +118,7 @@ class TestClock:
         return f"TestClock({self.now()!r})"
 
 
-def _initial() -> Clock:
-    path = os.environ.get("FLOWSTATE_CLOCK")
-    return TestClock(path=path) if path else SystemClock()
-
-
-_clock: Clock = _initial()
+_clock: Clock = SystemClock()
 
 
 def get_clock() -> Clock:
@@ -170,3 +165,7 @@ def to_timestamp(when: float | int | datetime) -> float:
 def iso(t: float) -> str:
     """``t`` as an ISO 8601 UTC string (for messages and views)."""
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
+
+
+if os.environ.get("FLOWSTATE_CLOCK"):  # a test moves this process's time through a file
+    _clock = TestClock(path=os.environ["FLOWSTATE_CLOCK"])
