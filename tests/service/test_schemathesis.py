@@ -57,7 +57,15 @@ def base_url() -> Iterator[str]:
     database=None,
 )
 def test_api_conforms_to_its_openapi_document(case, base_url: str) -> None:  # type: ignore[no-untyped-def]
-    case.call_and_validate(base_url=base_url)
+    excluded = []
+    if case.method.upper() == "POST" and case.path == "/v1/schedules":
+        # a cron expression and a time zone are checked by cronsim and zoneinfo, which no
+        # JSON Schema pattern can express ("0 0 30 2 *" never fires): a schema-valid body
+        # may get the documented 422; every other check still applies to this operation
+        from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+        excluded.append(positive_data_acceptance)
+    case.call_and_validate(base_url=base_url, excluded_checks=excluded)
 
 
 @pytest.mark.slow
@@ -80,6 +88,8 @@ def test_schemathesis_cli_all_phases_all_checks(tmp_path: Path) -> None:
                 sys.executable,
                 "-m",
                 "schemathesis.cli",
+                "--config-file",
+                str(Path(__file__).with_name("schemathesis.toml")),
                 "run",
                 f"{server.url}/openapi.json",
                 "--checks",
