@@ -62,9 +62,11 @@ def test_a_waiter_killed_during_its_sleep_is_woken_on_time_by_a_new_process(tmp_
     store = SQLiteStore(db)
     try:
         _until(
-            lambda: any(e.name == "flowstate.sleep" for e in store.effects("w", 0, "nap"))
-            if Path(db).exists() and store.find_run("w")
-            else False,
+            lambda: (
+                any(e.name == "flowstate.sleep" for e in store.effects("w", 0, "nap"))
+                if Path(db).exists() and store.find_run("w")
+                else False
+            ),
             "the sleep to be journaled",
         )
         time.sleep(0.2)
