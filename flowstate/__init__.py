@@ -22,9 +22,13 @@ from flowstate.engine import (
     RetryPolicy,
     RunResult,
     Send,
+    TimedOut,
     add,
+    add_schedule,
     append,
+    fire_schedules,
     merge,
+    wake_due,
 )
 from flowstate.errors import (
     CorruptRowError,
@@ -78,11 +82,15 @@ __all__ = [
     "StateMutated",
     "StoreError",
     "StoreIOError",
+    "TimedOut",
     "UpdateRejected",
     "WriteConflict",
     "add",
+    "add_schedule",
     "append",
+    "fire_schedules",
     "merge",
+    "wake_due",
 ]
 
 logging.getLogger("flowstate").addHandler(logging.NullHandler())

@@ -3,7 +3,6 @@ fires the due schedules of the graphs it serves and wakes runs whose timer or in
 deadline has come (``fire_schedules``, ``wake_due``). Several service processes may run
 the loop at once: each firing time still starts one run, each due run is woken once."""
 
-
 import asyncio
 import contextlib
 import logging
@@ -81,6 +80,16 @@ def add_schedule_routes(
         graph=(Literal[tuple(graphs)] if graphs else str, Field(description=GRAPH_DOC)),
     )
 
+    links = {
+        name: {"operationId": op, "parameters": {"name": "$response.body#/name"}}
+        for name, op in (
+            ("GetSchedule", "get_schedule"),
+            ("PauseSchedule", "pause_schedule"),
+            ("ResumeSchedule", "resume_schedule"),
+            ("DeleteSchedule", "delete_schedule"),
+        )
+    }
+
     def found(name: str) -> ScheduleRecord:
         try:
             return timers.get_schedule(name)
@@ -105,7 +114,10 @@ def add_schedule_routes(
         operation_id="create_schedule",
         summary="Add a schedule",
         dependencies=secured,
-        responses=errors(400, 409, 413, 422, 503),
+        responses={
+            201: {"description": "The schedule is stored.", "links": links},
+            **errors(400, 409, 413, 422, 503),
+        },
     )
     async def create_schedule(body: Create, request: Request) -> ScheduleInfo:  # type: ignore[valid-type]
         writable()
