@@ -41,11 +41,12 @@ def test_schedule_life_cycle_and_bad_input(tmp_path):
     assert _cli(tmp_path, "schedule", "resume", "daily", "--db", db).returncode == 0
     assert _cli(tmp_path, "schedule", "delete", "daily", "--db", db).returncode == 0
     assert _cli(tmp_path, "schedule", "list", "--db", db).stdout.strip() == ""
+    add = ("schedule", "add", "x", "-g", G, "--db", db, "--cron")
     for argv, code in (
-        (("schedule", "add", "x", "-g", G, "--db", db, "--cron", "61 * * * *"), "FS241"),
-        (("schedule", "add", "x", "-g", G, "--db", db, "--cron", "* * * * *", "--tz", "Nowhere"), "FS241"),
-        (("schedule", "add", "x", "-g", G, "--db", db, "--cron", "* * * * *", "--catchup", "some"), "FS241"),
-        (("schedule", "add", "x", "-g", G, "--db", db, "--cron", "* * * * *", "-i", '{"n": "x"}'), "FS210"),
+        ((*add, "61 * * * *"), "FS241"),
+        ((*add, "* * * * *", "--tz", "Nowhere"), "FS241"),
+        ((*add, "* * * * *", "--catchup", "some"), "FS241"),
+        ((*add, "* * * * *", "-i", '{"n": "x"}'), "FS210"),
         (("schedule", "pause", "nope", "--db", db), "FS242"),
         (("schedule", "delete", "nope", "--db", db), "FS242"),
         (("schedule", "run", "-g", G, "--db", db, "--poll", "0"), "FS400"),
