@@ -153,6 +153,26 @@ def _to_fire(s: ScheduleRecord, due: list[float], now: float, grace: float) -> l
     return on_time  # skip
 
 
+def _orphans(
+    ts: TimerStore, lookup: Callable[[str], Any], now: float, grace: float, mine: set[str]
+) -> list[tuple[CompiledGraph[Any], str]]:
+    """Runs a scheduler fired and then died before executing (still ``queued`` more than
+    ``grace`` seconds after their firing): executed by whoever looks next. A younger one
+    belongs to the scheduler that is about to execute it."""
+    out: list[tuple[CompiledGraph[Any], str]] = []
+    for s in ts.list_schedules():
+        graph = lookup(s.graph)
+        if graph is None:
+            continue
+        for fired_at, run_id in ts.firings(s.name)[-5:]:
+            if run_id in mine or now - fired_at <= grace:
+                continue
+            run = graph.store.find_run(run_id)
+            if run is not None and run.status == "queued":
+                out.append((graph, run_id))
+    return out
+
+
 async def fire_schedules(
     store: Any,
     graphs: Graphs,
@@ -164,7 +184,8 @@ async def fire_schedules(
     """Fire every due, unpaused schedule of the graphs ``graphs`` serves; returns the ids
     of the runs this call started (a firing another scheduler made first is not among
     them). With ``execute`` (default) each run is then executed here, in firing order;
-    otherwise it stays ``queued`` for a worker."""
+    otherwise it stays ``queued`` for a worker. Executing also picks up runs a scheduler
+    fired and then died before executing."""
     ts = _timer_store(store)
     at = get_clock().now() if now is None else now
     lookup = graphs if callable(graphs) else graphs.get
@@ -188,6 +209,7 @@ async def fire_schedules(
             if ts.fire_schedule(s.name, t, nxt, run, step0):
                 started.append((graph, run.id))
     if execute:
+        started += _orphans(ts, lookup, at, grace, {r for _, r in started})
         for graph, run_id in started:
             try:
                 await graph.resume(run_id)

@@ -140,7 +140,9 @@ def create_app(
             yield
             return
         await service.start()
-        clock_loop = TimeLoop(store, bound)
+        clock_loop = TimeLoop(
+            store, bound, lambda run_id, g: service._schedule(run_id, bound[g], fresh=False)
+        )
         clock_loop.start()
         try:
             yield

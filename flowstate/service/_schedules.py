@@ -197,9 +197,15 @@ class TimeLoop:
     seconds (real time; due-ness is the clock's)."""
 
     def __init__(
-        self, store: Any, graphs: Mapping[str, CompiledGraph[Any]], poll: float = 1.0
+        self,
+        store: Any,
+        graphs: Mapping[str, CompiledGraph[Any]],
+        submit: Callable[[str, str], None],
+        poll: float = 1.0,
     ) -> None:
         self.store, self.graphs, self.poll = store, graphs, poll
+        self.submit = submit
+        """Hands a fired (queued) run to the service's executor: ``submit(run_id, graph)``."""
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -210,7 +216,9 @@ class TimeLoop:
     async def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                await fire_schedules(self.store, self.graphs)
+                for run_id in await fire_schedules(self.store, self.graphs, execute=False):
+                    run = self.store.get_run(run_id)
+                    self.submit(run_id, run.graph)
                 await wake_due(self.store, self.graphs)
             except Exception:  # a store hiccup must not end the loop: log, look again
                 log.exception("the time loop failed; trying again")
