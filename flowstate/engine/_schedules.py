@@ -156,20 +156,22 @@ def _to_fire(s: ScheduleRecord, due: list[float], now: float, grace: float) -> l
 def _orphans(
     ts: TimerStore, lookup: Callable[[str], Any], now: float, grace: float, mine: set[str]
 ) -> list[tuple[CompiledGraph[Any], str]]:
-    """Runs a scheduler fired and then died before executing (still ``queued`` more than
-    ``grace`` seconds after their firing): executed by whoever looks next. A younger one
-    belongs to the scheduler that is about to execute it."""
+    """Runs a scheduler fired and then died before finishing (still ``queued``, or
+    ``running`` with a dead owner, more than ``grace`` seconds after they were created):
+    executed by whoever looks next (a live owner keeps its run: resume refuses). A younger
+    one belongs to the scheduler that is about to execute it."""
     out: list[tuple[CompiledGraph[Any], str]] = []
     for s in ts.list_schedules():
         graph = lookup(s.graph)
         if graph is None:
             continue
-        for fired_at, run_id in ts.firings(s.name)[-5:]:
-            if run_id in mine or now - fired_at <= grace:
+        for _, run_id in ts.firings(s.name)[-5:]:
+            if run_id in mine:
                 continue
             run = graph.store.find_run(run_id)
-            if run is not None and run.status == "queued":
-                out.append((graph, run_id))
+            if run is not None and run.status in ("queued", "running"):
+                if now - run.created_at > grace:
+                    out.append((graph, run_id))
     return out
 
 
