@@ -5,30 +5,32 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from typer.testing import CliRunner
+
+from flowstate.cli import app
+from flowstate.clock import TestClock, use_clock
+
 G = "tests.time_graphs:ticker"
 ERROR_LINE = re.compile(r"^error: FS\d{3}: ")
 
 
-def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "FLOWSTATE_CLOCK": str(tmp_path / "clock")}
-    env.pop("FLOWSTATE_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "flowstate.cli", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def _cli(tmp_path: Path, *args: str) -> Any:
+    """The command in this process (typer's runner), under a TestClock: quick."""
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        with use_clock(TestClock(1_800_000_000.0)):
+            r = CliRunner().invoke(app, list(args))
+    finally:
+        os.chdir(old)
+    r.returncode = r.exit_code
+    return r
 
 
 def test_schedule_life_cycle_and_bad_input(tmp_path):
-    (tmp_path / "clock").write_text("1800000000.0")
     db = str(tmp_path / "c.db")
     ok = _cli(tmp_path, "schedule", "add", "daily", "-g", G, "--db", db, "--cron", "0 7 * * 1-5",
               "--tz", "Europe/Paris", "--input", '{"n": 1}')  # fmt: skip
