@@ -100,9 +100,9 @@ def add(
         name,
         cron=cron,
         input=data,
-        catchup=catchup,
+        catchup=catchup,  # type: ignore[arg-type]  # checked by add_schedule (FS241)
         tz=tz,
-        replace=replace,  # type: ignore[arg-type]
+        replace=replace,
     )
     console.print(
         f"schedule [bold]{rec.name}[/] added: {rec.cron} ({rec.tz}), next {iso(rec.next_fire)}",

@@ -101,15 +101,14 @@ def add_schedule(
     now = get_clock().now()
     first = next_fire_time(cron, tz, now)
     data = input if input is not None else {}
-    graph.admit(data)  # the same input checks a run makes
-    store = graph.store
-    _timer_store(store)
+    run, _ = graph.admit(data)  # the same input checks a run makes
+    store = _timer_store(graph.store)
     rec = ScheduleRecord(
         name=name,
         graph=graph.name,
         cron=cron,
         tz=tz,
-        input=json.dumps(data if not hasattr(data, "model_dump") else data.model_dump()),
+        input=run.input,
         catchup=catchup,
         next_fire=first,
         created_at=now,

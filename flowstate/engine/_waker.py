@@ -61,12 +61,13 @@ async def wake_due(
     process holds, or that was resumed meanwhile, is left alone; a run that fails is logged
     and the others are still woken.
     """
-    if not isinstance(store, TimerStore):
+    timers = store
+    if not isinstance(timers, TimerStore):
         return []
     at = get_clock().now() if now is None else now
     lookup = graphs if callable(graphs) else graphs.get
     results: list[RunResult[Any]] = []
-    for run_id, _ in store.due_runs(at, limit):
+    for run_id, _ in timers.due_runs(at, limit):
         run = store.find_run(run_id)
         if run is None or (run.parent_id and run_id.startswith(run.parent_id + "/")):
             continue  # a subgraph's child run: its parent wakes it

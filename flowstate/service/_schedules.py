@@ -74,10 +74,11 @@ def add_schedule_routes(
     """``/v1/schedules``: list, create, get, pause, resume, delete."""
     timers: TimerStore = store
     # the graph is one of the served names, as in create_task: the schema lists them
-    Create = create_model(  # type: ignore[call-overload]
+    graph_type: Any = Literal[tuple(graphs)] if graphs else str
+    Create = create_model(
         "CreateSchedule",
         __base__=CreateSchedule,
-        graph=(Literal[tuple(graphs)] if graphs else str, Field(description=GRAPH_DOC)),
+        graph=(graph_type, Field(description=GRAPH_DOC)),
     )
 
     links = {
@@ -200,7 +201,7 @@ class TimeLoop:
         self,
         store: Any,
         graphs: Mapping[str, CompiledGraph[Any]],
-        submit: Callable[[str, str], None],
+        submit: Callable[[str, str], object],
         poll: float = 1.0,
     ) -> None:
         self.store, self.graphs, self.poll = store, graphs, poll
