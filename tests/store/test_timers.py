@@ -205,3 +205,39 @@ def test_bad_schedules_are_refused_with_the_fix(store):
         with pytest.raises(ScheduleNotFound):
             store.get_schedule("x")
     assert json.loads("{}") == {}
+
+
+def test_a_database_made_before_m601_opens_and_its_runs_keep_their_hashes(tmp_path):
+    """m601 adds a column to the hashed runs table: rows written before it still verify,
+    and the new tables work on the migrated file."""
+    import sqlite_utils
+
+    from flowstate.checkpoints import RunRecord, SQLiteStore, StepRecord
+    from flowstate.checkpoints._common import RUN_COLS, run_values
+    from flowstate.checkpoints._sqlite_schema import migrations
+
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)
+    migrations.apply(db, stop_before="m601_timers_schedules")
+    assert "wake_at" not in db["runs"].columns_dict  # type: ignore[union-attr]
+    run = RunRecord(
+        id="old", graph="g", fingerprint="f", graph_doc="{}", status="paused",
+        input="{}", error="interrupt in 'a'", created_at=T0, updated_at=T0,
+    )  # fmt: skip
+    cols = ", ".join(f'"{c}"' for c in (*RUN_COLS, "hash", "mhash"))
+    marks = ", ".join("?" for _ in range(len(RUN_COLS) + 2))
+    db.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", run_values(run))
+    db.conn.commit()
+    db.close()
+    store = SQLiteStore(path)
+    assert store.get_run("old") == run  # the hash still verifies
+    assert store.wake_time("old") is None and store.due_runs(T0 + 1e9) == []
+    store.update_run("old", status="paused", error="sleeping", head_step=0, wake_at=T0 + 5)
+    assert store.due_runs(T0 + 5) == [("old", T0 + 5)]
+    assert store.get_run("old").error == "sleeping"
+    store.create_run(
+        run.model_copy(update={"id": "new"}),
+        StepRecord(run_id="new", step=0, tasks="[]", created_at=T0),
+    )
+    assert store.find_run("new") is not None
+    store.close()
