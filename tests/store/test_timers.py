@@ -241,3 +241,29 @@ def test_a_database_made_before_m601_opens_and_its_runs_keep_their_hashes(tmp_pa
     )
     assert store.find_run("new") is not None
     store.close()
+
+
+def test_a_sleep_inside_a_subgraph_pauses_the_parent_which_the_waker_resumes(store):
+    async def a(s: S, ctx: Any) -> dict[str, Any]:
+        await ctx.sleep(100)
+        return {"log": ["child woke"]}
+
+    c = GraphBuilder(S, name="child")
+    c.add_node("a", a)
+    c.add_edge(START, "a").add_edge("a", END)
+    p = GraphBuilder(S, name="parent")
+    p.add_node("sub", c.compile())
+    p.add_edge(START, "sub").add_edge("sub", END)
+    app = p.compile(store=store)
+
+    async def go() -> None:
+        with use_clock(TestClock(T0)) as clock:
+            r = await app.run({})
+            assert r.status == "paused" and "sleeping in 'a'" in (r.reason or "")
+            assert store.wake_time(r.run_id) == T0 + 100  # on the parent: wakers resume it
+            clock.advance(100)
+            [done] = await app.resume_due()  # the child run is continued by its parent
+            assert done.run_id == r.run_id and done.state.log == ["child woke"]
+            assert store.due_runs(T0 + 1e6) == []
+
+    asyncio.run(go())
