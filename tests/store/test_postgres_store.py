@@ -87,6 +87,8 @@ def test_migrations_are_recorded_once_and_reopening_is_a_no_op(
         "signals",
         "blobs",
         "meta",
+        "schedules",
+        "firings",
     }
 
 
