@@ -18,6 +18,7 @@ from ._records import (
     RunRecord,
     RunStatus,
     StepRecord,
+    ThreadRecord,
     WriteRecord,
     row_hash,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "RunStatus",
     "SQLiteStore",
     "StepRecord",
+    "ThreadRecord",
     "WriteRecord",
     "describe_store",
     "doctor",

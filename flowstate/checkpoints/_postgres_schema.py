@@ -125,8 +125,17 @@ _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "m004_meta",
         (
             'CREATE TABLE {meta} ("key" text COLLATE "C" PRIMARY KEY, "value" text NOT NULL)',
-            "INSERT INTO {meta} (\"key\", \"value\") "
+            'INSERT INTO {meta} ("key", "value") '
             "VALUES ('database_id', md5(random()::text || clock_timestamp()::text))",
+        ),
+    ),
+    (
+        # mirrors SQLiteStore's m301_threads: a run may be a turn of a thread; exactly
+        # one caller takes each turn
+        "m301_threads",
+        (
+            'ALTER TABLE {runs} ADD COLUMN "thread_id" text COLLATE "C", ADD COLUMN "turn" bigint',
+            'CREATE UNIQUE INDEX "runs_thread_turn" ON {runs} ("thread_id", "turn")',
         ),
     ),
 )

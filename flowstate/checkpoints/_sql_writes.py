@@ -27,6 +27,7 @@ from ._common import (
     duplicate_write_error,
     run_exists_error,
     run_values,
+    turn_taken_error,
     values,
 )
 from ._records import EffectRecord, InterruptRecord, RunRecord, StepRecord, WriteRecord, row_hash
@@ -79,6 +80,8 @@ class SQLWrites:
             try:
                 c.execute(self._stmt(_RUN_INSERT), run_values(run))
             except self._UNIQUE:
+                if run.thread_id is not None:
+                    raise turn_taken_error(run) from None
                 raise run_exists_error(run.id) from None
             c.execute(self._insert_stmt("steps", STEP_COLS, ""), values(first_step, STEP_COLS))
             if owner is not None:
@@ -152,9 +155,7 @@ class SQLWrites:
                     values(self._stored_effect(c, e), EFFECT_COLS),
                 )
             if step is not None:
-                c.execute(
-                    self._insert_stmt("steps", STEP_COLS, "replace"), values(step, STEP_COLS)
-                )
+                c.execute(self._insert_stmt("steps", STEP_COLS, "replace"), values(step, STEP_COLS))
             if hook is not None:
                 hook(c)
             if run_fields:
