@@ -42,6 +42,7 @@ from flowstate.errors import (
     StateMutated,
     StoreError,
     StoreIOError,
+    ThreadBusy,
     UpdateRejected,
     WriteConflict,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "StateMutated",
     "StoreError",
     "StoreIOError",
+    "ThreadBusy",
     "UpdateRejected",
     "WriteConflict",
     "add",

@@ -41,6 +41,7 @@ def test_top_level_all_is_pinned():
         "StateMutated",
         "StoreError",
         "StoreIOError",
+        "ThreadBusy",
         "UpdateRejected",
         "WriteConflict",
         "add",

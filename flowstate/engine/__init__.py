@@ -13,6 +13,7 @@ from ._nodes import RetryPolicy, default_retry_on
 from ._open import DEFAULT_DB, open_store
 from ._results import HistoryEntry, RunResult
 from ._state import Reducer, StateSchema, add, append, merge
+from ._threads import MultitaskStrategy, Thread, ThreadSummary, Turn
 from ._types import END, START, Command, NodeName, RunId, Send, Task, TaskPath
 from ._validate import to_networkx
 
@@ -28,6 +29,7 @@ __all__ = [
     "HistoryEntry",
     "Join",
     "Limits",
+    "MultitaskStrategy",
     "NodeContext",
     "NodeName",
     "PendingInterrupt",
@@ -40,6 +42,9 @@ __all__ = [
     "StateSchema",
     "Task",
     "TaskPath",
+    "Thread",
+    "ThreadSummary",
+    "Turn",
     "add",
     "answer_interrupts",
     "append",
