@@ -13,7 +13,8 @@ from ._nodes import RetryPolicy, default_retry_on
 from ._open import DEFAULT_DB, open_store
 from ._results import HistoryEntry, RunResult
 from ._state import Reducer, StateSchema, add, append, merge
-from ._threads import MultitaskStrategy, Thread, ThreadSummary, Turn
+from ._thread_view import Thread, ThreadSummary, Turn
+from ._threads import MultitaskStrategy
 from ._types import END, START, Command, NodeName, RunId, Send, Task, TaskPath
 from ._validate import to_networkx
 

@@ -41,7 +41,8 @@ if TYPE_CHECKING:
     from ._builder import GraphIR
     from ._memory import MemoryBinding
     from ._replay import ReplayReport
-    from ._threads import MultitaskStrategy, Thread, ThreadSummary
+    from ._thread_view import Thread, ThreadSummary
+    from ._threads import MultitaskStrategy
 
 __all__ = ["CompiledGraph", "HistoryEntry", "RunResult"]
 
@@ -594,14 +595,14 @@ class CompiledGraph(Generic[S]):
 
     def threads(self, *, limit: int = 100, before: float | None = None) -> list[ThreadSummary]:
         """Threads in the store, latest activity first (guides/threads)."""
-        from ._threads import list_threads
+        from ._thread_view import list_threads
 
         return list_threads(self, limit, before)
 
     def thread(self, thread_id: str) -> Thread:
         """A thread and its turns (runs), by turn; ``ThreadNotFound`` when there is none.
         ``get_state(thread.last.run_id)`` is the conversation's state now."""
-        from ._threads import get_thread
+        from ._thread_view import get_thread
 
         return get_thread(self, thread_id)
 
