@@ -81,7 +81,7 @@ def _prune_threads(
     if thread_id is not None:
         ids = [thread_id]
     else:
-        ids = [t.thread_id for t in store.threads(limit=-1, before=cutoff)]
+        ids = [t.thread_id for t in store.threads(limit=2**31 - 1, before=cutoff)]
     victims: list[str] = []
     for tid in ids:
         turns = store.thread_runs(tid)
