@@ -61,6 +61,7 @@ from ._react import (
     ReActStep,
     ToolAction,
     react_agent,
+    react_turn,
 )
 
 __all__ = [
@@ -106,6 +107,7 @@ __all__ = [
     "parse_yes_no",
     "pipeline_crew",
     "react_agent",
+    "react_turn",
     "sequential_planner",
 ]
 
