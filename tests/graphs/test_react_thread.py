@@ -53,7 +53,7 @@ def test_react_turns_see_earlier_turns_remember_and_replay_without_the_model(
         "Together they have 845,454 people.",
     ]
     # the second turn's first model call carried the whole first turn
-    asked = [r for r in llm.requests if r.messages[-1].text == chat.MESSAGES[1]][0]
+    asked = next(r for r in llm.requests if r.messages[-1].text == chat.MESSAGES[1])
     assert asked.messages[0].text == chat.MESSAGES[0]
     assert asked.messages[-2].text == "Lyon has 522,250 people."
     # memory keeps working across turns: what turn 1 stored is recalled in turn 2

@@ -47,8 +47,17 @@ def test_a_run_on_no_thread_keeps_the_hash_it_had_before_m301(tmp_path: Path, re
     store = SQLiteStore(tmp_path / "h.db")
     run = rec.run("old")
     store.create_run(run, rec.step("old", 0))
-    before = ("id", "graph", "fingerprint", "graph_doc", "input", "parent_id", "parent_step",
-              "config", "created_at")
+    before = (
+        "id",
+        "graph",
+        "fingerprint",
+        "graph_doc",
+        "input",
+        "parent_id",
+        "parent_step",
+        "config",
+        "created_at",
+    )
     with sqlite3.connect(tmp_path / "h.db") as c:
         (stored,) = c.execute("SELECT hash FROM runs WHERE id = 'old'").fetchone()
     assert stored == row_hash(*(getattr(run, k) for k in before))

@@ -53,14 +53,14 @@ def test_the_input_of_a_turn_is_checked_and_nothing_is_stored_when_it_is_wrong(
 ) -> None:
     app = make(tmp_path / "t.db")
     app.run_sync(user("hello"), thread_id="t")
-    with pytest.raises(InputRejected, match="'mesages'.*Chat does not have"):
+    with pytest.raises(InputRejected, match=r"'mesages'.*Chat does not have"):
         app.run_sync({"mesages": ["x"]}, thread_id="t")
     with pytest.raises(InputRejected, match="ticks"):
         app.run_sync({"ticks": "many"}, thread_id="t")
     with pytest.raises(ConfigError, match="reject, enqueue, interrupt"):
         app.run_sync(user("x"), thread_id="t", multitask_strategy="later")
     assert len(app.thread("t").turns) == 1
-    with pytest.raises(ThreadNotFound, match="FS228.*'nope'"):
+    with pytest.raises(ThreadNotFound, match=r"FS228.*'nope'"):
         app.thread("nope")
 
 
@@ -134,8 +134,12 @@ def test_a_paused_last_turn_rejects_new_input_until_resumed_or_interrupted(
     assert app.resume_sync(r1.run_id).status == "completed"
     done = app.resume_sync(r2.run_id)
     assert done.status == "completed"
-    assert done.state.messages == ["user: one", "bot: one (1 before)", "user: two",
-                                   "bot: two (3 before)"]
+    assert done.state.messages == [
+        "user: one",
+        "bot: one (1 before)",
+        "user: two",
+        "bot: two (3 before)",
+    ]
     # interrupt a paused turn: it is cancelled and the new turn starts from its state
     r3 = app.run_sync(user("three"), thread_id="t", interrupt_before=["reply"])
     r4 = app.run_sync(user("four"), thread_id="t", multitask_strategy="interrupt")

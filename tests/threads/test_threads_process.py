@@ -64,8 +64,12 @@ def test_a_turn_killed_by_sigkill_resumes_as_that_turn(tmp_path: Path) -> None:
         app.run_sync(user("three"), thread_id="t")
     r2 = app.resume_sync(victim)
     assert r2.status == "completed" and app.get_run(victim).turn == 2
-    assert r2.state.messages == ["user: one", "bot: one (1 before)", "user: two",
-                                 "bot: two (3 before)"]
+    assert r2.state.messages == [
+        "user: one",
+        "bot: one (1 before)",
+        "user: two",
+        "bot: two (3 before)",
+    ]
     assert r2.state.total == 2 * LOOPS
     # committed activations did not run again: one write and one journaled pause each
     assert len(app.store.writes(victim)) == LOOPS + 1 >= done_before
@@ -94,8 +98,12 @@ def test_each_strategy_against_a_turn_running_in_another_process(tmp_path: Path)
     assert out.strip() == "completed", err
     assert app.get_run(running).status == "completed"
     assert r3.status == "completed"
-    assert r3.state.messages[-4:] == ["user: two", "bot: two (3 before)", "user: three",
-                                      "bot: three (5 before)"]
+    assert r3.state.messages[-4:] == [
+        "user: two",
+        "bot: two (3 before)",
+        "user: three",
+        "bot: three (5 before)",
+    ]
     # interrupt: the other process's turn stops at its next boundary, cancelled; the new
     # turn starts from its last commit
     p = _child(db, "four", 0.4)
@@ -112,5 +120,9 @@ def test_each_strategy_against_a_turn_running_in_another_process(tmp_path: Path)
     assert r5.status == "completed"
     assert r5.state.messages == [*kept.messages, "user: five", "bot: five (8 before)"]
     assert [t.status for t in app.thread("t").turns] == [
-        "completed", "completed", "completed", "cancelled", "completed"
+        "completed",
+        "completed",
+        "completed",
+        "cancelled",
+        "completed",
     ]
