@@ -40,6 +40,7 @@ from ._models import (
 from ._paging import CURSOR_PATTERN
 from ._registry import GraphRegistry
 from ._service import TaskService
+from ._threads import add_thread_routes
 
 __all__ = ["create_app"]
 
@@ -379,6 +380,10 @@ def create_app(
             raise ApiError(503, "the checkpoint store is unreachable") from None
         return Health(status="ok")
 
+    if not read_only:
+        add_thread_routes(
+            app, service=service, secured=secured, errors=errors, writable=writable
+        )
     add_inspector_routes(
         app,
         service=service,
