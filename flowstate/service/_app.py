@@ -97,6 +97,7 @@ TaskId = Annotated[
 ]
 """A task id in a URL path."""
 
+
 def create_app(
     graphs: Mapping[str, CompiledGraph[Any] | GraphBuilder[Any]] | GraphRegistry,
     *,
@@ -382,7 +383,12 @@ def create_app(
 
     if not read_only:
         add_thread_routes(
-            app, service=service, secured=secured, errors=errors, writable=writable
+            app,
+            service=service,
+            secured=secured,
+            errors=errors,
+            writable=writable,
+            strict=_strict,
         )
     add_inspector_routes(
         app,

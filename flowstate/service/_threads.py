@@ -11,17 +11,18 @@ started (a restarted server starts them from its recovery, in order).
 import json
 import uuid
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from copy import copy
+from typing import Annotated, Any, Literal, Union
 
-from fastapi import FastAPI, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import FastAPI, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, RootModel, create_model
 
 from flowstate.checkpoints import RunRecord
 from flowstate.engine import CompiledGraph
 from flowstate.errors import ThreadNotFound
 
 from ._http import ApiError
-from ._models import GRAPH_NAME_PATTERN, TASK_ID_PATTERN, TaskStatus
+from ._models import TASK_ID_PATTERN, TaskStatus
 from ._service import TaskService
 
 __all__ = ["add_thread_routes"]
@@ -33,34 +34,75 @@ Strategy = Literal["reject", "enqueue", "interrupt"]
 ThreadId = Annotated[str, Path(pattern=TASK_ID_PATTERN, description="The thread id.")]
 
 
-class CreateThread(BaseModel):
-    """Start a thread (a conversation) with its first turn."""
+_STRATEGY_DOC = (
+    "While the last turn is running, queued, paused or failed: `reject` (409), `enqueue` "
+    "(the turn waits for it), `interrupt` (it is cancelled and the new turn starts from its "
+    "last commit)."
+)
 
-    model_config = _REQUEST
 
-    graph: str = Field(pattern=GRAPH_NAME_PATTERN, description="The registered graph to run.")
-    input: dict[str, Any] = Field(description="The first turn's input: the graph's initial state.")
-    thread_id: str | None = Field(
-        default=None,
-        pattern=TASK_ID_PATTERN,
-        description="The thread's id (default: a new random id); 409 if it exists.",
+def _partial(state: type[BaseModel]) -> type[BaseModel]:
+    """``state`` with every field optional and no default sent: a turn's input."""
+    fields: dict[str, Any] = {}
+    for name, info in state.model_fields.items():
+        f = copy(info)
+        f.default, f.default_factory = None, None
+        fields[name] = (info.annotation, f)
+    return create_model(
+        f"{state.__name__}Turn",
+        __config__=_REQUEST,
+        __doc__=f"Fields of {state.__name__} to apply to the thread's state.",
+        **fields,
     )
 
 
-class PostTurn(BaseModel):
-    """A new message: the thread's next turn."""
+def _union(variants: list[Any]) -> Any:
+    if len(variants) == 1:
+        return variants[0]
+    return Annotated[Union[tuple(variants)], Field(discriminator="graph")]  # noqa: UP007
 
-    model_config = _REQUEST
 
-    input: dict[str, Any] = Field(
-        description="Fields of the graph's state, applied to the last turn's final state "
-        "through the reducers (a list with `append` grows by the new message)."
-    )
-    multitask_strategy: Strategy = Field(
-        default="reject",
-        description="While the last turn is running, queued, paused or failed: `reject` "
-        "(409), `enqueue` (the turn waits for it), `interrupt` (it is cancelled and the new "
-        "turn starts from its last commit).",
+def body_models(states: dict[str, type[BaseModel]]) -> tuple[type[BaseModel], type[BaseModel]]:
+    """The create-thread and post-turn bodies for these graphs (one variant per graph)."""
+    create, post = [], []
+    for name, state in sorted(states.items()):
+        graph: Any = Literal[name]  # a Literal of a runtime value
+        create.append(
+            create_model(
+                f"CreateThread_{name}",
+                __config__=_REQUEST,
+                __doc__=f"Start a thread of graph '{name}' with its first turn.",
+                graph=(graph, Field(description="The registered graph the thread runs.")),
+                input=(state, Field(description=f"The first turn's input ({state.__name__}).")),
+                thread_id=(
+                    str | None,
+                    Field(
+                        default=None,
+                        pattern=TASK_ID_PATTERN,
+                        description="The thread's id (default: a new random id); 409 if it exists.",
+                    ),
+                ),
+            )
+        )
+        post.append(
+            create_model(
+                f"PostTurn_{name}",
+                __config__=_REQUEST,
+                __doc__=f"A new message for a thread of graph '{name}': its next turn.",
+                graph=(graph, Field(description="The thread's graph (409 if it differs).")),
+                input=(
+                    _partial(state),
+                    Field(
+                        description="Fields of the state, applied to the last turn's final "
+                        "state through the reducers (a list with `append` grows by them)."
+                    ),
+                ),
+                multitask_strategy=(Strategy, Field(default="reject", description=_STRATEGY_DOC)),
+            )
+        )
+    return (
+        create_model("CreateThread", __base__=RootModel[_union(create)]),
+        create_model("PostTurn", __base__=RootModel[_union(post)]),
     )
 
 
@@ -120,8 +162,12 @@ def add_thread_routes(
     secured: list[Any],
     errors: Callable[..., dict[int | str, dict[str, Any]]],
     writable: Callable[[], None],
+    strict: Callable[[type[BaseModel], bytes], Any],
 ) -> None:
-    """The /v1/threads routes."""
+    """The /v1/threads routes; ``strict`` validates a raw body against its schema."""
+    CreateThread, PostTurn = body_models(
+        {name: g.state_model for name, g in service.graphs.items()}
+    )
     link = {
         "TurnEvents": {
             "operationId": "task_events",
@@ -148,11 +194,12 @@ def add_thread_routes(
         dependencies=secured,
         responses={
             202: {"description": "Accepted: turn 1 is stored.", "links": link},
-            **errors(409, 413, 422, 503),
+            **errors(400, 409, 413, 422, 503),
         },
     )
-    async def create_thread(body: CreateThread) -> ThreadTurn:
+    async def create_thread(body: CreateThread, request: Request) -> ThreadTurn:  # type: ignore[valid-type]
         writable()
+        body = strict(CreateThread, await request.body()).root
         graph = graph_of(body.graph)
         thread_id = body.thread_id or uuid.uuid4().hex[:16]
         if service.store.thread_runs(thread_id):
@@ -171,22 +218,23 @@ def add_thread_routes(
         dependencies=secured,
         responses={
             202: {"description": "Accepted: the turn is stored.", "links": link},
-            **errors(404, 409, 413, 422, 503),
+            **errors(400, 404, 409, 413, 422, 503),
         },
     )
-    async def post_turn(thread_id: ThreadId, body: PostTurn) -> ThreadTurn:
+    async def post_turn(thread_id: ThreadId, body: PostTurn, request: Request) -> ThreadTurn:  # type: ignore[valid-type]
         writable()
+        body = strict(PostTurn, await request.body()).root
         runs = service.store.thread_runs(thread_id)
         if not runs:
             raise ThreadNotFound(thread_id)
-        graph = service.graphs.get(runs[0].graph)
-        if graph is None:
+        if runs[0].graph != body.graph:
             raise ApiError(
                 409,
-                f"thread {thread_id!r} runs graph {runs[0].graph!r}, which this server "
-                "does not serve",
+                f"thread {thread_id!r} runs graph {runs[0].graph!r}, not {body.graph!r}",
             )
-        return _turn(_admit(service, graph, body.input, thread_id, body.multitask_strategy))
+        graph = graph_of(body.graph)
+        update = body.input.model_dump(exclude_unset=True)
+        return _turn(_admit(service, graph, update, thread_id, body.multitask_strategy))
 
     @app.get(
         "/v1/threads/{thread_id}",

@@ -20,12 +20,13 @@ def test_a_thread_over_http(serve) -> None:  # type: ignore[no-untyped-def]
     assert r.status_code == 409 and "/v1/threads/chat-1/turns" in r.json()["detail"]
     wait_for(c, first["id"], ("running",))
     # reject (the default) while turn 1 runs: 409 naming it
-    r = c.post("/v1/threads/chat-1/turns", json={"input": {"label": "b"}})
+    r = c.post("/v1/threads/chat-1/turns", json={"graph": "steps", "input": {"label": "b"}})
     assert r.status_code == 409 and first["id"] in r.json()["detail"]
     assert r.json()["code"] == "FS225"
     # enqueue: stored at once as turn 2, started when turn 1 has finished
     r = c.post("/v1/threads/chat-1/turns",
-               json={"input": {"label": "b", "delay": 0.0}, "multitask_strategy": "enqueue"})
+               json={"graph": "steps", "input": {"label": "b", "delay": 0.0},
+                     "multitask_strategy": "enqueue"})
     assert r.status_code == 202, r.text
     second = r.json()
     assert (second["turn"], second["status"]) == (2, "queued")
@@ -37,10 +38,11 @@ def test_a_thread_over_http(serve) -> None:  # type: ignore[no-untyped-def]
     assert body["state"]["label"] == "b"
     # interrupt: turn 3 runs; turn 4 cancels it and starts from its last commit
     third = c.post("/v1/threads/chat-1/turns",
-                   json={"input": {"delay": 0.3}}).json()
+                   json={"graph": "steps", "input": {"delay": 0.3}}).json()
     wait_for(c, third["id"], ("running",))
     r = c.post("/v1/threads/chat-1/turns",
-               json={"input": {"delay": 0.0}, "multitask_strategy": "interrupt"})
+               json={"graph": "steps", "input": {"delay": 0.0},
+                     "multitask_strategy": "interrupt"})
     assert r.status_code == 202, r.text
     fourth = wait_for(c, r.json()["id"])
     assert c.get(f"/v1/tasks/{third['id']}").json()["status"] == "cancelled"
@@ -57,7 +59,11 @@ def test_a_thread_over_http(serve) -> None:  # type: ignore[no-untyped-def]
         ("chat-1", 4, "completed")
     ]
     assert c.get("/v1/threads/nope").status_code == 404
-    r = c.post("/v1/threads/nope/turns", json={"input": {}})
+    r = c.post("/v1/threads/nope/turns", json={"graph": "steps", "input": {}})
     assert r.status_code == 404 and r.json()["code"] == "FS228"
-    r = c.post("/v1/threads/chat-1/turns", json={"input": {"labl": "x"}})
-    assert r.status_code == 422 and "'labl'" in r.json()["detail"]
+    r = c.post("/v1/threads/chat-1/turns", json={"graph": "steps", "input": {"labl": "x"}})
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "input", "labl"]
+    r = c.post("/v1/threads/chat-1/turns", json={"graph": "echo", "input": {}})
+    assert r.status_code == 409 and "runs graph 'steps'" in r.json()["detail"]
+    r = c.post("/v1/threads/chat-1/turns", json={"graph": "steps", "input": {"delay": "1"}})
+    assert r.status_code == 422  # strict: the schema says number
