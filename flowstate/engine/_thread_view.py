@@ -135,6 +135,8 @@ def phase(graph: CompiledGraph[Any], run: RunRecord) -> Phase:
     """Where turn ``run`` is (see ``Phase``); "live" is a lease held by a live owner."""
     if run.status == "queued":
         return "queued"
+    if run.status == "completed":
+        return "settled"  # whatever lease its process has not given back yet
     store = graph.store
     if isinstance(store, LeaseStore):
         owner, _, until = store.lease(run.id)

@@ -196,6 +196,11 @@ def _plan(
     if not thread_id or not isinstance(thread_id, str):
         raise ConfigError(f"thread_id must be a non-empty string, not {thread_id!r}")
     store = graph.store
+    if run_id is not None and store.find_run(run_id) is not None:
+        raise RunStateError(
+            f"a run with id '{run_id}' already exists, so it cannot be a new turn of thread "
+            f"{thread_id!r}: leave run_id out (a new id is chosen) or choose another one"
+        )
     rid = run_id or uuid.uuid4().hex[:16]
     turns = store.thread_runs(thread_id)
     if not turns:

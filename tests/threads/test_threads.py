@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from flowstate import InputRejected, ThreadBusy
-from flowstate.errors import ConfigError, ThreadNotFound, TurnNotReady
+from flowstate.errors import ConfigError, RunStateError, ThreadNotFound, TurnNotReady
 
 from .chatgraph import LOOPS, Chat, make, user
 
@@ -162,3 +162,11 @@ def test_a_fork_of_a_turn_starts_a_new_thread_linked_to_its_origin(tmp_path: Pat
     assert r.state.messages[-1] == "bot: three (6 before)"
     assert len(app.thread("t").turns) == 2
     assert isinstance(app.get_state(app.thread("t").last.run_id), Chat)
+
+
+def test_a_run_id_already_used_cannot_be_a_new_turn(tmp_path: Path) -> None:
+    app = make(tmp_path / "t.db")
+    r = app.run_sync(user("one"), thread_id="t")
+    with pytest.raises(RunStateError, match=f"'{r.run_id}' already exists"):
+        app.run_sync(user("two"), thread_id="t", run_id=r.run_id)
+    assert len(app.thread("t").turns) == 1
