@@ -38,10 +38,11 @@ from ._records import (
 RUN_COLS = tuple(RunRecord.model_fields)
 MUTABLE = ("status", "head_step", "error", "updated_at")
 """The run columns that may change after creation, in their ``mhash`` order."""
-RUN_IMMUTABLE = tuple(c for c in RUN_COLS if c not in MUTABLE)
 RUN_THREAD = ("thread_id", "turn")
 """Immutable run columns added by migration m301: hashed only when set, so the ``hash`` of
 a run stored before them (and of any run on no thread) is what it always was."""
+RUN_IMMUTABLE = tuple(c for c in RUN_COLS if c not in MUTABLE and c not in RUN_THREAD)
+"""The immutable run columns every run's ``hash`` covers (then ``RUN_THREAD`` when set)."""
 STEP_COLS = tuple(StepRecord.model_fields)
 WRITE_COLS = tuple(WriteRecord.model_fields)
 EFFECT_COLS = tuple(EffectRecord.model_fields)
@@ -77,8 +78,9 @@ NO_STOP = 2**62
 def run_hash(get: Callable[[str], Any]) -> str:
     """The ``hash`` of a run row whose column values ``get(column)`` returns: its immutable
     columns, the thread columns only when the run is on a thread (``RUN_THREAD``)."""
-    on_thread = any(get(c) is not None for c in RUN_THREAD)
-    return row_hash(*(get(c) for c in RUN_IMMUTABLE if on_thread or c not in RUN_THREAD))
+    thread = [get(c) for c in RUN_THREAD]
+    extra = thread if any(v is not None for v in thread) else []
+    return row_hash(*(get(c) for c in RUN_IMMUTABLE), *extra)
 
 
 def run_values(run: RunRecord) -> list[Any]:
