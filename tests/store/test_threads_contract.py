@@ -106,3 +106,54 @@ def test_prune_keeps_each_threads_latest_turn_or_deletes_whole_threads(
     # a whole thread by id, whatever its age
     assert prune(store, older_than=0, now=now, thread_id="mix", whole_threads=True) == [mixed[2]]
     assert store.threads() == []
+
+
+def test_a_database_from_before_m301_opens_and_its_runs_go_on(tmp_path: Path) -> None:
+    """A file made by the previous schema (migrations up to m004): m301 applies on open,
+    its runs keep their hashes, and a run of it is read back whole."""
+    import sqlite_utils
+
+    from flowstate.checkpoints._sqlite_schema import migrations
+
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)
+    migrations.apply(db, stop_before="m301_threads")
+    assert "thread_id" not in db["runs"].columns_dict  # type: ignore[union-attr]
+    cols = (
+        "id",
+        "graph",
+        "fingerprint",
+        "graph_doc",
+        "input",
+        "parent_id",
+        "parent_step",
+        "config",
+        "created_at",
+    )
+    row = {
+        "id": "r",
+        "graph": "g",
+        "fingerprint": "f",
+        "graph_doc": "{}",
+        "input": "{}",
+        "parent_id": None,
+        "parent_step": None,
+        "config": "{}",
+        "created_at": 1.0,
+    }
+    db["runs"].insert(  # type: ignore[union-attr]
+        {
+            **row,
+            "status": "paused",
+            "head_step": 0,
+            "error": None,
+            "updated_at": 2.0,
+            "hash": row_hash(*(row[c] for c in cols)),
+            "mhash": row_hash("paused", 0, None, 2.0),
+        }
+    )
+    db.close()
+    store = SQLiteStore(path)
+    run = store.get_run("r")
+    assert (run.status, run.thread_id, run.turn) == ("paused", None, None)
+    assert store.threads() == [] and store.list_runs()[0].id == "r"
