@@ -47,6 +47,7 @@ from flowstate.errors import (
     StepCloseFailed,
     StoreError,
     StoreIOError,
+    ThreadBusy,
     UpdateRejected,
     WriteConflict,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "StepCloseFailed",
     "StoreError",
     "StoreIOError",
+    "ThreadBusy",
     "TimedOut",
     "UpdateRejected",
     "WriteConflict",

@@ -18,6 +18,7 @@ from ._records import (
     RunRecord,
     RunStatus,
     StepRecord,
+    ThreadRecord,
     WriteRecord,
     row_hash,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "SQLiteStore",
     "ScheduleRecord",
     "StepRecord",
+    "ThreadRecord",
     "TimerStore",
     "WriteRecord",
     "describe_store",

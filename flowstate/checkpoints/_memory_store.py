@@ -28,6 +28,7 @@ from ._common import (
     run_exists_error,
     sum_usage,
     superseded_text,
+    turn_taken_error,
 )
 from ._memory_leases import MemoryLeases
 from ._memory_maint import MemoryMaintenance
@@ -39,6 +40,7 @@ from ._records import (
     InterruptRecord,
     RunRecord,
     StepRecord,
+    ThreadRecord,
     WriteRecord,
 )
 
@@ -110,7 +112,12 @@ class InMemoryStore(MemoryLeases, MemoryTimers, MemoryMaintenance):
         t = self._t
         with self._lock:
             if run.id in t.runs:
-                raise run_exists_error(run.id)
+                raise turn_taken_error(run) if run.thread_id else run_exists_error(run.id)
+            if run.thread_id is not None and any(
+                r.base.thread_id == run.thread_id and r.base.turn == run.turn
+                for r in t.runs.values()
+            ):
+                raise turn_taken_error(run)  # SQL stores: the unique index of m301
             steps = t.steps.get(first_step.run_id)
             if steps is not None and first_step.step in steps:
                 raise StoreError(
@@ -167,6 +174,27 @@ class InMemoryStore(MemoryLeases, MemoryTimers, MemoryMaintenance):
             if n >= 0:  # SQLite: a negative LIMIT means no limit
                 rows = rows[:n]
             return [r.record() for r in rows]
+
+    def thread_runs(self, thread_id: str) -> list[RunRecord]:
+        with self._lock:
+            rows = [r for r in self._t.runs.values() if r.base.thread_id == thread_id]
+            rows.sort(key=lambda r: r.base.turn or 0)
+            return [r.record() for r in rows]
+
+    def threads(self, limit: int = 100, before: float | None = None) -> list[ThreadRecord]:
+        with self._lock:
+            found: dict[str, list[float]] = {}
+            for r in self._t.runs.values():
+                if r.base.thread_id is not None:
+                    found.setdefault(r.base.thread_id, []).append(r.base.created_at)
+        out = [
+            ThreadRecord(thread_id=k, turns=len(v), created_at=min(v), last_at=max(v))
+            for k, v in found.items()
+            if before is None or max(v) < before
+        ]
+        out.sort(key=lambda t: t.thread_id)
+        out.sort(key=lambda t: t.last_at, reverse=True)
+        return out[: max(0, int(limit))]
 
     def update_run(self, run_id: str, **fields: Any) -> RunRecord:
         """Change a run's status, head step or error (the only mutable columns)."""

@@ -156,6 +156,15 @@ _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
+    (
+        # mirrors SQLiteStore's m301_threads: a run may be a turn of a thread; exactly
+        # one caller takes each turn
+        "m301_threads",
+        (
+            'ALTER TABLE {runs} ADD COLUMN "thread_id" text COLLATE "C", ADD COLUMN "turn" bigint',
+            'CREATE UNIQUE INDEX "runs_thread_turn" ON {runs} ("thread_id", "turn")',
+        ),
+    ),
 )
 
 MIGRATIONS: tuple[str, ...] = tuple(name for name, _ in _MIGRATIONS)

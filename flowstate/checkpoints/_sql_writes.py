@@ -32,6 +32,7 @@ from ._common import (
     run_exists_error,
     run_values,
     superseded_text,
+    turn_taken_error,
     values,
 )
 from ._records import EffectRecord, InterruptRecord, RunRecord, StepRecord, WriteRecord, row_hash
@@ -84,6 +85,8 @@ class SQLWrites:
             try:
                 c.execute(self._stmt(_RUN_INSERT), run_values(run))
             except self._UNIQUE:
+                if run.thread_id is not None:
+                    raise turn_taken_error(run) from None
                 raise run_exists_error(run.id) from None
             c.execute(self._insert_stmt("steps", STEP_COLS, ""), values(first_step, STEP_COLS))
             if owner is not None:

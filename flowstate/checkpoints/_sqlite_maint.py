@@ -13,7 +13,6 @@ from flowstate.errors import CorruptRowError, StoreIOError
 
 from ._common import (
     PER_RUN_TABLES,
-    RUN_IMMUTABLE,
     STEP_COLS,
     TABLE_MODELS,
     WRITE_COLS,
@@ -21,9 +20,11 @@ from ._common import (
     decode_row,
     direct_children,
     hashed_columns,
+    input_converter,
+    run_hash,
     values,
 )
-from ._records import EffectRecord, row_hash
+from ._records import EffectRecord
 
 __all__ = ["BLOB_MIN_BYTES", "BLOB_PREFIX", "SQLiteMaintenance", "blobbed"]
 
@@ -253,15 +254,20 @@ class SQLiteMaintenance:
             run = self.get_run(run_id)
             new_run = run.model_copy(
                 update={
-                    "input": state(run.input),
+                    "input": input_converter(run, state, update)(run.input),
                     "fingerprint": fingerprint,
                     "graph_doc": graph_doc,
                 }
             )
-            vals = [getattr(new_run, k) for k in RUN_IMMUTABLE]
             c.execute(
                 "UPDATE runs SET input = ?, fingerprint = ?, graph_doc = ?, hash = ? WHERE id = ?",
-                [new_run.input, fingerprint, graph_doc, row_hash(*vals), run_id],
+                [
+                    new_run.input,
+                    fingerprint,
+                    graph_doc,
+                    run_hash(lambda k: getattr(new_run, k)),
+                    run_id,
+                ],
             )
             for st in self.steps(run_id):
                 if st.snapshot is None:

@@ -21,6 +21,8 @@ from ._schedules import (
     resume_schedule,
 )
 from ._state import Reducer, StateSchema, add, append, merge
+from ._thread_view import Thread, ThreadSummary, Turn
+from ._threads import MultitaskStrategy
 from ._timers import HOLD_SECONDS, TimedOut
 from ._types import END, START, Command, NodeName, RunId, Send, Task, TaskPath
 from ._validate import to_networkx
@@ -40,6 +42,7 @@ __all__ = [
     "HistoryEntry",
     "Join",
     "Limits",
+    "MultitaskStrategy",
     "NodeContext",
     "NodeName",
     "PendingInterrupt",
@@ -52,7 +55,10 @@ __all__ = [
     "StateSchema",
     "Task",
     "TaskPath",
+    "Thread",
+    "ThreadSummary",
     "TimedOut",
+    "Turn",
     "add",
     "add_schedule",
     "answer_interrupts",

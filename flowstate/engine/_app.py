@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from ._builder import GraphIR
     from ._memory import MemoryBinding
     from ._replay import ReplayReport
+    from ._thread_view import Thread, ThreadSummary
+    from ._threads import MultitaskStrategy
 
 __all__ = ["CompiledGraph", "HistoryEntry", "RunResult"]
 
@@ -194,10 +196,16 @@ class CompiledGraph(Generic[S]):
         max_concurrency: int | None = None,
         limits: Limits | None = None,
         on_event: Callable[[Any], None] | None = None,
+        thread_id: str | None = None,
+        multitask_strategy: MultitaskStrategy = "reject",
     ) -> RunResult[S]:
         """Run the graph from ``input`` to END (or a pause). Checkpoints every activation.
 
         ``max_concurrency`` bounds how many activations of a step run at once.
+        With ``thread_id`` the run is the next turn of that thread (a conversation): it
+        starts from the last turn's final state with ``input`` applied through the
+        reducers; ``multitask_strategy`` says what happens while the last turn is
+        unfinished (``reject``, ``enqueue``, ``interrupt``; docs: guides/threads).
         """
         config = self._config(
             max_steps=max_steps,
@@ -206,6 +214,18 @@ class CompiledGraph(Generic[S]):
             max_concurrency=max_concurrency,
             limits=limits,
         )
+        if thread_id is not None:
+            from ._threads import run_turn
+
+            return await run_turn(
+                self,
+                input,
+                thread_id=thread_id,
+                strategy=multitask_strategy,
+                run_id=run_id,
+                config=config,
+                emit=on_event,
+            )
         return await self._start(input, run_id=run_id, emit=on_event, config=config)
 
     def admit(
@@ -278,6 +298,19 @@ class CompiledGraph(Generic[S]):
         run, step0, state = self._new_run(
             input, run_id=run_id, config=config, parent=parent, parent_step=parent_step
         )
+        return await self._launch(run, step0, state, config, emit, journal)
+
+    async def _launch(
+        self,
+        run: RunRecord,
+        step0: StepRecord,
+        state: BaseModel,
+        config: RunConfig,
+        emit: Callable[[Any], None] | None,
+        journal: JournalSource | None = None,
+    ) -> RunResult[S]:
+        """Store a new run's rows (holding its lease) and execute it."""
+        parent = run.parent_id
         obs = run_observer(
             run_id=run.id,
             graph=self.name,
@@ -310,7 +343,7 @@ class CompiledGraph(Generic[S]):
             step=step0,
             state=state,
             config=config,
-            progress=Progress(last_snapshot_bytes=len(run.input)),
+            progress=Progress(last_snapshot_bytes=len(step0.snapshot or run.input)),
             journal=journal,
             lease=lease,
             observer=obs,
@@ -441,6 +474,9 @@ class CompiledGraph(Generic[S]):
         inherit: Inherited | None = None,
         due: float | None = None,
     ) -> RunResult[S]:
+        from ._threads import prepare_turn
+
+        await prepare_turn(self, run_id)  # a queued turn of a thread: its start state
         point = await resume_point(
             self.store,
             self.identity,
@@ -575,6 +611,62 @@ class CompiledGraph(Generic[S]):
         )
         self.store.create_run(run, step0)
         return run
+
+    # -- threads ----------------------------------------------------------------------------
+
+    def threads(self, *, limit: int = 100, before: float | None = None) -> list[ThreadSummary]:
+        """Threads in the store, latest activity first (guides/threads)."""
+        from ._thread_view import list_threads
+
+        return list_threads(self, limit, before)
+
+    def thread(self, thread_id: str) -> Thread:
+        """A thread and its turns (runs), by turn; ``ThreadNotFound`` when there is none.
+        ``get_state(thread.last.run_id)`` is the conversation's state now."""
+        from ._thread_view import get_thread
+
+        return get_thread(self, thread_id)
+
+    def thread_history(self, thread_id: str) -> list[HistoryEntry]:
+        """Every committed activation of every turn of the thread, turn after turn (each
+        entry's ``run_id`` names its turn); queued turns have none yet."""
+        return [
+            e
+            for t in self.thread(thread_id).turns
+            if t.status != "queued"
+            for e in self.history(t.run_id)
+        ]
+
+    def admit_turn(
+        self,
+        input: S | dict[str, Any],
+        *,
+        thread_id: str,
+        multitask_strategy: MultitaskStrategy = "reject",
+        run_id: str | None = None,
+        max_steps: int | None = None,
+    ) -> RunRecord:
+        """Store the next turn of ``thread_id`` as ``queued`` without executing it: a
+        service admits durably, then ``wait_turn`` and ``resume`` start it in any
+        process. ``multitask_strategy`` applies as in ``run``."""
+        from ._threads import admit_turn
+
+        config = self._config(max_steps=max_steps)
+        return admit_turn(
+            self,
+            input,
+            thread_id=thread_id,
+            strategy=multitask_strategy,
+            run_id=run_id,
+            config=config,
+        )
+
+    async def wait_turn(self, run_id: str, timeout: float | None = None) -> bool:
+        """Wait until queued turn ``run_id`` can start: True; False when a turn ahead is
+        paused, failed or crashed (it starts after that turn ends) or on ``timeout``."""
+        from ._threads import wait_turn
+
+        return await wait_turn(self, run_id, timeout)
 
     def to_mermaid(self) -> str:
         from ._render import to_mermaid

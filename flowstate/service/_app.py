@@ -41,6 +41,7 @@ from ._paging import CURSOR_PATTERN
 from ._registry import GraphRegistry
 from ._schedules import TimeLoop, add_schedule_routes
 from ._service import TaskService
+from ._threads import add_thread_routes
 
 __all__ = ["create_app"]
 
@@ -411,6 +412,15 @@ def create_app(
         writable=writable,
         strict=_strict,
     )
+    if not read_only:
+        add_thread_routes(
+            app,
+            service=service,
+            secured=secured,
+            errors=errors,
+            writable=writable,
+            strict=_strict,
+        )
     add_inspector_routes(
         app,
         service=service,
