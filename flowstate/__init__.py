@@ -22,9 +22,13 @@ from flowstate.engine import (
     RetryPolicy,
     RunResult,
     Send,
+    TimedOut,
     add,
+    add_schedule,
     append,
+    fire_schedules,
     merge,
+    wake_due,
 )
 from flowstate.errors import (
     CorruptRowError,
@@ -43,6 +47,7 @@ from flowstate.errors import (
     StepCloseFailed,
     StoreError,
     StoreIOError,
+    ThreadBusy,
     UpdateRejected,
     WriteConflict,
 )
@@ -80,11 +85,16 @@ __all__ = [
     "StepCloseFailed",
     "StoreError",
     "StoreIOError",
+    "ThreadBusy",
+    "TimedOut",
     "UpdateRejected",
     "WriteConflict",
     "add",
+    "add_schedule",
     "append",
+    "fire_schedules",
     "merge",
+    "wake_due",
 ]
 
 logging.getLogger("flowstate").addHandler(logging.NullHandler())

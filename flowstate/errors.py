@@ -13,11 +13,18 @@ FlowstateError                 base of everything below; has a stable ``code``
 ├── GraphMismatch              resume/fork with a graph that differs from the recorded one
 ├── ReplayDivergence           replay produced a different update than the recorded run
 ├── RunNotFound                no run with that id in the store
+│   └── ThreadNotFound         no thread with that id in the store
 ├── RunStateError              the run is not in a state that allows the operation
 │   ├── RunOwned               another live process is executing the run
 │   ├── LeaseLost              this process lost the run to another (its commit was fenced)
-│   └── CancelledElsewhere     a cancel was acknowledged in another process (commit refused)
+│   ├── CancelledElsewhere     a cancel was acknowledged in another process (commit refused)
+│   ├── ThreadBusy             new input while the thread's last turn is running, paused or failed
+│   ├── TurnConflict           another caller started that turn of the thread first
+│   └── TurnNotReady           a queued turn whose previous turn has not finished
 ├── EffectError                an effect's arguments or result cannot be journaled
+├── TimerError                 a sleep, deadline or time argument that is not a time
+├── ScheduleError              a schedule's cron, zone, policy, input or graph is unusable
+│   └── ScheduleNotFound       no schedule with that name in the store
 ├── StoreError                 storage, not your code
 │   ├── CorruptRowError        a stored row failed its hash or schema check
 │   └── StoreIOError           the database reported an I/O or locking failure
@@ -60,11 +67,18 @@ __all__ = [
     "RunNotFound",
     "RunOwned",
     "RunStateError",
+    "ScheduleError",
+    "ScheduleNotFound",
     "StateMutated",
     "StepCloseFailed",
     "StoreError",
     "StoreIOError",
     "TargetError",
+    "ThreadBusy",
+    "ThreadNotFound",
+    "TimerError",
+    "TurnConflict",
+    "TurnNotReady",
     "UpdateRejected",
     "WriteConflict",
 ]
@@ -342,6 +356,20 @@ class RunNotFound(FlowstateError):
         super().__init__(f"no run '{run_id}' in this store; `flowstate runs` lists the runs")
 
 
+class ThreadNotFound(RunNotFound):
+    """No run of the store is on that thread."""
+
+    code = "FS228"
+
+    def __init__(self, thread_id: str) -> None:
+        self.thread_id = thread_id
+        FlowstateError.__init__(
+            self,
+            f"no thread {thread_id!r} in this store: list threads with `flowstate threads`, "
+            f"or start it with `app.run(input, thread_id={thread_id!r})`",
+        )
+
+
 class RunStateError(FlowstateError):
     """The run's status does not allow the operation."""
 
@@ -395,6 +423,51 @@ class CancelledElsewhere(RunStateError):
         super().__init__(
             f"run {run_id} was cancelled from another process; this commit was refused and "
             "nothing of it was stored. Resume the run to continue it"
+        )
+
+
+class ThreadBusy(RunStateError):
+    """New input for a thread whose last turn is running (a live lease), queued, paused or
+    failed, under the ``reject`` strategy (the default)."""
+
+    code = "FS225"
+
+    def __init__(self, thread_id: str, turn: int, run_id: str, status: str, hint: str) -> None:
+        self.thread_id, self.turn, self.run_id, self.status = thread_id, turn, run_id, status
+        super().__init__(
+            f"thread {thread_id!r} has turn {turn} (run {run_id}) {status}, so the new "
+            f"input was rejected and nothing was stored: {hint}"
+        )
+
+
+class TurnConflict(RunStateError):
+    """Two callers started the same turn of a thread: the other one was first."""
+
+    code = "FS226"
+    retryable = True
+
+    def __init__(self, thread_id: str, turn: int, run_id: str) -> None:
+        self.thread_id, self.turn, self.run_id = thread_id, turn, run_id
+        super().__init__(
+            f"turn {turn} of thread {thread_id!r} (or run id {run_id}) is already stored: "
+            "another caller started it first and run "
+            f"{run_id} was not created; send the input again (its strategy then decides: "
+            "reject, enqueue or interrupt)"
+        )
+
+
+class TurnNotReady(RunStateError):
+    """A queued turn cannot start before the turn ahead of it has finished."""
+
+    code = "FS227"
+
+    def __init__(self, run_id: str, thread_id: str, turn: int, ahead: str, status: str) -> None:
+        self.run_id, self.thread_id, self.turn = run_id, thread_id, turn
+        super().__init__(
+            f"run {run_id} is turn {turn} of thread {thread_id!r}, queued behind turn "
+            f"{turn - 1} (run {ahead}), which is {status}: it starts from that turn's final "
+            f"state, so finish it first ({resume_hint(ahead)}) or cancel it "
+            f"(`app.cancel({ahead!r})`; the queued turn then starts from its last commit)"
         )
 
 
@@ -506,3 +579,29 @@ class DatabaseNotFound(CLIError):
     """A command that reads runs found no checkpoint database where it looked."""
 
     code = "FS402"
+
+
+class TimerError(FlowstateError, ValueError):
+    """``ctx.sleep``, ``ctx.sleep_until`` or an interrupt ``timeout`` was given something
+    that is not a duration or a time (a negative or non-finite number, a naive datetime)."""
+
+    code = "FS240"
+
+
+class ScheduleError(FlowstateError, ValueError):
+    """A schedule cannot be created or fired as given: its cron expression, time zone,
+    catch-up policy, input or graph; the message names the field and the fix."""
+
+    code = "FS241"
+
+
+class ScheduleNotFound(ScheduleError):
+    """No schedule with that name in the store."""
+
+    code = "FS242"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"no schedule {name!r} in this store; `flowstate schedule list` lists them"
+        )

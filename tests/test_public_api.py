@@ -42,11 +42,16 @@ def test_top_level_all_is_pinned():
         "StepCloseFailed",
         "StoreError",
         "StoreIOError",
+        "ThreadBusy",
+        "TimedOut",
         "UpdateRejected",
         "WriteConflict",
         "add",
+        "add_schedule",
         "append",
+        "fire_schedules",
         "merge",
+        "wake_due",
     }
     for name in flowstate.__all__:
         assert not name.startswith("_")

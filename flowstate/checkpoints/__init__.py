@@ -19,10 +19,12 @@ from ._records import (
     RunRecord,
     RunStatus,
     StepRecord,
+    ThreadRecord,
     WriteRecord,
     row_hash,
 )
 from ._sqlite import Durability, SQLiteStore
+from ._timer_records import CatchUp, ScheduleRecord, TimerStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,6 +44,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "TERMINAL_STATUSES",
     "AttemptRecord",
+    "CatchUp",
     "CheckpointStore",
     "DamagedRow",
     "DoctorReport",
@@ -56,7 +59,10 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "SQLiteStore",
+    "ScheduleRecord",
     "StepRecord",
+    "ThreadRecord",
+    "TimerStore",
     "WriteRecord",
     "describe_store",
     "doctor",

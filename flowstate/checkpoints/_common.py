@@ -22,6 +22,7 @@ from flowstate.errors import (
     RunOwned,
     RunStateError,
     StoreError,
+    TurnConflict,
 )
 
 from ._records import (
@@ -37,7 +38,11 @@ from ._records import (
 RUN_COLS = tuple(RunRecord.model_fields)
 MUTABLE = ("status", "head_step", "error", "updated_at")
 """The run columns that may change after creation, in their ``mhash`` order."""
-RUN_IMMUTABLE = tuple(c for c in RUN_COLS if c not in MUTABLE)
+RUN_THREAD = ("thread_id", "turn")
+"""Immutable run columns added by migration m301: hashed only when set, so the ``hash`` of
+a run stored before them (and of any run on no thread) is what it always was."""
+RUN_IMMUTABLE = tuple(c for c in RUN_COLS if c not in MUTABLE and c not in RUN_THREAD)
+"""The immutable run columns every run's ``hash`` covers (then ``RUN_THREAD`` when set)."""
 STEP_COLS = tuple(StepRecord.model_fields)
 WRITE_COLS = tuple(WriteRecord.model_fields)
 EFFECT_COLS = tuple(EffectRecord.model_fields)
@@ -70,12 +75,20 @@ NO_STOP = 2**62
 # -- row values and hashes ---------------------------------------------------------------
 
 
+def run_hash(get: Callable[[str], Any]) -> str:
+    """The ``hash`` of a run row whose column values ``get(column)`` returns: its immutable
+    columns, the thread columns only when the run is on a thread (``RUN_THREAD``)."""
+    thread = [get(c) for c in RUN_THREAD]
+    extra = thread if any(v is not None for v in thread) else []
+    return row_hash(*(get(c) for c in RUN_IMMUTABLE), *extra)
+
+
 def run_values(run: RunRecord) -> list[Any]:
     """The run's columns in ``RUN_COLS`` order, then its ``hash`` and ``mhash``."""
     vals = [getattr(run, c) for c in RUN_COLS]
     return [
         *vals,
-        row_hash(*(getattr(run, c) for c in RUN_IMMUTABLE)),
+        run_hash(lambda c: getattr(run, c)),
         row_hash(*(getattr(run, c) for c in MUTABLE)),
     ]
 
@@ -96,7 +109,7 @@ def decode_row(table: str, row: Sequence[Any]) -> Any:
         d = dict(zip(cols, row[: len(cols)], strict=True))
         rid = str(d.get("id"))
         if (
-            row_hash(*(d[c] for c in RUN_IMMUTABLE)) != row[len(cols)]
+            run_hash(d.__getitem__) != row[len(cols)]
             or row_hash(*(d[c] for c in MUTABLE)) != row[len(cols) + 1]
         ):
             raise CorruptRowError("runs", rid, None, "integrity hash mismatch")
@@ -139,8 +152,16 @@ def superseded_text(w: WriteRecord) -> str:
 # -- runs ----------------------------------------------------------------------------------
 
 
+WAKE_AT = "wake_at"
+"""The run column holding when a paused run's timer or interrupt deadline falls due. It is
+an index for whoever wakes runs, outside the row hashes (like the lease columns): the
+effect journal holds the authoritative time, so a wrong value can only make a run be
+looked at early (it pauses again) or late. Changing the status clears it, except to
+``paused`` where it keeps the earliest of the values given while paused."""
+
+
 def check_mutable(fields: dict[str, Any]) -> None:
-    unknown = set(fields) - set(MUTABLE)
+    unknown = set(fields) - set(MUTABLE) - {WAKE_AT}
     if unknown:
         raise ConfigError(
             f"run fields {sorted(unknown)} cannot change after creation; only "
@@ -167,6 +188,18 @@ def run_filters(
     if before is not None:
         out.append(("created_at", "<", before))
     return out
+
+
+def input_converter(
+    run: RunRecord, state: Callable[[str], str], update: Callable[[str], str]
+) -> Callable[[str], str]:
+    """How ``migrate_run`` converts the run's ``input``: a thread's later turn (turn > 1)
+    stores the turn's own input, an update, not a state (its state is in step 0)."""
+    return update if run.turn is not None and run.turn > 1 else state
+
+
+def turn_taken_error(run: RunRecord) -> TurnConflict:
+    return TurnConflict(str(run.thread_id), int(run.turn or 0), run.id)
 
 
 def run_exists_error(run_id: str) -> RunStateError:
@@ -286,14 +319,18 @@ def migrated_rows(
     new_run = seal(
         "runs",
         run.model_copy(
-            update={"input": state(run.input), "fingerprint": fingerprint, "graph_doc": graph_doc}
+            update={
+                "input": input_converter(run, state, update)(run.input),
+                "fingerprint": fingerprint,
+                "graph_doc": graph_doc,
+            }
         ),
     )
     run_vals = [
         new_run.input,
         fingerprint,
         graph_doc,
-        row_hash(*(getattr(new_run, c) for c in RUN_IMMUTABLE)),
+        run_hash(lambda c: getattr(new_run, c)),
     ]
     new_steps: list[tuple[StepRecord, str]] = []
     for st in steps:

@@ -50,6 +50,7 @@ SEALED_COLUMNS: dict[str, tuple[str, ...]] = {
     "effects": ("request", "response"),
     "interrupts": ("payload", "answer"),
     "attempts": ("error",),
+    "schedules": ("input",),
 }
 """The columns sealed in each table. Everything else (ids, statuses, step numbers, node
 names, timestamps, token usage, hashes, the graph document, run config and run errors)
@@ -62,6 +63,7 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "effects": ("run_id", "step", "task_path", "seq"),
     "interrupts": ("run_id", "step", "task_path", "seq"),
     "attempts": ("run_id", "step", "task_path", "attempt"),
+    "schedules": ("name",),
 }
 """The primary key of each table, bound into every value's associated data."""
 

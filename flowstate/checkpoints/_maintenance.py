@@ -32,24 +32,81 @@ def prune(
     status: str | None = None,
     dry_run: bool = False,
     now: float | None = None,
+    thread_id: str | None = None,
+    whole_threads: bool = False,
 ) -> list[str]:
     """Delete runs created more than ``older_than`` seconds ago (optionally only with
     ``status``), with everything that hangs off them: writes, steps, effects, interrupts,
     attempts, signals and their subgraph child runs. Runs that are ``running`` are kept
-    unless ``status="running"`` is asked for explicitly. Returns the deleted run ids."""
+    unless ``status="running"`` is asked for explicitly. Returns the deleted run ids.
+
+    Threads: the latest turn of a thread is always kept (the thread goes on from its
+    state), unless ``whole_threads``: then a thread whose latest turn is older than the
+    age is deleted entirely, and threads with a newer turn are left whole. ``thread_id``
+    limits the prune to that thread's turns."""
     cutoff = (now if now is not None else time.time()) - older_than
+    if thread_id is not None or whole_threads:
+        return _prune_threads(store, cutoff, status, dry_run, thread_id, whole_threads)
     victims: list[str] = []
+    seen: set[str] = set()
+    latest: dict[str, str] = {}
     while True:
         batch = store.list_runs(status=status, before=cutoff, limit=500)
-        batch = [r for r in batch if r.id not in victims and (status or r.status != "running")]
+        batch = [r for r in batch if r.id not in seen and (status or r.status != "running")]
         if not batch:
             break
         for r in batch:
+            seen.add(r.id)
+            if r.thread_id is not None:
+                if r.thread_id not in latest:
+                    latest[r.thread_id] = store.thread_runs(r.thread_id)[-1].id
+                if latest[r.thread_id] == r.id:
+                    continue  # a thread's latest turn: the thread continues from it
             victims.append(r.id)
             if not dry_run:
                 store.delete_run(r.id)
         if dry_run:
             break
+    return victims
+
+
+def _prune_threads(
+    store: Any,
+    cutoff: float,
+    status: str | None,
+    dry_run: bool,
+    thread_id: str | None,
+    whole: bool,
+) -> list[str]:
+    if thread_id is not None:
+        ids = [thread_id]
+    else:
+        ids = [t.thread_id for t in store.threads(limit=2**31 - 1, before=cutoff)]
+    victims: list[str] = []
+    for tid in ids:
+        turns = store.thread_runs(tid)
+        if not turns:
+            continue
+        if whole:
+            if turns[-1].created_at >= cutoff:
+                continue
+            chosen = [r for r in turns if status is None or r.status == status]
+            if len(chosen) < len(turns) or any(
+                r.status == "running" and status != "running" for r in turns
+            ):
+                continue  # a thread is deleted whole or not at all
+        else:
+            chosen = [
+                r
+                for r in turns[:-1]
+                if r.created_at < cutoff
+                and (status is None or r.status == status)
+                and (status or r.status != "running")
+            ]
+        for r in chosen:
+            victims.append(r.id)
+            if not dry_run:
+                store.delete_run(r.id)
     return victims
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from flowstate.errors import RunNotFound
 
-from ._common import family, is_direct_child
+from ._common import family, input_converter, is_direct_child
 from ._memory_tables import Tables
 
 __all__ = ["MemoryMaintenance"]
@@ -115,7 +115,7 @@ class MemoryMaintenance:
                 raise RunNotFound(run_id)
             base = row.base.model_copy(
                 update={
-                    "input": state(row.base.input),
+                    "input": input_converter(row.base, state, update)(row.base.input),
                     "fingerprint": fingerprint,
                     "graph_doc": graph_doc,
                 }

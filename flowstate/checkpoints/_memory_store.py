@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from flowstate.clock import get_clock
 from flowstate.errors import RunNotFound, RunStateError, StoreError
 
 from ._common import (
@@ -27,16 +28,19 @@ from ._common import (
     run_exists_error,
     sum_usage,
     superseded_text,
+    turn_taken_error,
 )
 from ._memory_leases import MemoryLeases
 from ._memory_maint import MemoryMaintenance
 from ._memory_tables import STATUSES, Run, Tables, check_values
+from ._memory_timers import MemoryTimers
 from ._records import (
     AttemptRecord,
     EffectRecord,
     InterruptRecord,
     RunRecord,
     StepRecord,
+    ThreadRecord,
     WriteRecord,
 )
 
@@ -44,10 +48,13 @@ __all__ = ["InMemoryStore"]
 
 _MUTABLE = frozenset(MUTABLE)
 _ERROR_TYPES = frozenset({str, type(None)})
-_now = time.time
 
 
-class InMemoryStore(MemoryLeases, MemoryMaintenance):
+def _now() -> float:
+    return get_clock().now()
+
+
+class InMemoryStore(MemoryLeases, MemoryTimers, MemoryMaintenance):
     """Checkpoint store in process memory, with ``SQLiteStore``'s interface and semantics.
 
     Records are immutable pydantic models, so they are kept as they are given and returned
@@ -105,7 +112,12 @@ class InMemoryStore(MemoryLeases, MemoryMaintenance):
         t = self._t
         with self._lock:
             if run.id in t.runs:
-                raise run_exists_error(run.id)
+                raise turn_taken_error(run) if run.thread_id else run_exists_error(run.id)
+            if run.thread_id is not None and any(
+                r.base.thread_id == run.thread_id and r.base.turn == run.turn
+                for r in t.runs.values()
+            ):
+                raise turn_taken_error(run)  # SQL stores: the unique index of m301
             steps = t.steps.get(first_step.run_id)
             if steps is not None and first_step.step in steps:
                 raise StoreError(
@@ -163,6 +175,27 @@ class InMemoryStore(MemoryLeases, MemoryMaintenance):
                 rows = rows[:n]
             return [r.record() for r in rows]
 
+    def thread_runs(self, thread_id: str) -> list[RunRecord]:
+        with self._lock:
+            rows = [r for r in self._t.runs.values() if r.base.thread_id == thread_id]
+            rows.sort(key=lambda r: r.base.turn or 0)
+            return [r.record() for r in rows]
+
+    def threads(self, limit: int = 100, before: float | None = None) -> list[ThreadRecord]:
+        with self._lock:
+            found: dict[str, list[float]] = {}
+            for r in self._t.runs.values():
+                if r.base.thread_id is not None:
+                    found.setdefault(r.base.thread_id, []).append(r.base.created_at)
+        out = [
+            ThreadRecord(thread_id=k, turns=len(v), created_at=min(v), last_at=max(v))
+            for k, v in found.items()
+            if before is None or max(v) < before
+        ]
+        out.sort(key=lambda t: t.thread_id)
+        out.sort(key=lambda t: t.last_at, reverse=True)
+        return out[: max(0, int(limit))]
+
     def update_run(self, run_id: str, **fields: Any) -> RunRecord:
         """Change a run's status, head step or error (the only mutable columns)."""
         with self._lock:
@@ -191,6 +224,11 @@ class InMemoryStore(MemoryLeases, MemoryMaintenance):
             row.head_step = fields["head_step"]
         if "error" in fields:
             row.error = fields["error"]
+        wake = fields.get("wake_at")
+        if fields.get("status") == "paused" and wake is not None:
+            row.wake_at = float(wake) if row.wake_at is None else min(row.wake_at, float(wake))
+        elif "status" in fields and fields["status"] != "paused":
+            row.wake_at = None
         row.updated_at = _now()  # always the time of the update, as in SQLiteStore
         row.cached = None
 
@@ -282,6 +320,8 @@ class InMemoryStore(MemoryLeases, MemoryMaintenance):
             if run_fields:
                 if "status" in run_fields:
                     row.status = run_fields["status"]  # type: ignore[union-attr]
+                    if row.status != "paused":  # type: ignore[union-attr]
+                        row.wake_at = None  # type: ignore[union-attr]
                 if "head_step" in run_fields:
                     row.head_step = run_fields["head_step"]  # type: ignore[union-attr]
                 if "error" in run_fields:

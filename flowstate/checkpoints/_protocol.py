@@ -36,6 +36,7 @@ from ._records import (
     InterruptRecord,
     RunRecord,
     StepRecord,
+    ThreadRecord,
     WriteRecord,
 )
 
@@ -87,6 +88,17 @@ class CheckpointStore(Protocol):
         """Runs matching every filter given, newest first (``created_at`` descending, then
         ``id``), at most ``limit``. Subgraph child runs (an id with ``/``) only with
         ``include_children``; ``before`` keeps runs created strictly earlier."""
+        ...
+
+    def thread_runs(self, thread_id: str) -> list[RunRecord]:
+        """The runs on thread ``thread_id`` (its turns, queued ones included), by turn;
+        empty when there is no such thread."""
+        ...
+
+    def threads(self, limit: int = 100, before: float | None = None) -> list[ThreadRecord]:
+        """Threads by their latest turn's ``created_at``, newest first (then id), at most
+        ``limit``; ``before`` keeps threads whose latest turn was created strictly
+        earlier."""
         ...
 
     def update_run(self, run_id: str, **fields: Any) -> RunRecord:

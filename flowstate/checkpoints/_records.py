@@ -22,6 +22,7 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "StepRecord",
+    "ThreadRecord",
     "WriteRecord",
     "row_hash",
 ]
@@ -72,6 +73,28 @@ class RunRecord(BaseModel):
     """Run options as JSON (max_steps, breakpoints …), kept so resume uses them."""
     created_at: float
     updated_at: float
+    thread_id: str | None = None
+    """The thread this run is a turn of (a conversation: a sequence of runs over one
+    evolving state), or None for a run on no thread."""
+    turn: int | None = None
+    """Its turn number on the thread, from 1 (unique per thread). A queued turn's
+    ``input`` is the turn's own input, applied to the previous turn's final state when it
+    starts; every turn's step 0 holds the state it started from."""
+
+
+class ThreadRecord(BaseModel):
+    """A thread as the store lists it: its id and how many turns it has (not a table: an
+    aggregate over the ``runs`` rows that carry ``thread_id``)."""
+
+    model_config = _STRICT
+
+    thread_id: str
+    turns: int
+    """Number of turns stored (queued ones included)."""
+    created_at: float
+    """When its first turn was created."""
+    last_at: float
+    """When its latest turn was created."""
 
 
 class StepRecord(BaseModel):

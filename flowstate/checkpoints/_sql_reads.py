@@ -15,7 +15,7 @@ from flowstate.errors import RunNotFound
 
 from ._common import NO_STOP, sum_usage
 from ._crypto import PREFIX, SEALED_COLUMNS
-from ._records import InterruptRecord, RunRecord, StepRecord, WriteRecord
+from ._records import InterruptRecord, RunRecord, StepRecord, ThreadRecord, WriteRecord
 
 __all__ = ["SQLReads"]
 
@@ -40,6 +40,26 @@ class SQLReads:
         rows = self._select("runs", '"id" = ?', [run_id], "")
         return rows[0] if rows else None
 
+    def thread_runs(self, thread_id: str) -> list[RunRecord]:
+        return self._select("runs", '"thread_id" = ?', [thread_id], '"turn"')
+
+    def threads(self, limit: int = 100, before: float | None = None) -> list[ThreadRecord]:
+        rows = self._read(
+            self._stmt(
+                'SELECT "thread_id", count(*), min("created_at"), max("created_at") '
+                'FROM {runs} WHERE "thread_id" IS NOT NULL GROUP BY "thread_id" '
+                'HAVING max("created_at") < ? '
+                'ORDER BY max("created_at") DESC, "thread_id" LIMIT ?'
+            ),
+            [1e308 if before is None else float(before), int(limit)],
+        )
+        return [
+            ThreadRecord(
+                thread_id=str(r[0]), turns=int(r[1]), created_at=float(r[2]), last_at=float(r[3])
+            )
+            for r in rows
+        ]
+
     def get_step(self, run_id: str, step: int) -> StepRecord | None:
         rows = self._select("steps", '"run_id" = ? AND "step" = ?', [run_id, step], "")
         return rows[0] if rows else None
@@ -51,8 +71,7 @@ class SQLReads:
     def last_snapshot(self, run_id: str, at_or_before: int) -> StepRecord | None:
         rows = self._select(
             "steps",
-            '"run_id" = ? AND "step" <= ? AND "snapshot" IS NOT NULL '
-            'ORDER BY "step" DESC LIMIT 1',
+            '"run_id" = ? AND "step" <= ? AND "snapshot" IS NOT NULL ORDER BY "step" DESC LIMIT 1',
             [run_id, at_or_before],
             "",
         )

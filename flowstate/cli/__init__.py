@@ -5,9 +5,10 @@ traceback unless ``--debug`` (anywhere on the line) or ``FLOWSTATE_DEBUG=1`` (se
 ``FlowstateGroup``). Every command finds its database by one rule (``resolve_db``).
 
 The commands live by job: `_runs` (run, resume, replay, fork), `_inspect` (runs, show,
-graph), `_maint` (prune, doctor) and `_service` (serve). `_group` turns errors into one
-line and tidies help, `_load` loads `module:attr`, `_common` holds the database rule and
-what else the commands share, `_console` the consoles and `_live` the live display.
+graph), `_threads` (threads), `_maint` (prune, doctor) and `_service` (serve). `_group`
+turns errors into one line and tidies help, `_load` loads `module:attr`, `_common` holds
+the database rule and what else the commands share, `_console` the consoles and `_live`
+the live display.
 This module builds the typer `app` and registers them, in the order `flowstate --help`
 lists them.
 """
@@ -24,6 +25,8 @@ from ._inspect import graph_cmd, runs, show
 from ._maint import doctor, prune
 from ._runs import fork, replay, resume, run
 from ._service import register_service
+from ._threads import threads
+from ._time import schedule_app
 
 __all__ = [
     "DB_HELP",
@@ -46,9 +49,10 @@ app = typer.Typer(
     context_settings={"max_content_width": 80},
 )
 
-for _command in (run, resume, runs, show, replay, fork, prune, doctor):
+for _command in (run, resume, runs, show, threads, replay, fork, prune, doctor):
     app.command()(_command)
 app.command("graph")(graph_cmd)
+app.add_typer(schedule_app, name="schedule")
 register_service(app)
 del _command
 

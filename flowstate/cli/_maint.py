@@ -16,10 +16,15 @@ def prune(
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     graph: str | None = typer.Option(None, "--graph", "-g", help=GRAPH_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be deleted."),
+    thread: str | None = typer.Option(None, "--thread", help="Only this thread's turns."),
+    whole_threads: bool = typer.Option(
+        False, "--threads", help="Delete whole threads whose latest turn is older."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Delete old runs with everything that hangs off them (writes, effects, interrupts,
-    snapshots, child runs). Running runs are kept unless --status running."""
+    snapshots, child runs). Running runs are kept unless --status running. A thread keeps
+    its latest turn (it goes on from it) unless --threads deletes whole threads."""
     from flowstate.checkpoints import parse_age
     from flowstate.checkpoints import prune as do_prune
 
@@ -28,7 +33,14 @@ def prune(
     except ValueError as e:
         raise CLIError(f"--older-than: {e}") from None
     d = resolve_db(db, graph, verbose=verbose)
-    ids = do_prune(d.store, older_than=age, status=status, dry_run=dry_run)
+    ids = do_prune(
+        d.store,
+        older_than=age,
+        status=status,
+        dry_run=dry_run,
+        thread_id=thread,
+        whole_threads=whole_threads,
+    )
     verb = "would delete" if dry_run else "deleted"
     console.print(f"{verb} {len(ids)} run{'s' if len(ids) != 1 else ''}", highlight=False)
     for i in ids[:50]:

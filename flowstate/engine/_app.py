@@ -41,10 +41,13 @@ if TYPE_CHECKING:
     from ._builder import GraphIR
     from ._memory import MemoryBinding
     from ._replay import ReplayReport
+    from ._thread_view import Thread, ThreadSummary
+    from ._threads import MultitaskStrategy
 
 __all__ = ["CompiledGraph", "HistoryEntry", "RunResult"]
 
 S = TypeVar("S", bound=BaseModel)
+
 
 class CompiledGraph(Generic[S]):
     """A validated graph bound to a checkpoint store. Create it with ``GraphBuilder.compile``.
@@ -193,10 +196,16 @@ class CompiledGraph(Generic[S]):
         max_concurrency: int | None = None,
         limits: Limits | None = None,
         on_event: Callable[[Any], None] | None = None,
+        thread_id: str | None = None,
+        multitask_strategy: MultitaskStrategy = "reject",
     ) -> RunResult[S]:
         """Run the graph from ``input`` to END (or a pause). Checkpoints every activation.
 
         ``max_concurrency`` bounds how many activations of a step run at once.
+        With ``thread_id`` the run is the next turn of that thread (a conversation): it
+        starts from the last turn's final state with ``input`` applied through the
+        reducers; ``multitask_strategy`` says what happens while the last turn is
+        unfinished (``reject``, ``enqueue``, ``interrupt``; docs: guides/threads).
         """
         config = self._config(
             max_steps=max_steps,
@@ -205,6 +214,18 @@ class CompiledGraph(Generic[S]):
             max_concurrency=max_concurrency,
             limits=limits,
         )
+        if thread_id is not None:
+            from ._threads import run_turn
+
+            return await run_turn(
+                self,
+                input,
+                thread_id=thread_id,
+                strategy=multitask_strategy,
+                run_id=run_id,
+                config=config,
+                emit=on_event,
+            )
         return await self._start(input, run_id=run_id, emit=on_event, config=config)
 
     def admit(
@@ -277,6 +298,19 @@ class CompiledGraph(Generic[S]):
         run, step0, state = self._new_run(
             input, run_id=run_id, config=config, parent=parent, parent_step=parent_step
         )
+        return await self._launch(run, step0, state, config, emit, journal)
+
+    async def _launch(
+        self,
+        run: RunRecord,
+        step0: StepRecord,
+        state: BaseModel,
+        config: RunConfig,
+        emit: Callable[[Any], None] | None,
+        journal: JournalSource | None = None,
+    ) -> RunResult[S]:
+        """Store a new run's rows (holding its lease) and execute it."""
+        parent = run.parent_id
         obs = run_observer(
             run_id=run.id,
             graph=self.name,
@@ -309,7 +343,7 @@ class CompiledGraph(Generic[S]):
             step=step0,
             state=state,
             config=config,
-            progress=Progress(last_snapshot_bytes=len(run.input)),
+            progress=Progress(last_snapshot_bytes=len(step0.snapshot or run.input)),
             journal=journal,
             lease=lease,
             observer=obs,
@@ -438,7 +472,11 @@ class CompiledGraph(Generic[S]):
         journal: JournalSource | None = None,
         wait: float | None = None,
         inherit: Inherited | None = None,
+        due: float | None = None,
     ) -> RunResult[S]:
+        from ._threads import prepare_turn
+
+        await prepare_turn(self, run_id)  # a queued turn of a thread: its start state
         point = await resume_point(
             self.store,
             self.identity,
@@ -455,12 +493,23 @@ class CompiledGraph(Generic[S]):
             journal=journal,
             wait=wait,
             inherit=inherit,
+            due=due,
         )
         if isinstance(point, Finished):
             return RunResult(
                 run_id=run_id, status="completed", state=cast("S", point.state), step=point.step
             )
         return await self._execute(point, emit)
+
+    async def resume_due(
+        self, *, now: float | None = None, on_event: Callable[[Any], None] | None = None
+    ) -> list[RunResult[S]]:
+        """Resume this graph's runs whose timer (``ctx.sleep``) or interrupt deadline is
+        due at ``now`` (default: the clock's time); see ``flowstate.wake_due``."""
+        from ._waker import wake_due
+
+        done = await wake_due(self.store, {self.name: self}, now=now, on_event=on_event)
+        return cast("list[RunResult[S]]", done)
 
     def pending_interrupts(self, run_id: str) -> list[PendingInterrupt]:
         """The run's pending interrupts (its subgraphs' included), in task order, each
@@ -562,6 +611,62 @@ class CompiledGraph(Generic[S]):
         )
         self.store.create_run(run, step0)
         return run
+
+    # -- threads ----------------------------------------------------------------------------
+
+    def threads(self, *, limit: int = 100, before: float | None = None) -> list[ThreadSummary]:
+        """Threads in the store, latest activity first (guides/threads)."""
+        from ._thread_view import list_threads
+
+        return list_threads(self, limit, before)
+
+    def thread(self, thread_id: str) -> Thread:
+        """A thread and its turns (runs), by turn; ``ThreadNotFound`` when there is none.
+        ``get_state(thread.last.run_id)`` is the conversation's state now."""
+        from ._thread_view import get_thread
+
+        return get_thread(self, thread_id)
+
+    def thread_history(self, thread_id: str) -> list[HistoryEntry]:
+        """Every committed activation of every turn of the thread, turn after turn (each
+        entry's ``run_id`` names its turn); queued turns have none yet."""
+        return [
+            e
+            for t in self.thread(thread_id).turns
+            if t.status != "queued"
+            for e in self.history(t.run_id)
+        ]
+
+    def admit_turn(
+        self,
+        input: S | dict[str, Any],
+        *,
+        thread_id: str,
+        multitask_strategy: MultitaskStrategy = "reject",
+        run_id: str | None = None,
+        max_steps: int | None = None,
+    ) -> RunRecord:
+        """Store the next turn of ``thread_id`` as ``queued`` without executing it: a
+        service admits durably, then ``wait_turn`` and ``resume`` start it in any
+        process. ``multitask_strategy`` applies as in ``run``."""
+        from ._threads import admit_turn
+
+        config = self._config(max_steps=max_steps)
+        return admit_turn(
+            self,
+            input,
+            thread_id=thread_id,
+            strategy=multitask_strategy,
+            run_id=run_id,
+            config=config,
+        )
+
+    async def wait_turn(self, run_id: str, timeout: float | None = None) -> bool:
+        """Wait until queued turn ``run_id`` can start: True; False when a turn ahead is
+        paused, failed or crashed (it starts after that turn ends) or on ``timeout``."""
+        from ._threads import wait_turn
+
+        return await wait_turn(self, run_id, timeout)
 
     def to_mermaid(self) -> str:
         from ._render import to_mermaid

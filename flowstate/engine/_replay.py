@@ -144,7 +144,11 @@ async def replay(
 
     scratch = SQLiteStore(":memory:")
     clone = app.bind(scratch)
-    state = app.ir.schema.load_state(recorded_run.input)
+    # a thread's later turn stores its own input (an update); its start state is step 0's
+    first = source.get_step(run_id, 0) if (recorded_run.turn or 0) > 1 else None
+    state = app.ir.schema.load_state(
+        first.snapshot if first and first.snapshot else recorded_run.input
+    )
     journal = JournalSource(store=source, strict=True, check=check)
     divergence: Divergence | None = None
     status = "completed"
@@ -288,6 +292,10 @@ def fork_rows(
         config=json.dumps(config),
         created_at=now,
         updated_at=now,
+        # a fork of a thread's turn starts a new thread (named after the fork), linked to
+        # its origin by parent_id/parent_step; the origin thread is left as it was
+        thread_id=new_id if parent.thread_id is not None else None,
+        turn=1 if parent.thread_id is not None else None,
     )
     step0 = StepRecord(
         run_id=new_id,

@@ -32,6 +32,7 @@ from ._outcome import Committed, Failure, Outcome
 from ._point import ResumePoint
 from ._scope import RunScope
 from ._step import Step
+from ._timers import pause_reason
 from ._types import Task
 
 if TYPE_CHECKING:
@@ -230,9 +231,7 @@ class Execution:
         )
 
     def _cancel_seen(self) -> bool:
-        if not self._cancel_requested and "cancel" in self.scope.store.signals(
-            self.scope.run_id
-        ):
+        if not self._cancel_requested and "cancel" in self.scope.store.signals(self.scope.run_id):
             self._cancel_requested = True
         return self._cancel_requested
 
@@ -269,6 +268,8 @@ class Execution:
             reason = f"interrupt in '{waiting[0].node}'"
             if len(waiting) > 1:
                 reason += f" (+{len(waiting) - 1} more)"
+        elif (slept := pause_reason(step.interrupts)) is not None:
+            reason = slept  # a durable timer (ctx.sleep): the run row holds its wake-up time
         else:  # a subgraph stopped at a breakpoint or a limit: its reason says which
             reason = f"subgraph in '{step.interrupts[0][0].node}' paused"
             sub = json.loads(step.interrupts[0][1].payload)
@@ -276,9 +277,7 @@ class Execution:
                 reason += f": {sub['reason']}"
         scope.store.update_run(scope.run_id, status="paused", error=reason, head_step=step.number)
         scope.emit(
-            ev.RunFinished(
-                run_id=scope.run_id, status="paused", reason=reason, usage=self._usage()
-            )
+            ev.RunFinished(run_id=scope.run_id, status="paused", reason=reason, usage=self._usage())
         )
         return Outcome("paused", step.state, reason, step.number, list(waiting))
 
@@ -294,9 +293,7 @@ class Execution:
         scope, step = self.scope, self.current
         scope.store.update_run(scope.run_id, status="paused", error=reason, head_step=step.number)
         scope.emit(
-            ev.RunFinished(
-                run_id=scope.run_id, status="paused", reason=reason, usage=self._usage()
-            )
+            ev.RunFinished(run_id=scope.run_id, status="paused", reason=reason, usage=self._usage())
         )
         return Outcome("paused", step.state, reason, step.number)
 

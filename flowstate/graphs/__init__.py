@@ -23,6 +23,7 @@ from ._crews import (
     CrewMessage,
     agent_from_llm,
     coordinator_crew,
+    crew_turn,
     debate_crew,
     orchestrator_crew,
     pipeline_crew,
@@ -61,6 +62,7 @@ from ._react import (
     ReActStep,
     ToolAction,
     react_agent,
+    react_turn,
 )
 
 __all__ = [
@@ -94,6 +96,7 @@ __all__ = [
     "build_with_llm",
     "coordinator_crew",
     "crew_from_spec",
+    "crew_turn",
     "dag_planner",
     "dag_problems",
     "debate_crew",
@@ -106,6 +109,7 @@ __all__ = [
     "parse_yes_no",
     "pipeline_crew",
     "react_agent",
+    "react_turn",
     "sequential_planner",
 ]
 
@@ -120,6 +124,7 @@ _CREW_NAMES = frozenset(
         "pipeline_crew",
     }
 )
+
 
 # Show the public path in reprs and tracebacks (flowstate.graphs.Plan, not ..._planners.Plan).
 # The crews' names are left to their own module.

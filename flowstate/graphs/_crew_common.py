@@ -8,7 +8,7 @@ from flowstate.nodes import complete_turn, truncation_reason
 
 from ._common import MemorySpec, note, recall, remember, with_memories
 from ._crew_agents import Agent, agent_from_llm
-from ._crew_models import CrewMessage, CrewStatus
+from ._crew_models import CrewMessage, CrewState, CrewStatus
 
 __all__ = [
     "SYNTHESISER_SYSTEM",
@@ -18,6 +18,8 @@ __all__ = [
     "roster",
     "synthesise_answers",
     "task_message",
+    "this_turn",
+    "turn_log",
 ]
 
 SYNTHESISER_SYSTEM = (
@@ -44,6 +46,52 @@ def remember_answer(ctx: NodeContext, memory: MemorySpec | None, task: str, answ
 def task_message(task: str, recipient: str) -> CrewMessage:
     """The user's request as the first entry of the log."""
     return CrewMessage(sender="user", recipient=recipient, content=task, type="task")
+
+
+def turn_log(log: list[CrewMessage]) -> list[CrewMessage]:
+    """The entries of the current turn: from the last request of the user on. On a thread
+    (one run per turn, guides/threads.md) the log holds every turn; each crew's bookkeeping
+    (answers, visits, rounds) counts only the current turn's."""
+    for i in range(len(log) - 1, -1, -1):
+        if log[i].sender == "user" and log[i].type == "task":
+            return log[i:]
+    return log
+
+
+def logged(log: list[CrewMessage], task: str) -> bool:
+    """Whether the current turn's request ``task`` is in the log already."""
+    current = turn_log(log)
+    return bool(current) and current[0].type == "task" and current[0].content == task
+
+
+def this_turn(log: list[CrewMessage], task: str) -> list[CrewMessage]:
+    """The entries of the turn asking ``task``: none before its request is logged."""
+    return turn_log(log) if logged(log, task) else []
+
+
+EARLIER = "\n\nEarlier in this conversation:"
+"""Heads the earlier turns in the task of a crew's later turn (`crew_turn`)."""
+
+
+def crew_turn(previous: CrewState, message: str) -> dict[str, Any]:
+    """The input of a crew's next turn on a thread (a chat), given its last turn's final
+    state: the crew's bookkeeping reset to its defaults (the log goes on), and the task is
+    `message` followed by the earlier turns' requests and answers, so every agent prompted
+    with the task sees the conversation:
+
+        first = app.run_sync({"task": "Lyon or Nantes for a bakery?"}, thread_id="t")
+        app.run_sync(crew_turn(first.state, "And for a bookshop?"), thread_id="t")
+    """
+    question, _, earlier = previous.task.partition(EARLIER)
+    pairs = earlier.strip("\n")
+    said = f"- user: {question.strip()}\n- crew: {previous.answer or '(no answer)'}"
+    update: dict[str, Any] = {
+        name: info.get_default(call_default_factory=True)
+        for name, info in type(previous).model_fields.items()
+        if name not in ("log", "task")
+    }
+    update["task"] = f"{message}{EARLIER}\n{pairs + chr(10) if pairs else ''}{said}"
+    return update
 
 
 def roster(agents: list[Agent]) -> str:

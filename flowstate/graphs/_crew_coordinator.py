@@ -31,7 +31,7 @@ from flowstate.llm import LLM, JournaledLLM, Message, assistant, user
 
 from ._common import MemorySpec, memory_spec, recall, with_memories
 from ._crew_agents import Agent, add_assignee, check_agents, remember_reply
-from ._crew_common import remember_answer, roster, task_message
+from ._crew_common import logged, remember_answer, roster, task_message, this_turn
 from ._crew_models import (
     Assignment,
     CrewMessage,
@@ -157,7 +157,7 @@ def coordinator_crew(
     def budget(s: CoordinatorState) -> str:
         left = max_delegations - s.delegations
         text = f"Delegations used: {s.delegations} of {max_delegations}."
-        full = exhausted(s.log)
+        full = exhausted(this_turn(s.log, s.task))
         if full:
             text += f" These agents cannot take more tasks: {', '.join(full)}."
         if left <= 0:
@@ -172,7 +172,8 @@ def coordinator_crew(
         if not may:
             return head
         frame_id = frame.id if frame else None
-        return f"{head}\n\nYour delegations so far:\n{history(s.log, frame_id)}\n\n{budget(s)}"
+        done = history(this_turn(s.log, s.task), frame_id)
+        return f"{head}\n\nYour delegations so far:\n{done}\n\n{budget(s)}"
 
     def system_for(me: str, stack: list[Delegation], may: bool) -> str | None:
         if me == COORDINATOR:
@@ -217,7 +218,7 @@ def coordinator_crew(
                     f"the coordinator ran while delegation {frame.id} to "
                     f"{frame.delegate.target!r} is still open; coordinator_crew's wiring is broken"
                 )
-            if not s.log:
+            if not logged(s.log, s.task):  # the turn's first coordinator activation
                 log.append(task_message(s.task, COORDINATOR))
         elif frame is None or frame.delegate.target != me:
             raise RuntimeError(
@@ -298,9 +299,10 @@ def coordinator_crew(
                         critique(me, f"dropped delegation: {problem}", {"unknown": [d.target]})
                     )
                     reason = "bad_output"
-                elif target in exhausted(s.log):
+                elif target in exhausted(this_turn(s.log, s.task)):
                     problem = (
-                        f"{target!r} has already been given {visits(s.log, target)} task(s), its "
+                        f"{target!r} has already been given "
+                        f"{visits(this_turn(s.log, s.task), target)} task(s), its "
                         f"limit (max_visits={limit[target]})"
                     )
                     log.append(

@@ -18,7 +18,13 @@ from flowstate.llm import LLM
 
 from ._common import MemorySpec, memory_spec
 from ._crew_agents import Agent, LogUpdate, add_assignee, agent_from_llm, check_agents, send_to
-from ._crew_common import FinishUpdate, resolve_synthesiser, synthesise_answers, task_message
+from ._crew_common import (
+    FinishUpdate,
+    resolve_synthesiser,
+    synthesise_answers,
+    task_message,
+    turn_log,
+)
 from ._crew_models import Assignment, CrewMessage, CrewState
 
 __all__ = ["DEBATER_SYSTEM", "DebateState", "debate_crew"]
@@ -113,7 +119,7 @@ def debate_crew(
     def next_round(s: DebateState) -> list[Send]:
         if s.round > rounds:
             return []
-        latest = _latest_answers(s.log)
+        latest = _latest_answers(turn_log(s.log))
         sends: list[Send] = []
         for agent in agents:
             context = ""
@@ -145,7 +151,7 @@ def debate_crew(
     async def synthesise(s: DebateState, ctx: NodeContext) -> FinishUpdate:
         final = [
             m
-            for m in s.log
+            for m in turn_log(s.log)
             if m.type == "answer"
             and m.recipient == "moderator"
             and m.metadata.get("round") == rounds

@@ -25,6 +25,7 @@ from ._crew_common import (
     roster,
     synthesise_answers,
     task_message,
+    turn_log,
 )
 from ._crew_models import Assignment, CrewMessage, CrewState, CrewStatus
 from ._crew_parse import parse_choices
@@ -166,7 +167,9 @@ def orchestrator_crew(
         return [send_to(agents[a.agent], a, s) for a in s.assignments]
 
     async def synthesise(s: OrchestratorState, ctx: NodeContext) -> FinishUpdate:
-        answers = [m for m in s.log if m.type == "answer" and m.recipient == "orchestrator"]
+        answers = [
+            m for m in turn_log(s.log) if m.type == "answer" and m.recipient == "orchestrator"
+        ]
         return await synthesise_answers(
             synth, ctx, s.task, "Answers from the specialists:", answers, spec
         )

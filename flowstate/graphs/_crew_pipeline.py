@@ -14,7 +14,7 @@ from flowstate.errors import GraphBuildError
 
 from ._common import MemorySpec, memory_spec
 from ._crew_agents import Agent, LogUpdate, add_assignee, check_agents, send_to
-from ._crew_common import FinishUpdate, remember_answer, task_message
+from ._crew_common import FinishUpdate, remember_answer, task_message, turn_log
 from ._crew_models import Assignment, CrewMessage, CrewState
 
 __all__ = ["PipelineState", "pipeline_crew"]
@@ -47,7 +47,7 @@ def pipeline_crew(
         if i == 0:
             task, context = s.task, ""
         else:
-            task = _output(s.log, i - 1) or ""
+            task = _output(turn_log(s.log), i - 1) or ""
             context = f"(Stage {i + 1} of {n}. The original request: {s.task})"
         return Assignment(
             agent=names[i],
@@ -60,7 +60,7 @@ def pipeline_crew(
 
     def stopped(s: PipelineState, i: int) -> bool:
         """Whether the pipeline ends instead of running stage `i` (0-based)."""
-        return i == n or (i > 0 and not _output(s.log, i - 1))
+        return i == n or (i > 0 and not _output(turn_log(s.log), i - 1))
 
     def to_stage(i: int) -> Callable[[PipelineState], list[Send]]:
         def route(s: PipelineState) -> list[Send]:
@@ -83,7 +83,7 @@ def pipeline_crew(
 
     async def finish(s: PipelineState) -> FinishUpdate:
         for i in range(n):
-            out = _output(s.log, i)
+            out = _output(turn_log(s.log), i)
             if not out:
                 return {
                     "status": "bad_output",
@@ -98,7 +98,7 @@ def pipeline_crew(
                         )
                     ],
                 }
-        return {"answer": _output(s.log, n - 1) or "", "status": "done"}
+        return {"answer": _output(turn_log(s.log), n - 1) or "", "status": "done"}
 
     async def finish_and_remember(s: PipelineState, ctx: NodeContext) -> FinishUpdate:
         update = await finish(s)

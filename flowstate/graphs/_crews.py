@@ -9,11 +9,12 @@ Each returns a `GraphBuilder`; compile it like any graph. Agents are built with
 `agent_from_llm(name, llm, system, description)` or `agent_from_graph(name, compiled_graph)`.
 Every model call is a journaled effect, so a crew run resumes after a crash without calling a
 model twice and replays offline. The crew's conversation is the `log` field: a list of typed
-`CrewMessage`s, and anything the crew drops or refuses is in it as a `critique`.
+`CrewMessage`s, and anything the crew drops or refuses is in it as a `critique`. On a thread
+(one run per turn) `crew_turn(previous_state, message)` is the next turn's input.
 """
 
 from ._crew_agents import Agent, agent_from_graph, agent_from_llm
-from ._crew_common import SYNTHESISER_SYSTEM
+from ._crew_common import SYNTHESISER_SYSTEM, crew_turn
 from ._crew_coordinator import COORDINATOR_SYSTEM, CoordinatorState, coordinator_crew
 from ._crew_debate import DEBATER_SYSTEM, DebateState, debate_crew
 from ._crew_models import (
@@ -49,6 +50,7 @@ __all__ = [
     "agent_from_graph",
     "agent_from_llm",
     "coordinator_crew",
+    "crew_turn",
     "debate_crew",
     "orchestrator_crew",
     "parse_choices",

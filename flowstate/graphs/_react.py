@@ -69,6 +69,7 @@ __all__ = [
     "ReActStep",
     "ToolAction",
     "react_agent",
+    "react_turn",
 ]
 
 ReActStatus: TypeAlias = Literal["running", "answered", "max_steps", "truncated", "failed"]
@@ -196,6 +197,26 @@ _CORRECTION = (
 _NATIVE_EMPTY = (
     "Your reply was empty. Call one of the tools, or reply with the final answer as text."
 )
+
+
+def react_turn(message: str) -> dict[str, Any]:
+    """The input of the next turn of a ReAct agent on a thread (a chat): the user's
+    `message` appended to the conversation, and the loop's bookkeeping of the last turn
+    (`status`, `answer`, `error`, `turns`, `pending`) reset, so the agent answers it seeing
+    every earlier turn's messages:
+
+        app.run_sync({"task": "Population of Lyon?"}, thread_id="chat")
+        app.run_sync(react_turn("And of Nantes?"), thread_id="chat")
+    """
+    return {
+        "task": message,
+        "messages": [user(message)],
+        "answer": None,
+        "status": "running",
+        "error": None,
+        "turns": 0,
+        "pending": [],
+    }
 
 
 def react_agent(

@@ -39,7 +39,9 @@ from ._models import (
 )
 from ._paging import CURSOR_PATTERN
 from ._registry import GraphRegistry
+from ._schedules import TimeLoop, add_schedule_routes
 from ._service import TaskService
+from ._threads import add_thread_routes
 
 __all__ = ["create_app"]
 
@@ -96,6 +98,7 @@ TaskId = Annotated[
 ]
 """A task id in a URL path."""
 
+
 def create_app(
     graphs: Mapping[str, CompiledGraph[Any] | GraphBuilder[Any]] | GraphRegistry,
     *,
@@ -145,9 +148,14 @@ def create_app(
             yield
             return
         await service.start()
+        clock_loop = TimeLoop(
+            store, bound, lambda run_id, g: service._schedule(run_id, bound[g], fresh=False)
+        )
+        clock_loop.start()
         try:
             yield
         finally:
+            await clock_loop.stop()
             await service.stop()
 
     app = FastAPI(
@@ -395,6 +403,24 @@ def create_app(
             raise ApiError(503, "the checkpoint store is unreachable") from None
         return Health(status="ok")
 
+    add_schedule_routes(
+        app,
+        store=store,
+        graphs=bound,
+        secured=secured,
+        errors=errors,
+        writable=writable,
+        strict=_strict,
+    )
+    if not read_only:
+        add_thread_routes(
+            app,
+            service=service,
+            secured=secured,
+            errors=errors,
+            writable=writable,
+            strict=_strict,
+        )
     add_inspector_routes(
         app,
         service=service,

@@ -112,6 +112,8 @@ class _Execution:
     error: BaseException | None = field(default=None, repr=False)
     owned: RunOwned | None = field(default=None, repr=False)
     """Set when another live process held the run's lease: this execution never started."""
+    waiting: bool = False
+    """A thread's turn left queued: a turn ahead of it is paused, failed or crashed."""
 
 
 class TaskService:
@@ -282,6 +284,10 @@ class TaskService:
     async def _drive(self, x: _Execution) -> None:
         timer: asyncio.TimerHandle | None = None
         try:
+            # a thread's turn waits for the turns ahead of it without holding a slot
+            if not await x.graph.wait_turn(x.run_id):
+                x.waiting = True
+                return
             async with self._slots:
                 x.started = True
                 if self.task_timeout is not None:
@@ -349,8 +355,8 @@ class TaskService:
             self.health.failed(x.error, x.run_id)
         try:
             run = self.store.get_run(x.run_id)
-            if x.owned is not None:
-                pass  # a refused claim: the owner records the outcome
+            if x.owned is not None or x.waiting:
+                pass  # a refused claim (the owner records the outcome), or a turn waiting
             elif x.cancel_reason is not None:
                 if run.status in ("running", "queued", "cancelled") and (
                     run.status != "cancelled" or run.error != x.cancel_reason
@@ -377,6 +383,8 @@ class TaskService:
         finally:
             if self._live.get(x.run_id) is x:
                 del self._live[x.run_id]
+            if run is not None and run.thread_id is not None and not self._closing:
+                self._next_turn(run)
             if not x.log.done:
                 status = run.status if run is not None else "failed"
                 reason = run.error if run is not None else "the outcome could not be recorded"
@@ -385,6 +393,22 @@ class TaskService:
                     final=True,
                 )
             self._evict()
+
+    def _next_turn(self, run: RunRecord) -> None:
+        """After a turn of a thread ended here: start the thread's next turn if it is queued
+        and not already waiting in this server (its turn ahead finished)."""
+        if run.status not in ("completed", "cancelled"):
+            return
+        try:
+            turns = self.store.thread_runs(str(run.thread_id))
+            later = [r for r in turns if (r.turn or 0) > (run.turn or 0)]
+        except FlowstateError:
+            return
+        nxt = later[0] if later else None
+        if nxt is not None and nxt.status == "queued" and nxt.id not in self._live:
+            graph = self.graphs.get(nxt.graph)
+            if graph is not None:
+                self._schedule(nxt.id, graph, fresh=True)
 
     def _recover(self, run_id: str) -> None:
         """Resume a task a storage fault orphaned (the store accepts writes again)."""
@@ -533,6 +557,7 @@ class TaskService:
                 task_path=p.task_path,
                 seq=p.seq,
                 payload=p.payload,
+                deadline=p.deadline,
             )
             for p in pending_interrupts(self.store, run_id)
         ]

@@ -17,6 +17,7 @@ CREWS = {
     "CrewMessage",
     "agent_from_llm",
     "coordinator_crew",
+    "crew_turn",
     "debate_crew",
     "orchestrator_crew",
     "pipeline_crew",
@@ -54,6 +55,7 @@ AGENTS_AND_PLANNERS = {
     "parse_tool_input",
     "parse_yes_no",
     "react_agent",
+    "react_turn",
     "sequential_planner",
 }
 
