@@ -482,3 +482,36 @@ def test_every_store_seam_seals_and_opens(tmp_path, backend, rec):
         text = pg_text(s.dsn, s.schema)
         assert "sekret" not in text and "migrated" not in text
         s.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_schedule_input_and_the_runs_it_fires_are_sealed(tmp_path, backend, rec):
+    from flowstate.checkpoints import ScheduleRecord
+
+    s = _keyed_store(tmp_path, backend, ring("k1"))
+    sched = ScheduleRecord(
+        name="nightly",
+        graph="g",
+        cron="0 3 * * *",
+        tz="UTC",
+        input='{"pw":"sekret-sched"}',
+        next_fire=1_700_000_000.0,
+        created_at=1_700_000_000.0,
+        updated_at=1_700_000_000.0,
+    )
+    s.put_schedule(sched)
+    assert s.get_schedule("nightly").input == '{"pw":"sekret-sched"}'
+    assert [x.input for x in s.list_schedules()] == ['{"pw":"sekret-sched"}']
+    run = rec.run("nightly@1", input='{"pw":"sekret-fired"}')
+    assert s.fire_schedule("nightly", 1_700_000_000.0, 1_700_086_400.0, run, rec.step(run.id, 0))
+    assert s.get_run("nightly@1").input == '{"pw":"sekret-fired"}'
+    if backend == "sqlite":
+        s.close()
+        assert b"sekret" not in raw_bytes(tmp_path / "seams.db")
+    else:
+        import psycopg
+
+        with psycopg.connect(s.dsn) as c:
+            (inp,) = c.execute(f'SELECT "input" FROM "{s.schema}"."schedules"').fetchone()
+        assert is_sealed(inp) and "sekret" not in pg_text(s.dsn, s.schema)
+        s.close()
