@@ -130,6 +130,15 @@ _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     (
+        # mirrors SQLiteStore's m301_threads: a run may be a turn of a thread; exactly
+        # one caller takes each turn
+        "m301_threads",
+        (
+            'ALTER TABLE {runs} ADD COLUMN "thread_id" text COLLATE "C", ADD COLUMN "turn" bigint',
+            'CREATE UNIQUE INDEX "runs_thread_turn" ON {runs} ("thread_id", "turn")',
+        ),
+    ),
+    (
         # mirrors SQLiteStore's m601_timers_schedules: wake-up times, schedules, firings
         "m601_timers_schedules",
         (
@@ -154,15 +163,6 @@ _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
                 "created_at" double precision,
                 PRIMARY KEY ("schedule", "fire_time")
             )""",
-        ),
-    ),
-    (
-        # mirrors SQLiteStore's m301_threads: a run may be a turn of a thread; exactly
-        # one caller takes each turn
-        "m301_threads",
-        (
-            'ALTER TABLE {runs} ADD COLUMN "thread_id" text COLLATE "C", ADD COLUMN "turn" bigint',
-            'CREATE UNIQUE INDEX "runs_thread_turn" ON {runs} ("thread_id", "turn")',
         ),
     ),
 )
