@@ -28,6 +28,8 @@ from flowstate.engine import (
 )
 from flowstate.errors import (
     CorruptRowError,
+    EditRefused,
+    EditWhileRunning,
     FlowstateError,
     GraphBuildError,
     GraphMismatch,
@@ -54,6 +56,8 @@ __all__ = [
     "Command",
     "CompiledGraph",
     "CorruptRowError",
+    "EditRefused",
+    "EditWhileRunning",
     "FlowstateError",
     "GraphBuildError",
     "GraphBuilder",

@@ -15,6 +15,8 @@ FlowstateError                 base of everything below; has a stable ``code``
 ├── RunStateError              the run is not in a state that allows the operation
 │   ├── RunOwned               another live process is executing the run
 │   ├── LeaseLost              this process lost the run to another (its commit was fenced)
+│   ├── EditRefused            an edit (update_state, resume update/goto) cannot apply there
+│   │   └── EditWhileRunning   the run to edit is being executed (a live lease)
 │   └── CancelledElsewhere     a cancel was acknowledged in another process (commit refused)
 ├── EffectError                an effect's arguments or result cannot be journaled
 ├── StoreError                 storage, not your code
@@ -40,6 +42,8 @@ __all__ = [
     "ConfigError",
     "CorruptRowError",
     "DatabaseNotFound",
+    "EditRefused",
+    "EditWhileRunning",
     "EffectDivergence",
     "EffectError",
     "FlowstateError",
@@ -72,8 +76,7 @@ RESUME_GRAPH_PLACEHOLDER = "--graph MODULE:ATTR"
 def resume_hint(run_id: str) -> str:
     """How to continue run ``run_id``, from the shell and from Python."""
     return (
-        f"`flowstate resume {run_id} {RESUME_GRAPH_PLACEHOLDER}` "
-        f"(Python: `app.resume({run_id!r})`)"
+        f"`flowstate resume {run_id} {RESUME_GRAPH_PLACEHOLDER}` (Python: `app.resume({run_id!r})`)"
     )
 
 
@@ -321,6 +324,26 @@ class LeaseLost(RunStateError):
             f"{': ' + detail if detail else ''}); its commit was rejected and nothing of it "
             "was stored. Another process continues the run."
         )
+
+
+class EditRefused(RunStateError):
+    """An edit of a stored run (``update_state``, ``resume(update=..., goto=...)``) cannot
+    apply where the run is: the message says why and what to do instead."""
+
+    code = "FS222"
+
+    def __init__(self, run_id: str, detail: str, owner: str | None = None) -> None:
+        self.run_id = run_id
+        self.owner = owner
+        """The process executing the run (``EditWhileRunning``), else None."""
+        super().__init__(f"cannot edit run {run_id}: {detail}")
+
+
+class EditWhileRunning(EditRefused):
+    """The run to edit is being executed by a live process (it holds the run's lease):
+    pause it, and edit it once it has stopped."""
+
+    code = "FS221"
 
 
 class CancelledElsewhere(RunStateError):

@@ -46,6 +46,7 @@ __all__ = ["CompiledGraph", "HistoryEntry", "RunResult"]
 
 S = TypeVar("S", bound=BaseModel)
 
+
 class CompiledGraph(Generic[S]):
     """A validated graph bound to a checkpoint store. Create it with ``GraphBuilder.compile``.
 
@@ -391,6 +392,8 @@ class CompiledGraph(Generic[S]):
         value: Any = UNSET,
         *,
         answers: Mapping[str, Any] | None = None,
+        update: Mapping[str, Any] | None = None,
+        goto: str | Sequence[str] | None = None,
         allow_graph_change: bool = False,
         max_steps: int | None = None,
         limits: Limits | None = None,
@@ -405,11 +408,17 @@ class CompiledGraph(Generic[S]):
         stay pending and ask again). ``RunResult.interrupts`` and ``pending_interrupts``
         list the ids. A run that another live process is executing is refused with
         ``RunOwned``, or waited for up to ``wait`` seconds.
+
+        ``update`` edits the state first (as ``update_state`` does, recorded and replayed),
+        and ``goto`` (a node or a list) replaces the head step's pending activations with
+        those nodes: LangGraph's ``Command(resume=..., update=..., goto=...)``.
         """
         return await self._continue(
             run_id,
             value=value,
             answers=answers,
+            update=update,
+            goto=[goto] if isinstance(goto, str) else list(goto or ()),
             allow_graph_change=allow_graph_change,
             max_steps=max_steps,
             limits=limits,
@@ -423,6 +432,8 @@ class CompiledGraph(Generic[S]):
         *,
         value: Any = UNSET,
         answers: Mapping[str, Any] | None = None,
+        update: Mapping[str, Any] | None = None,
+        goto: Sequence[str] = (),
         allow_graph_change: bool = False,
         max_steps: int | None = None,
         limits: Limits | None = None,
@@ -440,6 +451,8 @@ class CompiledGraph(Generic[S]):
             lease_ttl=self.lease_ttl,
             value=value,
             answers=answers,
+            update=update,
+            goto=goto,
             allow_graph_change=allow_graph_change,
             max_steps=max_steps,
             limits=limits,
@@ -527,6 +540,26 @@ class CompiledGraph(Generic[S]):
     def state_at(self, run_id: str, step: int) -> S:
         """The state at the start of ``step`` (step 0 is the input)."""
         return cast("S", self.reader.state_at(run_id, step))
+
+    def update_state(
+        self,
+        run_id: str,
+        values: Mapping[str, Any] | BaseModel,
+        as_node: str | None = None,
+        *,
+        by: str | None = None,
+    ) -> RunRecord:
+        """Edit a stopped run's state in place (paused, failed, cancelled, crashed or
+        completed): ``values`` is validated like a node's update and merged through the
+        reducers, recorded as its own history entry (``by`` names who made it), and
+        replayed as a recorded input. The head step's pending activations then read the
+        edited state. With ``as_node`` the edit counts as that node's write: the step is
+        planned again from its outgoing edges (a completed run whose edges lead somewhere
+        becomes ``paused``, resumable). A run being executed is refused
+        (``EditWhileRunning``). Returns the run's row."""
+        from ._edit import update_state
+
+        return update_state(self, run_id, values, as_node=as_node, by=by)
 
     def history(self, run_id: str, *, nested: bool = True) -> list[HistoryEntry]:
         """Every committed activation of the run, in order. With ``nested`` (default),

@@ -27,6 +27,7 @@ from flowstate.errors import FlowstateError, NodeFailed, RouteError
 
 from ._activation import Activation
 from ._context import Interrupted
+from ._edit import EDIT_NODE, edit_by, next_step_row, plan_edit
 from ._interrupts import pending_interrupts
 from ._outcome import Committed, Failure, Outcome
 from ._point import ResumePoint
@@ -86,6 +87,8 @@ class Execution:
         self._slots = asyncio.Semaphore(c) if c else None
         self._signals_checked = -1.0
         self._cancel_requested = False
+        self._edits_replayed = -1
+        """Replay: the last step whose recorded edits were applied."""
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -93,6 +96,8 @@ class Execution:
         """Run step after step; every exit records the run's status first."""
         scope = self.scope
         while True:
+            if scope.replay:
+                self._replay_edits()
             step = self.current
             if not step.tasks:
                 return self._finish("completed", None)
@@ -117,11 +122,65 @@ class Execution:
             self.current = Step(
                 scope, step.number + 1, closed.state, closed.tasks, closed.joins, {}, self.progress
             )
-            if not closed.tasks:
+            if scope.replay:
+                self._replay_edits()
+            if not self.current.tasks:
                 return self._finish("completed", None, already=True)
             hit = [t.node for t in step.tasks if t.node in scope.config.interrupt_after]
             if hit:
                 return self._pause(f"breakpoint after '{hit[0]}'")
+
+    def _replay_edits(self) -> None:
+        """Replay: apply the edits recorded in the current step (``update_state``), as
+        recorded inputs, re-validated and compared with the recording like any write; a
+        routing edit closes the step (and the next step's edits follow)."""
+        scope, journal = self.scope, self.scope.journal
+        assert journal is not None
+        while True:
+            step = self.current
+            if step.number <= self._edits_replayed:
+                return
+            self._edits_replayed = step.number
+            edits = journal.edits(scope.run_id, step.number)
+            if not edits:
+                return
+            for n, w in enumerate(edits, 1):
+                update = scope.schema.load_update(w.update)
+                edit = plan_edit(
+                    scope.ir,
+                    scope.run_id,
+                    step.number,
+                    step.state,
+                    step.joins,
+                    update,
+                    scope.schema.dump_update(w.node, update),
+                    n=n,
+                    as_node=None if w.node == EDIT_NODE else w.node,
+                    goto=json.loads(w.goto),
+                    by=edit_by(w),
+                    now=w.finished_at,
+                )
+                if journal.check is not None:
+                    journal.check(scope.run_id, edit.write, edit.update)
+                if edit.next_tasks is None:
+                    scope.store.commit(scope.run_id, writes=[edit.write])
+                    step.state = edit.state
+                    continue
+                row = next_step_row(scope.run_id, step.number, edit, w.finished_at)
+                status = "running" if edit.next_tasks else "completed"
+                scope.store.commit(
+                    scope.run_id,
+                    writes=[edit.write],
+                    step=row,
+                    run_fields={"head_step": step.number + 1, "status": status},
+                )
+                joins = edit.next_joins or {}
+                self.current = Step(
+                    scope, step.number + 1, edit.state, edit.next_tasks, joins, {}, self.progress
+                )
+                break
+            else:
+                return
 
     async def _run_activations(self, step: Step, pending: list[Task]) -> None:
         """Run ``pending`` concurrently; each is settled by the step as it finishes.
@@ -228,9 +287,7 @@ class Execution:
         )
 
     def _cancel_seen(self) -> bool:
-        if not self._cancel_requested and "cancel" in self.scope.store.signals(
-            self.scope.run_id
-        ):
+        if not self._cancel_requested and "cancel" in self.scope.store.signals(self.scope.run_id):
             self._cancel_requested = True
         return self._cancel_requested
 
@@ -271,9 +328,7 @@ class Execution:
                 reason += f": {sub['reason']}"
         scope.store.update_run(scope.run_id, status="paused", error=reason, head_step=step.number)
         scope.emit(
-            ev.RunFinished(
-                run_id=scope.run_id, status="paused", reason=reason, usage=self._usage()
-            )
+            ev.RunFinished(run_id=scope.run_id, status="paused", reason=reason, usage=self._usage())
         )
         return Outcome("paused", step.state, reason, step.number, list(waiting))
 
@@ -289,9 +344,7 @@ class Execution:
         scope, step = self.scope, self.current
         scope.store.update_run(scope.run_id, status="paused", error=reason, head_step=step.number)
         scope.emit(
-            ev.RunFinished(
-                run_id=scope.run_id, status="paused", reason=reason, usage=self._usage()
-            )
+            ev.RunFinished(run_id=scope.run_id, status="paused", reason=reason, usage=self._usage())
         )
         return Outcome("paused", step.state, reason, step.number)
 

@@ -96,6 +96,7 @@ TaskId = Annotated[
 ]
 """A task id in a URL path."""
 
+
 def create_app(
     graphs: Mapping[str, CompiledGraph[Any] | GraphBuilder[Any]] | GraphRegistry,
     *,
