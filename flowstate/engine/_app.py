@@ -548,6 +548,7 @@ class CompiledGraph(Generic[S]):
         as_node: str | None = None,
         *,
         by: str | None = None,
+        goto: str | Sequence[str] | None = None,
     ) -> RunRecord:
         """Edit a stopped run's state in place (paused, failed, cancelled, crashed or
         completed): ``values`` is validated like a node's update and merged through the
@@ -556,10 +557,12 @@ class CompiledGraph(Generic[S]):
         edited state. With ``as_node`` the edit counts as that node's write: the step is
         planned again from its outgoing edges (a completed run whose edges lead somewhere
         becomes ``paused``, resumable). A run being executed is refused
-        (``EditWhileRunning``). Returns the run's row."""
+        (``EditWhileRunning``). ``goto`` (a node or a list) replaces the pending
+        activations with those nodes, as ``resume(goto=...)`` does. Returns the run's row."""
         from ._edit import update_state
 
-        return update_state(self, run_id, values, as_node=as_node, by=by)
+        targets = [goto] if isinstance(goto, str) else list(goto or ())
+        return update_state(self, run_id, values, as_node=as_node, by=by, goto=targets)
 
     def history(self, run_id: str, *, nested: bool = True) -> list[HistoryEntry]:
         """Every committed activation of the run, in order. With ``nested`` (default),

@@ -307,6 +307,8 @@ def create_app(
             answer=answer,
             answers=body.answers if body is not None else None,
             max_steps=body.max_steps if body is not None else None,
+            update=body.update if body is not None else None,
+            goto=body.goto if body is not None else None,
         )
         return TaskRef(id=run.id, status=run.status)
 

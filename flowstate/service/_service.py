@@ -45,6 +45,7 @@ from flowstate.engine import UNSET, CompiledGraph, answer_interrupts, pending_in
 from flowstate.errors import FlowstateError, NodeFailed, RunOwned, RunStateError, StoreError
 from flowstate.nodes import run_usage
 
+from ._editing import edit_before_resume
 from ._http import ApiError
 from ._models import (
     Interrupt,
@@ -427,6 +428,8 @@ class TaskService:
         answer: bool = False,
         answers: dict[str, Any] | None = None,
         max_steps: int | None = None,
+        update: dict[str, Any] | None = None,
+        goto: list[str] | None = None,
     ) -> RunRecord:
         run = self.store.get_run(run_id)
         if run_id in self._live and run.status in _RESUMABLE:
@@ -447,6 +450,8 @@ class TaskService:
                 409, f"task {run_id} runs graph '{run.graph}', which this server does not serve"
             )
         graph.check_graph(run)
+        if update is not None or goto:
+            edit_before_resume(graph, run_id, update, goto, answer or bool(answers))
         if answer or answers:
             # answered now, in the store: a crash before a slot frees keeps the answer
             try:
