@@ -11,6 +11,7 @@ from ._limits import Limits
 from ._loading import load_target
 from ._nodes import RetryPolicy, default_retry_on
 from ._open import DEFAULT_DB, open_store
+from ._overwrite import Overwrite
 from ._results import HistoryEntry, RunResult
 from ._state import Reducer, StateSchema, add, append, merge
 from ._types import END, START, Command, NodeName, RunId, Send, Task, TaskPath
@@ -30,6 +31,7 @@ __all__ = [
     "Limits",
     "NodeContext",
     "NodeName",
+    "Overwrite",
     "PendingInterrupt",
     "Reducer",
     "RetryPolicy",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from .conftest import wait_for
 from .test_api import _problem
 
@@ -27,5 +26,3 @@ def test_resume_with_update_and_goto(serve) -> None:
     graph = s.service.graphs["approval"]
     edits = [h for h in graph.history(tid) if h.edit]
     assert [h.update for h in edits] == [{"amount": 5}]
-
-
