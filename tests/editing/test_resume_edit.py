@@ -37,7 +37,7 @@ def test_resume_with_an_answer_and_an_update(db_path):
 def test_goto_with_an_answer_is_refused_and_nothing_is_stored(db_path):
     app = asking_graph().compile(store=str(db_path))
     app.run_sync({"n": 3}, run_id="r1")
-    with pytest.raises(EditRefused, match="FS222.*answer the interrupt first"):
+    with pytest.raises(EditRefused, match=r"FS222.*answer the interrupt first"):
         app.resume_sync("r1", "ok", goto="c")
     assert app.get_run("r1").status == "paused"
     assert not [h for h in app.history("r1") if h.edit]
