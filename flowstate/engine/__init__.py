@@ -14,6 +14,7 @@ from ._open import DEFAULT_DB, open_store
 from ._overwrite import Overwrite
 from ._results import HistoryEntry, RunResult
 from ._state import Reducer, StateSchema, add, append, merge
+from ._streaming import STREAM_MODES, StreamMode, Subscription, stream_kinds
 from ._types import END, START, Command, NodeName, RunId, Send, Task, TaskPath
 from ._validate import to_networkx
 
@@ -21,6 +22,7 @@ __all__ = [
     "DEFAULT_DB",
     "END",
     "START",
+    "STREAM_MODES",
     "UNSET",
     "Command",
     "CompiledGraph",
@@ -40,6 +42,8 @@ __all__ = [
     "RunResult",
     "Send",
     "StateSchema",
+    "StreamMode",
+    "Subscription",
     "Task",
     "TaskPath",
     "add",
@@ -51,5 +55,6 @@ __all__ = [
     "merge",
     "open_store",
     "pending_interrupts",
+    "stream_kinds",
     "to_networkx",
 ]

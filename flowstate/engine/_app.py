@@ -36,6 +36,7 @@ from ._outcome import Outcome
 from ._point import Inherited, Lease, Progress, ResumePoint, RunConfig
 from ._results import HistoryEntry, RunResult
 from ._resume import Finished, resume_point
+from ._streaming import StreamMode, Subscription
 
 if TYPE_CHECKING:
     from ._builder import GraphIR
@@ -361,14 +362,26 @@ class CompiledGraph(Generic[S]):
         """``run`` for code that is not async."""
         return asyncio.run(self.run(input, **kwargs))
 
-    async def stream(self, input: S | dict[str, Any], **kwargs: Any) -> AsyncIterator[Any]:
-        """Run and yield typed events (``flowstate.events``) as they happen."""
+    async def stream(
+        self,
+        input: S | dict[str, Any],
+        *,
+        mode: StreamMode | Sequence[StreamMode] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[Any]:
+        """Run and yield typed events (``flowstate.events``) as they happen. ``mode``
+        selects them (LangGraph's ``stream_mode``): ``"values"`` (``step_finished`` with
+        the state after the step), ``"updates"`` (``node_finished``), ``"tokens"``,
+        ``"events"`` (all, the default); a list combines them."""
         queue: asyncio.Queue[Any] = asyncio.Queue()
         done = object()
+        sink: Callable[[Any], None] = queue.put_nowait
+        if mode is not None:
+            sink = Subscription(sink, mode)
 
         async def go() -> None:
             try:
-                await self.run(input, on_event=queue.put_nowait, **kwargs)
+                await self.run(input, on_event=sink, **kwargs)
             finally:
                 queue.put_nowait(done)
 

@@ -60,6 +60,7 @@ class Execution:
         emit: Callable[[Any], None],
         listening: bool,
         rng: random.Random | None,
+        step_state: bool = False,
     ) -> None:
         self.scope = RunScope(
             run=point.run,
@@ -87,6 +88,8 @@ class Execution:
         self._slots = asyncio.Semaphore(c) if c else None
         self._signals_checked = -1.0
         self._cancel_requested = False
+        self._step_state = step_state
+        """Fill ``step_finished.state`` (a ``"values"`` subscription asked for it)."""
         self._edits_replayed = -1
         """Replay: the last step whose recorded edits were applied."""
 
@@ -117,6 +120,7 @@ class Execution:
                         step=step.number,
                         nodes=[t.node for t in step.tasks],
                         next=[t.path for t in closed.tasks],
+                        state=closed.state.model_dump(mode="json") if self._step_state else None,
                     )
                 )
             self.current = Step(

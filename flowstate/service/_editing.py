@@ -1,15 +1,20 @@
-"""Editing a task's state over HTTP: resume's ``update``/``goto`` (issue 19)."""
+"""Editing and watching a task's state over HTTP (issue 19): resume's ``update``/``goto``
+and the event stream's ``mode`` selection."""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any
 
-from flowstate.engine import CompiledGraph
+from flowstate.engine import CompiledGraph, stream_kinds
 from flowstate.errors import EditRefused, RunStateError, UpdateRejected
 
 from ._http import ApiError
 
-__all__ = ["edit_before_resume"]
+if TYPE_CHECKING:
+    from ._service import TaskService
+
+__all__ = ["StreamPick", "edit_before_resume"]
 
 
 def edit_before_resume(
@@ -34,3 +39,28 @@ def edit_before_resume(
         raise ApiError(422, e.message, code=e.code) from None
     except RunStateError as e:  # EditRefused, EditWhileRunning
         raise ApiError(409, e.message, code=e.code) from None
+
+
+class StreamPick:
+    """Which logged events a stream passes on (``?mode=``), and with ``values`` the state
+    after each step, rebuilt from the store (``state_at``) when it is streamed: the
+    engine's hot path serialises nothing for it."""
+
+    def __init__(self, service: TaskService, run_id: str, mode: list[str] | None) -> None:
+        self.kinds = stream_kinds(mode) if mode else None
+        self.values = bool(mode) and "values" in (mode or ())
+        self.service, self.run_id = service, run_id
+
+    def __call__(self, kind: str, data: str) -> str | None:
+        """The event's data as streamed, or None to skip it."""
+        if self.kinds is not None and kind not in self.kinds:
+            return None
+        if not (self.values and kind == "step_finished"):
+            return data
+        doc = json.loads(data)
+        run = self.service.store.get_run(self.run_id)
+        graph = self.service.graphs.get(run.graph)
+        if graph is not None and doc.get("state") is None:
+            state = graph.state_at(self.run_id, int(doc["step"]) + 1)
+            doc["state"] = state.model_dump(mode="json")
+        return json.dumps(doc, separators=(",", ":"))

@@ -45,7 +45,7 @@ from flowstate.engine import UNSET, CompiledGraph, answer_interrupts, pending_in
 from flowstate.errors import FlowstateError, NodeFailed, RunOwned, RunStateError, StoreError
 from flowstate.nodes import run_usage
 
-from ._editing import edit_before_resume
+from ._editing import StreamPick, edit_before_resume
 from ._http import ApiError
 from ._models import (
     Interrupt,
@@ -537,9 +537,14 @@ class TaskService:
             next_cursor=encode_cursor(rows[-1]) if more and rows else None,
         )
 
-    async def events(self, run_id: str, last_event_id: str | None) -> AsyncIterator[bytes]:
+    async def events(
+        self, run_id: str, last_event_id: str | None, mode: list[str] | None = None
+    ) -> AsyncIterator[bytes]:
         """Server-sent events of the task's current (or last) execution in this process,
-        ending with run_finished; for a task with no live log, its final status."""
+        ending with run_finished; for a task with no live log, its final status. ``mode``
+        selects kinds as ``stream(mode=...)`` does; with ``values``, each step_finished
+        carries the state after the step, read from the store for this stream only."""
+        pick = StreamPick(self, run_id, mode)
         quiet_since = time.monotonic()
         while True:
             log_ = self._logs.get(run_id)
@@ -563,8 +568,11 @@ class TaskService:
         quiet_since = time.monotonic()
         while True:
             for i, kind, data in log_.since(index):
-                yield sse(kind, data, f"{log_.epoch}:{i}")
                 index = i + 1
+                picked = pick(kind, data)
+                if picked is None:
+                    continue
+                yield sse(kind, picked, f"{log_.epoch}:{i}")
                 quiet_since = time.monotonic()
             if log_.done and index >= log_.end:
                 return

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 from .conftest import wait_for
+from .graphs import STEP_NODES
 from .test_api import _problem
 
 
@@ -26,3 +29,39 @@ def test_resume_with_update_and_goto(serve) -> None:
     graph = s.service.graphs["approval"]
     edits = [h for h in graph.history(tid) if h.edit]
     assert [h.update for h in edits] == [{"amount": 5}]
+
+
+def _sse(c, tid: str, query: str) -> list[dict]:
+    out: list[dict] = []
+    with c.stream("GET", f"/v1/tasks/{tid}/events{query}") as r:
+        assert r.status_code == 200, r.read()
+        kind = None
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                out.append({"kind": kind, **json.loads(line[6:])})
+    return out
+
+
+def test_event_stream_mode_selects_kinds_and_values_carry_the_state(serve) -> None:
+    c = serve().client()
+    tid = c.post("/v1/tasks", json={"graph": "steps", "input": {"delay": 0.02}}).json()["id"]
+    values = _sse(c, tid, "?mode=values")
+    kinds = [e["kind"] for e in values]
+    assert kinds == ["run_started"] + ["step_finished"] * len(STEP_NODES) + ["run_finished"]
+    logs = [e["state"]["log"] for e in values if e["kind"] == "step_finished"]
+    assert logs == [STEP_NODES[: i + 1] for i in range(len(STEP_NODES))]
+    both = _sse(c, tid, "?mode=values&mode=updates")
+    assert {e["kind"] for e in both} == {
+        "run_started",
+        "node_finished",
+        "step_finished",
+        "run_finished",
+    }
+    # without a mode: every event, and step_finished carries no state (nothing computed)
+    plain = _sse(c, tid, "")
+    assert all(e["state"] is None for e in plain if e["kind"] == "step_finished")
+    assert "node_started" in {e["kind"] for e in plain}
+    r = c.get(f"/v1/tasks/{tid}/events?mode=everything")
+    assert r.status_code == 422
