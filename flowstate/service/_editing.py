@@ -4,6 +4,7 @@ and the event stream's ``mode`` selection."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from flowstate.engine import CompiledGraph, stream_kinds
@@ -46,7 +47,7 @@ class StreamPick:
     after each step, rebuilt from the store (``state_at``) when it is streamed: the
     engine's hot path serialises nothing for it."""
 
-    def __init__(self, service: TaskService, run_id: str, mode: list[str] | None) -> None:
+    def __init__(self, service: TaskService, run_id: str, mode: Sequence[str] | None) -> None:
         self.kinds = stream_kinds(mode) if mode else None
         self.values = bool(mode) and "values" in (mode or ())
         self.service, self.run_id = service, run_id

@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -538,7 +538,7 @@ class TaskService:
         )
 
     async def events(
-        self, run_id: str, last_event_id: str | None, mode: list[str] | None = None
+        self, run_id: str, last_event_id: str | None, mode: Sequence[str] | None = None
     ) -> AsyncIterator[bytes]:
         """Server-sent events of the task's current (or last) execution in this process,
         ending with run_finished; for a task with no live log, its final status. ``mode``
