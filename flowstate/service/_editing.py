@@ -7,15 +7,16 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from flowstate.checkpoints import RunRecord
 from flowstate.engine import CompiledGraph, stream_kinds
-from flowstate.errors import EditRefused, RunStateError, UpdateRejected
+from flowstate.errors import EditRefused, RouteError, RunStateError, UpdateRejected
 
 from ._http import ApiError
 
 if TYPE_CHECKING:
     from ._service import TaskService
 
-__all__ = ["StreamPick", "edit_before_resume"]
+__all__ = ["StreamPick", "edit_before_resume", "edit_task"]
 
 
 def edit_before_resume(
@@ -36,9 +37,34 @@ def edit_before_resume(
         )
     try:
         graph.update_state(run_id, update or {}, goto=goto)
-    except UpdateRejected as e:
+    except (UpdateRejected, RouteError) as e:
         raise ApiError(422, e.message, code=e.code) from None
     except RunStateError as e:  # EditRefused, EditWhileRunning
+        raise ApiError(409, e.message, code=e.code) from None
+
+
+def edit_task(
+    service: TaskService,
+    run_id: str,
+    values: dict[str, Any],
+    *,
+    as_node: str | None,
+    by: str | None,
+) -> RunRecord:
+    """``POST /v1/tasks/{id}/state``: ``update_state`` on a task this server serves. A
+    queued task may be edited (its execution reads the edit); one being executed is
+    refused (409, FS221)."""
+    run = service.store.get_run(run_id)
+    graph = service.graphs.get(run.graph)
+    if graph is None:
+        raise ApiError(
+            409, f"task {run_id} runs graph '{run.graph}', which this server does not serve"
+        )
+    try:
+        return graph.update_state(run_id, values, as_node, by=by)
+    except (UpdateRejected, RouteError) as e:
+        raise ApiError(422, e.message, code=e.code) from None
+    except RunStateError as e:  # EditRefused, EditWhileRunning, GraphMismatch's kin
         raise ApiError(409, e.message, code=e.code) from None
 
 

@@ -65,3 +65,27 @@ def test_event_stream_mode_selects_kinds_and_values_carry_the_state(serve) -> No
     assert "node_started" in {e["kind"] for e in plain}
     r = c.get(f"/v1/tasks/{tid}/events?mode=everything")
     assert r.status_code == 422
+
+
+def test_update_state_over_http(serve) -> None:
+    s = serve()
+    c = s.client()
+    tid = c.post("/v1/tasks", json={"graph": "approval", "input": {"amount": 7}}).json()["id"]
+    wait_for(c, tid, ("paused",))
+    r = c.post(f"/v1/tasks/{tid}/edit", json={"values": {"amount": 9}, "by": "ops"})
+    assert r.status_code == 200 and r.json() == {"id": tid, "status": "paused"}
+    assert c.get(f"/v1/tasks/{tid}").json()["state"]["amount"] == 9
+    body = _problem(c.post(f"/v1/tasks/{tid}/edit", json={"values": {"nope": 1}}), 422)
+    assert body["code"] == "FS202"
+    body = _problem(c.post(f"/v1/tasks/{tid}/edit", json={"values": {}, "as_node": "zz"}), 409)
+    assert body["code"] == "FS222"
+    # as_node: the edit counts as `ask`'s write, so the task continues at `apply`
+    r = c.post(f"/v1/tasks/{tid}/edit", json={"values": {"decision": "ok"}, "as_node": "ask"})
+    assert r.status_code == 200, r.text
+    assert c.post(f"/v1/tasks/{tid}/resume", json={}).status_code == 202
+    assert wait_for(c, tid)["state"] == {"amount": 9, "decision": "ok", "done": True}
+    graph = s.service.graphs["approval"]
+    assert [(h.node, h.by) for h in graph.history(tid) if h.edit] == [
+        ("__edit__", "ops"),
+        ("ask", None),
+    ]
