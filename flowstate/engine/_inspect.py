@@ -100,9 +100,10 @@ class RunReader:
             raise CorruptRowError("steps", run_id, snap.step, f"snapshot: {e}") from None
         by_step: dict[int, list[WriteRecord]] = {}
         nbytes = 0
-        # the step itself contributes its edits (update_state): they are its input
+        # the step itself contributes its plain edits (update_state): they are its input;
+        # a routing edit (as_node, goto) closed its step, so it belongs to the step after
         for w in store.writes(run_id, snap.step, step + 1):
-            if w.step < step or is_edit(w):
+            if w.step < step or (is_edit(w) and not is_routing_edit(w)):
                 by_step.setdefault(w.step, []).append(w)
                 nbytes += len(w.update)
         # every closed step must hold exactly the activations it planned: a missing or

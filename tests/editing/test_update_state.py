@@ -107,3 +107,20 @@ def test_a_half_done_step_is_refused_naming_what_committed(db_path):
     assert app.run_sync({"n": 1}, run_id="r1").status == "paused"
     with pytest.raises(EditRefused, match=r"FS222.*half done: \['a'\] committed, \['ask'\]"):
         app.update_state("r1", {"n": 2})
+
+
+def test_fork_around_an_edit(db_path):
+    app = routed_graph().compile(store=str(db_path), interrupt_before=("b",))
+    app.run_sync({"n": 1}, run_id="r1")
+    app.update_state("r1", {"note": "plain"})
+    app.update_state("r1", {"n": 60}, as_node="a")
+    app.resume_sync("r1")
+    # step 1's input holds the plain edit, not the routing one (it closed the step)
+    assert app.state_at("r1", 1).note == "plain" and app.state_at("r1", 1).n == 1
+    assert app.state_at("r1", 2).n == 60
+    forked = asyncio.run(app.fork("r1", at=1, new_run_id="f1"))
+    assert forked.status == "paused"  # at its parent's breakpoint before 'b'
+    forked = app.resume_sync("f1")
+    assert forked.state.log == ["a:1", "b:saw plain"]  # the fork runs step 1 as planned
+    after = asyncio.run(app.fork("r1", at=2, new_run_id="f2"))
+    assert after.state.log == ["a:1", "c:60"]
