@@ -61,3 +61,31 @@ def test_a_subscription_works_for_resume_and_names_a_bad_mode(db_path):
     assert seen[1].state["log"] == ["a:1", "b:saw "]
     with pytest.raises(ConfigError, match="stream mode 'messages' is not one of"):
         Subscription(seen.append, "messages")  # type: ignore[arg-type]
+
+
+class Counted(S):
+    """Counts the JSON dumps of the whole state a stream asks for."""
+
+    def model_dump(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if kwargs.get("mode") == "json":
+            DUMPS.append(1)
+        return super().model_dump(*args, **kwargs)
+
+
+DUMPS: list[int] = []
+
+
+def test_no_values_mode_serialises_no_state(db_path):
+    from flowstate import END, START, GraphBuilder
+
+    from .graphs import a
+
+    g = GraphBuilder(Counted).add_node(a)
+    g.add_edge(START, "a").add_edge("a", END)
+    app = g.compile(store=str(db_path))
+    DUMPS.clear()
+    asyncio.run(_collect(app))
+    asyncio.run(_collect(app, mode=["updates", "tokens"]))
+    assert DUMPS == []
+    asyncio.run(_collect(app, mode="values"))
+    assert DUMPS == [1]  # one step, one dump
