@@ -90,6 +90,7 @@ class Execution:
         self._cancel_requested = False
         self._step_state = step_state
         """Fill ``step_finished.state`` (a ``"values"`` subscription asked for it)."""
+        self._replaying = self.scope.replay
         self._edits_replayed = -1
         """Replay: the last step whose recorded edits were applied."""
 
@@ -99,7 +100,7 @@ class Execution:
         """Run step after step; every exit records the run's status first."""
         scope = self.scope
         while True:
-            if scope.replay:
+            if self._replaying:
                 self._replay_edits()
             step = self.current
             if not step.tasks:
@@ -126,7 +127,7 @@ class Execution:
             self.current = Step(
                 scope, step.number + 1, closed.state, closed.tasks, closed.joins, {}, self.progress
             )
-            if scope.replay:
+            if self._replaying:
                 self._replay_edits()
             if not self.current.tasks:
                 return self._finish("completed", None, already=True)

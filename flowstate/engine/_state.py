@@ -173,7 +173,9 @@ class StateSchema:
                     f"the node declares it writes only {sorted(declared)}; add '{key}' to its "
                     "return annotation or stop returning it",
                 )
-            if isinstance(value, Overwrite) or stored_overwrite(value):
+            if isinstance(value, Overwrite) or (
+                isinstance(value, dict) and OVERWRITE_KEY in value and stored_overwrite(value)
+            ):
                 inner = value.value if isinstance(value, Overwrite) else value[OVERWRITE_KEY]
                 try:
                     out[key] = Overwrite(spec.value_adapter.validate_python(inner))
@@ -195,12 +197,16 @@ class StateSchema:
         return out
 
     def dump_update(self, node: str, update: Mapping[str, Any]) -> str:
-        doc = {
-            k: {OVERWRITE_KEY: v.value} if isinstance(v, Overwrite) else v
-            for k, v in update.items()
-        }
+        doc: Mapping[str, Any] = update
+        for v in update.values():
+            if isinstance(v, Overwrite):  # rare: only then is the update copied
+                doc = {
+                    k: {OVERWRITE_KEY: v.value} if isinstance(v, Overwrite) else v
+                    for k, v in update.items()
+                }
+                break
         try:
-            return pydantic_core.to_json(doc).decode()
+            return pydantic_core.to_json(dict(doc)).decode()
         except pydantic_core.PydanticSerializationError as e:
             raise UpdateRejected(node, None, f"it cannot be stored as JSON: {e}") from None
 
