@@ -82,6 +82,12 @@ def resume(
     allow_graph_change: bool = typer.Option(
         False, "--allow-graph-change", help="Resume although the graph changed."
     ),
+    rerun_step: bool = typer.Option(
+        False,
+        "--rerun-step",
+        help="Run the head step's activations again, committed ones included (after "
+        "fixing a node whose update made the step's close fail, FS216).",
+    ),
     llm: str | None = typer.Option(None, "--llm", help=LLM_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
@@ -111,6 +117,7 @@ def resume(
                 answers=answers or None,
                 update=edit,
                 goto=goto or None,
+                rerun_step=rerun_step,
                 max_steps=max_steps,
                 allow_graph_change=allow_graph_change,
                 wait=wait,

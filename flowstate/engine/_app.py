@@ -407,6 +407,7 @@ class CompiledGraph(Generic[S]):
         answers: Mapping[str, Any] | None = None,
         update: Mapping[str, Any] | None = None,
         goto: str | Sequence[str] | None = None,
+        rerun_step: bool = False,
         allow_graph_change: bool = False,
         max_steps: int | None = None,
         limits: Limits | None = None,
@@ -425,6 +426,11 @@ class CompiledGraph(Generic[S]):
         ``update`` edits the state first (as ``update_state`` does, recorded and replayed),
         and ``goto`` (a node or a list) replaces the head step's pending activations with
         those nodes: LangGraph's ``Command(resume=..., update=..., goto=...)``.
+
+        ``rerun_step=True`` runs the head step's activations again, committed ones
+        included (after fixing a node whose committed update made the step's close fail,
+        see ``StepCloseFailed``): their writes are superseded, kept as ``attempts`` rows
+        with a negative attempt number; journaled effects follow the usual rules.
         """
         return await self._continue(
             run_id,
@@ -432,6 +438,7 @@ class CompiledGraph(Generic[S]):
             answers=answers,
             update=update,
             goto=[goto] if isinstance(goto, str) else list(goto or ()),
+            rerun_step=rerun_step,
             allow_graph_change=allow_graph_change,
             max_steps=max_steps,
             limits=limits,
@@ -447,6 +454,7 @@ class CompiledGraph(Generic[S]):
         answers: Mapping[str, Any] | None = None,
         update: Mapping[str, Any] | None = None,
         goto: Sequence[str] = (),
+        rerun_step: bool = False,
         allow_graph_change: bool = False,
         max_steps: int | None = None,
         limits: Limits | None = None,
@@ -466,6 +474,7 @@ class CompiledGraph(Generic[S]):
             answers=answers,
             update=update,
             goto=goto,
+            rerun_step=rerun_step,
             allow_graph_change=allow_graph_change,
             max_steps=max_steps,
             limits=limits,

@@ -249,16 +249,24 @@ def commit_edit(
     head = reader.head(run)
     writes = store.writes(run_id, head.step, head.step + 1)
     done = [w.task_path for w in writes if not is_edit(w)]
-    if done:
+    if done and as_node is None and not goto:
         tasks = [t["path"] for t in parse("tasks", head.tasks, "steps", run_id, head.step)]
         pending = [p for p in tasks if p not in done]
         raise EditRefused(
             run_id,
-            f"its step {head.step} is half done: {done} committed, {pending} still to "
-            "run, and the committed ones read the state before any edit. Resume the run "
-            "to finish the step and edit after it (`interrupt_after=` stops there), or "
-            f"fork it: `fork({run_id!r}, at={head.step}, update=...)`",
+            f"its step {head.step} has committed activations {done} (still to run: "
+            f"{pending}), which read the state before any edit. Give the step's outcome "
+            f"instead: `update_state({run_id!r}, values, as_node=NODE)` replaces it (the "
+            f"committed writes are kept as attempts); or run them again on the edited "
+            f"state: `resume({run_id!r}, update=values, rerun_step=True)`; or fork it: "
+            f"`fork({run_id!r}, at={head.step}, update=values)`",
         )
+    if done:
+        # a routing edit replaces the step's outcome: its committed writes leave the step
+        # (kept as attempts rows, as resume(rerun_step=True) keeps them); should this
+        # process die before the edit commits, the step simply runs again on resume
+        store.supersede_writes(run_id, head.step)
+        writes = [w for w in writes if is_edit(w)]
     schema = ir.schema
     validator = as_node or EDIT_NODE
     update = schema.validate_update(validator, dict(values), None)

@@ -133,6 +133,12 @@ class ResumeTask(BaseModel):
         description="Continue at these nodes instead of the pending activations (409 "
         "with an answer, whose activation it would drop).",
     )
+    rerun_step: bool = Field(
+        default=False,
+        description="Run the head step's activations again, committed ones included "
+        "(after fixing a node whose update made the step's close fail, FS216); their "
+        "superseded writes stay visible as attempts.",
+    )
 
 
 class TaskRef(BaseModel):

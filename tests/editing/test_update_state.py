@@ -105,8 +105,12 @@ def test_a_half_done_step_is_refused_naming_what_committed(db_path):
     g.add_edge(START, "a").add_edge(START, "ask").add_edge(["a", "ask"], END)
     app = g.compile(store=str(db_path))
     assert app.run_sync({"n": 1}, run_id="r1").status == "paused"
-    with pytest.raises(EditRefused, match=r"FS222.*half done: \['a'\] committed, \['ask'\]"):
+    with pytest.raises(EditRefused, match=r"FS222.*\['a'\] \(still to run: \['ask'\]\)"):
         app.update_state("r1", {"n": 2})
+    # a routing edit replaces the step's outcome; the committed write is kept as an attempt
+    app.update_state("r1", {"n": 2}, as_node="ask")
+    assert app.resume_sync("r1").state.n == 2
+    assert [a.task_path for a in app.store.attempts("r1") if a.attempt < 0] == ["a"]
 
 
 def test_fork_around_an_edit(db_path):
