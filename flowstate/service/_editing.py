@@ -25,9 +25,12 @@ def edit_before_resume(
     update: dict[str, Any] | None,
     goto: list[str] | None,
     answering: bool,
+    rerun_step: bool = False,
 ) -> None:
     """Resume's ``update``/``goto``: the edit is stored (``update_state``) before the task
-    is queued, so a crash before a slot frees keeps it."""
+    is queued, so a crash before a slot frees keeps it. With ``rerun_step`` the head
+    step's committed writes are superseded first (as the engine's resume does), so the
+    edit is the input of the step that runs again."""
     if goto and answering:
         raise ApiError(
             409,
@@ -36,6 +39,8 @@ def edit_before_resume(
             code=EditRefused.code,
         )
     try:
+        if rerun_step:
+            graph.store.supersede_writes(run_id, graph.get_run(run_id).head_step)
         graph.update_state(run_id, update or {}, goto=goto)
     except (UpdateRejected, RouteError) as e:
         raise ApiError(422, e.message, code=e.code) from None

@@ -488,7 +488,7 @@ class TaskService:
             )
         graph.check_graph(run)
         if update is not None or goto:
-            edit_before_resume(graph, run_id, update, goto, answer or bool(answers))
+            edit_before_resume(graph, run_id, update, goto, answer or bool(answers), rerun_step)
         if answer or answers:
             # answered now, in the store: a crash before a slot frees keeps the answer
             try:

@@ -50,3 +50,14 @@ def test_an_edit_survives_rerun_step(tmp_path: Path) -> None:
     assert done.state.parts == [7, 100, 200, 300]
     assert [h.update for h in app.history("r") if h.edit] == [{"parts": [7]}]
     assert asyncio.run(app.replay("r")).identical
+
+
+def test_resume_with_update_and_rerun_step_edits_the_rerun_steps_input(tmp_path: Path) -> None:
+    (tmp_path / "kind").write_text("conflict")
+    app = make(tmp_path).compile(store=str(tmp_path / "runs.db"))
+    with pytest.raises(StepCloseFailed):
+        app.run_sync({"items": [1, 2, 3]}, run_id="r")
+    (tmp_path / "node_fixed").touch()
+    done = app.resume_sync("r", update={"parts": [9]}, rerun_step=True)
+    assert done.state.parts == [9, 100, 200, 300]
+    assert asyncio.run(app.replay("r")).identical
