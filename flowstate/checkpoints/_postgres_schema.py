@@ -125,7 +125,7 @@ _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "m004_meta",
         (
             'CREATE TABLE {meta} ("key" text COLLATE "C" PRIMARY KEY, "value" text NOT NULL)',
-            'INSERT INTO {meta} ("key", "value") '
+            "INSERT INTO {meta} (\"key\", \"value\") "
             "VALUES ('database_id', md5(random()::text || clock_timestamp()::text))",
         ),
     ),

@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 
+
 class Interrupted(BaseException):
     """Raised by ``ctx.interrupt`` to pause the run. A BaseException so that a node's
     ``except Exception`` cannot swallow it."""

@@ -39,7 +39,6 @@ __all__ = [
     "usage_report",
 ]
 
-
 def _show_public_path() -> None:
     for name in __all__:
         obj = globals()[name]
