@@ -23,9 +23,13 @@ from flowstate.engine import (
     RetryPolicy,
     RunResult,
     Send,
+    TimedOut,
     add,
+    add_schedule,
     append,
+    fire_schedules,
     merge,
+    wake_due,
 )
 from flowstate.errors import (
     CorruptRowError,
@@ -86,11 +90,15 @@ __all__ = [
     "StepCloseFailed",
     "StoreError",
     "StoreIOError",
+    "TimedOut",
     "UpdateRejected",
     "WriteConflict",
     "add",
+    "add_schedule",
     "append",
+    "fire_schedules",
     "merge",
+    "wake_due",
 ]
 
 logging.getLogger("flowstate").addHandler(logging.NullHandler())

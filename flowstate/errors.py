@@ -20,6 +20,9 @@ FlowstateError                 base of everything below; has a stable ``code``
 │   │   └── EditWhileRunning   the run to edit is being executed (a live lease)
 │   └── CancelledElsewhere     a cancel was acknowledged in another process (commit refused)
 ├── EffectError                an effect's arguments or result cannot be journaled
+├── TimerError                 a sleep, deadline or time argument that is not a time
+├── ScheduleError              a schedule's cron, zone, policy, input or graph is unusable
+│   └── ScheduleNotFound       no schedule with that name in the store
 ├── StoreError                 storage, not your code
 │   ├── CorruptRowError        a stored row failed its hash or schema check
 │   └── StoreIOError           the database reported an I/O or locking failure
@@ -60,11 +63,14 @@ __all__ = [
     "RunNotFound",
     "RunOwned",
     "RunStateError",
+    "ScheduleError",
+    "ScheduleNotFound",
     "StateMutated",
     "StepCloseFailed",
     "StoreError",
     "StoreIOError",
     "TargetError",
+    "TimerError",
     "UpdateRejected",
     "WriteConflict",
 ]
@@ -473,3 +479,29 @@ class DatabaseNotFound(CLIError):
     """A command that reads runs found no checkpoint database where it looked."""
 
     code = "FS402"
+
+
+class TimerError(FlowstateError, ValueError):
+    """``ctx.sleep``, ``ctx.sleep_until`` or an interrupt ``timeout`` was given something
+    that is not a duration or a time (a negative or non-finite number, a naive datetime)."""
+
+    code = "FS240"
+
+
+class ScheduleError(FlowstateError, ValueError):
+    """A schedule cannot be created or fired as given: its cron expression, time zone,
+    catch-up policy, input or graph; the message names the field and the fix."""
+
+    code = "FS241"
+
+
+class ScheduleNotFound(ScheduleError):
+    """No schedule with that name in the store."""
+
+    code = "FS242"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"no schedule {name!r} in this store; `flowstate schedule list` lists them"
+        )

@@ -45,11 +45,15 @@ def test_top_level_all_is_pinned():
         "StepCloseFailed",
         "StoreError",
         "StoreIOError",
+        "TimedOut",
         "UpdateRejected",
         "WriteConflict",
         "add",
+        "add_schedule",
         "append",
+        "fire_schedules",
         "merge",
+        "wake_due",
     }
     for name in flowstate.__all__:
         assert not name.startswith("_")

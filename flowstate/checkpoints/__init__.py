@@ -22,6 +22,7 @@ from ._records import (
     row_hash,
 )
 from ._sqlite import Durability, SQLiteStore
+from ._timer_records import CatchUp, ScheduleRecord, TimerStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "TERMINAL_STATUSES",
     "AttemptRecord",
+    "CatchUp",
     "CheckpointStore",
     "DamagedRow",
     "DoctorReport",
@@ -54,7 +56,9 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "SQLiteStore",
+    "ScheduleRecord",
     "StepRecord",
+    "TimerStore",
     "WriteRecord",
     "describe_store",
     "doctor",

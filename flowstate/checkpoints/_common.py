@@ -139,8 +139,16 @@ def superseded_text(w: WriteRecord) -> str:
 # -- runs ----------------------------------------------------------------------------------
 
 
+WAKE_AT = "wake_at"
+"""The run column holding when a paused run's timer or interrupt deadline falls due. It is
+an index for whoever wakes runs, outside the row hashes (like the lease columns): the
+effect journal holds the authoritative time, so a wrong value can only make a run be
+looked at early (it pauses again) or late. Changing the status clears it, except to
+``paused`` where it keeps the earliest of the values given while paused."""
+
+
 def check_mutable(fields: dict[str, Any]) -> None:
-    unknown = set(fields) - set(MUTABLE)
+    unknown = set(fields) - set(MUTABLE) - {WAKE_AT}
     if unknown:
         raise ConfigError(
             f"run fields {sorted(unknown)} cannot change after creation; only "

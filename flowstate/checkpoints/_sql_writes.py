@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
+from flowstate.clock import get_clock
 from flowstate.errors import RunNotFound
 
 from ._common import (
@@ -22,6 +23,7 @@ from ._common import (
     INTERRUPT_COLS,
     RUN_COLS,
     STEP_COLS,
+    WAKE_AT,
     WRITE_COLS,
     check_mutable,
     decode_row,
@@ -105,21 +107,35 @@ class SQLWrites:
         check_mutable(fields)  # the column names below come from this allow-list
         self._fence(c, run_id)
         # updated_at is always the time of this update
-        fields = {k: v for k, v in fields.items() if k != "updated_at"}
+        now = float(get_clock().now())
+        wake = fields.get(WAKE_AT)
+        fields = {k: v for k, v in fields.items() if k not in ("updated_at", WAKE_AT)}
         if "error" in fields:
             fields["error"] = self._stored_error(fields["error"])
         sets = "".join(f'"{k}" = ?, ' for k in fields)
+        params = list(fields.values())
+        if fields.get("status") == "paused" and wake is not None:
+            sets += (
+                '"wake_at" = CASE WHEN "wake_at" IS NULL OR "wake_at" > ? THEN ? '
+                'ELSE "wake_at" END, '
+            )
+            params += [float(wake), float(wake)]
+        elif "status" in fields and fields["status"] != "paused":
+            sets += '"wake_at" = NULL, '
         row = c.execute(
             self._stmt(
                 f'UPDATE {{runs}} SET {sets}"updated_at" = ? WHERE "id" = ? '
                 'RETURNING "status", "head_step", "error", "updated_at"'
             ),
-            [*fields.values(), time.time(), run_id],
+            [*params, now, run_id],
         ).fetchone()
         if row is None:
             raise RunNotFound(run_id)
+        # hashed with the float bound, not the value RETURNING echoes: SQLite returns a
+        # whole-number REAL (a test clock's 1000.0) as the integer 1000
         c.execute(
-            self._stmt('UPDATE {runs} SET "mhash" = ? WHERE "id" = ?'), [row_hash(*row), run_id]
+            self._stmt('UPDATE {runs} SET "mhash" = ? WHERE "id" = ?'),
+            [row_hash(row[0], row[1], row[2], now), run_id],
         )
 
     # -- activations ----------------------------------------------------------------------
@@ -161,15 +177,17 @@ class SQLWrites:
             if run_fields:
                 if set(run_fields) >= {"status", "head_step", "error"}:
                     # the engine's step close: one statement, the mutable hash computed here
-                    now = time.time()
+                    now = get_clock().now()
                     st, hs = run_fields["status"], run_fields["head_step"]
                     er = self._stored_error(run_fields["error"])
                     cur = c.execute(
                         self._stmt(
                             'UPDATE {runs} SET "status" = ?, "head_step" = ?, "error" = ?, '
-                            '"updated_at" = ?, "mhash" = ? WHERE "id" = ?'
+                            '"updated_at" = ?, "mhash" = ?, '
+                            '"wake_at" = CASE WHEN ? = \'paused\' THEN "wake_at" ELSE NULL END '
+                            'WHERE "id" = ?'
                         ),
-                        [st, hs, er, now, row_hash(st, hs, er, now), run_id],
+                        [st, hs, er, now, row_hash(st, hs, er, now), st, run_id],
                     )
                     if cur.rowcount != 1:
                         raise RunNotFound(run_id)

@@ -462,6 +462,7 @@ class CompiledGraph(Generic[S]):
         journal: JournalSource | None = None,
         wait: float | None = None,
         inherit: Inherited | None = None,
+        due: float | None = None,
     ) -> RunResult[S]:
         point = await resume_point(
             self.store,
@@ -481,12 +482,23 @@ class CompiledGraph(Generic[S]):
             journal=journal,
             wait=wait,
             inherit=inherit,
+            due=due,
         )
         if isinstance(point, Finished):
             return RunResult(
                 run_id=run_id, status="completed", state=cast("S", point.state), step=point.step
             )
         return await self._execute(point, emit)
+
+    async def resume_due(
+        self, *, now: float | None = None, on_event: Callable[[Any], None] | None = None
+    ) -> list[RunResult[S]]:
+        """Resume this graph's runs whose timer (``ctx.sleep``) or interrupt deadline is
+        due at ``now`` (default: the clock's time); see ``flowstate.wake_due``."""
+        from ._waker import wake_due
+
+        done = await wake_due(self.store, {self.name: self}, now=now, on_event=on_event)
+        return cast("list[RunResult[S]]", done)
 
     def pending_interrupts(self, run_id: str) -> list[PendingInterrupt]:
         """The run's pending interrupts (its subgraphs' included), in task order, each

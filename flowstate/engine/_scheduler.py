@@ -33,6 +33,7 @@ from ._outcome import Committed, Failure, Outcome
 from ._point import ResumePoint
 from ._scope import RunScope
 from ._step import Step
+from ._timers import pause_reason
 from ._types import Task
 
 if TYPE_CHECKING:
@@ -331,6 +332,8 @@ class Execution:
             reason = f"interrupt in '{waiting[0].node}'"
             if len(waiting) > 1:
                 reason += f" (+{len(waiting) - 1} more)"
+        elif (slept := pause_reason(step.interrupts)) is not None:
+            reason = slept  # a durable timer (ctx.sleep): the run row holds its wake-up time
         else:  # a subgraph stopped at a breakpoint or a limit: its reason says which
             reason = f"subgraph in '{step.interrupts[0][0].node}' paused"
             sub = json.loads(step.interrupts[0][1].payload)

@@ -39,6 +39,7 @@ from ._models import (
 )
 from ._paging import CURSOR_PATTERN
 from ._registry import GraphRegistry
+from ._schedules import TimeLoop, add_schedule_routes
 from ._service import TaskService
 
 __all__ = ["create_app"]
@@ -146,9 +147,14 @@ def create_app(
             yield
             return
         await service.start()
+        clock_loop = TimeLoop(
+            store, bound, lambda run_id, g: service._schedule(run_id, bound[g], fresh=False)
+        )
+        clock_loop.start()
         try:
             yield
         finally:
+            await clock_loop.stop()
             await service.stop()
 
     app = FastAPI(
@@ -408,6 +414,15 @@ def create_app(
             raise ApiError(503, "the checkpoint store is unreachable") from None
         return Health(status="ok")
 
+    add_schedule_routes(
+        app,
+        store=store,
+        graphs=bound,
+        secured=secured,
+        errors=errors,
+        writable=writable,
+        strict=_strict,
+    )
     add_inspector_routes(
         app,
         service=service,

@@ -171,6 +171,11 @@ class Interrupt(BaseModel):
     task_path: str
     seq: int = Field(description="Order within the activation, from 0.")
     payload: Any = Field(description="What the node passed to ctx.interrupt(payload).")
+    deadline: float | None = Field(
+        None,
+        description="When it times out (Unix seconds), for ctx.interrupt(..., timeout=...): "
+        "unanswered then, the node continues with its default.",
+    )
 
 
 class TaskSummary(BaseModel):

@@ -538,6 +538,7 @@ class TaskService:
                 task_path=p.task_path,
                 seq=p.seq,
                 payload=p.payload,
+                deadline=p.deadline,
             )
             for p in pending_interrupts(self.store, run_id)
         ]
