@@ -18,6 +18,8 @@ FlowstateError                 base of everything below; has a stable ``code``
 │   ├── RunOwned               another live process is executing the run
 │   ├── LeaseLost              this process lost the run to another (its commit was fenced)
 │   ├── CancelledElsewhere     a cancel was acknowledged in another process (commit refused)
+│   ├── EditRefused            an edit (update_state, resume update/goto) cannot apply there
+│   │   └── EditWhileRunning   the run to edit is being executed (a live lease)
 │   ├── ThreadBusy             new input while the thread's last turn is running, paused or failed
 │   ├── TurnConflict           another caller started that turn of the thread first
 │   └── TurnNotReady           a queued turn whose previous turn has not finished
@@ -48,6 +50,8 @@ __all__ = [
     "ConfigError",
     "CorruptRowError",
     "DatabaseNotFound",
+    "EditRefused",
+    "EditWhileRunning",
     "EffectDivergence",
     "EffectError",
     "FlowstateError",
@@ -296,7 +300,8 @@ class StepCloseFailed(NodeFailed):
     or raise the limit, then ``resume(run_id)`` re-attempts the close with the same
     committed updates) or ``"rerun_step"`` (fix the node, then
     ``resume(run_id, rerun_step=True)`` runs the step's activations again). Setting the
-    state directly (``app.update_state``) is the third way out. The original error is
+    step's outcome directly (``app.update_state(run_id, values, as_node=NODE)``) is the
+    third way out. The original error is
     ``__cause__``."""
 
     code = "FS216"
@@ -312,7 +317,10 @@ class StepCloseFailed(NodeFailed):
             f"`{cli} --rerun-step` (Python: `app.resume({run_id!r}, rerun_step=True)`) runs "
             f"step {step}'s activations again (the superseded writes are kept as attempts)"
         )
-        state = f"or set the state yourself: `app.update_state({run_id!r}, values)`"
+        state = (
+            f"or set the step's outcome yourself: `app.update_state({run_id!r}, values, "
+            "as_node=NODE)` (the run continues from NODE's edges)"
+        )
         if isinstance(cause, WriteConflict):
             self.way_out = "rerun_step"
             advice = (
@@ -406,6 +414,26 @@ class LeaseLost(RunStateError):
             f"{': ' + detail if detail else ''}); its commit was rejected and nothing of it "
             "was stored. Another process continues the run."
         )
+
+
+class EditRefused(RunStateError):
+    """An edit of a stored run (``update_state``, ``resume(update=..., goto=...)``) cannot
+    apply where the run is: the message says why and what to do instead."""
+
+    code = "FS222"
+
+    def __init__(self, run_id: str, detail: str, owner: str | None = None) -> None:
+        self.run_id = run_id
+        self.owner = owner
+        """The process executing the run (``EditWhileRunning``), else None."""
+        super().__init__(f"cannot edit run {run_id}: {detail}")
+
+
+class EditWhileRunning(EditRefused):
+    """The run to edit is being executed by a live process (it holds the run's lease):
+    pause it, and edit it once it has stopped."""
+
+    code = "FS221"
 
 
 class CancelledElsewhere(RunStateError):

@@ -371,7 +371,9 @@ class InMemoryStore(MemoryLeases, MemoryTimers, MemoryMaintenance):
         with self._lock:
             self._fence(self._t, run_id)
             m = self._t.writes.get(run_id) or {}
-            gone = sorted((w for k, w in m.items() if k[0] == step), key=lambda w: w.seq)
+            gone = sorted(
+                (w for k, w in m.items() if k[0] == step and w.seq >= 0), key=lambda w: w.seq
+            )
             if not gone:
                 return 0
             am = self._t.attempts.setdefault(run_id, {})

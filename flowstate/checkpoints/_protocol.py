@@ -132,7 +132,9 @@ class CheckpointStore(Protocol):
         keeping each as an ``attempts`` row: a negative attempt number (-1 for the first
         re-run of the step, -2 for the next, …) and the write as JSON in ``error``
         (``superseded by resume(rerun_step=True): {...}``). Returns how many were
-        superseded. Used by ``resume(run_id, rerun_step=True)``."""
+        superseded. Used by ``resume(run_id, rerun_step=True)``. Rows with a negative
+        ``seq`` are not activations but edits of the step's input (``update_state``):
+        they stay."""
         ...
 
     def get_step(self, run_id: str, step: int) -> StepRecord | None:

@@ -124,7 +124,8 @@ class WriteRecord(BaseModel):
     """Identity of the activation within its step (node name, or ``node[i]`` for sends)."""
     node: str
     seq: int
-    """Position of the activation in the step's merge order."""
+    """Position of the activation in the step's merge order. Negative for an edit of the
+    step's input (``update_state``: task path ``__edit__.<n>``), which sorts first."""
     update: str
     """The validated update as JSON (field → value, before reducers are applied)."""
     goto: str = "[]"

@@ -11,6 +11,7 @@ from ._limits import Limits
 from ._loading import load_target
 from ._nodes import RetryPolicy, default_retry_on
 from ._open import DEFAULT_DB, open_store
+from ._overwrite import Overwrite
 from ._results import HistoryEntry, RunResult
 from ._schedules import (
     GRACE_SECONDS,
@@ -21,6 +22,7 @@ from ._schedules import (
     resume_schedule,
 )
 from ._state import Reducer, StateSchema, add, append, merge
+from ._streaming import STREAM_MODES, StreamMode, Subscription, stream_kinds
 from ._thread_view import Thread, ThreadSummary, Turn
 from ._threads import MultitaskStrategy
 from ._timers import HOLD_SECONDS, TimedOut
@@ -34,6 +36,7 @@ __all__ = [
     "GRACE_SECONDS",
     "HOLD_SECONDS",
     "START",
+    "STREAM_MODES",
     "UNSET",
     "Command",
     "CompiledGraph",
@@ -45,6 +48,7 @@ __all__ = [
     "MultitaskStrategy",
     "NodeContext",
     "NodeName",
+    "Overwrite",
     "PendingInterrupt",
     "Reducer",
     "RetryPolicy",
@@ -53,6 +57,8 @@ __all__ = [
     "RunResult",
     "Send",
     "StateSchema",
+    "StreamMode",
+    "Subscription",
     "Task",
     "TaskPath",
     "Thread",
@@ -73,6 +79,7 @@ __all__ = [
     "pause_schedule",
     "pending_interrupts",
     "resume_schedule",
+    "stream_kinds",
     "to_networkx",
     "wake_due",
     "wake_loop",

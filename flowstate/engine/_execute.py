@@ -23,6 +23,7 @@ from ._lease import Heartbeat, retire
 from ._point import ResumePoint
 from ._results import RunResult
 from ._scheduler import Execution
+from ._streaming import Subscription
 
 if TYPE_CHECKING:
     from ._app import CompiledGraph
@@ -64,6 +65,7 @@ async def execute(
         emit=sink,
         listening=emit is not None or obs is not None,
         rng=graph.rng,
+        step_state=isinstance(emit, Subscription) and emit.values,
     )
     sink(
         ev.RunStarted(run_id=run.id, graph=graph.name, resumed=point.resumed, step=point.step.step)

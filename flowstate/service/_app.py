@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from flowstate import events as ev
 from flowstate.checkpoints import Durability, open_store
-from flowstate.engine import CompiledGraph, GraphBuilder
+from flowstate.engine import CompiledGraph, GraphBuilder, StreamMode
 from flowstate.errors import StoreError
 from flowstate.events import EventAdapter
 
@@ -321,6 +321,8 @@ def create_app(
             answer=answer,
             answers=body.answers if body is not None else None,
             max_steps=body.max_steps if body is not None else None,
+            update=body.update if body is not None else None,
+            goto=body.goto if body is not None else None,
             rerun_step=body.rerun_step if body is not None else False,
         )
         return TaskRef(id=run.id, status=run.status)
@@ -348,10 +350,20 @@ def create_app(
             str | None,
             Header(max_length=64, description="Resume the stream after this event id."),
         ] = None,
+        mode: Annotated[
+            list[StreamMode] | None,
+            Query(
+                max_length=4,
+                description="What the stream carries (repeatable; default: every event): "
+                "`values` (step_finished with the state after the step), `updates` "
+                "(node_finished), `tokens` (LLM text), `events` (all). run_started and "
+                "run_finished always come.",
+            ),
+        ] = None,
     ) -> EventStream:
         service.get_run(task_id)  # 404 before the stream starts
         return EventStream(
-            service.events(task_id, last_event_id),
+            service.events(task_id, last_event_id, mode),
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 

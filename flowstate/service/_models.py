@@ -122,6 +122,17 @@ class ResumeTask(BaseModel):
         le=1_000_000,
         description="A new activation bound for this resume (for a task paused at its limit).",
     )
+    update: dict[str, Any] | None = Field(
+        default=None,
+        description="Edit the task's state first: fields validated like a node's update "
+        "and merged through the reducers, recorded and replayed (422 when the state "
+        "refuses it).",
+    )
+    goto: list[str] | None = Field(
+        default=None,
+        description="Continue at these nodes instead of the pending activations (409 "
+        "with an answer, whose activation it would drop).",
+    )
     rerun_step: bool = Field(
         default=False,
         description="Run the head step's activations again, committed ones included "

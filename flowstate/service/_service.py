@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ from flowstate.engine import UNSET, CompiledGraph, answer_interrupts, pending_in
 from flowstate.errors import FlowstateError, NodeFailed, RunOwned, RunStateError, StoreError
 from flowstate.nodes import run_usage
 
+from ._editing import StreamPick, edit_before_resume
 from ._http import ApiError
 from ._models import (
     Interrupt,
@@ -487,6 +488,8 @@ class TaskService:
         answer: bool = False,
         answers: dict[str, Any] | None = None,
         max_steps: int | None = None,
+        update: dict[str, Any] | None = None,
+        goto: list[str] | None = None,
         rerun_step: bool = False,
     ) -> RunRecord:
         run = self.store.get_run(run_id)
@@ -508,6 +511,8 @@ class TaskService:
                 409, f"task {run_id} runs graph '{run.graph}', which this server does not serve"
             )
         graph.check_graph(run)
+        if update is not None or goto:
+            edit_before_resume(graph, run_id, update, goto, answer or bool(answers), rerun_step)
         if answer or answers:
             # answered now, in the store: a crash before a slot frees keeps the answer
             try:
@@ -594,9 +599,14 @@ class TaskService:
             next_cursor=encode_cursor(rows[-1]) if more and rows else None,
         )
 
-    async def events(self, run_id: str, last_event_id: str | None) -> AsyncIterator[bytes]:
+    async def events(
+        self, run_id: str, last_event_id: str | None, mode: Sequence[str] | None = None
+    ) -> AsyncIterator[bytes]:
         """Server-sent events of the task's current (or last) execution in this process,
-        ending with run_finished; for a task with no live log, its final status."""
+        ending with run_finished; for a task with no live log, its final status. ``mode``
+        selects kinds as ``stream(mode=...)`` does; with ``values``, each step_finished
+        carries the state after the step, read from the store for this stream only."""
+        pick = StreamPick(self, run_id, mode)
         quiet_since = time.monotonic()
         while True:
             log_ = self._logs.get(run_id)
@@ -620,8 +630,11 @@ class TaskService:
         quiet_since = time.monotonic()
         while True:
             for i, kind, data in log_.since(index):
-                yield sse(kind, data, f"{log_.epoch}:{i}")
                 index = i + 1
+                picked = pick(kind, data)
+                if picked is None:
+                    continue
+                yield sse(kind, picked, f"{log_.epoch}:{i}")
                 quiet_since = time.monotonic()
             if log_.done and index >= log_.end:
                 return
