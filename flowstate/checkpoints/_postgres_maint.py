@@ -26,13 +26,12 @@ __all__ = ["PostgresMaintenance"]
 
 
 class PostgresMaintenance:
-    """Mixin of ``PostgresStore``: uses its ``_lock``, ``schema``, ``_t``, ``_connection``,
+    """Mixin of ``PostgresStore``: uses its ``schema``, ``_t``, ``_borrow``,
     ``_q``, ``_columns``, ``_decode``, ``_read`` and ``write``."""
 
-    _lock: Any
     schema: str
     _t: dict[str, sql.Identifier]
-    _connection: Any
+    _borrow: Any
     _q: Any
     _columns: Any
     _decode: Any
@@ -53,9 +52,8 @@ class PostgresMaintenance:
         """
         problems: list[str] = []
         limit = 50
-        with self._lock:
-            try:
-                c = self._connection()
+        try:
+            with self._borrow() as c:
                 done = {str(r[0]) for r in c.execute(self._q('SELECT "name" FROM {migrations}'))}
                 missing = [m for m in MIGRATIONS if m not in done]
                 unknown = sorted(done - set(MIGRATIONS))
@@ -74,8 +72,8 @@ class PostgresMaintenance:
                             except CorruptRowError as e:
                                 problems.append(e.message)
                 problems.extend(p for p in self._attempt_problems(c) if len(problems) < limit)
-            except (psycopg.Error, StoreIOError) as e:
-                return f"error: {e}"
+        except (psycopg.Error, StoreIOError) as e:
+            return f"error: {e}"
         return "; ".join(problems) if problems else "ok"
 
     def _attempt_problems(self, c: psycopg.Connection[Any]) -> list[str]:

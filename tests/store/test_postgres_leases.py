@@ -96,7 +96,7 @@ def _stop_outside_a_transaction(env: dict[str, Any], p: subprocess.Popen[str]) -
         states = [r[0] for r in env["admin"].execute(
             "SELECT state FROM pg_stat_activity WHERE application_name = %s",
             [f"fs_owner_{p.pid}"]).fetchall()]
-        if states == ["idle"]:
+        if states and all(s == "idle" for s in states):  # the pool may hold several
             return
         os.kill(p.pid, signal.SIGCONT)
         time.sleep(0.01)
