@@ -27,6 +27,7 @@ from ._common import (
     run_exists_error,
     sum_usage,
 )
+from ._memory_events import MemoryEvents
 from ._memory_leases import MemoryLeases
 from ._memory_maint import MemoryMaintenance
 from ._memory_tables import STATUSES, Run, Tables, check_values
@@ -46,7 +47,7 @@ _ERROR_TYPES = frozenset({str, type(None)})
 _now = time.time
 
 
-class InMemoryStore(MemoryLeases, MemoryMaintenance):
+class InMemoryStore(MemoryLeases, MemoryMaintenance, MemoryEvents):
     """Checkpoint store in process memory, with ``SQLiteStore``'s interface and semantics.
 
     Records are immutable pydantic models, so they are kept as they are given and returned

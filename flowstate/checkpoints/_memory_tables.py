@@ -90,9 +90,11 @@ class Tables:
         self.interrupts: dict[str, dict[tuple[int, str, int], InterruptRecord]] = {}
         self.attempts: dict[str, dict[tuple[int, str, int], AttemptRecord]] = {}
         self.signals: dict[str, dict[str, float]] = {}
+        self.events: dict[str, dict[int, tuple[int, str, str, float]]] = {}
 
     def per_run(self) -> tuple[dict[str, Any], ...]:
         return (
+            self.events,
             self.writes,
             self.steps,
             self.effects,

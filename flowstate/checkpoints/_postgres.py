@@ -57,12 +57,14 @@ from ._common import (
 )
 from ._postgres_conn import PostgresConnection
 from ._postgres_maint import PostgresMaintenance
+from ._postgres_notify import PostgresNotify
 from ._postgres_schema import MIGRATIONS as MIGRATIONS
 from ._records import (
     AttemptRecord,
     EffectRecord,
     RunRecord,
 )
+from ._sql_events import SQLEvents
 from ._sql_leases import SQLLeases
 from ._sql_reads import SQLReads
 from ._sql_writes import SQLWrites
@@ -79,7 +81,15 @@ def _storable_error(error: Any) -> Any:
     return error
 
 
-class PostgresStore(PostgresConnection, SQLReads, SQLWrites, SQLLeases, PostgresMaintenance):
+class PostgresStore(
+    PostgresConnection,
+    SQLReads,
+    SQLWrites,
+    SQLLeases,
+    PostgresMaintenance,
+    PostgresNotify,
+    SQLEvents,
+):
     """Checkpoint store on a PostgreSQL schema; the contract of ``SQLiteStore``.
 
     ``dsn`` is a libpq connection string or ``postgresql://`` URL. ``schema`` is the

@@ -109,7 +109,7 @@ class PostgresConnection:
         self.database_id: str | None = None
         """The id in the schema's ``meta`` row, checked on every new connection."""
         self._checked: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
-        names = (*TABLES, "migrations", "blobs", "meta")
+        names = (*TABLES, "migrations", "blobs", "meta", "events")
         self._t = {name: sql.Identifier(schema, name) for name in names}
         self._sql_cache: dict[str, sql.Composed] = {}
         if min_size:

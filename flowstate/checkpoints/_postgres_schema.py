@@ -129,6 +129,20 @@ _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "VALUES ('database_id', md5(random()::text || clock_timestamp()::text))",
         ),
     ),
+    (
+        # mirrors SQLiteStore's m401_events: the live view of runs (events as JSON)
+        "m401_events",
+        (
+            """CREATE TABLE {events} (
+                "run_id" text COLLATE "C" NOT NULL,
+                "seq" bigint NOT NULL,
+                "kind" text NOT NULL,
+                "data" text NOT NULL,
+                "created_at" double precision NOT NULL,
+                PRIMARY KEY ("run_id", "seq")
+            )""",
+        ),
+    ),
 )
 
 MIGRATIONS: tuple[str, ...] = tuple(name for name, _ in _MIGRATIONS)

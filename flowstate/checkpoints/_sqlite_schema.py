@@ -137,3 +137,13 @@ def m004_meta(db: sqlite_utils.Database) -> None:
 
     db["meta"].create({"key": str, "value": str}, pk="key")  # type: ignore[union-attr]
     db["meta"].insert({"key": "database_id", "value": uuid.uuid4().hex})  # type: ignore[union-attr]
+
+
+@migrations()
+def m401_events(db: sqlite_utils.Database) -> None:
+    """The live view of runs: the engine's events as JSON, so another process can follow a
+    run (no hash: events are not the durable record)."""
+    db["events"].create(  # type: ignore[union-attr]
+        {"run_id": str, "seq": int, "kind": str, "data": str, "created_at": float},
+        pk=("run_id", "seq"),
+    )
