@@ -3,9 +3,9 @@ that any process can follow the run: another service process's SSE stream, the
 inspector, ``flowstate`` commands.
 
 Cheap on the hot path: an event is serialised and buffered; the buffer goes to the store
-in one transaction at each step boundary and at the end of the execution, or 0.1 s
-after its first event when a step takes longer (a long LLM call shows its
-``node_started`` at once). A store error while appending is logged and the events are
+in one transaction 0.1 s after its first event (so a follower sees an event at most
+~0.1 s late, and a fast run writes one batch per 0.1 s, not one per step), when 256 are
+buffered, and at the end of the execution. A store error while appending is logged and the events are
 dropped: they are a live view, never a reason to fail a run.
 """
 
@@ -27,7 +27,7 @@ FLUSH_AFTER = 0.1
 """Seconds an event may wait in the buffer when no step boundary comes."""
 MAX_BUFFER = 256
 """Events buffered before a flush regardless of time."""
-_FLUSH_KINDS = frozenset({"step_finished", "run_finished"})
+_FLUSH_KINDS = frozenset({"run_finished"})
 
 
 class EventLog:
