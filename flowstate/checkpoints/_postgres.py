@@ -55,6 +55,7 @@ from ._common import (
     attempt_from_row,
     run_filters,
 )
+from ._postgres_blobs import PostgresBlobs
 from ._postgres_conn import PostgresConnection
 from ._postgres_maint import PostgresMaintenance
 from ._postgres_notify import PostgresNotify
@@ -83,6 +84,7 @@ def _storable_error(error: Any) -> Any:
 
 class PostgresStore(
     PostgresConnection,
+    PostgresBlobs,  # before SQLWrites: its _stored_effect swaps in blob references
     SQLReads,
     SQLWrites,
     SQLLeases,
@@ -156,7 +158,8 @@ class PostgresStore(
         if task_path is not None:
             where += ' AND "task_path" = %s'
             params.append(task_path)
-        return self._select("effects", where, params, '"step", "task_path", "seq"')
+        rows = self._select("effects", where, params, '"step", "task_path", "seq"')
+        return [self._unblob(e) for e in rows]
 
     def record_attempt(self, attempt: AttemptRecord) -> None:
         with self.write() as c:

@@ -38,6 +38,8 @@ class PostgresMaintenance:
     _read: Any
     write: Any
     _fence: Any
+    _unblob: Any
+    _drop_orphan_blobs: Any
     get_run: Any
     steps: Any
     writes: Any
@@ -72,9 +74,29 @@ class PostgresMaintenance:
                             except CorruptRowError as e:
                                 problems.append(e.message)
                 problems.extend(p for p in self._attempt_problems(c) if len(problems) < limit)
+                problems.extend(p for p in self._blob_problems(c) if len(problems) < limit)
         except (psycopg.Error, StoreIOError) as e:
             return f"error: {e}"
         return "; ".join(problems) if problems else "ok"
+
+    def _blob_problems(self, c: psycopg.Connection[Any]) -> list[str]:
+        """Effects whose ``@blob:`` reference is missing or fails its hash."""
+        rows = c.execute(
+            self._q(
+                'SELECT e."run_id", e."step", substr(e."response", 7), b."hash" IS NULL '
+                'FROM {effects} e LEFT JOIN {blobs} b ON b."hash" = substr(e."response", 7) '
+                "WHERE left(e.\"response\", 6) = '@blob:' AND (b.\"hash\" IS NULL OR "
+                "encode(sha256(convert_to(b.\"data\", 'UTF8')), 'hex') <> b.\"hash\") "
+                "LIMIT 50"
+            )
+        ).fetchall()
+        return [
+            CorruptRowError(
+                "blobs", str(r[0]), int(r[1]),
+                f"blob {str(r[2])[:12]}… {'is missing' if r[3] else 'fails its hash'}",
+            ).message
+            for r in rows
+        ]
 
     def _attempt_problems(self, c: psycopg.Connection[Any]) -> list[str]:
         out = []
@@ -168,6 +190,7 @@ class PostgresMaintenance:
                     ).format(t=self._t[table], c=sql.Identifier(col)),
                     [run_id, lo, hi, run_id, run_id],
                 )
+            self._drop_orphan_blobs(c)
 
     def migrate_run(
         self,

@@ -115,8 +115,8 @@ _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     (
-        # mirrors SQLiteStore's m003_blobs so both stores have the same tables; this store
-        # keeps effect results inline (Postgres TOAST already compresses large values)
+        # mirrors SQLiteStore's m003_blobs: large effect results stored once by content
+        # hash (see _postgres_blobs; rows written before that keep their results inline)
         "m003_blobs",
         ('CREATE TABLE {blobs} ("hash" text COLLATE "C" PRIMARY KEY, "data" text NOT NULL)',),
     ),
