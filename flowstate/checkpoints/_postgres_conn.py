@@ -87,6 +87,8 @@ class PostgresConnection:
             self._connect_kwargs["connect_timeout"] = 10
         if "application_name" not in params:
             self._connect_kwargs["application_name"] = "flowstate"
+        self.app_name = str(params.get("application_name") or "flowstate")
+        """The ``application_name`` of this store's sessions (``pg_stat_activity``)."""
         self._timeout = float(params.get("connect_timeout") or 10)
         host = params.get("host") or params.get("hostaddr") or "localhost"
         port = params.get("port") or "5432"
@@ -181,25 +183,34 @@ class PostgresConnection:
             yield inner
             return
         pool = self._ready()
-        try:
-            cm = pool.connection()
-            c = cm.__enter__()
-        except PoolTimeout:
-            # all connections busy, or none can be made: say which
-            self._connect().close()
-            raise StoreIOError(
-                f"no connection of the pool to {self._where} was free within "
-                f"{self._timeout:g} s (max_size={self.max_size}): raise max_size "
-                "(?pool_max_size=N) or use fewer threads"
-            ) from None
-        except PoolClosed:
-            raise StoreIOError(f"the checkpoint store on {self._where} is closed") from None
-        try:
+        for attempt in (1, 2):
+            try:
+                cm = pool.connection()
+                c = cm.__enter__()
+            except PoolTimeout:
+                # all connections busy, or none can be made: say which
+                self._connect().close()
+                raise StoreIOError(
+                    f"no connection of the pool to {self._where} was free within "
+                    f"{self._timeout:g} s (max_size={self.max_size}): raise max_size "
+                    "(?pool_max_size=N) or use fewer threads"
+                ) from None
+            except PoolClosed:
+                raise StoreIOError(f"the checkpoint store on {self._where} is closed") from None
             if c not in self._checked:
                 try:
                     self._check_identity(c)
-                except psycopg.Error as e:
-                    raise StoreIOError(f"cannot read the schema on {self._where}: {e}") from e
+                except BaseException as e:
+                    cm.__exit__(type(e), e, e.__traceback__)
+                    if isinstance(e, psycopg.Error):
+                        if attempt == 1 and self._dropped(c):
+                            continue  # lost while idle in the pool: take another
+                        raise StoreIOError(
+                            f"cannot read the schema on {self._where}: {e}"
+                        ) from e
+                    raise
+            break
+        try:
             yield c
         except BaseException as e:
             cm.__exit__(type(e), e, e.__traceback__)
