@@ -70,7 +70,9 @@ def main() -> None:
         "postgres": f"{pg}?schema={schema}",
     }
     original = _execute.event_log
-    print(f"chain of {args.nodes} nodes, median of {args.reps} runs, os.cpu_count()={os.cpu_count()}")
+    print(
+        f"chain of {args.nodes} nodes, median of {args.reps} runs, os.cpu_count()={os.cpu_count()}"
+    )
     print("| store | events off µs/activation | events on µs/activation | cost µs |")
     print("|---|---|---|---|")
     try:

@@ -52,7 +52,7 @@ class PostgresBlobs:
         """Inside a deleting transaction: the blobs no effect refers to any more."""
         c.execute(
             self._q(
-                'DELETE FROM {blobs} b WHERE NOT EXISTS (SELECT 1 FROM {effects} e WHERE '
+                "DELETE FROM {blobs} b WHERE NOT EXISTS (SELECT 1 FROM {effects} e WHERE "
                 'e."response" = %s || b."hash")'
             ),
             [BLOB_PREFIX],

@@ -1,6 +1,6 @@
 """``PostgresStore``'s connections: a pool (psycopg-pool) re-opened after a fork, with
-lost connections replaced, the schema migrations, ``BEGIN`` … ``COMMIT`` write transactions, reads, and the
-SQL of decoded selects and inserts."""
+lost connections replaced, the schema migrations, ``BEGIN`` … ``COMMIT`` write
+transactions, reads, and the SQL of decoded selects and inserts."""
 
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ inspector, ``flowstate`` commands.
 Cheap on the hot path: an event is serialised and buffered; the buffer goes to the store
 in one transaction 0.1 s after its first event (so a follower sees an event at most
 ~0.1 s late, and a fast run writes one batch per 0.1 s, not one per step), when 256 are
-buffered, and at the end of the execution. A store error while appending is logged and the events are
-dropped: they are a live view, never a reason to fail a run.
+buffered, and at the end of the execution. A store error while appending is logged and
+the events are dropped: they are a live view, never a reason to fail a run.
 """
 
 from __future__ import annotations

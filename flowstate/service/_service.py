@@ -45,6 +45,7 @@ from flowstate.engine import UNSET, CompiledGraph, answer_interrupts, pending_in
 from flowstate.errors import FlowstateError, NodeFailed, RunOwned, RunStateError, StoreError
 from flowstate.nodes import run_usage
 
+from ._follow import RunFollower
 from ._http import ApiError
 from ._models import (
     Interrupt,
@@ -61,7 +62,6 @@ from ._paging import (
     summary_fields,
 )
 from ._registry import GraphRegistry
-from ._follow import RunFollower
 from ._stream import EventLog, dump_event, sse, sse_comment
 
 __all__ = ["TaskService", "admission_rows"]

@@ -53,8 +53,9 @@ def test_every_command_takes_a_postgres_url(url: str, tmp_path: Path, monkeypatc
     assert r.exit_code == 0 and '"n": 11' in r.stdout
     r = invoke("replay", "p1", "--db", url, "--graph", PLAIN)
     assert r.exit_code == 0, r.output
-    r = invoke("fork", "p1", "--at", "1", "--set", '{"n": 100}', "--graph", PLAIN, "--db", url,
-               "-q")
+    r = invoke(
+        "fork", "p1", "--at", "1", "--set", '{"n": 100}', "--graph", PLAIN, "--db", url, "-q"
+    )
     assert r.exit_code == 0, r.output
     r = invoke("doctor", "--db", url)
     assert r.exit_code == 0, r.output
@@ -119,8 +120,9 @@ def test_serve_and_ui_take_a_postgres_url(url: str) -> None:
     serve, base = _serve(["serve", "tests.service.graphs:REGISTRY", "--db", url])
     ui: subprocess.Popen[str] | None = None
     try:
-        made = httpx.post(f"{base}/v1/tasks", json={"graph": "echo", "input": {"text": "hi"}},
-                          timeout=30)
+        made = httpx.post(
+            f"{base}/v1/tasks", json={"graph": "echo", "input": {"text": "hi"}}, timeout=30
+        )
         assert made.status_code == 202, made.text
         task = made.json()["id"]
         deadline = time.monotonic() + 60

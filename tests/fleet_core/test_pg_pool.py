@@ -25,9 +25,14 @@ def _kill_sessions(store: PostgresStore) -> int:
     """Terminate every server session of this store's pool (by its schema's
     application... here: every session but ours that last touched the schema)."""
     with psycopg.connect(require_postgres(), autocommit=True) as admin:
-        pids = [r[0] for r in admin.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s "
-            "AND pid <> pg_backend_pid()", [store.app_name])]
+        pids = [
+            r[0]
+            for r in admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+                "AND pid <> pg_backend_pid()",
+                [store.app_name],
+            )
+        ]
         for pid in pids:
             admin.execute("SELECT pg_terminate_backend(%s)", [pid])
     return len(pids)
@@ -143,9 +148,9 @@ def test_the_store_and_a_listener_survive_a_postgres_restart(tmp_path: Path) -> 
     s.create_run(rec.run("r1"), rec.step("r1", 0))
     ear = s.listen("work")
     subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "restart", "-m",
-         "immediate"],
-        check=True, timeout=120,
+        ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "restart", "-m", "immediate"],
+        check=True,
+        timeout=120,
     )
     deadline = time.monotonic() + 60
     while True:

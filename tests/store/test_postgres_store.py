@@ -13,7 +13,6 @@ reader with SQLiteStore on the same operations.
 from __future__ import annotations
 
 import contextlib
-
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
