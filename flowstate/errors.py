@@ -4,6 +4,7 @@
 FlowstateError                 base of everything below; has a stable ``code``
 ├── GraphBuildError            your graph: raised by ``compile()``, lists every problem
 ├── NodeFailed                 your node code raised; ``.run_id .step .node``, ``__cause__``
+│   └── StepCloseFailed        a step's activations all committed but merging them failed
 ├── UpdateRejected             a node returned fields or types the state refuses
 ├── InputRejected              a run's input does not fit the state model
 ├── PayloadTooLarge            an update, effect result or state exceeds its byte limit
@@ -56,6 +57,7 @@ __all__ = [
     "RunOwned",
     "RunStateError",
     "StateMutated",
+    "StepCloseFailed",
     "StoreError",
     "StoreIOError",
     "TargetError",
@@ -271,6 +273,62 @@ class EffectDivergence(FlowstateError):
         self.request = request
         was = f"recorded {recorded.name} {recorded.request}" if recorded else "nothing recorded"
         super().__init__(f"effect #{seq} '{name}' requested {request}, {was}")
+
+
+class StepCloseFailed(NodeFailed):
+    """Every activation of a step committed, but closing the step failed: merging the
+    updates (a ``WriteConflict`` between two activations, a custom reducer refusing) or
+    a limit on the merged state. The committed activations are kept and the run stays
+    ``failed``. ``way_out`` says which recovery applies: ``"resume"`` (fix the reducer
+    or raise the limit, then ``resume(run_id)`` re-attempts the close with the same
+    committed updates) or ``"rerun_step"`` (fix the node, then
+    ``resume(run_id, rerun_step=True)`` runs the step's activations again). Setting the
+    state directly (``app.update_state``) is the third way out. The original error is
+    ``__cause__``."""
+
+    code = "FS216"
+
+    def __init__(self, run_id: str, step: int, node: str, cause: BaseException) -> None:
+        self.run_id = run_id
+        self.step = step
+        self.node = node
+        detail = cause.message if isinstance(cause, FlowstateError) else repr(cause)
+        detail = detail.rstrip(".")
+        cli = f"flowstate resume {run_id} {RESUME_GRAPH_PLACEHOLDER}"
+        rerun = (
+            f"`{cli} --rerun-step` (Python: `app.resume({run_id!r}, rerun_step=True)`) runs "
+            f"step {step}'s activations again (the superseded writes are kept as attempts)"
+        )
+        state = f"or set the state yourself: `app.update_state({run_id!r}, values)`"
+        if isinstance(cause, WriteConflict):
+            self.way_out = "rerun_step"
+            advice = (
+                f"Fix the nodes so they write different fields, then {rerun}; or declare a "
+                f"reducer for '{cause.field}' and resume (with --allow-graph-change: the "
+                f"state model changed), which merges the committed updates again; {state}"
+            )
+        elif isinstance(cause, UpdateRejected):
+            self.way_out = "resume"
+            advice = (
+                f"Fix the reducer, then `{cli}` (Python: `app.resume({run_id!r})`) "
+                "re-attempts the close with the committed updates; if an update itself is "
+                f"wrong, fix its node, then {rerun}; {state}"
+            )
+        elif isinstance(cause, PayloadTooLarge):
+            self.way_out = "resume"
+            advice = (
+                f"Raise the limit: `app.resume({run_id!r}, limits=Limits(...))` re-attempts "
+                f"the close; or make the nodes return less, then {rerun}; {state}"
+            )
+        else:
+            self.way_out = "rerun_step"
+            advice = f"Fix the cause, then {rerun}; {state}"
+        FlowstateError.__init__(
+            self,
+            f"step {step} of run {run_id} could not close after all its activations "
+            f"committed (last: node '{node}'): {detail}. The committed activations are kept "
+            f"and the run is failed. {advice}",
+        )
 
 
 class RunNotFound(FlowstateError):

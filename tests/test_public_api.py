@@ -39,6 +39,7 @@ def test_top_level_all_is_pinned():
         "SQLiteStore",
         "Send",
         "StateMutated",
+        "StepCloseFailed",
         "StoreError",
         "StoreIOError",
         "UpdateRejected",

@@ -127,6 +127,16 @@ def attempt_from_row(row: Sequence[Any]) -> AttemptRecord:
     return AttemptRecord.model_validate(dict(zip(ATTEMPT_COLS, row, strict=True)))
 
 
+SUPERSEDED = "superseded by resume(rerun_step=True): "
+"""How an ``attempts`` row that holds a superseded write begins (its attempt number is
+negative); the write follows as JSON."""
+
+
+def superseded_text(w: WriteRecord) -> str:
+    """The ``attempts.error`` text keeping write ``w`` superseded by a step re-run."""
+    return SUPERSEDED + w.model_dump_json(exclude={"run_id", "step", "task_path"})
+
+
 # -- runs ----------------------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ from ._common import (
     duplicate_write_error,
     run_exists_error,
     sum_usage,
+    superseded_text,
 )
 from ._memory_events import MemoryEvents
 from ._memory_leases import MemoryLeases
@@ -325,6 +326,30 @@ class InMemoryStore(MemoryLeases, MemoryMaintenance, MemoryEvents):
             out = [w for w in m.values() if start <= w.step < hi]
         out.sort(key=lambda w: (w.step, w.seq, w.task_path))
         return out
+
+    def supersede_writes(self, run_id: str, step: int) -> int:
+        """Move the step's write rows to ``attempts`` (see the protocol)."""
+        with self._lock:
+            self._fence(self._t, run_id)
+            m = self._t.writes.get(run_id) or {}
+            gone = sorted((w for k, w in m.items() if k[0] == step), key=lambda w: w.seq)
+            if not gone:
+                return 0
+            am = self._t.attempts.setdefault(run_id, {})
+            n = min(-1, min((k[2] for k in am if k[0] == step), default=0) - 1)
+            now = time.time()
+            for w in gone:
+                del m[(step, w.task_path)]
+                am[(step, w.task_path, n)] = AttemptRecord(
+                    run_id=run_id,
+                    step=step,
+                    task_path=w.task_path,
+                    attempt=n,
+                    error=superseded_text(w),
+                    created_at=now,
+                )
+            self.commits += 1
+            return len(gone)
 
     # -- effects, interrupts, attempts ------------------------------------------------------
 

@@ -24,9 +24,12 @@ from ._common import (
     STEP_COLS,
     WRITE_COLS,
     check_mutable,
+    decode_row,
     duplicate_write_error,
+    hashed_columns,
     run_exists_error,
     run_values,
+    superseded_text,
     values,
 )
 from ._records import EffectRecord, InterruptRecord, RunRecord, StepRecord, WriteRecord, row_hash
@@ -174,6 +177,43 @@ class SQLWrites:
                         raise RunNotFound(run_id)
                 else:
                     self._update_run(c, run_id, run_fields)
+
+    def supersede_writes(self, run_id: str, step: int) -> int:
+        """Move the step's write rows to ``attempts`` (see the protocol)."""
+        with self.write() as c:
+            self._fence(c, run_id)
+            rows = c.execute(
+                self._stmt(
+                    "SELECT "
+                    + ", ".join(f'"{k}"' for k in hashed_columns("writes"))
+                    + ' FROM {writes} WHERE "run_id" = ? AND "step" = ? ORDER BY "seq"'
+                ),
+                [run_id, step],
+            ).fetchall()
+            if not rows:
+                return 0
+            low = c.execute(
+                self._stmt(
+                    'SELECT MIN("attempt") FROM {attempts} WHERE "run_id" = ? AND "step" = ?'
+                ),
+                [run_id, step],
+            ).fetchone()
+            n = min(-1, (low[0] or 0) - 1)
+            now = time.time()
+            for r in rows:
+                w: WriteRecord = decode_row("writes", r)  # a damaged row is not moved
+                c.execute(
+                    self._stmt(
+                        'INSERT INTO {attempts} ("run_id", "step", "task_path", "attempt", '
+                        '"error", "created_at") VALUES (?, ?, ?, ?, ?, ?)'
+                    ),
+                    [run_id, step, w.task_path, n, superseded_text(w), now],
+                )
+            c.execute(
+                self._stmt('DELETE FROM {writes} WHERE "run_id" = ? AND "step" = ?'),
+                [run_id, step],
+            )
+            return len(rows)
 
     # -- effects and interrupts -----------------------------------------------------------
 

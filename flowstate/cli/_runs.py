@@ -71,6 +71,12 @@ def resume(
     allow_graph_change: bool = typer.Option(
         False, "--allow-graph-change", help="Resume although the graph changed."
     ),
+    rerun_step: bool = typer.Option(
+        False,
+        "--rerun-step",
+        help="Run the head step's activations again, committed ones included (after "
+        "fixing a node whose update made the step's close fail, FS216).",
+    ),
     llm: str | None = typer.Option(None, "--llm", help=LLM_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
@@ -95,6 +101,7 @@ def resume(
                 run_id,
                 val,
                 answers=answers or None,
+                rerun_step=rerun_step,
                 max_steps=max_steps,
                 allow_graph_change=allow_graph_change,
                 wait=wait,

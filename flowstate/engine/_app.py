@@ -391,6 +391,7 @@ class CompiledGraph(Generic[S]):
         value: Any = UNSET,
         *,
         answers: Mapping[str, Any] | None = None,
+        rerun_step: bool = False,
         allow_graph_change: bool = False,
         max_steps: int | None = None,
         limits: Limits | None = None,
@@ -405,11 +406,17 @@ class CompiledGraph(Generic[S]):
         stay pending and ask again). ``RunResult.interrupts`` and ``pending_interrupts``
         list the ids. A run that another live process is executing is refused with
         ``RunOwned``, or waited for up to ``wait`` seconds.
+
+        ``rerun_step=True`` runs the head step's activations again, committed ones
+        included (after fixing a node whose committed update made the step's close fail,
+        see ``StepCloseFailed``): their writes are superseded, kept as ``attempts`` rows
+        with a negative attempt number; journaled effects follow the usual rules.
         """
         return await self._continue(
             run_id,
             value=value,
             answers=answers,
+            rerun_step=rerun_step,
             allow_graph_change=allow_graph_change,
             max_steps=max_steps,
             limits=limits,
@@ -423,6 +430,7 @@ class CompiledGraph(Generic[S]):
         *,
         value: Any = UNSET,
         answers: Mapping[str, Any] | None = None,
+        rerun_step: bool = False,
         allow_graph_change: bool = False,
         max_steps: int | None = None,
         limits: Limits | None = None,
@@ -440,6 +448,7 @@ class CompiledGraph(Generic[S]):
             lease_ttl=self.lease_ttl,
             value=value,
             answers=answers,
+            rerun_step=rerun_step,
             allow_graph_change=allow_graph_change,
             max_steps=max_steps,
             limits=limits,

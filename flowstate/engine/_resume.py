@@ -52,6 +52,7 @@ async def resume_point(
     lease_ttl: float,
     value: Any = UNSET,
     answers: Mapping[str, Any] | None = None,
+    rerun_step: bool = False,
     allow_graph_change: bool = False,
     max_steps: int | None = None,
     limits: Limits | None = None,
@@ -61,7 +62,8 @@ async def resume_point(
 ) -> ResumePoint | Finished:
     """Where run ``run_id`` continues: its head step, the state there, the activations of
     that step already committed, its counters and configuration, and the lease taken on
-    it (when the store keeps leases). ``Finished`` when it had completed."""
+    it (when the store keeps leases). ``Finished`` when it had completed. ``rerun_step``:
+    the head step's committed activations are superseded and run again."""
     run = store.get_run(run_id)
     # still 'running' with no live owner (acquire below refuses a live one): the
     # process that ran it died, and this resume takes its lease over
@@ -112,6 +114,12 @@ async def resume_point(
                 if i.answer is None and i.seq == BREAKPOINT_SEQ:  # resuming passes it
                     store.answer_interrupt(i, "null")
         store.clear_signals(run_id)
+        if rerun_step:
+            # the head step's committed activations run again (after a fix of their
+            # node): their writes leave the step in one fenced transaction and stay
+            # visible as attempts rows; effects they journaled are served again by the
+            # usual rules (same request: the journal; a changed one: live, replaced)
+            store.supersede_writes(run_id, head.step)
         run = store.update_run(run_id, status="running", error=None)
         committed = {
             w.task_path: reader.committed_from(w, run_id)

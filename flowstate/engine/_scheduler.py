@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from flowstate import events as ev
 from flowstate.checkpoints import CheckpointStore, InterruptRecord
-from flowstate.errors import FlowstateError, NodeFailed, RouteError
+from flowstate.errors import FlowstateError, NodeFailed, RouteError, StepCloseFailed
 
 from ._activation import Activation
 from ._context import Interrupted
@@ -105,6 +105,8 @@ class Execution:
                 if step.stopped:
                     return self._stopped(step, pending)
             closed = step.close()
+            if closed is None:  # the merge failed after every activation committed
+                return self._stopped(step, step.tasks)
             if scope.listening:
                 scope.emit(
                     ev.StepFinished(
@@ -251,6 +253,9 @@ class Execution:
             err: FlowstateError
             if isinstance(exc, RouteError):  # blame the router, not the node before it
                 err = exc.in_run(scope.run_id, step.number)
+            elif exc is step.close_error:
+                err = StepCloseFailed(scope.run_id, step.number, failure.task.node, exc)
+                err.__cause__ = exc
             else:
                 err = NodeFailed(scope.run_id, step.number, failure.task.node, detail)
                 err.__cause__ = exc

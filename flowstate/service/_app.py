@@ -107,6 +107,7 @@ def create_app(
     durability: Durability = "normal",
     ui: bool = True,
     read_only: bool = False,
+    store_probe_seconds: float = 5.0,
 ) -> FastAPI:
     """The task service for ``graphs`` (the allow-list), all bound to the store at ``db``.
 
@@ -116,6 +117,8 @@ def create_app(
     ``timeout``. ``max_body_bytes``: larger request bodies get 413. ``ui``: serve the
     run inspector under /ui. ``read_only``: execute nothing (no recovery at startup; every
     action answers 403); ``graphs`` may then be empty (``flowstate ui`` without --graphs).
+    ``store_probe_seconds``: how often a small write probes the store's health (``/ready``
+    answers 503 while writes fail; tasks a storage fault stopped resume once one passes).
     """
     registry = graphs if isinstance(graphs, GraphRegistry) else GraphRegistry(graphs)
     if not registry and not read_only:
@@ -125,7 +128,11 @@ def create_app(
     store = open_store(db, durability=durability)  # a path or a postgresql:// URL
     bound = registry.bind(store)
     service = TaskService(
-        bound, store, max_concurrent_runs=max_concurrent_runs, task_timeout=task_timeout
+        bound,
+        store,
+        max_concurrent_runs=max_concurrent_runs,
+        task_timeout=task_timeout,
+        probe_seconds=store_probe_seconds,
     )
     names = list(bound)
     inspector = RunInspector(store, bound)
@@ -306,6 +313,7 @@ def create_app(
             answer=answer,
             answers=body.answers if body is not None else None,
             max_steps=body.max_steps if body is not None else None,
+            rerun_step=body.rerun_step if body is not None else False,
         )
         return TaskRef(id=run.id, status=run.status)
 
@@ -365,7 +373,7 @@ def create_app(
         "/ready",
         response_model=Health,
         operation_id="ready",
-        summary="Readiness: started, and the checkpoint store answers",
+        summary="Readiness: started, and the checkpoint store accepts writes",
         responses={503: {"model": Problem, "description": _DESCRIPTIONS[503]}},
     )
     async def ready() -> Health:
@@ -373,6 +381,14 @@ def create_app(
             raise ApiError(503, "the service is starting")
         if service.recovery_error:
             raise ApiError(503, service.recovery_error)
+        health = service.health
+        if health.error is not None and not read_only:
+            waiting = len(health.orphans)
+            raise ApiError(
+                503,
+                f"the checkpoint store fails writes: {health.error}; probing it every few "
+                f"seconds, {waiting} task(s) stopped by the fault resume once a write passes",
+            )
         try:
             store.signals("")  # a read that decodes no row: reachability, not integrity
         except StoreError:

@@ -122,6 +122,12 @@ class ResumeTask(BaseModel):
         le=1_000_000,
         description="A new activation bound for this resume (for a task paused at its limit).",
     )
+    rerun_step: bool = Field(
+        default=False,
+        description="Run the head step's activations again, committed ones included "
+        "(after fixing a node whose update made the step's close fail, FS216); their "
+        "superseded writes stay visible as attempts.",
+    )
 
 
 class TaskRef(BaseModel):

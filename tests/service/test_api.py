@@ -333,8 +333,10 @@ def test_public_surface_is_pinned() -> None:
 
     assert flowstate.service.__all__ == [
         "GraphRegistry",
+        "ServerLimits",
         "create_app",
         "load_registry",
         "serve_command",
+        "server_config",
         "ui_command",
     ]
