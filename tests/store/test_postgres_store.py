@@ -76,7 +76,7 @@ def test_migrations_are_recorded_once_and_reopening_is_a_no_op(
     tables = {r[0] for r in admin.execute(
         "SELECT tablename FROM pg_tables WHERE schemaname = %s", [s.schema])}
     assert tables == {"migrations", "runs", "steps", "writes", "effects", "interrupts",
-                      "attempts", "signals", "blobs", "meta"}
+                      "attempts", "signals", "blobs", "meta", "events"}
 
 
 def test_a_schema_from_before_leases_is_migrated_on_open(
