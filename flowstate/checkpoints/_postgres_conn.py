@@ -322,6 +322,14 @@ class PostgresConnection:
             ) from cause
         self._migrated = True
 
+    def __del__(self) -> None:
+        # close the pool from the thread dropping the store: left to the pool's own
+        # finaliser, it may run in one of its worker threads, which cannot join itself
+        pool = getattr(self, "_pool", None)
+        if pool is not None and getattr(self, "_pid", None) == os.getpid():
+            with contextlib.suppress(Exception):
+                pool.close(timeout=1)
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
