@@ -116,7 +116,9 @@ def _serve(argv: list[str]) -> tuple[subprocess.Popen[str], str]:
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_serve_and_ui_take_a_postgres_url(url: str) -> None:
+    """The real commands in their own processes (two server start-ups: slow tier)."""
     serve, base = _serve(["serve", "tests.service.graphs:REGISTRY", "--db", url])
     ui: subprocess.Popen[str] | None = None
     try:
@@ -138,3 +140,25 @@ def test_serve_and_ui_take_a_postgres_url(url: str) -> None:
                 p.terminate()
                 p.wait(30)
     assert serve.stderr is not None and "pool_max_size" not in serve.stderr.read()
+
+
+def test_a_service_and_a_read_only_inspector_share_a_postgres_url(url: str) -> None:
+    """What ``serve`` and ``ui`` build, in this process: a task created through one is
+    listed by the other."""
+    from flowstate.service import GraphRegistry, create_app
+    from tests.service.conftest import ThreadServer
+    from tests.service.graphs import echo_graph
+
+    with ThreadServer(create_app(GraphRegistry([echo_graph()]), db=url)) as server:
+        client = server.client(timeout=30)
+        made = client.post("/v1/tasks", json={"graph": "echo", "input": {"text": "hi"}})
+        assert made.status_code == 202, made.text
+        task = made.json()["id"]
+        deadline = time.monotonic() + 60
+        while client.get(f"/v1/tasks/{task}").json()["status"] != "completed":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    inspector = create_app(GraphRegistry(), db=url, read_only=True)
+    with ThreadServer(inspector) as server:
+        page = server.client().get("/v1/tasks")
+    assert page.status_code == 200 and task in page.text
