@@ -16,6 +16,7 @@ import logging
 import threading
 from typing import Any
 
+from flowstate._crashpoints import quiet
 from flowstate.checkpoints import EventStore
 from flowstate.errors import FlowstateError
 
@@ -59,6 +60,14 @@ class EventLog:
         elif self._timer is None:
             self._timer = self._loop.call_later(FLUSH_AFTER, self.flush)
 
+    def discard(self) -> None:
+        """The process is "dying" (a simulated crash): write nothing more."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        with self._lock:
+            self._buf = []
+
     def flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -68,7 +77,8 @@ class EventLog:
         if not batch:
             return
         try:
-            self.store.append_events(self.run_id, batch)
+            with quiet():  # not a checkpoint commit: no crash point of a sweep in it
+                self.store.append_events(self.run_id, batch)
         except FlowstateError as e:
             log.warning("run %s: %d events not stored: %s", self.run_id, len(batch), e)
 

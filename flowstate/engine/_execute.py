@@ -72,6 +72,7 @@ async def execute(
             run_id=run.id, graph=graph.name, resumed=point.resumed, step=point.step.step
         )
     )
+    dying = False
     inner = asyncio.ensure_future(run_scope(exe.drive(), run.id, obs))
     graph._tasks[run.id] = inner
     beat: Heartbeat | None = None
@@ -118,12 +119,18 @@ async def execute(
             )
         raise
     except BaseException as e:
+        # a BaseException that is not an Exception stands for the process dying (a
+        # simulated crash, SystemExit): nothing more is written, events included
+        dying = not isinstance(e, Exception)
         if obs is not None:
             obs.close(e)
         raise
     finally:
-        if events is not None:
-            events.flush()
+        if events is not None and dying:
+            events.discard()
+        elif events is not None:
+            with contextlib.suppress(Exception):
+                events.flush()
         if obs is not None:
             obs.close()
         graph._tasks.pop(run.id, None)
