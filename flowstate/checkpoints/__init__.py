@@ -8,7 +8,7 @@ for tests and benchmarks).
 from ._maintenance import DamagedRow, DoctorReport, doctor, parse_age, prune
 from ._memory_store import InMemoryStore
 from ._open import describe_store, is_postgres_url, open_store
-from ._protocol import CheckpointStore, LeaseStore, RowScanStore
+from ._protocol import CheckpointStore, EventStore, LeaseStore, NotifyStore, RowScanStore
 from ._records import (
     CHECKPOINT_FORMAT,
     TERMINAL_STATUSES,
@@ -49,9 +49,11 @@ __all__ = [
     "DoctorReport",
     "Durability",
     "EffectRecord",
+    "EventStore",
     "InMemoryStore",
     "InterruptRecord",
     "LeaseStore",
+    "NotifyStore",
     "PostgresStore",
     "RowScanStore",
     "RunRecord",

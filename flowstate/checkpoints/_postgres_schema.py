@@ -115,8 +115,8 @@ _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     (
-        # mirrors SQLiteStore's m003_blobs so both stores have the same tables; this store
-        # keeps effect results inline (Postgres TOAST already compresses large values)
+        # mirrors SQLiteStore's m003_blobs: large effect results stored once by content
+        # hash (see _postgres_blobs; rows written before that keep their results inline)
         "m003_blobs",
         ('CREATE TABLE {blobs} ("hash" text COLLATE "C" PRIMARY KEY, "data" text NOT NULL)',),
     ),
@@ -136,6 +136,20 @@ _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             'ALTER TABLE {runs} ADD COLUMN "thread_id" text COLLATE "C", ADD COLUMN "turn" bigint',
             'CREATE UNIQUE INDEX "runs_thread_turn" ON {runs} ("thread_id", "turn")',
+        ),
+    ),
+    (
+        # mirrors SQLiteStore's m401_events: the live view of runs (events as JSON)
+        "m401_events",
+        (
+            """CREATE TABLE {events} (
+                "run_id" text COLLATE "C" NOT NULL,
+                "seq" bigint NOT NULL,
+                "kind" text NOT NULL,
+                "data" text NOT NULL,
+                "created_at" double precision NOT NULL,
+                PRIMARY KEY ("run_id", "seq")
+            )""",
         ),
     ),
     (

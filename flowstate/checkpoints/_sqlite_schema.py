@@ -150,6 +150,16 @@ def m301_threads(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m401_events(db: sqlite_utils.Database) -> None:
+    """The live view of runs: the engine's events as JSON, so another process can follow a
+    run (no hash: events are not the durable record)."""
+    db["events"].create(  # type: ignore[union-attr]
+        {"run_id": str, "seq": int, "kind": str, "data": str, "created_at": float},
+        pk=("run_id", "seq"),
+    )
+
+
+@migrations()
 def m601_timers_schedules(db: sqlite_utils.Database) -> None:
     """Durable timers and schedules: the wake-up time of a paused run (outside the row
     hashes, see ``_common.WAKE_AT``), the schedules, and one row per schedule firing (its

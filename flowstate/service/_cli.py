@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from flowstate.checkpoints import open_store
+from flowstate.checkpoints import describe_store, open_store
 from flowstate.errors import CLIError, FlowstateError, GraphLoadError
 
 from ._protocol import ServerLimits
@@ -40,7 +40,10 @@ def serve_command(
     ],
     db: Annotated[
         str | None,
-        typer.Option(help="SQLite checkpoint file (default: $FLOWSTATE_DB or ./flowstate.db)."),
+        typer.Option(
+            help="SQLite checkpoint file or postgresql:// URL (default: $FLOWSTATE_DB or "
+            "./flowstate.db)."
+        ),
     ] = None,
     host: Annotated[
         str, typer.Option(help="Interface to bind. Default: loopback only.")
@@ -111,7 +114,9 @@ def serve_command(
         raise GraphLoadError(str(e)) from None
     path = db or os.environ.get("FLOWSTATE_DB", DEFAULT_DB)
     try:  # a database that cannot be opened is refused now, not after the server is up
-        open_store(path).close()
+        probe = open_store(path)
+        shown = describe_store(probe)  # a password in a URL is masked
+        probe.close()
     except FlowstateError:
         raise
     except Exception as e:
@@ -126,7 +131,7 @@ def serve_command(
         store_probe_seconds=store_probe_seconds,
     )
     typer.echo(
-        f"flowstate serve: graphs {', '.join(registry)}; db {path}; "
+        f"flowstate serve: graphs {', '.join(registry)}; db {shown}; "
         f"auth {'bearer token' if token else 'off'}; inspector http://{host}:{port}/ui/",
         err=True,
     )

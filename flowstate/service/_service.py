@@ -46,6 +46,7 @@ from flowstate.errors import FlowstateError, NodeFailed, RunOwned, RunStateError
 from flowstate.nodes import run_usage
 
 from ._editing import StreamPick, edit_before_resume
+from ._follow import RunFollower
 from ._http import ApiError
 from ._models import (
     Interrupt,
@@ -142,6 +143,8 @@ class TaskService:
         self._slots = asyncio.Semaphore(max_concurrent_runs)
         self._live: dict[str, _Execution] = {}
         self._logs: OrderedDict[str, EventLog] = OrderedDict()
+        self.follower = RunFollower(store, KEEPALIVE_SECONDS)
+        """Streams the events of runs executed by other processes, from the store."""
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
@@ -204,6 +207,7 @@ class TaskService:
     async def stop(self) -> None:
         """Stop every execution; each goes back to ``queued`` for the next start."""
         self._closing = True
+        self.follower.close()
         await self.health.stop()
         tasks = [x.task for x in self._live.values() if x.task is not None]
         for t in tasks:
@@ -603,29 +607,20 @@ class TaskService:
         self, run_id: str, last_event_id: str | None, mode: Sequence[str] | None = None
     ) -> AsyncIterator[bytes]:
         """Server-sent events of the task's current (or last) execution in this process,
-        ending with run_finished; for a task with no live log, its final status. ``mode``
+        ending with run_finished; for a task this process does not hold the log of, its
+        events as stored by whichever process executes it (``RunFollower``). ``mode``
         selects kinds as ``stream(mode=...)`` does; with ``values``, each step_finished
         carries the state after the step, read from the store for this stream only."""
         pick = StreamPick(self, run_id, mode)
-        quiet_since = time.monotonic()
-        while True:
-            log_ = self._logs.get(run_id)
-            if log_ is not None:
-                break
-            run = self.store.find_run(run_id)
-            if run is None:
-                return
-            if run.status not in ("running", "queued") or self._closing:
-                final = ev.RunFinished(
-                    run_id=run_id, status=run.status, reason=run.error, at=run.updated_at
-                )
-                yield sse("run_finished", final.model_dump_json(), "0:0")
-                return
-            # executed elsewhere (another process): follow the store until it ends
-            await asyncio.sleep(0.25)
-            if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
-                quiet_since = time.monotonic()
-                yield sse_comment("waiting")
+        log_ = self._logs.get(run_id)
+        if log_ is None:
+            # not executed by this process (another service process, a worker, a script):
+            # its events come from the store
+            async for chunk in self.follower.stream(
+                run_id, last_event_id, lambda: self._closing, pick
+            ):
+                yield chunk
+            return
         index = log_.start_index(last_event_id)
         quiet_since = time.monotonic()
         while True:
