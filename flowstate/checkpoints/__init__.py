@@ -9,6 +9,7 @@ from ._maintenance import DamagedRow, DoctorReport, doctor, parse_age, prune
 from ._memory_store import InMemoryStore
 from ._open import describe_store, is_postgres_url, open_store
 from ._protocol import CheckpointStore, LeaseStore, RowScanStore
+from ._queue import Claim, QueuedRun, RunQueue, WorkerInfo
 from ._records import (
     CHECKPOINT_FORMAT,
     TERMINAL_STATUSES,
@@ -42,6 +43,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "AttemptRecord",
     "CheckpointStore",
+    "Claim",
     "DamagedRow",
     "DoctorReport",
     "Durability",
@@ -50,11 +52,14 @@ __all__ = [
     "InterruptRecord",
     "LeaseStore",
     "PostgresStore",
+    "QueuedRun",
     "RowScanStore",
+    "RunQueue",
     "RunRecord",
     "RunStatus",
     "SQLiteStore",
     "StepRecord",
+    "WorkerInfo",
     "WriteRecord",
     "describe_store",
     "doctor",

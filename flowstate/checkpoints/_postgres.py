@@ -53,6 +53,7 @@ from ._common import (
 from ._postgres_conn import PostgresConnection
 from ._postgres_maint import PostgresMaintenance
 from ._postgres_schema import MIGRATIONS as MIGRATIONS
+from ._postgres_schema import fleet_channel
 from ._records import (
     AttemptRecord,
     EffectRecord,
@@ -90,6 +91,10 @@ class PostgresStore(PostgresConnection, SQLReads, SQLWrites, SQLLeases, Postgres
     _LOCK_FOR_TAKEOVER = " FOR UPDATE"
     _LOCK_FOR_FENCE = " FOR NO KEY UPDATE"
     _UNIQUE = psycopg.errors.UniqueViolation
+
+    @property
+    def _channel(self) -> str:
+        return fleet_channel(self.schema)
 
     def _insert_stmt(self, table: str, cols: Sequence[str], mode: str) -> sql.Composed:
         return self._insert(table, cols, mode)
@@ -187,3 +192,5 @@ class PostgresStore(PostgresConnection, SQLReads, SQLWrites, SQLLeases, Postgres
                 ),
                 [run_id, kind, time.time()],
             )
+            # a fleet worker holding the run hears it at once (delivered at COMMIT)
+            c.execute("SELECT pg_notify(%s, %s)", [self._channel, f"signal:{kind}:{run_id}"])

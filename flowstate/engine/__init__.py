@@ -15,6 +15,7 @@ from ._results import HistoryEntry, RunResult
 from ._state import Reducer, StateSchema, add, append, merge
 from ._types import END, START, Command, NodeName, RunId, Send, Task, TaskPath
 from ._validate import to_networkx
+from ._worker import Worker
 
 __all__ = [
     "DEFAULT_DB",
@@ -40,6 +41,7 @@ __all__ = [
     "StateSchema",
     "Task",
     "TaskPath",
+    "Worker",
     "add",
     "answer_interrupts",
     "append",
