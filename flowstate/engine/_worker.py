@@ -142,6 +142,7 @@ class Worker:
                     await t
             with contextlib.suppress(Exception):
                 self.queue.beat(self.id, self.ttl, "stopped")
+            log.info("worker %s: stopped after %d run(s)", self.id, self.executed)
 
     async def _claim_loop(self) -> None:
         assert self._wake is not None
