@@ -74,8 +74,7 @@ RESUME_GRAPH_PLACEHOLDER = "--graph MODULE:ATTR"
 def resume_hint(run_id: str) -> str:
     """How to continue run ``run_id``, from the shell and from Python."""
     return (
-        f"`flowstate resume {run_id} {RESUME_GRAPH_PLACEHOLDER}` "
-        f"(Python: `app.resume({run_id!r})`)"
+        f"`flowstate resume {run_id} {RESUME_GRAPH_PLACEHOLDER}` (Python: `app.resume({run_id!r})`)"
     )
 
 

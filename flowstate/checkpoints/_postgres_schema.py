@@ -126,7 +126,7 @@ _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "m004_meta",
         (
             'CREATE TABLE {meta} ("key" text COLLATE "C" PRIMARY KEY, "value" text NOT NULL)',
-            "INSERT INTO {meta} (\"key\", \"value\") "
+            'INSERT INTO {meta} ("key", "value") '
             "VALUES ('database_id', md5(random()::text || clock_timestamp()::text))",
         ),
     ),
@@ -180,6 +180,8 @@ def fleet_channel(schema: str) -> str:
     """The LISTEN/NOTIFY channel of a schema's fleet (new work, cancel signals): a short
     digest, since a channel name is an identifier of at most 63 bytes."""
     return "flowstate_" + hashlib.sha1(schema.encode()).hexdigest()[:16]
+
+
 """The fleet's tables (migration ``m501_queue``): not per-run checkpoint tables."""
 
 MIGRATIONS: tuple[str, ...] = tuple(name for name, _ in _MIGRATIONS)

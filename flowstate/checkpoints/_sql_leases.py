@@ -50,8 +50,7 @@ class SQLLeases:
         row = c.execute(
             self._stmt(
                 'SELECT "owner", "epoch", EXISTS (SELECT 1 FROM {signals} WHERE "run_id" = ? '
-                """AND "kind" = 'cancel') FROM {runs} WHERE "id" = ?"""
-                + self._LOCK_FOR_FENCE
+                """AND "kind" = 'cancel') FROM {runs} WHERE "id" = ?""" + self._LOCK_FOR_FENCE
             ),
             [run_id, run_id],
         ).fetchone()
@@ -119,4 +118,3 @@ class SQLLeases:
         if not rows:
             raise RunNotFound(run_id)
         return lease_tuple(rows[0])
-

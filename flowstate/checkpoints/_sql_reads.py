@@ -49,8 +49,7 @@ class SQLReads:
     def last_snapshot(self, run_id: str, at_or_before: int) -> StepRecord | None:
         rows = self._select(
             "steps",
-            '"run_id" = ? AND "step" <= ? AND "snapshot" IS NOT NULL '
-            'ORDER BY "step" DESC LIMIT 1',
+            '"run_id" = ? AND "step" <= ? AND "snapshot" IS NOT NULL ORDER BY "step" DESC LIMIT 1',
             [run_id, at_or_before],
             "",
         )

@@ -152,9 +152,7 @@ class SQLWrites:
                     values(self._stored_effect(c, e), EFFECT_COLS),
                 )
             if step is not None:
-                c.execute(
-                    self._insert_stmt("steps", STEP_COLS, "replace"), values(step, STEP_COLS)
-                )
+                c.execute(self._insert_stmt("steps", STEP_COLS, "replace"), values(step, STEP_COLS))
             if hook is not None:
                 hook(c)
             if run_fields:

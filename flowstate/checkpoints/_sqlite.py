@@ -32,6 +32,7 @@ from ._sqlite_maint import SQLiteMaintenance, blobbed
 
 __all__ = ["Durability", "SQLiteStore"]
 
+
 @functools.cache
 def _insert_sql(table: str, cols: tuple[str, ...], verb: str = "INSERT") -> str:
     names = ", ".join(f'"{c}"' for c in (*cols, "hash"))

@@ -134,9 +134,7 @@ class SQLiteConnection:
 
     def _read_identity(self) -> None:
         try:
-            rows = self.conn.execute(
-                "SELECT value FROM meta WHERE key = 'database_id'"
-            ).fetchall()
+            rows = self.conn.execute("SELECT value FROM meta WHERE key = 'database_id'").fetchall()
         except _DAMAGE:
             rows = []  # opened with migrate=False on an older or damaged file
         self.database_id = str(rows[0][0]) if rows else None

@@ -46,6 +46,7 @@ __all__ = ["CompiledGraph", "HistoryEntry", "RunResult"]
 
 S = TypeVar("S", bound=BaseModel)
 
+
 class CompiledGraph(Generic[S]):
     """A validated graph bound to a checkpoint store. Create it with ``GraphBuilder.compile``.
 

@@ -29,7 +29,6 @@ __all__ = [
 ]
 
 
-
 class Interrupted(BaseException):
     """Raised by ``ctx.interrupt`` to pause the run. A BaseException so that a node's
     ``except Exception`` cannot swallow it."""

@@ -66,9 +66,7 @@ async def execute(
         rng=graph.rng,
     )
     sink(
-        ev.RunStarted(
-            run_id=run.id, graph=graph.name, resumed=point.resumed, step=point.step.step
-        )
+        ev.RunStarted(run_id=run.id, graph=graph.name, resumed=point.resumed, step=point.step.step)
     )
     inner = asyncio.ensure_future(run_scope(exe.drive(), run.id, obs))
     graph._tasks[run.id] = inner

@@ -47,8 +47,7 @@ class Limits(BaseModel):
         # the table as plain data and imports the LLM layer only to price a usage.
         if isinstance(value, Mapping):
             return {
-                str(k): v.model_dump() if isinstance(v, BaseModel) else v
-                for k, v in value.items()
+                str(k): v.model_dump() if isinstance(v, BaseModel) else v for k, v in value.items()
             }
         return value
 

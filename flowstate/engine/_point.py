@@ -62,9 +62,7 @@ class RunConfig:
         return json.dumps(doc)
 
     @classmethod
-    def of_run(
-        cls, run: RunRecord, default_max_steps: int, default_limits: Limits
-    ) -> RunConfig:
+    def of_run(cls, run: RunRecord, default_max_steps: int, default_limits: Limits) -> RunConfig:
         """The configuration stored with ``run`` (older rows may lack keys: defaults)."""
         doc = parse("config", run.config, "runs", run.id, None)
         return cls(

@@ -228,9 +228,7 @@ class Execution:
         )
 
     def _cancel_seen(self) -> bool:
-        if not self._cancel_requested and "cancel" in self.scope.store.signals(
-            self.scope.run_id
-        ):
+        if not self._cancel_requested and "cancel" in self.scope.store.signals(self.scope.run_id):
             self._cancel_requested = True
         return self._cancel_requested
 
@@ -271,9 +269,7 @@ class Execution:
                 reason += f": {sub['reason']}"
         scope.store.update_run(scope.run_id, status="paused", error=reason, head_step=step.number)
         scope.emit(
-            ev.RunFinished(
-                run_id=scope.run_id, status="paused", reason=reason, usage=self._usage()
-            )
+            ev.RunFinished(run_id=scope.run_id, status="paused", reason=reason, usage=self._usage())
         )
         return Outcome("paused", step.state, reason, step.number, list(waiting))
 
@@ -289,9 +285,7 @@ class Execution:
         scope, step = self.scope, self.current
         scope.store.update_run(scope.run_id, status="paused", error=reason, head_step=step.number)
         scope.emit(
-            ev.RunFinished(
-                run_id=scope.run_id, status="paused", reason=reason, usage=self._usage()
-            )
+            ev.RunFinished(run_id=scope.run_id, status="paused", reason=reason, usage=self._usage())
         )
         return Outcome("paused", step.state, reason, step.number)
 

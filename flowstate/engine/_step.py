@@ -281,9 +281,7 @@ class Step:
             measured,
         )
 
-    def _check_state_bytes(
-        self, merged: BaseModel, ordered: list[Committed]
-    ) -> tuple[int, int]:
+    def _check_state_bytes(self, merged: BaseModel, ordered: list[Committed]) -> tuple[int, int]:
         """``max_state_bytes`` on every step close, cheaply: the state's JSON is at most
         the last measured size plus every update's JSON since (replacing a field, or the
         built-in reducers, never grow it by more than the update). Only when that bound

@@ -121,6 +121,7 @@ _CREW_NAMES = frozenset(
     }
 )
 
+
 # Show the public path in reprs and tracebacks (flowstate.graphs.Plan, not ..._planners.Plan).
 # The crews' names are left to their own module.
 def _show_public_path() -> None:

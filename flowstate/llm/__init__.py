@@ -103,6 +103,7 @@ __all__ = [
     "user",
 ]
 
+
 # Show the public path in reprs and tracebacks (flowstate.llm.Message, not ..._models.Message).
 def _show_public_path() -> None:
     for name in __all__:

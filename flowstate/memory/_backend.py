@@ -439,10 +439,13 @@ class BaseMemoryStore:
                 f"{self!r}.search_text(text={text!r}): pass the non-empty text to look for"
             )
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where, params = ["namespace = ?", f"content {self.dialect.like} ? ESCAPE '\\'"], [
-            namespace,
-            pattern,
-        ]
+        where, params = (
+            ["namespace = ?", f"content {self.dialect.like} ? ESCAPE '\\'"],
+            [
+                namespace,
+                pattern,
+            ],
+        )
         if kind is not None:
             where.append("kind = ?")
             params.append(kind)

@@ -57,6 +57,7 @@ def _takes_system(fn: Callable[..., Any]) -> bool:
         return False
     return "system" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
+
 REFLECTION_SYSTEM = (
     "You distil an agent's memories into durable, general insights: patterns, preferences, "
     "lessons and facts that will help it act better later."

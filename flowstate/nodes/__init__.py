@@ -39,6 +39,7 @@ __all__ = [
     "usage_report",
 ]
 
+
 def _show_public_path() -> None:
     for name in __all__:
         obj = globals()[name]

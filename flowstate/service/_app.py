@@ -21,6 +21,7 @@ from flowstate.engine import CompiledGraph, GraphBuilder
 from flowstate.errors import StoreError
 from flowstate.events import EventAdapter
 
+from ._fleet import FleetTaskService
 from ._http import PROBLEM, ApiError, Guard, install_handlers
 from ._inspect import RunInspector
 from ._inspect_routes import READ_ONLY_DETAIL, add_inspector_routes
@@ -96,6 +97,7 @@ TaskId = Annotated[
 ]
 """A task id in a URL path."""
 
+
 def create_app(
     graphs: Mapping[str, CompiledGraph[Any] | GraphBuilder[Any]] | GraphRegistry,
     *,
@@ -107,6 +109,8 @@ def create_app(
     durability: Durability = "normal",
     ui: bool = True,
     read_only: bool = False,
+    enqueue_only: bool = False,
+    queue: str = "default",
 ) -> FastAPI:
     """The task service for ``graphs`` (the allow-list), all bound to the store at ``db``.
 
@@ -116,6 +120,8 @@ def create_app(
     ``timeout``. ``max_body_bytes``: larger request bodies get 413. ``ui``: serve the
     run inspector under /ui. ``read_only``: execute nothing (no recovery at startup; every
     action answers 403); ``graphs`` may then be empty (``flowstate ui`` without --graphs).
+    ``enqueue_only``: execute nothing here; tasks go on the run queue ``queue`` of a
+    PostgreSQL store, for ``flowstate worker`` processes (``FleetTaskService``).
     """
     registry = graphs if isinstance(graphs, GraphRegistry) else GraphRegistry(graphs)
     if not registry and not read_only:
@@ -124,9 +130,14 @@ def create_app(
         raise ValueError(f"max_body_bytes must be positive, not {max_body_bytes}")
     store = open_store(db, durability=durability)  # a path or a postgresql:// URL
     bound = registry.bind(store)
-    service = TaskService(
-        bound, store, max_concurrent_runs=max_concurrent_runs, task_timeout=task_timeout
-    )
+    if enqueue_only:
+        service: TaskService = FleetTaskService(
+            bound, store, queue=queue, max_concurrent_runs=max_concurrent_runs
+        )
+    else:
+        service = TaskService(
+            bound, store, max_concurrent_runs=max_concurrent_runs, task_timeout=task_timeout
+        )
     names = list(bound)
     inspector = RunInspector(store, bound)
     service.stats = inspector.stats

@@ -38,7 +38,10 @@ def serve_command(
     ],
     db: Annotated[
         str | None,
-        typer.Option(help="SQLite checkpoint file (default: $FLOWSTATE_DB or ./flowstate.db)."),
+        typer.Option(
+            help="SQLite checkpoint file or postgresql:// URL (default: $FLOWSTATE_DB or "
+            "./flowstate.db)."
+        ),
     ] = None,
     host: Annotated[
         str, typer.Option(help="Interface to bind. Default: loopback only.")
@@ -62,6 +65,17 @@ def serve_command(
         ),
     ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    enqueue_only: Annotated[
+        bool,
+        typer.Option(
+            "--enqueue-only",
+            help="Execute nothing here: put tasks on the run queue of a postgresql:// --db "
+            "for `flowstate worker` processes.",
+        ),
+    ] = False,
+    queue: Annotated[
+        str, typer.Option(help="With --enqueue-only: the queue tasks go on.")
+    ] = "default",
 ) -> None:
     """Serve the task API (create, status, list, cancel, resume, events). Unfinished
     tasks in the database are resumed at startup. Set FLOWSTATE_TOKEN to require
@@ -95,9 +109,12 @@ def serve_command(
         max_concurrent_runs=max_concurrent_runs,
         task_timeout=task_timeout,
         max_body_bytes=max_body_bytes,
+        enqueue_only=enqueue_only,
+        queue=queue,
     )
     typer.echo(
         f"flowstate serve: graphs {', '.join(registry)}; db {path}; "
+        f"{'enqueue-only (queue ' + repr(queue) + '); ' if enqueue_only else ''}"
         f"auth {'bearer token' if token else 'off'}; inspector http://{host}:{port}/ui/",
         err=True,
     )

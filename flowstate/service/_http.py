@@ -273,9 +273,7 @@ def strict_json_problem(body: bytes) -> tuple[str, str] | None:
     parsers accept (last key wins) but a checkpoint must not silently keep; None when the
     body is standard JSON or not JSON at all (then the normal validation answers)."""
     try:
-        doc = json.loads(
-            body, object_pairs_hook=_pairs, parse_constant=_Bad, parse_float=_float
-        )
+        doc = json.loads(body, object_pairs_hook=_pairs, parse_constant=_Bad, parse_float=_float)
     except (ValueError, RecursionError):
         return None
     return _find_bad(doc, ["body"])
