@@ -42,9 +42,9 @@ def load_graphs(target: str) -> dict[str, CompiledGraph[Any]]:
         obj = obj()
     items: list[Any]
     if isinstance(obj, Mapping):
-        items = list(obj.values())  # type: ignore[union-attr]
+        items = list(obj.values())
     elif isinstance(obj, list | tuple):
-        items = list(obj)  # type: ignore[arg-type]
+        items = list(obj)
     else:
         items = [obj]
     out: dict[str, CompiledGraph[Any]] = {}

@@ -64,7 +64,7 @@ class FleetTaskService(TaskService):
         super().resume(run_id, **kwargs)
         return self.store.get_run(run_id)
 
-    def _schedule(  # type: ignore[override]
+    def _schedule(
         self,
         run_id: str,
         graph: CompiledGraph[Any],

@@ -42,7 +42,7 @@ class Fleet:
     ) -> subprocess.Popen[bytes]:
         """Start ``flowstate worker`` on this schema (its output in ``<name>.log``)."""
         name = name or f"worker{len(self.procs)}"
-        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        log = open(self.tmp / f"{name}.log", "wb")
         p = subprocess.Popen(
             [
                 sys.executable,

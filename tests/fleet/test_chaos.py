@@ -14,7 +14,6 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,9 +21,11 @@ from flowstate.checkpoints import RunQueue
 from tests.fleet import fleet_graphs as fg
 from tests.fleet.conftest import Fleet, wait_until
 
-RESULTS = Path(os.environ.get("FLEET_CHAOS_RESULTS", "")) if os.environ.get(
-    "FLEET_CHAOS_RESULTS"
-) else None
+RESULTS = (
+    Path(os.environ.get("FLEET_CHAOS_RESULTS", ""))
+    if os.environ.get("FLEET_CHAOS_RESULTS")
+    else None
+)
 """Where to append the figures of each chaos run (JSON lines), when set."""
 
 
@@ -71,7 +72,9 @@ def run_chaos(fleet: Fleet, c: Chaos) -> Chaos:
         start()
     actions = ["kill"] * c.kills + ["stop"] * c.stops
     # spread the chaos over the run: kills and stops alternate as progress passes marks
-    actions = [a for pair in zip(actions[::2], actions[1::2] + [""]) for a in pair if a]
+    actions = [
+        a for pair in zip(actions[::2], [*actions[1::2], ""], strict=False) for a in pair if a
+    ]
     marks = [int(c.runs * (i + 1) / (len(actions) + 2)) for i in range(len(actions))]
     stopped: dict[int, float] = {}  # pid -> when to SIGCONT it
     zombies: list[subprocess.Popen[bytes]] = []
@@ -79,9 +82,7 @@ def run_chaos(fleet: Fleet, c: Chaos) -> Chaos:
     t_end = time.monotonic() + c.deadline
 
     def done_count() -> int:
-        rows = store._read(
-            store._q("SELECT count(*) FROM {runs} WHERE \"status\" = 'completed'")
-        )
+        rows = store._read(store._q("SELECT count(*) FROM {runs} WHERE \"status\" = 'completed'"))
         return int(rows[0][0])
 
     def held_by(pid: int) -> list[str]:
@@ -202,9 +203,7 @@ def test_sigterm_drains_and_hands_back_what_it_holds(fleet: Fleet) -> None:
     app = fg.chain(2, 1.5).bind(fleet.store())
     ids = [app.enqueue({}).id for _ in range(2)]
     first = fleet.worker("--concurrency", "2", "--drain-timeout", "1", "--lease-ttl", "30", env=env)
-    wait_until(
-        lambda: all(app.get_run(i).status == "running" for i in ids), 60, "both claimed"
-    )
+    wait_until(lambda: all(app.get_run(i).status == "running" for i in ids), 60, "both claimed")
     t0 = time.monotonic()
     first.send_signal(signal.SIGTERM)
     assert first.wait(30) == 0
@@ -240,5 +239,3 @@ def test_a_run_that_kills_its_worker_is_dead_lettered_after_max_attempts(
     assert dead.error.startswith("dead letter after 2 attempts")
     assert dead.error.count("stopped holding the run") == 2
     assert RunQueue(app.store).queued() == []
-
-

@@ -40,7 +40,7 @@ async def until(predicate: Any, timeout: float, what: str) -> float:
 
 def test_enqueue_needs_a_queue_store() -> None:
     app = fg.chain(2, 0).bind(InMemoryStore())
-    with pytest.raises(QueueUnavailable, match="FS230.*postgresql://"):
+    with pytest.raises(QueueUnavailable, match=r"FS230.*postgresql://"):
         app.enqueue({})
 
 
@@ -169,9 +169,7 @@ def test_pause_and_an_interrupt_answer_go_through_the_fleet(fleet: Fleet) -> Non
     question = asker.enqueue({})
 
     async def main() -> float:
-        w = Worker(
-            fleet.store(), {"chain": fg.chain(40, 0.1), "ask": fg.ask()}, lease_ttl=5
-        )
+        w = Worker(fleet.store(), {"chain": fg.chain(40, 0.1), "ask": fg.ask()}, lease_ttl=5)
         async with running(w):
             await until(lambda: asker.get_run(question.id).status == "paused", 20, "the ask")
             await until(lambda: len(app.store.writes(run.id)) >= 2, 20, "progress")
