@@ -5,6 +5,7 @@ embedded default; ``InMemoryStore`` keeps the records in process memory (no pers
 for tests and benchmarks).
 """
 
+from ._flow import FlowControl, RateLimit
 from ._maintenance import DamagedRow, DoctorReport, doctor, parse_age, prune
 from ._memory_store import InMemoryStore
 from ._open import describe_store, is_postgres_url, open_store
@@ -48,11 +49,13 @@ __all__ = [
     "DoctorReport",
     "Durability",
     "EffectRecord",
+    "FlowControl",
     "InMemoryStore",
     "InterruptRecord",
     "LeaseStore",
     "PostgresStore",
     "QueuedRun",
+    "RateLimit",
     "RowScanStore",
     "RunQueue",
     "RunRecord",

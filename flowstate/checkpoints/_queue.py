@@ -34,6 +34,7 @@ from typing import Any
 from flowstate.errors import QueueUnavailable, RunOwned, RunStateError
 
 from ._common import STEP_COLS, run_exists_error, run_values, values
+from ._flow import FlowControl
 from ._postgres_schema import fleet_channel
 from ._records import RunRecord, StepRecord
 from ._sql_writes import _RUN_INSERT
@@ -109,6 +110,8 @@ class RunQueue:
         if not (hasattr(store, "schema") and hasattr(store, "dsn") and hasattr(store, "_q")):
             raise QueueUnavailable(store)
         self.store = store
+        self.flow = FlowControl(store)
+        """Concurrency limits per queue and rate limits per key (``flow_limits``)."""
         self.channel = fleet_channel(store.schema)
         """The LISTEN/NOTIFY channel: ``work:<run_id>`` and ``signal:<kind>:<run_id>``."""
 
@@ -236,49 +239,58 @@ class RunQueue:
             return []
         now = time.time()
         params = {
-            "queues": list(queues),
             "graphs": list(graphs),
             "exclude": list(exclude),
             "claimable": list(CLAIMABLE),
             "now": now,
-            "n": n,
             "worker": worker,
             "until": now + ttl,
         }
-        store = self.store
-        with store.write() as c:
-            rows = c.execute(
-                self._q(
-                    'WITH picked AS (SELECT q."run_id", q."worker" AS prev, r."status", '
-                    'r."head_step" '
-                    + self._PICK
-                    + self._DUE
-                    + 'ORDER BY q."priority" DESC, q."available_at", q."run_id" LIMIT %(n)s '
-                    "FOR UPDATE OF q SKIP LOCKED) "
-                    'UPDATE {queue} q SET "worker" = %(worker)s, "claimed_until" = %(until)s, '
-                    '"attempts" = q."attempts" + 1 FROM picked WHERE q."run_id" = picked."run_id" '
-                    'RETURNING q."run_id", q."graph", q."queue", q."attempts", q."max_attempts", '
-                    'q."reasons", picked."prev", picked."status", picked."head_step"'
-                ),
-                params,
-            ).fetchall()
-            out = []
-            for run_id, graph, queue, attempts, max_attempts, reasons, prev, status, step in rows:
-                died = prev is not None and status == "running"
-                reasons = _reason_list(reasons)
-                if died:
-                    reasons.append(
-                        f"attempt {attempts - 1}: worker {prev} stopped holding the run "
-                        f"(claim and lease expired) at step {step}"
-                    )
-                    c.execute(
-                        self._q('UPDATE {queue} SET "reasons" = %s WHERE "run_id" = %s'),
-                        [json.dumps(reasons), run_id],
-                    )
-                if attempts > max_attempts:
-                    self._bury(c, run_id, max_attempts, reasons)
-                    continue
-                out.append(Claim(run_id, graph, queue, attempts, max_attempts, died))
+        out: list[Claim] = []
+        with self.store.write() as c:
+            caps = self.flow.caps(c, queues)
+            free = [q for q in queues if q not in caps]
+            if free:
+                out += self._claim_in(c, {**params, "queues": free, "n": n})
+            for q, cap in caps.items():  # concurrency-limited queues, one at a time
+                room = min(n - len(out), self.flow.room(c, q, cap, now))
+                if room > 0:
+                    out += self._claim_in(c, {**params, "queues": [q], "n": room})
+        return out
+
+    def _claim_in(self, c: Any, params: dict[str, Any]) -> list[Claim]:
+        rows = c.execute(
+            self._q(
+                'WITH picked AS (SELECT q."run_id", q."worker" AS prev, r."status", '
+                'r."head_step" '
+                + self._PICK
+                + self._DUE
+                + 'ORDER BY q."priority" DESC, q."available_at", q."run_id" LIMIT %(n)s '
+                "FOR UPDATE OF q SKIP LOCKED) "
+                'UPDATE {queue} q SET "worker" = %(worker)s, "claimed_until" = %(until)s, '
+                '"attempts" = q."attempts" + 1 FROM picked WHERE q."run_id" = picked."run_id" '
+                'RETURNING q."run_id", q."graph", q."queue", q."attempts", q."max_attempts", '
+                'q."reasons", picked."prev", picked."status", picked."head_step"'
+            ),
+            params,
+        ).fetchall()
+        out = []
+        for run_id, graph, queue, attempts, max_attempts, reasons, prev, status, step in rows:
+            died = prev is not None and status == "running"
+            reasons = _reason_list(reasons)
+            if died:
+                reasons.append(
+                    f"attempt {attempts - 1}: worker {prev} stopped holding the run "
+                    f"(claim and lease expired) at step {step}"
+                )
+                c.execute(
+                    self._q('UPDATE {queue} SET "reasons" = %s WHERE "run_id" = %s'),
+                    [json.dumps(reasons), run_id],
+                )
+            if attempts > max_attempts:
+                self._bury(c, run_id, max_attempts, reasons)
+                continue
+            out.append(Claim(run_id, graph, queue, attempts, max_attempts, died))
         return out
 
     def _bury(self, c: Any, run_id: str, max_attempts: int, reasons: list[str]) -> None:
