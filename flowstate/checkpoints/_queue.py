@@ -107,7 +107,11 @@ class RunQueue:
     its queue row together or not at all."""
 
     def __init__(self, store: Any) -> None:
-        if not (hasattr(store, "schema") and hasattr(store, "dsn") and hasattr(store, "_q")):
+        try:
+            from ._postgres import PostgresStore
+        except ImportError:  # psycopg (the postgres extra) is not installed
+            raise QueueUnavailable(store) from None
+        if not isinstance(store, PostgresStore):
             raise QueueUnavailable(store)
         self.store = store
         self.flow = FlowControl(store)

@@ -254,6 +254,7 @@ class Worker:
             log.warning("worker %s: lost run %s to another worker: %s", self.id, run_id, e)
             return  # the queue row is the new holder's now
         except CancelledElsewhere:
+            graph._cancel_requested.discard(run_id)
             with contextlib.suppress(Exception):
                 self.store.clear_signals(run_id)
             self.queue.done(run_id, self.id)

@@ -177,7 +177,10 @@ def test_pause_and_an_interrupt_answer_go_through_the_fleet(fleet: Fleet) -> Non
             took = await until(lambda: app.get_run(run.id).status == "paused", 5, "the pause")
             assert RunQueue(app.store).queued() == []
             asker.requeue(question.id, "yes")  # the answer, through the queue
-            await until(lambda: asker.get_run(question.id).status == "completed", 20, "answer")
+            answered = await until(
+                lambda: asker.get_run(question.id).status == "completed", 20, "answer"
+            )
+            assert answered < 2.0, f"an answered run took {answered:.2f}s to complete"
             app.requeue(run.id)
             await until(lambda: app.get_run(run.id).status == "completed", 60, "the rest")
             return took
