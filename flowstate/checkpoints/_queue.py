@@ -385,6 +385,16 @@ class RunQueue:
                 [run_id, owner, epoch],
             )
 
+    def cancel_requests(self, run_ids: Sequence[str]) -> list[str]:
+        """Which of ``run_ids`` have a pending cancel request."""
+        rows = self.store._read(
+            self._q(
+                'SELECT "run_id" FROM {signals} WHERE "kind" = \'cancel\' AND "run_id" = ANY(%s)'
+            ),
+            [list(run_ids)],
+        )
+        return [str(r[0]) for r in rows]
+
     # -- workers -----------------------------------------------------------------------
 
     def register(

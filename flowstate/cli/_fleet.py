@@ -76,7 +76,7 @@ def enqueue(
 ) -> None:
     """Store a run as queued for a fleet worker (`flowstate worker`); print its id."""
     data = json_arg(input, "--input")
-    d = resolve_db(db, graph, must_exist=False, verbose=verbose)
+    d = resolve_db(db, graph, verbose=verbose)
     assert d.graph is not None
     run = d.graph.enqueue(
         data, queue=queue, run_id=run_id, max_attempts=max_attempts, priority=priority
@@ -132,7 +132,7 @@ def worker(
     """Claim queued runs (and runs whose worker died) and execute them, until SIGTERM or
     Ctrl-C, which stops claiming and drains."""
     loaded = load_graphs(graphs)
-    d = resolve_db(db, must_exist=False, verbose=verbose)
+    d = resolve_db(db, verbose=verbose)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     w = Worker(
         d.store,

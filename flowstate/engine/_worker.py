@@ -126,7 +126,10 @@ class Worker:
             self.id, queues=self.queues, graphs=graphs, concurrency=self.concurrency
         )
         log.info("worker %s: graphs %s, queues %s", self.id, sorted(graphs), self.queues)
-        helpers = [asyncio.create_task(self._heartbeat())]
+        helpers = [
+            asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._watch_cancels()),
+        ]
         if self.listen:
             helpers.append(asyncio.create_task(self._listen()))
         with contextlib.suppress(StoreIOError):
@@ -285,13 +288,31 @@ class Worker:
             self._poke()
         elif kind == "signal":
             signal, _, run_id = rest.partition(":")
-            task = self.held.get(run_id)
-            if signal == "cancel" and task is not None and not task.done():
-                for g in self.graphs.values():
-                    inner = g._tasks.get(run_id)
-                    if inner is not None and not inner.done():
-                        g._cancel_requested.add(run_id)
-                        inner.cancel()  # stops its activations now, not at a boundary
+            if signal == "cancel":
+                self._cancel_here(run_id)
+
+    def _cancel_here(self, run_id: str) -> None:
+        task = self.held.get(run_id)
+        if task is None or task.done():
+            return
+        for g in self.graphs.values():
+            inner = g._tasks.get(run_id)
+            if inner is not None and not inner.done():
+                g._cancel_requested.add(run_id)
+                inner.cancel()  # stops its activations now, not at a boundary
+
+    async def _watch_cancels(self) -> None:
+        """The fallback for a missed notice (LISTEN down, or not yet up): every ``poll``
+        seconds, the cancel requests of the runs held here."""
+        while True:
+            await asyncio.sleep(self.poll)
+            if not self.held:
+                continue
+            try:
+                for run_id in self.queue.cancel_requests(list(self.held)):
+                    self._cancel_here(run_id)
+            except StoreIOError as e:
+                log.warning("worker %s: cannot read cancel requests: %s", self.id, e)
 
     async def _listen(self) -> None:
         import psycopg

@@ -85,3 +85,4 @@ def ask() -> Any:
 
 
 REGISTRY = {g.name: g for g in (chain(), boom(), crasher(), ask())}
+CHAIN = REGISTRY["chain"]

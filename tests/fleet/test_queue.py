@@ -189,3 +189,52 @@ def test_pause_and_an_interrupt_answer_go_through_the_fleet(fleet: Fleet) -> Non
     assert took < 1.0, f"pause took {took:.2f}s to reach the worker"
     assert asker.get_state(question.id).answer == "yes"
     assert app.get_state(run.id).seen == [f"n{i}" for i in range(40)]
+
+
+def test_the_fleet_commands(fleet: Fleet) -> None:
+    """`flowstate workers` shows who holds what; `requeue` puts a dead run back; the
+    fleet commands refuse an SQLite database with FS230."""
+    from typer.testing import CliRunner
+
+    from flowstate.cli import app as cli
+
+    app = fg.chain(1, 60.0).bind(fleet.store())
+    run = app.enqueue({})
+    runner = CliRunner()
+
+    async def main() -> str:
+        w = Worker(fleet.store(), {"chain": fg.chain(1, 60.0)}, lease_ttl=5)
+        async with running(w):
+            await until(lambda: run.id in w.held, 20, "the claim")
+            out = runner.invoke(cli, ["workers", "--db", fleet.url])
+            assert out.exit_code == 0, out.output
+            app.cancel(run.id)
+            return out.output
+
+    shown = asyncio.run(main())
+    assert "running" in shown and f"holding 1/4: {run.id}" in shown
+    assert "graphs chain" in shown and "heartbeat" in shown
+    out = runner.invoke(cli, ["requeue", run.id, "--db", fleet.url, "--max-attempts", "1"])
+    assert out.exit_code == 0, out.output
+    assert app.get_run(run.id).status == "queued"
+    (row,) = RunQueue(app.store).queued()
+    assert (row.run_id, row.max_attempts, row.attempts) == (run.id, 1, 0)
+    out = runner.invoke(cli, ["workers", "--json", "--db", fleet.url])
+    assert '"state": "stopped"' in out.output
+
+
+def test_the_fleet_commands_refuse_sqlite(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from flowstate.cli import app as cli
+
+    db = str(tmp_path / "x.db")
+    asyncio.run(fg.chain(1, 0).bind(__import__("flowstate").SQLiteStore(db)).run({}))
+    for argv in (
+        ["workers", "--db", db],
+        ["enqueue", "tests.fleet.fleet_graphs:CHAIN", "--db", db],
+        ["worker", "--graphs", "tests.fleet.fleet_graphs:REGISTRY", "--db", db],
+    ):
+        out = CliRunner().invoke(cli, argv)
+        assert out.exit_code != 0
+        assert "FS230" in out.output or "FS230" in (out.stderr or ""), (argv, out.output)
