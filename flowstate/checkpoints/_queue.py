@@ -307,17 +307,18 @@ class RunQueue:
     ) -> float | None:
         """The earliest time a run this worker could claim becomes claimable (its delay,
         its last claim or its lease running out), or None when there is none."""
+        params: Any = {  # psycopg takes named parameters as a mapping
+            "queues": list(queues),
+            "graphs": list(graphs),
+            "exclude": list(exclude),
+            "claimable": list(CLAIMABLE),
+        }
         rows = self.store._read(
             self._q(
                 'SELECT min(greatest(q."available_at", coalesce(q."claimed_until", 0), '
                 'coalesce(r."lease_until", 0))) ' + self._PICK
             ),
-            {
-                "queues": list(queues),
-                "graphs": list(graphs),
-                "exclude": list(exclude),
-                "claimable": list(CLAIMABLE),
-            },
+            params,
         )
         return None if not rows or rows[0][0] is None else float(rows[0][0])
 
