@@ -442,7 +442,7 @@ class TaskService:
         if run_id in self._live or run.status not in _RESUMABLE:
             raise ApiError(
                 409,
-                f"task {run_id} is {run.status}; only a paused, failed or cancelled task "
+                f"task {run_id} is {run.status}; only a paused, failed, cancelled or dead task "
                 "can be resumed",
             )
         graph = self.graphs.get(run.graph)
