@@ -236,16 +236,19 @@ class RunQueue:
         graphs: Sequence[str],
         ttl: float,
         exclude: Sequence[str] = (),
+        orphans: bool = False,
     ) -> list[Claim]:
         """Claim up to ``n`` due runs for ``worker``; rows past ``max_attempts`` are buried
-        (status ``dead``) instead of returned."""
+        (status ``dead``) instead of returned. ``orphans``: only runs left ``running`` by
+        a worker that died (or handed them back)."""
         if n <= 0:
             return []
         now = time.time()
         params = {
             "graphs": list(graphs),
             "exclude": list(exclude),
-            "claimable": list(CLAIMABLE),
+            # orphans: runs left 'running' by a worker that died or handed them back
+            "claimable": ["running"] if orphans else list(CLAIMABLE),
             "now": now,
             "worker": worker,
             "until": now + ttl,
@@ -303,7 +306,12 @@ class RunQueue:
         c.execute(self._q('DELETE FROM {queue} WHERE "run_id" = %s'), [run_id])
 
     def next_due(
-        self, *, queues: Sequence[str], graphs: Sequence[str], exclude: Sequence[str] = ()
+        self,
+        *,
+        queues: Sequence[str],
+        graphs: Sequence[str],
+        exclude: Sequence[str] = (),
+        orphans: bool = False,
     ) -> float | None:
         """The earliest time a run this worker could claim becomes claimable (its delay,
         its last claim or its lease running out), or None when there is none."""
@@ -311,7 +319,7 @@ class RunQueue:
             "queues": list(queues),
             "graphs": list(graphs),
             "exclude": list(exclude),
-            "claimable": list(CLAIMABLE),
+            "claimable": ["running"] if orphans else list(CLAIMABLE),
         }
         rows = self.store._read(
             self._q(

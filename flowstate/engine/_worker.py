@@ -10,6 +10,8 @@ and executes them through ``resume``'s path (lease, heartbeat, fencing on every 
   held here cancels its execution at once. Without notices (or when that connection is
   down) the loop polls, sleeping until the earliest claim or lease expiry it knows of,
   at most ``poll`` seconds.
+- **Rescue slot**: a saturated worker still claims one run left ``running`` by a dead
+  worker beyond its concurrency, so takeovers do not wait for a free slot.
 - **Heartbeat**: every ``lease_ttl / 3`` the worker row and the claims it holds are
   renewed (the run leases have their own heartbeat in the execution).
 - **Drain**: ``stop()`` (SIGTERM in ``flowstate worker``) stops claiming; the runs held
@@ -157,7 +159,12 @@ class Worker:
             claimed = []
             timeout = self.poll
             try:
-                if free > 0:
+                if free <= 0 and len(self.held) <= self.concurrency:
+                    # saturated: one rescue slot beyond the concurrency, for orphans only,
+                    # so a dead worker's runs are taken over within its lease, not when a
+                    # slot frees somewhere
+                    timeout = self._rescue(names)
+                elif free > 0:
                     claimed = self.queue.claim(
                         self.id,
                         free,
@@ -183,6 +190,23 @@ class Worker:
                 log.warning("worker %s: store unavailable, retrying: %s", self.id, e)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _rescue(self, names: list[str]) -> float:
+        """Claim one orphan beyond the concurrency; the seconds until one may be due."""
+        skipped = sorted(self.skipped)
+        for c in self.queue.claim(
+            self.id,
+            1,
+            queues=self.queues,
+            graphs=names,
+            ttl=self.ttl,
+            exclude=skipped,
+            orphans=True,
+        ):
+            self.held[c.run_id] = asyncio.create_task(self._execute(c))
+            return self.poll
+        due = self.queue.next_due(queues=self.queues, graphs=names, exclude=skipped, orphans=True)
+        return self.poll if due is None else min(self.poll, max(0.02, due - time.time() + 0.02))
 
     async def _drain(self) -> None:
         if not self.held:
