@@ -22,9 +22,13 @@ from flowstate.engine import (
     RetryPolicy,
     RunResult,
     Send,
+    TimedOut,
     add,
+    add_schedule,
     append,
+    fire_schedules,
     merge,
+    wake_due,
 )
 from flowstate.errors import (
     CorruptRowError,
@@ -40,6 +44,7 @@ from flowstate.errors import (
     RunOwned,
     RunStateError,
     StateMutated,
+    StepCloseFailed,
     StoreError,
     StoreIOError,
     UpdateRejected,
@@ -76,13 +81,18 @@ __all__ = [
     "SQLiteStore",
     "Send",
     "StateMutated",
+    "StepCloseFailed",
     "StoreError",
     "StoreIOError",
+    "TimedOut",
     "UpdateRejected",
     "WriteConflict",
     "add",
+    "add_schedule",
     "append",
+    "fire_schedules",
     "merge",
+    "wake_due",
 ]
 
 logging.getLogger("flowstate").addHandler(logging.NullHandler())

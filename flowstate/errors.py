@@ -4,6 +4,7 @@
 FlowstateError                 base of everything below; has a stable ``code``
 ├── GraphBuildError            your graph: raised by ``compile()``, lists every problem
 ├── NodeFailed                 your node code raised; ``.run_id .step .node``, ``__cause__``
+│   └── StepCloseFailed        a step's activations all committed but merging them failed
 ├── UpdateRejected             a node returned fields or types the state refuses
 ├── InputRejected              a run's input does not fit the state model
 ├── PayloadTooLarge            an update, effect result or state exceeds its byte limit
@@ -17,6 +18,9 @@ FlowstateError                 base of everything below; has a stable ``code``
 │   ├── LeaseLost              this process lost the run to another (its commit was fenced)
 │   └── CancelledElsewhere     a cancel was acknowledged in another process (commit refused)
 ├── EffectError                an effect's arguments or result cannot be journaled
+├── TimerError                 a sleep, deadline or time argument that is not a time
+├── ScheduleError              a schedule's cron, zone, policy, input or graph is unusable
+│   └── ScheduleNotFound       no schedule with that name in the store
 ├── StoreError                 storage, not your code
 │   ├── CorruptRowError        a stored row failed its hash or schema check
 │   └── StoreIOError           the database reported an I/O or locking failure
@@ -57,10 +61,14 @@ __all__ = [
     "RunNotFound",
     "RunOwned",
     "RunStateError",
+    "ScheduleError",
+    "ScheduleNotFound",
     "StateMutated",
+    "StepCloseFailed",
     "StoreError",
     "StoreIOError",
     "TargetError",
+    "TimerError",
     "UpdateRejected",
     "WriteConflict",
 ]
@@ -274,6 +282,62 @@ class EffectDivergence(FlowstateError):
         super().__init__(f"effect #{seq} '{name}' requested {request}, {was}")
 
 
+class StepCloseFailed(NodeFailed):
+    """Every activation of a step committed, but closing the step failed: merging the
+    updates (a ``WriteConflict`` between two activations, a custom reducer refusing) or
+    a limit on the merged state. The committed activations are kept and the run stays
+    ``failed``. ``way_out`` says which recovery applies: ``"resume"`` (fix the reducer
+    or raise the limit, then ``resume(run_id)`` re-attempts the close with the same
+    committed updates) or ``"rerun_step"`` (fix the node, then
+    ``resume(run_id, rerun_step=True)`` runs the step's activations again). Setting the
+    state directly (``app.update_state``) is the third way out. The original error is
+    ``__cause__``."""
+
+    code = "FS216"
+
+    def __init__(self, run_id: str, step: int, node: str, cause: BaseException) -> None:
+        self.run_id = run_id
+        self.step = step
+        self.node = node
+        detail = cause.message if isinstance(cause, FlowstateError) else repr(cause)
+        detail = detail.rstrip(".")
+        cli = f"flowstate resume {run_id} {RESUME_GRAPH_PLACEHOLDER}"
+        rerun = (
+            f"`{cli} --rerun-step` (Python: `app.resume({run_id!r}, rerun_step=True)`) runs "
+            f"step {step}'s activations again (the superseded writes are kept as attempts)"
+        )
+        state = f"or set the state yourself: `app.update_state({run_id!r}, values)`"
+        if isinstance(cause, WriteConflict):
+            self.way_out = "rerun_step"
+            advice = (
+                f"Fix the nodes so they write different fields, then {rerun}; or declare a "
+                f"reducer for '{cause.field}' and resume (with --allow-graph-change: the "
+                f"state model changed), which merges the committed updates again; {state}"
+            )
+        elif isinstance(cause, UpdateRejected):
+            self.way_out = "resume"
+            advice = (
+                f"Fix the reducer, then `{cli}` (Python: `app.resume({run_id!r})`) "
+                "re-attempts the close with the committed updates; if an update itself is "
+                f"wrong, fix its node, then {rerun}; {state}"
+            )
+        elif isinstance(cause, PayloadTooLarge):
+            self.way_out = "resume"
+            advice = (
+                f"Raise the limit: `app.resume({run_id!r}, limits=Limits(...))` re-attempts "
+                f"the close; or make the nodes return less, then {rerun}; {state}"
+            )
+        else:
+            self.way_out = "rerun_step"
+            advice = f"Fix the cause, then {rerun}; {state}"
+        FlowstateError.__init__(
+            self,
+            f"step {step} of run {run_id} could not close after all its activations "
+            f"committed (last: node '{node}'): {detail}. The committed activations are kept "
+            f"and the run is failed. {advice}",
+        )
+
+
 class RunNotFound(FlowstateError):
     code = "FS206"
 
@@ -413,4 +477,30 @@ class NoWorkerGraphs(ConfigError):
         super().__init__(
             f"'{target}' holds no graphs: a worker needs at least one graph to run; point "
             "--graphs at a GraphRegistry, a dict or a list of compiled graphs"
+        )
+
+
+class TimerError(FlowstateError, ValueError):
+    """``ctx.sleep``, ``ctx.sleep_until`` or an interrupt ``timeout`` was given something
+    that is not a duration or a time (a negative or non-finite number, a naive datetime)."""
+
+    code = "FS240"
+
+
+class ScheduleError(FlowstateError, ValueError):
+    """A schedule cannot be created or fired as given: its cron expression, time zone,
+    catch-up policy, input or graph; the message names the field and the fix."""
+
+    code = "FS241"
+
+
+class ScheduleNotFound(ScheduleError):
+    """No schedule with that name in the store."""
+
+    code = "FS242"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"no schedule {name!r} in this store; `flowstate schedule list` lists them"
         )

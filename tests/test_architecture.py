@@ -27,6 +27,7 @@ LEVELS = {
     "errors": 0,
     "events": 0,
     "_crashpoints": 0,
+    "clock": 0.5,  # the injectable clock: above errors (it raises TimerError), below stores
     "llm": 1,
     "checkpoints": 1,
     "memory": 1,
@@ -96,8 +97,10 @@ def test_imports_go_downward_and_never_reach_into_another_package() -> None:
             if other == own:
                 continue
             if LEVELS[other] >= LEVELS[own]:
-                problems.append(f"{where}: {own or 'flowstate'} (layer {LEVELS[own]}) imports "
-                                f"{target} (layer {LEVELS[other]}): imports only go downward")
+                problems.append(
+                    f"{where}: {own or 'flowstate'} (layer {LEVELS[own]}) imports "
+                    f"{target} (layer {LEVELS[other]}): imports only go downward"
+                )
             private = [p for p in target.split(".")[2:] if p.startswith("_")]
             if other and private and not other.startswith("_"):
                 problems.append(f"{where}: imports the private module {target}")
@@ -126,9 +129,7 @@ def test_the_rules_catch_what_they_should(tmp_path: Path) -> None:
     assert LEVELS[_part(got[0][1])] > LEVELS["engine"]
 
 
-@pytest.mark.parametrize(
-    "module", [m for m, _ in _modules() if m.startswith("flowstate.engine")]
-)
+@pytest.mark.parametrize("module", [m for m, _ in _modules() if m.startswith("flowstate.engine")])
 def test_no_mixin_in_the_engine(module: str) -> None:
     path = ROOT.parent / (module.replace(".", "/") + ".py")
     if not path.exists():
@@ -138,7 +139,8 @@ def test_no_mixin_in_the_engine(module: str) -> None:
             names = [ast.unparse(b) for b in node.bases]
             assert not any("Mixin" in n for n in names), f"{module}.{node.name}: {names}"
             ours = [
-                n for n in names
+                n
+                for n in names
                 if not n.startswith(("Generic", "Protocol", "BaseModel", "Exception"))
                 and n not in ("BaseException", "FlowstateError", "_Base", "Enum", "str")
             ]

@@ -89,8 +89,18 @@ def test_run_and_replay_a_prebuilt_graph_with_a_named_model(tmp_path):
     script.write_text('["Final Answer: 42"]')
     db = str(tmp_path / "p.db")
     args = ["--db", db, "--llm", f"scripted:{script}"]
-    r = runner.invoke(app, ["run", "flowstate.graphs:react_agent", "--input",
-                            '{"task": "what is 6*7?"}', "--run-id", "p1", *args])
+    r = runner.invoke(
+        app,
+        [
+            "run",
+            "flowstate.graphs:react_agent",
+            "--input",
+            '{"task": "what is 6*7?"}',
+            "--run-id",
+            "p1",
+            *args,
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "run p1 completed" in r.output and '"status": "answered"' in r.output
     r = runner.invoke(app, ["replay", "p1", "--graph", "flowstate.graphs:react_agent", *args])

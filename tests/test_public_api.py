@@ -39,13 +39,18 @@ def test_top_level_all_is_pinned():
         "SQLiteStore",
         "Send",
         "StateMutated",
+        "StepCloseFailed",
         "StoreError",
         "StoreIOError",
+        "TimedOut",
         "UpdateRejected",
         "WriteConflict",
         "add",
+        "add_schedule",
         "append",
+        "fire_schedules",
         "merge",
+        "wake_due",
     }
     for name in flowstate.__all__:
         assert not name.startswith("_")

@@ -24,6 +24,7 @@ from ._records import (
     row_hash,
 )
 from ._sqlite import Durability, SQLiteStore
+from ._timer_records import CatchUp, ScheduleRecord, TimerStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "TERMINAL_STATUSES",
     "AttemptRecord",
+    "CatchUp",
     "CheckpointStore",
     "Claim",
     "DamagedRow",
@@ -61,7 +63,9 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "SQLiteStore",
+    "ScheduleRecord",
     "StepRecord",
+    "TimerStore",
     "WorkerInfo",
     "WriteRecord",
     "describe_store",

@@ -126,11 +126,29 @@ def attempt_from_row(row: Sequence[Any]) -> AttemptRecord:
     return AttemptRecord.model_validate(dict(zip(ATTEMPT_COLS, row, strict=True)))
 
 
+SUPERSEDED = "superseded by resume(rerun_step=True): "
+"""How an ``attempts`` row that holds a superseded write begins (its attempt number is
+negative); the write follows as JSON."""
+
+
+def superseded_text(w: WriteRecord) -> str:
+    """The ``attempts.error`` text keeping write ``w`` superseded by a step re-run."""
+    return SUPERSEDED + w.model_dump_json(exclude={"run_id", "step", "task_path"})
+
+
 # -- runs ----------------------------------------------------------------------------------
 
 
+WAKE_AT = "wake_at"
+"""The run column holding when a paused run's timer or interrupt deadline falls due. It is
+an index for whoever wakes runs, outside the row hashes (like the lease columns): the
+effect journal holds the authoritative time, so a wrong value can only make a run be
+looked at early (it pauses again) or late. Changing the status clears it, except to
+``paused`` where it keeps the earliest of the values given while paused."""
+
+
 def check_mutable(fields: dict[str, Any]) -> None:
-    unknown = set(fields) - set(MUTABLE)
+    unknown = set(fields) - set(MUTABLE) - {WAKE_AT}
     if unknown:
         raise ConfigError(
             f"run fields {sorted(unknown)} cannot change after creation; only "

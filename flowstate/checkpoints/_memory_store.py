@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from flowstate.clock import get_clock
 from flowstate.errors import RunNotFound, RunStateError, StoreError
 
 from ._common import (
@@ -26,10 +27,12 @@ from ._common import (
     duplicate_write_error,
     run_exists_error,
     sum_usage,
+    superseded_text,
 )
 from ._memory_leases import MemoryLeases
 from ._memory_maint import MemoryMaintenance
 from ._memory_tables import STATUSES, Run, Tables, check_values
+from ._memory_timers import MemoryTimers
 from ._records import (
     AttemptRecord,
     EffectRecord,
@@ -43,10 +46,13 @@ __all__ = ["InMemoryStore"]
 
 _MUTABLE = frozenset(MUTABLE)
 _ERROR_TYPES = frozenset({str, type(None)})
-_now = time.time
 
 
-class InMemoryStore(MemoryLeases, MemoryMaintenance):
+def _now() -> float:
+    return get_clock().now()
+
+
+class InMemoryStore(MemoryLeases, MemoryTimers, MemoryMaintenance):
     """Checkpoint store in process memory, with ``SQLiteStore``'s interface and semantics.
 
     Records are immutable pydantic models, so they are kept as they are given and returned
@@ -190,6 +196,11 @@ class InMemoryStore(MemoryLeases, MemoryMaintenance):
             row.head_step = fields["head_step"]
         if "error" in fields:
             row.error = fields["error"]
+        wake = fields.get("wake_at")
+        if fields.get("status") == "paused" and wake is not None:
+            row.wake_at = float(wake) if row.wake_at is None else min(row.wake_at, float(wake))
+        elif "status" in fields and fields["status"] != "paused":
+            row.wake_at = None
         row.updated_at = _now()  # always the time of the update, as in SQLiteStore
         row.cached = None
 
@@ -281,6 +292,8 @@ class InMemoryStore(MemoryLeases, MemoryMaintenance):
             if run_fields:
                 if "status" in run_fields:
                     row.status = run_fields["status"]  # type: ignore[union-attr]
+                    if row.status != "paused":  # type: ignore[union-attr]
+                        row.wake_at = None  # type: ignore[union-attr]
                 if "head_step" in run_fields:
                     row.head_step = run_fields["head_step"]  # type: ignore[union-attr]
                 if "error" in run_fields:
@@ -324,6 +337,30 @@ class InMemoryStore(MemoryLeases, MemoryMaintenance):
             out = [w for w in m.values() if start <= w.step < hi]
         out.sort(key=lambda w: (w.step, w.seq, w.task_path))
         return out
+
+    def supersede_writes(self, run_id: str, step: int) -> int:
+        """Move the step's write rows to ``attempts`` (see the protocol)."""
+        with self._lock:
+            self._fence(self._t, run_id)
+            m = self._t.writes.get(run_id) or {}
+            gone = sorted((w for k, w in m.items() if k[0] == step), key=lambda w: w.seq)
+            if not gone:
+                return 0
+            am = self._t.attempts.setdefault(run_id, {})
+            n = min(-1, min((k[2] for k in am if k[0] == step), default=0) - 1)
+            now = time.time()
+            for w in gone:
+                del m[(step, w.task_path)]
+                am[(step, w.task_path, n)] = AttemptRecord(
+                    run_id=run_id,
+                    step=step,
+                    task_path=w.task_path,
+                    attempt=n,
+                    error=superseded_text(w),
+                    created_at=now,
+                )
+            self.commits += 1
+            return len(gone)
 
     # -- effects, interrupts, attempts ------------------------------------------------------
 

@@ -50,6 +50,7 @@ class Run:
         "owner",
         "status",
         "updated_at",
+        "wake_at",
     )
 
     def __init__(self, rec: RunRecord) -> None:
@@ -62,6 +63,8 @@ class Run:
         self.owner: str | None = None
         self.epoch = 0
         self.lease_until: float | None = None
+        self.wake_at: float | None = None
+        """When the paused run's timer or deadline falls due (``_common.WAKE_AT``)."""
 
     def record(self) -> RunRecord:
         rec = self.cached
@@ -90,6 +93,10 @@ class Tables:
         self.interrupts: dict[str, dict[tuple[int, str, int], InterruptRecord]] = {}
         self.attempts: dict[str, dict[tuple[int, str, int], AttemptRecord]] = {}
         self.signals: dict[str, dict[str, float]] = {}
+        self.schedules: dict[str, Any] = {}
+        """Schedule records by name (``ScheduleRecord``)."""
+        self.firings: dict[tuple[str, float], str] = {}
+        """(schedule, fire time) -> the run that firing started."""
 
     def per_run(self) -> tuple[dict[str, Any], ...]:
         return (

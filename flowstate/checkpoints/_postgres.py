@@ -61,6 +61,7 @@ from ._records import (
 )
 from ._sql_leases import SQLLeases
 from ._sql_reads import SQLReads
+from ._sql_timers import SQLTimers
 from ._sql_writes import SQLWrites
 
 __all__ = ["PostgresStore"]
@@ -75,7 +76,9 @@ def _storable_error(error: Any) -> Any:
     return error
 
 
-class PostgresStore(PostgresConnection, SQLReads, SQLWrites, SQLLeases, PostgresMaintenance):
+class PostgresStore(
+    PostgresConnection, SQLReads, SQLWrites, SQLLeases, SQLTimers, PostgresMaintenance
+):
     """Checkpoint store on a PostgreSQL schema; the contract of ``SQLiteStore``.
 
     ``dsn`` is a libpq connection string or ``postgresql://`` URL. ``schema`` is the

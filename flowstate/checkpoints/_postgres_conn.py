@@ -88,7 +88,7 @@ class PostgresConnection:
         self.database_id: str | None = None
         """The id in the schema's ``meta`` row, checked on every new connection."""
         self._checked_conn: psycopg.Connection[Any] | None = None
-        names = (*TABLES, "migrations", "blobs", "meta", *FLEET_TABLES)
+        names = (*TABLES, "migrations", "blobs", "meta", "schedules", "firings", *FLEET_TABLES)
         self._t = {name: sql.Identifier(schema, name) for name in names}
         self._sql_cache: dict[str, sql.Composed] = {}
         if min_size:

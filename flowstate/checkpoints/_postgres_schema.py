@@ -171,6 +171,33 @@ _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
+    (
+        # mirrors SQLiteStore's m601_timers_schedules: wake-up times, schedules, firings
+        "m601_timers_schedules",
+        (
+            'ALTER TABLE {runs} ADD COLUMN "wake_at" double precision',
+            'CREATE INDEX ON {runs} ("wake_at") WHERE "wake_at" IS NOT NULL',
+            """CREATE TABLE {schedules} (
+                "name" text COLLATE "C" PRIMARY KEY,
+                "graph" text NOT NULL,
+                "cron" text NOT NULL,
+                "tz" text NOT NULL,
+                "input" text NOT NULL,
+                "catchup" text NOT NULL,
+                "paused" bigint NOT NULL,
+                "next_fire" double precision NOT NULL,
+                "created_at" double precision,
+                "updated_at" double precision
+            )""",
+            """CREATE TABLE {firings} (
+                "schedule" text COLLATE "C" NOT NULL,
+                "fire_time" double precision NOT NULL,
+                "run_id" text COLLATE "C" NOT NULL,
+                "created_at" double precision,
+                PRIMARY KEY ("schedule", "fire_time")
+            )""",
+        ),
+    ),
 )
 
 FLEET_TABLES = ("queue", "workers", "flow_limits")

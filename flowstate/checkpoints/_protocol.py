@@ -115,6 +115,14 @@ class CheckpointStore(Protocol):
         node's memory writes there); a store that cannot run it raises ``RunStateError``."""
         ...
 
+    def supersede_writes(self, run_id: str, step: int) -> int:
+        """Take the write rows of ``step`` out of the run, in one (fenced) transaction,
+        keeping each as an ``attempts`` row: a negative attempt number (-1 for the first
+        re-run of the step, -2 for the next, …) and the write as JSON in ``error``
+        (``superseded by resume(rerun_step=True): {...}``). Returns how many were
+        superseded. Used by ``resume(run_id, rerun_step=True)``."""
+        ...
+
     def get_step(self, run_id: str, step: int) -> StepRecord | None:
         """The step row ``step`` of the run, or None."""
         ...

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
+from flowstate.clock import get_clock
 from flowstate.errors import RunNotFound
 
 from ._common import (
@@ -22,11 +23,15 @@ from ._common import (
     INTERRUPT_COLS,
     RUN_COLS,
     STEP_COLS,
+    WAKE_AT,
     WRITE_COLS,
     check_mutable,
+    decode_row,
     duplicate_write_error,
+    hashed_columns,
     run_exists_error,
     run_values,
+    superseded_text,
     values,
 )
 from ._records import EffectRecord, InterruptRecord, RunRecord, StepRecord, WriteRecord, row_hash
@@ -102,21 +107,35 @@ class SQLWrites:
         check_mutable(fields)  # the column names below come from this allow-list
         self._fence(c, run_id)
         # updated_at is always the time of this update
-        fields = {k: v for k, v in fields.items() if k != "updated_at"}
+        now = float(get_clock().now())
+        wake = fields.get(WAKE_AT)
+        fields = {k: v for k, v in fields.items() if k not in ("updated_at", WAKE_AT)}
         if "error" in fields:
             fields["error"] = self._stored_error(fields["error"])
         sets = "".join(f'"{k}" = ?, ' for k in fields)
+        params = list(fields.values())
+        if fields.get("status") == "paused" and wake is not None:
+            sets += (
+                '"wake_at" = CASE WHEN "wake_at" IS NULL OR "wake_at" > ? THEN ? '
+                'ELSE "wake_at" END, '
+            )
+            params += [float(wake), float(wake)]
+        elif "status" in fields and fields["status"] != "paused":
+            sets += '"wake_at" = NULL, '
         row = c.execute(
             self._stmt(
                 f'UPDATE {{runs}} SET {sets}"updated_at" = ? WHERE "id" = ? '
                 'RETURNING "status", "head_step", "error", "updated_at"'
             ),
-            [*fields.values(), time.time(), run_id],
+            [*params, now, run_id],
         ).fetchone()
         if row is None:
             raise RunNotFound(run_id)
+        # hashed with the float bound, not the value RETURNING echoes: SQLite returns a
+        # whole-number REAL (a test clock's 1000.0) as the integer 1000
         c.execute(
-            self._stmt('UPDATE {runs} SET "mhash" = ? WHERE "id" = ?'), [row_hash(*row), run_id]
+            self._stmt('UPDATE {runs} SET "mhash" = ? WHERE "id" = ?'),
+            [row_hash(row[0], row[1], row[2], now), run_id],
         )
 
     # -- activations ----------------------------------------------------------------------
@@ -158,20 +177,59 @@ class SQLWrites:
             if run_fields:
                 if set(run_fields) >= {"status", "head_step", "error"}:
                     # the engine's step close: one statement, the mutable hash computed here
-                    now = time.time()
+                    now = get_clock().now()
                     st, hs = run_fields["status"], run_fields["head_step"]
                     er = self._stored_error(run_fields["error"])
                     cur = c.execute(
                         self._stmt(
                             'UPDATE {runs} SET "status" = ?, "head_step" = ?, "error" = ?, '
-                            '"updated_at" = ?, "mhash" = ? WHERE "id" = ?'
+                            '"updated_at" = ?, "mhash" = ?, '
+                            '"wake_at" = CASE WHEN ? = \'paused\' THEN "wake_at" ELSE NULL END '
+                            'WHERE "id" = ?'
                         ),
-                        [st, hs, er, now, row_hash(st, hs, er, now), run_id],
+                        [st, hs, er, now, row_hash(st, hs, er, now), st, run_id],
                     )
                     if cur.rowcount != 1:
                         raise RunNotFound(run_id)
                 else:
                     self._update_run(c, run_id, run_fields)
+
+    def supersede_writes(self, run_id: str, step: int) -> int:
+        """Move the step's write rows to ``attempts`` (see the protocol)."""
+        with self.write() as c:
+            self._fence(c, run_id)
+            rows = c.execute(
+                self._stmt(
+                    "SELECT "
+                    + ", ".join(f'"{k}"' for k in hashed_columns("writes"))
+                    + ' FROM {writes} WHERE "run_id" = ? AND "step" = ? ORDER BY "seq"'
+                ),
+                [run_id, step],
+            ).fetchall()
+            if not rows:
+                return 0
+            low = c.execute(
+                self._stmt(
+                    'SELECT MIN("attempt") FROM {attempts} WHERE "run_id" = ? AND "step" = ?'
+                ),
+                [run_id, step],
+            ).fetchone()
+            n = min(-1, (low[0] or 0) - 1)
+            now = time.time()
+            for r in rows:
+                w: WriteRecord = decode_row("writes", r)  # a damaged row is not moved
+                c.execute(
+                    self._stmt(
+                        'INSERT INTO {attempts} ("run_id", "step", "task_path", "attempt", '
+                        '"error", "created_at") VALUES (?, ?, ?, ?, ?, ?)'
+                    ),
+                    [run_id, step, w.task_path, n, superseded_text(w), now],
+                )
+            c.execute(
+                self._stmt('DELETE FROM {writes} WHERE "run_id" = ? AND "step" = ?'),
+                [run_id, step],
+            )
+            return len(rows)
 
     # -- effects and interrupts -----------------------------------------------------------
 

@@ -26,6 +26,7 @@ from ._records import (
 )
 from ._sql_leases import SQLLeases
 from ._sql_reads import SQLReads
+from ._sql_timers import SQLTimers
 from ._sql_writes import SQLWrites
 from ._sqlite_conn import Durability, SQLiteConnection
 from ._sqlite_maint import SQLiteMaintenance, blobbed
@@ -40,7 +41,7 @@ def _insert_sql(table: str, cols: tuple[str, ...], verb: str = "INSERT") -> str:
     return f'{verb} INTO "{table}" ({names}) VALUES ({marks})'
 
 
-class SQLiteStore(SQLiteConnection, SQLReads, SQLWrites, SQLLeases, SQLiteMaintenance):
+class SQLiteStore(SQLiteConnection, SQLReads, SQLWrites, SQLLeases, SQLTimers, SQLiteMaintenance):
     """Checkpoint store on one SQLite file.
 
     One connection per store object, used from one event loop; every write is one

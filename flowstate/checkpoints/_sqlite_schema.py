@@ -137,3 +137,33 @@ def m004_meta(db: sqlite_utils.Database) -> None:
 
     db["meta"].create({"key": str, "value": str}, pk="key")  # type: ignore[union-attr]
     db["meta"].insert({"key": "database_id", "value": uuid.uuid4().hex})  # type: ignore[union-attr]
+
+
+@migrations()
+def m601_timers_schedules(db: sqlite_utils.Database) -> None:
+    """Durable timers and schedules: the wake-up time of a paused run (outside the row
+    hashes, see ``_common.WAKE_AT``), the schedules, and one row per schedule firing (its
+    primary key makes each firing start at most one run, whoever fires it)."""
+    db["runs"].add_column("wake_at", float)  # type: ignore[union-attr]
+    db.execute('CREATE INDEX "idx_runs_wake_at" ON "runs" ("wake_at") WHERE "wake_at" IS NOT NULL')
+    db["schedules"].create(  # type: ignore[union-attr]
+        {
+            "name": str,
+            "graph": str,
+            "cron": str,
+            "tz": str,
+            "input": str,
+            "catchup": str,
+            "paused": int,
+            "next_fire": float,
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk="name",
+        not_null={"graph", "cron", "tz", "input", "catchup", "paused", "next_fire"},
+    )
+    db["firings"].create(  # type: ignore[union-attr]
+        {"schedule": str, "fire_time": float, "run_id": str, "created_at": float},
+        pk=("schedule", "fire_time"),
+        not_null={"run_id"},
+    )

@@ -26,6 +26,7 @@ from ._inspect import graph_cmd, runs, show
 from ._maint import doctor, prune
 from ._runs import fork, replay, resume, run
 from ._service import register_service
+from ._time import schedule_app
 
 __all__ = [
     "DB_HELP",
@@ -53,6 +54,7 @@ for _command in (run, resume, runs, show, replay, fork, prune, doctor):
 for _command in (enqueue, worker, workers, requeue):
     app.command()(_command)
 app.command("graph")(graph_cmd)
+app.add_typer(schedule_app, name="schedule")
 register_service(app)
 del _command
 

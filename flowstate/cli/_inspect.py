@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from flowstate.clock import iso
 from flowstate.engine import pending_interrupts
 from flowstate.errors import CLIError
 
@@ -180,7 +181,8 @@ def show(
     for p in pending_interrupts(store, run_id):
         console.print(
             f"  [yellow]waiting for input[/] [bold]{p.id}[/] ({p.node} at step {p.step}, "
-            f"{p.task_path}): {json.dumps(p.payload)}",
+            f"{p.task_path}): {json.dumps(p.payload)}"
+            + (f" (deadline {iso(p.deadline)})" if p.deadline is not None else ""),
             highlight=False,
         )
     t = Table(title="activations")

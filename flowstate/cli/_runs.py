@@ -53,7 +53,7 @@ def run(
 
 
 def resume(
-    run_id: str = typer.Argument(..., help="The run to continue."),
+    run_id: str | None = typer.Argument(None, help="The run to continue (none with --due)."),
     graph: str | None = typer.Option(None, "--graph", "-g", help=GRAPH_HELP),
     value: str | None = typer.Option(
         None, "--value", help="JSON answer to the one pending interrupt."
@@ -71,11 +71,28 @@ def resume(
     allow_graph_change: bool = typer.Option(
         False, "--allow-graph-change", help="Resume although the graph changed."
     ),
+    rerun_step: bool = typer.Option(
+        False,
+        "--rerun-step",
+        help="Run the head step's activations again, committed ones included (after "
+        "fixing a node whose update made the step's close fail, FS216).",
+    ),
     llm: str | None = typer.Option(None, "--llm", help=LLM_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
+    due: bool = typer.Option(
+        False, "--due", help="Resume every run whose timer or interrupt deadline is due."
+    ),
+    watch: bool = typer.Option(False, "--watch", help="With --due: keep waking, until Ctrl-C."),
+    poll: float = typer.Option(1.0, "--poll", help="With --watch: seconds between looks."),
 ) -> None:
     """Continue a crashed, failed, paused or cancelled run from its last checkpoint."""
+    if due:
+        from ._time import resume_due
+
+        return resume_due(graph, db, watch, poll)
+    if run_id is None:
+        raise CLIError("which run? pass RUN_ID, or --due to resume every run that is due")
     val = UNSET if value is None else json_arg(value, "--value")
     answers: dict[str, Any] = {}
     for item in answer:
@@ -95,6 +112,7 @@ def resume(
                 run_id,
                 val,
                 answers=answers or None,
+                rerun_step=rerun_step,
                 max_steps=max_steps,
                 allow_graph_change=allow_graph_change,
                 wait=wait,

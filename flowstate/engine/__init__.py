@@ -12,14 +12,26 @@ from ._loading import load_target
 from ._nodes import RetryPolicy, default_retry_on
 from ._open import DEFAULT_DB, open_store
 from ._results import HistoryEntry, RunResult
+from ._schedules import (
+    GRACE_SECONDS,
+    add_schedule,
+    fire_schedules,
+    next_fire_time,
+    pause_schedule,
+    resume_schedule,
+)
 from ._state import Reducer, StateSchema, add, append, merge
+from ._timers import HOLD_SECONDS, TimedOut
 from ._types import END, START, Command, NodeName, RunId, Send, Task, TaskPath
 from ._validate import to_networkx
+from ._waker import wake_due, wake_loop
 from ._worker import Worker
 
 __all__ = [
     "DEFAULT_DB",
     "END",
+    "GRACE_SECONDS",
+    "HOLD_SECONDS",
     "START",
     "UNSET",
     "Command",
@@ -41,15 +53,23 @@ __all__ = [
     "StateSchema",
     "Task",
     "TaskPath",
+    "TimedOut",
     "Worker",
     "add",
+    "add_schedule",
     "answer_interrupts",
     "append",
     "default_retry_on",
+    "fire_schedules",
     "graph_diff",
     "load_target",
     "merge",
+    "next_fire_time",
     "open_store",
+    "pause_schedule",
     "pending_interrupts",
+    "resume_schedule",
     "to_networkx",
+    "wake_due",
+    "wake_loop",
 ]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from flowstate import events as ev
-from flowstate.checkpoints import AttemptRecord, EffectRecord, InterruptRecord
+from flowstate.checkpoints import AttemptRecord, EffectRecord
 from flowstate.errors import (
     EffectDivergence,
     FlowstateError,
@@ -40,6 +40,7 @@ from ._plan import input_for
 from ._rows import parse
 from ._scope import RunScope
 from ._subgraph import call_subgraph
+from ._timers import record_pause
 from ._types import END, Command, Send, Task
 
 if TYPE_CHECKING:
@@ -229,17 +230,7 @@ class Activation:
 
     def _record_interrupt(self, i: Interrupted) -> None:
         scope, step, task = self.scope, self.step, self.task
-        scope.store.record_interrupt(
-            InterruptRecord(
-                run_id=scope.run_id,
-                step=step.number,
-                task_path=task.path,
-                seq=i.seq,
-                payload=i.payload,
-                created_at=time.time(),
-            ),
-            {"status": "paused", "error": f"interrupt in '{task.node}'", "head_step": step.number},
-        )
+        record_pause(scope.store, scope.run_id, step.number, task.path, task.node, i)
 
     def _record_attempt(self, attempt: int, err: BaseException) -> None:
         scope, step, task = self.scope, self.step, self.task

@@ -440,6 +440,7 @@ class CompiledGraph(Generic[S]):
         value: Any = UNSET,
         *,
         answers: Mapping[str, Any] | None = None,
+        rerun_step: bool = False,
         allow_graph_change: bool = False,
         max_steps: int | None = None,
         limits: Limits | None = None,
@@ -454,11 +455,17 @@ class CompiledGraph(Generic[S]):
         stay pending and ask again). ``RunResult.interrupts`` and ``pending_interrupts``
         list the ids. A run that another live process is executing is refused with
         ``RunOwned``, or waited for up to ``wait`` seconds.
+
+        ``rerun_step=True`` runs the head step's activations again, committed ones
+        included (after fixing a node whose committed update made the step's close fail,
+        see ``StepCloseFailed``): their writes are superseded, kept as ``attempts`` rows
+        with a negative attempt number; journaled effects follow the usual rules.
         """
         return await self._continue(
             run_id,
             value=value,
             answers=answers,
+            rerun_step=rerun_step,
             allow_graph_change=allow_graph_change,
             max_steps=max_steps,
             limits=limits,
@@ -472,6 +479,7 @@ class CompiledGraph(Generic[S]):
         *,
         value: Any = UNSET,
         answers: Mapping[str, Any] | None = None,
+        rerun_step: bool = False,
         allow_graph_change: bool = False,
         max_steps: int | None = None,
         limits: Limits | None = None,
@@ -479,6 +487,7 @@ class CompiledGraph(Generic[S]):
         journal: JournalSource | None = None,
         wait: float | None = None,
         inherit: Inherited | None = None,
+        due: float | None = None,
     ) -> RunResult[S]:
         point = await resume_point(
             self.store,
@@ -489,18 +498,30 @@ class CompiledGraph(Generic[S]):
             lease_ttl=self.lease_ttl,
             value=value,
             answers=answers,
+            rerun_step=rerun_step,
             allow_graph_change=allow_graph_change,
             max_steps=max_steps,
             limits=limits,
             journal=journal,
             wait=wait,
             inherit=inherit,
+            due=due,
         )
         if isinstance(point, Finished):
             return RunResult(
                 run_id=run_id, status="completed", state=cast("S", point.state), step=point.step
             )
         return await self._execute(point, emit)
+
+    async def resume_due(
+        self, *, now: float | None = None, on_event: Callable[[Any], None] | None = None
+    ) -> list[RunResult[S]]:
+        """Resume this graph's runs whose timer (``ctx.sleep``) or interrupt deadline is
+        due at ``now`` (default: the clock's time); see ``flowstate.wake_due``."""
+        from ._waker import wake_due
+
+        done = await wake_due(self.store, {self.name: self}, now=now, on_event=on_event)
+        return cast("list[RunResult[S]]", done)
 
     def pending_interrupts(self, run_id: str) -> list[PendingInterrupt]:
         """The run's pending interrupts (its subgraphs' included), in task order, each

@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import pydantic_core
@@ -19,6 +20,8 @@ from flowstate.checkpoints import EffectRecord
 from flowstate.errors import EffectDivergence, EffectError, RunStateError
 from flowstate.observability import current_effect_observer
 
+from ._interrupts import UNSET
+
 __all__ = [
     "ContextEvent",
     "EffectReported",
@@ -28,15 +31,20 @@ __all__ = [
     "TokenReported",
 ]
 
+_NO_DEFAULT: Any = object()
+"""Default of ``interrupt(default=)``: a timed-out interrupt returns ``TimedOut``."""
+
 
 class Interrupted(BaseException):
     """Raised by ``ctx.interrupt`` to pause the run. A BaseException so that a node's
     ``except Exception`` cannot swallow it."""
 
-    def __init__(self, seq: int, payload: str) -> None:
+    def __init__(self, seq: int, payload: str, wake_at: float | None = None) -> None:
         super().__init__(f"interrupt {seq}")
         self.seq = seq
         self.payload = payload
+        self.wake_at = wake_at
+        """When the run is due again (a timer's end, an interrupt's deadline), or None."""
 
 
 @dataclass(frozen=True)
@@ -262,7 +270,9 @@ class NodeContext:
             return json.loads(raw)
         return TypeAdapter(result_type).validate_json(raw)
 
-    def interrupt(self, payload: Any = None) -> Any:
+    def interrupt(
+        self, payload: Any = None, *, timeout: float | None = None, default: Any = UNSET
+    ) -> Any:
         """Pause the run here and ask for a value; ``resume(run_id, value=...)`` (or
         ``answers={id: value}``) answers.
 
@@ -270,7 +280,19 @@ class NodeContext:
         from the journal, and this call returns the value. Several interrupts in one node
         are answered in order. An async node writes ``await ctx.interrupt(...)``; a sync
         node writes ``ctx.interrupt(...)`` and gets the value.
+
+        With ``timeout`` (seconds), the deadline is journaled; if nobody answers by then,
+        whoever wakes due runs (``flowstate resume --due``, the service) resumes the run
+        and this call returns ``default``, or a ``TimedOut`` when no default was given.
         """
+        if timeout is not None:
+            from ._timers import timed_interrupt
+
+            coro = timed_interrupt(self, payload, timeout, default)
+            if not self._in_worker_thread("interrupt"):
+                return coro
+            assert self._sync_loop is not None
+            return asyncio.run_coroutine_threadsafe(coro, self._sync_loop).result()
         if self._in_worker_thread("interrupt"):
             return self._interrupt(payload)
 
@@ -289,6 +311,28 @@ class NodeContext:
         except pydantic_core.PydanticSerializationError as e:
             raise EffectError(f"interrupt payload of node '{self.node}' is not JSON: {e}") from None
         raise Interrupted(seq, raw)
+
+    def sleep(self, seconds: float, *, hold: float | None = None) -> Any:
+        """Wait ``seconds``, durably: the wait is journaled when it begins, so a resume (even
+        in another process, after a crash) waits only what is left, and replay does not
+        wait. Waits up to ``hold`` seconds (default ``HOLD_SECONDS``, 5) are awaited here;
+        longer ones pause the run until it is due and free the process (``flowstate resume
+        --due`` or the service wakes it). ``await ctx.sleep(...)`` in an async node."""
+        from ._timers import sleep
+
+        return self._timer(sleep(self, seconds=seconds, hold=hold), "sleep")
+
+    def sleep_until(self, when: float | datetime, *, hold: float | None = None) -> Any:
+        """``sleep`` until ``when``: seconds since the epoch or an aware datetime."""
+        from ._timers import sleep
+
+        return self._timer(sleep(self, until=when, hold=hold), "sleep_until")
+
+    def _timer(self, coro: Any, what: str) -> Any:
+        if not self._in_worker_thread(what):
+            return coro
+        assert self._sync_loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._sync_loop).result()
 
     @property
     def llm(self) -> Any:

@@ -30,6 +30,7 @@ from ._rows import parse
 __all__ = [
     "BREAKPOINT_SEQ",
     "SUBGRAPH_SEQ",
+    "TIMER_SEQ",
     "UNSET",
     "PendingInterrupt",
     "answer_interrupts",
@@ -38,6 +39,9 @@ __all__ = [
 
 BREAKPOINT_SEQ: Final = -1
 """Sequence number of an ``interrupt_before`` breakpoint's row (resuming passes it)."""
+TIMER_SEQ: Final = -3
+"""Sequence number of a timer's row: a sleep, or the deadline of interrupt ``seq`` (its
+payload says which, with the wake-up time); never answered, never listed as pending."""
 SUBGRAPH_SEQ: Final = -2
 """Sequence number of the row a subgraph activation records when its child run stops:
 it is never answered itself, its child's interrupts are listed in its place."""
@@ -71,9 +75,12 @@ class PendingInterrupt:
     run_id: str
     """The run that holds it: the run itself, or a subgraph's child run."""
     record: InterruptRecord | None = field(default=None, repr=False, compare=False)
+    deadline: float | None = None
+    """When it times out (``ctx.interrupt(..., timeout=...)``), seconds since the epoch."""
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "deadline": self.deadline,
             "id": self.id,
             "node": self.node,
             "task_path": self.task_path,
@@ -101,10 +108,16 @@ def pending_interrupts(store: Any, run_id: str) -> list[PendingInterrupt]:
     order = {t["path"]: i for i, t in enumerate(tasks)}
     nodes = {t["path"]: t["node"] for t in tasks}
     rows = [i for i in store.interrupts(run_id, head.step) if i.answer is None]
+    deadlines: dict[tuple[str, int], float] = {}
+    for i in rows:
+        if i.seq == TIMER_SEQ:
+            t = parse("json", i.payload, "interrupts", run_id, i.step)
+            if isinstance(t, dict) and t.get("kind") == "deadline":
+                deadlines[(i.task_path, int(t["seq"]))] = float(t["wake_at"])
     rows.sort(key=lambda i: (order.get(i.task_path, len(order)), _natural(i.task_path), i.seq))
     out: list[PendingInterrupt] = []
     for i in rows:
-        if i.seq == BREAKPOINT_SEQ:
+        if i.seq in (BREAKPOINT_SEQ, TIMER_SEQ):
             continue
         if i.seq == SUBGRAPH_SEQ:
             child = f"{run_id}/{i.step}/{i.task_path}"
@@ -120,6 +133,7 @@ def pending_interrupts(store: Any, run_id: str) -> list[PendingInterrupt]:
                         payload=c.payload,
                         run_id=c.run_id,
                         record=c.record,
+                        deadline=c.deadline,
                     )
                 )
             continue
@@ -133,6 +147,7 @@ def pending_interrupts(store: Any, run_id: str) -> list[PendingInterrupt]:
                 payload=parse("json", i.payload, "interrupts", run_id, i.step),
                 run_id=run_id,
                 record=i,
+                deadline=deadlines.get((i.task_path, i.seq)),
             )
         )
     return out

@@ -20,6 +20,7 @@ from ._lease import local_owner_alive, new_owner, retire
 from ._limits import Limits
 from ._point import Inherited, Lease, Progress, ResumePoint, RunConfig
 from ._rows import parse
+from ._waker import check_due
 
 __all__ = ["Finished", "resume_point"]
 
@@ -52,16 +53,20 @@ async def resume_point(
     lease_ttl: float,
     value: Any = UNSET,
     answers: Mapping[str, Any] | None = None,
+    rerun_step: bool = False,
     allow_graph_change: bool = False,
     max_steps: int | None = None,
     limits: Limits | None = None,
     journal: JournalSource | None = None,
     wait: float | None = None,
     inherit: Inherited | None = None,
+    due: float | None = None,
 ) -> ResumePoint | Finished:
     """Where run ``run_id`` continues: its head step, the state there, the activations of
     that step already committed, its counters and configuration, and the lease taken on
-    it (when the store keeps leases). ``Finished`` when it had completed."""
+    it (when the store keeps leases). ``Finished`` when it had completed. ``rerun_step``:
+    the head step's committed activations are superseded and run again. With ``due`` (a
+    waker's time), ``NotDue`` unless the run's wake-up time is at or before it."""
     run = store.get_run(run_id)
     # still 'running' with no live owner (acquire below refuses a live one): the
     # process that ran it died, and this resume takes its lease over
@@ -72,6 +77,10 @@ async def resume_point(
     try:
         if isinstance(store, LeaseStore):
             epoch = await _acquire(store, run_id, owner, lease_ttl, wait or 0.0)
+        if due is not None:
+            # a waker resumes only a run still due once it holds the lease (another waker
+            # or a human may have resumed it since it was listed)
+            check_due(store, run_id, due, owner, epoch)
         chain = identity.chain(run)
         if chain:
             # rewrite the stored run to the current state version first, so rows
@@ -112,6 +121,12 @@ async def resume_point(
                 if i.answer is None and i.seq == BREAKPOINT_SEQ:  # resuming passes it
                     store.answer_interrupt(i, "null")
         store.clear_signals(run_id)
+        if rerun_step:
+            # the head step's committed activations run again (after a fix of their
+            # node): their writes leave the step in one fenced transaction and stay
+            # visible as attempts rows; effects they journaled are served again by the
+            # usual rules (same request: the journal; a changed one: live, replaced)
+            store.supersede_writes(run_id, head.step)
         run = store.update_run(run_id, status="running", error=None)
         committed = {
             w.task_path: reader.committed_from(w, run_id)

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from flowstate import events as ev
 from flowstate.checkpoints import CheckpointStore, InterruptRecord
-from flowstate.errors import FlowstateError, NodeFailed, RouteError
+from flowstate.errors import FlowstateError, NodeFailed, RouteError, StepCloseFailed
 
 from ._activation import Activation
 from ._context import Interrupted
@@ -32,6 +32,7 @@ from ._outcome import Committed, Failure, Outcome
 from ._point import ResumePoint
 from ._scope import RunScope
 from ._step import Step
+from ._timers import pause_reason
 from ._types import Task
 
 if TYPE_CHECKING:
@@ -105,6 +106,8 @@ class Execution:
                 if step.stopped:
                     return self._stopped(step, pending)
             closed = step.close()
+            if closed is None:  # the merge failed after every activation committed
+                return self._stopped(step, step.tasks)
             if scope.listening:
                 scope.emit(
                     ev.StepFinished(
@@ -249,6 +252,9 @@ class Execution:
             err: FlowstateError
             if isinstance(exc, RouteError):  # blame the router, not the node before it
                 err = exc.in_run(scope.run_id, step.number)
+            elif exc is step.close_error:
+                err = StepCloseFailed(scope.run_id, step.number, failure.task.node, exc)
+                err.__cause__ = exc
             else:
                 err = NodeFailed(scope.run_id, step.number, failure.task.node, detail)
                 err.__cause__ = exc
@@ -262,6 +268,8 @@ class Execution:
             reason = f"interrupt in '{waiting[0].node}'"
             if len(waiting) > 1:
                 reason += f" (+{len(waiting) - 1} more)"
+        elif (slept := pause_reason(step.interrupts)) is not None:
+            reason = slept  # a durable timer (ctx.sleep): the run row holds its wake-up time
         else:  # a subgraph stopped at a breakpoint or a limit: its reason says which
             reason = f"subgraph in '{step.interrupts[0][0].node}' paused"
             sub = json.loads(step.interrupts[0][1].payload)

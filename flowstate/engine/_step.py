@@ -214,11 +214,17 @@ class Step:
 
     # -- closing -----------------------------------------------------------------------
 
-    def close(self) -> Closed:
+    def close(self) -> Closed | None:
         """Close a step whose activations are all committed already (after a resume, or
-        a step without tasks to run) in a transaction of its own."""
+        a step without tasks to run) in a transaction of its own. None when the merge or
+        the routing failed (``close_error`` says why; nothing was written): the run
+        fails with ``StepCloseFailed`` and a resume re-attempts the close."""
         if self.closed is None:
-            closing = self._close_plan()
+            try:
+                closing = self._close_plan()
+            except Exception as e:  # a write conflict, a reducer, a router, a limit
+                self.close_error = e
+                return None
             self.scope.store.commit(
                 self.scope.run_id, step=closing.row, run_fields=closing.run_fields
             )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from flowstate.checkpoints import CheckpointStore
+from flowstate.checkpoints import CheckpointStore, TimerStore
 
 from ._context import Interrupted
 from ._interrupts import SUBGRAPH_SEQ
@@ -122,6 +122,11 @@ async def call_subgraph(act: Activation, spec: NodeSpec, ctx: NodeContext) -> di
         raise Interrupted(
             SUBGRAPH_SEQ,
             json.dumps({"subgraph": child_id, "status": result.status, "reason": result.reason}),
+            # a timer or deadline in the child is due on the parent too (the parent is the
+            # run a waker resumes; it continues the child)
+            wake_at=scope.store.wake_time(child_id)
+            if isinstance(scope.store, TimerStore)
+            else None,
         )
     usage = _tree_usage(scope.store, child_id)
     # every count (cache tokens, per-model keys), so the tree's cost is priced per model

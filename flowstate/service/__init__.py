@@ -12,7 +12,16 @@ guarantees: ``flowstate/service/README_SECTION.md``. Needs the ``service`` extra
 
 from ._app import create_app
 from ._cli import serve_command
+from ._protocol import ServerLimits, server_config
 from ._registry import GraphRegistry, load_registry
 from ._ui_cli import ui_command
 
-__all__ = ["GraphRegistry", "create_app", "load_registry", "serve_command", "ui_command"]
+__all__ = [
+    "GraphRegistry",
+    "ServerLimits",
+    "create_app",
+    "load_registry",
+    "serve_command",
+    "server_config",
+    "ui_command",
+]

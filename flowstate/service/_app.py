@@ -40,6 +40,7 @@ from ._models import (
 )
 from ._paging import CURSOR_PATTERN
 from ._registry import GraphRegistry
+from ._schedules import TimeLoop, add_schedule_routes
 from ._service import TaskService
 
 __all__ = ["create_app"]
@@ -111,6 +112,7 @@ def create_app(
     read_only: bool = False,
     enqueue_only: bool = False,
     queue: str = "default",
+    store_probe_seconds: float = 5.0,
 ) -> FastAPI:
     """The task service for ``graphs`` (the allow-list), all bound to the store at ``db``.
 
@@ -122,6 +124,8 @@ def create_app(
     action answers 403); ``graphs`` may then be empty (``flowstate ui`` without --graphs).
     ``enqueue_only``: execute nothing here; tasks go on the run queue ``queue`` of a
     PostgreSQL store, for ``flowstate worker`` processes (``FleetTaskService``).
+    ``store_probe_seconds``: how often a small write probes the store's health (``/ready``
+    answers 503 while writes fail; tasks a storage fault stopped resume once one passes).
     """
     registry = graphs if isinstance(graphs, GraphRegistry) else GraphRegistry(graphs)
     if not registry and not read_only:
@@ -136,7 +140,11 @@ def create_app(
         )
     else:
         service = TaskService(
-            bound, store, max_concurrent_runs=max_concurrent_runs, task_timeout=task_timeout
+            bound,
+            store,
+            max_concurrent_runs=max_concurrent_runs,
+            task_timeout=task_timeout,
+            probe_seconds=store_probe_seconds,
         )
     names = list(bound)
     inspector = RunInspector(store, bound)
@@ -149,9 +157,14 @@ def create_app(
             yield
             return
         await service.start()
+        clock_loop = TimeLoop(
+            store, bound, lambda run_id, g: service._schedule(run_id, bound[g], fresh=False)
+        )
+        clock_loop.start()
         try:
             yield
         finally:
+            await clock_loop.stop()
             await service.stop()
 
     app = FastAPI(
@@ -317,6 +330,7 @@ def create_app(
             answer=answer,
             answers=body.answers if body is not None else None,
             max_steps=body.max_steps if body is not None else None,
+            rerun_step=body.rerun_step if body is not None else False,
         )
         return TaskRef(id=run.id, status=run.status)
 
@@ -376,7 +390,7 @@ def create_app(
         "/ready",
         response_model=Health,
         operation_id="ready",
-        summary="Readiness: started, and the checkpoint store answers",
+        summary="Readiness: started, and the checkpoint store accepts writes",
         responses={503: {"model": Problem, "description": _DESCRIPTIONS[503]}},
     )
     async def ready() -> Health:
@@ -384,12 +398,29 @@ def create_app(
             raise ApiError(503, "the service is starting")
         if service.recovery_error:
             raise ApiError(503, service.recovery_error)
+        health = service.health
+        if health.error is not None and not read_only:
+            waiting = len(health.orphans)
+            raise ApiError(
+                503,
+                f"the checkpoint store fails writes: {health.error}; probing it every few "
+                f"seconds, {waiting} task(s) stopped by the fault resume once a write passes",
+            )
         try:
             store.signals("")  # a read that decodes no row: reachability, not integrity
         except StoreError:
             raise ApiError(503, "the checkpoint store is unreachable") from None
         return Health(status="ok")
 
+    add_schedule_routes(
+        app,
+        store=store,
+        graphs=bound,
+        secured=secured,
+        errors=errors,
+        writable=writable,
+        strict=_strict,
+    )
     add_inspector_routes(
         app,
         service=service,

@@ -14,6 +14,8 @@ import typer
 from flowstate.checkpoints import open_store
 from flowstate.errors import CLIError, FlowstateError, GraphLoadError
 
+from ._protocol import ServerLimits
+
 __all__ = ["serve_command"]
 
 DEFAULT_DB = "flowstate.db"
@@ -64,6 +66,31 @@ def serve_command(
             help="Serve on a non-loopback interface without FLOWSTATE_TOKEN (not advised).",
         ),
     ] = False,
+    store_probe_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0.05,
+            help="Seconds between write probes of the store (/ready is 503 while writes "
+            "fail; tasks a storage fault stopped resume once a probe passes).",
+        ),
+    ] = 5.0,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            help="Seconds a client has to send a request's line and headers (then 408).",
+        ),
+    ] = ServerLimits.header_timeout,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.01, help="Seconds a client has to send a request's body after its headers."
+        ),
+    ] = ServerLimits.body_timeout,
+    max_connections: Annotated[
+        int,
+        typer.Option(min=1, help="Open connections at most; a further one gets 503."),
+    ] = ServerLimits.max_connections,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     enqueue_only: Annotated[
         bool,
@@ -83,6 +110,7 @@ def serve_command(
     import uvicorn
 
     from ._app import create_app
+    from ._protocol import server_config
     from ._registry import load_registry
 
     token = os.environ.get("FLOWSTATE_TOKEN") or None
@@ -111,6 +139,7 @@ def serve_command(
         max_body_bytes=max_body_bytes,
         enqueue_only=enqueue_only,
         queue=queue,
+        store_probe_seconds=store_probe_seconds,
     )
     typer.echo(
         f"flowstate serve: graphs {', '.join(registry)}; db {path}; "
@@ -118,8 +147,10 @@ def serve_command(
         f"auth {'bearer token' if token else 'off'}; inspector http://{host}:{port}/ui/",
         err=True,
     )
-    config = uvicorn.Config(
+    limits = ServerLimits(header_timeout, body_timeout, max_connections)
+    config = server_config(
         app,
+        limits,
         host=host,
         port=port,
         log_level=log_level,

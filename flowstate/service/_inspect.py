@@ -182,6 +182,7 @@ class RunInspector:
                 seq=p.seq,
                 payload=p.payload,
                 answered=False,
+                deadline=p.deadline,
             )
             for p in pending
         ] + [

@@ -70,6 +70,8 @@ class InterruptEntry(BaseModel):
     payload: Any
     answered: bool
     answer: Any = None
+    deadline: float | None = None
+    """When a pending interrupt times out (Unix seconds), if it has a timeout."""
 
 
 class RunOverview(BaseModel):

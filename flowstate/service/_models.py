@@ -123,6 +123,12 @@ class ResumeTask(BaseModel):
         le=1_000_000,
         description="A new activation bound for this resume (for a task paused at its limit).",
     )
+    rerun_step: bool = Field(
+        default=False,
+        description="Run the head step's activations again, committed ones included "
+        "(after fixing a node whose update made the step's close fail, FS216); their "
+        "superseded writes stay visible as attempts.",
+    )
 
 
 class TaskRef(BaseModel):
@@ -155,6 +161,11 @@ class Interrupt(BaseModel):
     task_path: str
     seq: int = Field(description="Order within the activation, from 0.")
     payload: Any = Field(description="What the node passed to ctx.interrupt(payload).")
+    deadline: float | None = Field(
+        None,
+        description="When it times out (Unix seconds), for ctx.interrupt(..., timeout=...): "
+        "unanswered then, the node continues with its default.",
+    )
 
 
 class TaskSummary(BaseModel):

@@ -62,6 +62,7 @@ from ._paging import (
 )
 from ._registry import GraphRegistry
 from ._stream import EventLog, dump_event, sse, sse_comment
+from ._supervisor import StoreSupervisor, storage_fault
 
 __all__ = ["TaskService", "admission_rows"]
 
@@ -102,6 +103,8 @@ class _Execution:
     fresh: bool
     """First execution after admission: its run_started says resumed=false."""
     max_steps: int | None = None
+    rerun_step: bool = False
+    """Resume with ``rerun_step=True`` (the head step's activations run again)."""
     cancel_reason: str | None = None
     """Set when the service cancels it: 'cancelled' (on request) or 'timeout'."""
     task: asyncio.Task[None] | None = None
@@ -122,6 +125,7 @@ class TaskService:
         max_concurrent_runs: int = 8,
         task_timeout: float | None = None,
         retained_logs: int = RETAINED_LOGS,
+        probe_seconds: float = 5.0,
     ) -> None:
         if max_concurrent_runs < 1:
             raise ValueError(f"max_concurrent_runs must be at least 1, not {max_concurrent_runs}")
@@ -144,6 +148,8 @@ class TaskService:
         self.recovery_error: str | None = None
         self.stats: Callable[[RunRecord], dict[str, Any]] | None = None
         """Per-run numbers for list items (duration, activations, tokens, cost)."""
+        self.health = StoreSupervisor(store, self._recover, probe_seconds=probe_seconds)
+        """The store's health (``/ready``) and the tasks a storage fault orphaned."""
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -182,6 +188,7 @@ class TaskService:
             self.recovered.append(run.id)
         if self.recovered:
             log.info("resuming %d task(s) left unfinished", len(self.recovered))
+        self.health.start()
         self.started = True
 
     def _leased(self, run_id: str) -> bool:
@@ -194,6 +201,7 @@ class TaskService:
     async def stop(self) -> None:
         """Stop every execution; each goes back to ``queued`` for the next start."""
         self._closing = True
+        await self.health.stop()
         tasks = [x.task for x in self._live.values() if x.task is not None]
         for t in tasks:
             t.cancel()
@@ -265,8 +273,11 @@ class TaskService:
         *,
         fresh: bool,
         max_steps: int | None = None,
+        rerun_step: bool = False,
     ) -> _Execution:
-        x = _Execution(run_id, graph, EventLog(run_id), fresh=fresh, max_steps=max_steps)
+        x = _Execution(
+            run_id, graph, EventLog(run_id), fresh=fresh, max_steps=max_steps, rerun_step=rerun_step
+        )
         self._live[run_id] = x
         self._retain(run_id, x.log)
         x.task = asyncio.get_running_loop().create_task(self._drive(x), name=f"task {run_id}")
@@ -282,7 +293,10 @@ class TaskService:
                         self.task_timeout, self._expire, x
                     )
                 await x.graph.resume(
-                    x.run_id, max_steps=x.max_steps, on_event=lambda e: self._on_event(x, e)
+                    x.run_id,
+                    rerun_step=x.rerun_step,
+                    max_steps=x.max_steps,
+                    on_event=lambda e: self._on_event(x, e),
                 )
         except asyncio.CancelledError:
             pass  # by cancel(), the timeout or stop(): _finish records the outcome
@@ -329,8 +343,14 @@ class TaskService:
         x.log.append(kind, data, final=own and kind == "run_finished")
 
     def _finish(self, x: _Execution) -> None:
-        """Make the store tell the outcome, whatever stopped the execution."""
+        """Make the store tell the outcome, whatever stopped the execution. A storage
+        fault orphans the task: it waits ``queued`` (or stays ``running`` when even that
+        cannot be written) for the store to accept writes again, then resumes."""
         run: RunRecord | None = None
+        fault = storage_fault(x.error) and not self._closing
+        if fault:
+            assert x.error is not None
+            self.health.failed(x.error, x.run_id)
         try:
             run = self.store.get_run(x.run_id)
             if x.owned is not None:
@@ -343,8 +363,11 @@ class TaskService:
             elif self._closing:
                 if run.status in ("running", "cancelled"):
                     run = self.store.update_run(x.run_id, status="queued", error=None)
+            elif fault and run.status in ("running", "queued"):
+                why = f"waiting for the checkpoint store to accept writes: {self.health.error}"
+                run = self.store.update_run(x.run_id, status="queued", error=why[:2000])
             elif run.status in ("running", "queued"):
-                # the engine stopped before recording an outcome (a graph mismatch, storage)
+                # the engine stopped before recording an outcome (a graph mismatch)
                 e = x.error
                 if isinstance(e, FlowstateError):
                     why = f"{e.code}: {e.message}"
@@ -366,6 +389,19 @@ class TaskService:
                     final=True,
                 )
             self._evict()
+
+    def _recover(self, run_id: str) -> None:
+        """Resume a task a storage fault orphaned (the store accepts writes again)."""
+        if run_id in self._live or self._closing:
+            return
+        run = self.store.get_run(run_id)
+        graph = self.graphs.get(run.graph)
+        if run.status not in ("running", "queued") or graph is None:
+            return  # resolved meanwhile (cancelled, resumed by another process)
+        if run.status == "running":
+            self.store.update_run(run_id, status="queued", error=None)
+        log.info("resuming task %s, orphaned by a storage fault", run_id)
+        self._schedule(run_id, graph, fresh=False)
 
     def _retain(self, run_id: str, log_: EventLog) -> None:
         self._logs[run_id] = log_
@@ -431,6 +467,7 @@ class TaskService:
         answer: bool = False,
         answers: dict[str, Any] | None = None,
         max_steps: int | None = None,
+        rerun_step: bool = False,
     ) -> RunRecord:
         run = self.store.get_run(run_id)
         if run_id in self._live and run.status in _RESUMABLE:
@@ -463,7 +500,7 @@ class TaskService:
             except RunStateError as e:
                 raise ApiError(409, e.message, code=e.code) from None
         run = self.store.update_run(run_id, status="queued", error=None)
-        self._schedule(run_id, graph, fresh=False, max_steps=max_steps)
+        self._schedule(run_id, graph, fresh=False, max_steps=max_steps, rerun_step=rerun_step)
         return run
 
     # -- reading --------------------------------------------------------------------------
@@ -500,6 +537,7 @@ class TaskService:
                 task_path=p.task_path,
                 seq=p.seq,
                 payload=p.payload,
+                deadline=p.deadline,
             )
             for p in pending_interrupts(self.store, run_id)
         ]

@@ -45,6 +45,7 @@ def ui_command(
     import uvicorn
 
     from ._app import create_app
+    from ._protocol import ServerLimits, server_config
     from ._registry import GraphRegistry, load_registry
 
     token = os.environ.get("FLOWSTATE_TOKEN") or None
@@ -65,8 +66,9 @@ def ui_command(
     except ValueError as e:
         raise GraphLoadError(str(e)) from None
     app = create_app(registry, db=path, token=token, read_only=not graphs)
-    config = uvicorn.Config(
+    config = server_config(  # the default request-read deadlines and connection limit
         app,
+        ServerLimits(),
         host=host,
         port=port,
         log_level=log_level,

@@ -75,9 +75,7 @@ def city_script(req: LLMRequest) -> Any:
     return f"{city} has {result.content} inhabitants."
 
 
-def agent(
-    db: Where, memory: MemorySpec | None = GEO, llm: Any = None, tools: Any = None
-) -> Any:
+def agent(db: Where, memory: MemorySpec | None = GEO, llm: Any = None, tools: Any = None) -> Any:
     builder = react_agent(
         llm or ScriptedLLM(city_script), tools or make_tools(ToolCalls()), memory=memory
     )
@@ -423,7 +421,7 @@ def crash_everywhere(
 
 
 def sqlite_dbs(tmp: Path) -> Callable[[str], Where]:
-    return lambda name: (lambda path=str(tmp / f"{name}.db"): path)
+    return lambda name: lambda path=str(tmp / f"{name}.db"): path
 
 
 def test_react_with_memory_resumes_at_every_crash_point_without_duplicate_writes(

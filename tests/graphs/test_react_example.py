@@ -102,9 +102,7 @@ async def test_react_example_with_memory_recalls_on_either_backend(
         run_id = second.split("run ", 1)[1].split(":", 1)[0]
         checkpoints = SQLiteStore(db) if backend == "sqlite" else stores[1]
         recalls = [
-            e.response
-            for e in checkpoints.effects(run_id)
-            if e.name.startswith("memory.retrieve")
+            e.response for e in checkpoints.effects(run_id) if e.name.startswith("memory.retrieve")
         ]
         assert recalls and "Lyon and Nantes: 845,454 people in all." in recalls[0]
         if backend == "postgres":

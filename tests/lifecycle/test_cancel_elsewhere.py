@@ -34,8 +34,12 @@ def _count(db: Path) -> tuple[int, str]:
 
 def _trial(tmp_path: Path, at_writes: int) -> None:
     db = tmp_path / f"x{at_writes}.db"
-    p = subprocess.Popen([sys.executable, CHILD, str(db), "r", "run"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, CHILD, str(db), "r", "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 30
     while True:
         try:

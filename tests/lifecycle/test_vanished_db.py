@@ -28,8 +28,12 @@ CHILD = str(Path(__file__).resolve().parent / "owner_child.py")
 
 
 def _spawn(db: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, CHILD, str(db), "r", "run"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, CHILD, str(db), "r", "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_writes(db: Path, n: int) -> None:
@@ -81,8 +85,16 @@ def test_an_empty_file_next_to_a_live_wal_is_not_recreated(tmp_path: Path) -> No
     db = tmp_path / "x.db"
     s = SQLiteStore(db)
     s.create_run(
-        RunRecord(id="r", graph="g", fingerprint="f", graph_doc="{}", status="running",
-                  created_at=1.0, updated_at=1.0, input="{}"),
+        RunRecord(
+            id="r",
+            graph="g",
+            fingerprint="f",
+            graph_doc="{}",
+            status="running",
+            created_at=1.0,
+            updated_at=1.0,
+            input="{}",
+        ),
         StepRecord(run_id="r", step=0, tasks="[]", joins="{}", snapshot="{}", created_at=1.0),
     )
     held = sqlite3.connect(db)  # keeps the WAL from being folded back and removed

@@ -112,9 +112,7 @@ def test_rollback_leaves_nothing(store: MemoryStore, location: Location) -> None
     store.apply_ops(conn, ops)
     conn.execute("ROLLBACK")
     assert store.counts() == {}
-    assert conn.execute(
-        f"SELECT count(*) FROM {location.table('checkpoints')}"
-    ).fetchone() == (0,)
+    assert conn.execute(f"SELECT count(*) FROM {location.table('checkpoints')}").fetchone() == (0,)
     conn.close()
 
 

@@ -317,9 +317,7 @@ def test_postgres_reads_survive_a_dropped_connection(location: Location) -> None
     assert store.counts() == {("n", "episodic"): 2}
 
 
-def test_another_process_writes_are_seen_without_a_reload(
-    store: Any, location: Location
-) -> None:
+def test_another_process_writes_are_seen_without_a_reload(store: Any, location: Location) -> None:
     """Issue 21 item 3 with real processes: a long-lived reader catches up with what another
     process wrote (rows and removals) and never reloads the namespace."""
     episodic = store.memory("episodic", "fleet")

@@ -55,9 +55,7 @@ class Db:
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
     if request.param == "sqlite":
         path = tmp_path / "x.db"
-        yield Db(
-            lambda: str(path), lambda k: CrashingStore(path, crash_after=k), repr(str(path))
-        )
+        yield Db(lambda: str(path), lambda k: CrashingStore(path, crash_after=k), repr(str(path)))
         return
     dsn = require_postgres()
     schema = pg_schema(tmp_path, "ctx")

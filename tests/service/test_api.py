@@ -147,6 +147,7 @@ def test_interrupt_then_resume_with_a_value(serve) -> None:
             "task_path": "ask",
             "seq": 0,
             "payload": {"question": "approve?", "amount": 120},
+            "deadline": None,
         }
     ]
     # a body with unknown fields is refused
@@ -333,8 +334,10 @@ def test_public_surface_is_pinned() -> None:
 
     assert flowstate.service.__all__ == [
         "GraphRegistry",
+        "ServerLimits",
         "create_app",
         "load_registry",
         "serve_command",
+        "server_config",
         "ui_command",
     ]

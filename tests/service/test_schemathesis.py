@@ -57,7 +57,15 @@ def base_url() -> Iterator[str]:
     database=None,
 )
 def test_api_conforms_to_its_openapi_document(case, base_url: str) -> None:  # type: ignore[no-untyped-def]
-    case.call_and_validate(base_url=base_url)
+    excluded = []
+    if case.method.upper() == "POST" and case.path == "/v1/schedules":
+        # a cron expression and a time zone are checked by cronsim and zoneinfo, which no
+        # JSON Schema pattern can express ("0 0 30 2 *" never fires): a schema-valid body
+        # may get the documented 422; every other check still applies to this operation
+        from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+        excluded.append(positive_data_acceptance)
+    case.call_and_validate(base_url=base_url, excluded_checks=excluded)
 
 
 @pytest.mark.slow
@@ -84,6 +92,36 @@ def test_schemathesis_cli_all_phases_all_checks(tmp_path: Path) -> None:
                 f"{server.url}/openapi.json",
                 "--checks",
                 "all",
+                "--exclude-path-regex",
+                "^/v1/schedules",
+                "--phases",
+                "examples,coverage,fuzzing,stateful",
+                "--max-examples",
+                "100",
+                "-H",
+                f"Authorization: Bearer {TOKEN}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        # /v1/schedules without the positive-data check: a cron expression and a time zone
+        # are checked by cronsim and zoneinfo, which no JSON Schema pattern can express
+        # ("0 0 30 2 *" never fires), so a schema-valid body may get the documented 422;
+        # every other check runs (a 404 for an unknown name is a warning, not an issue)
+        sched = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "schemathesis.cli",
+                "run",
+                f"{server.url}/openapi.json",
+                "--checks",
+                "all",
+                "--exclude-checks",
+                "positive_data_acceptance",
+                "--include-path-regex",
+                "^/v1/schedules",
                 "--phases",
                 "examples,coverage,fuzzing,stateful",
                 "--max-examples",
@@ -97,3 +135,4 @@ def test_schemathesis_cli_all_phases_all_checks(tmp_path: Path) -> None:
         )
     assert out.returncode == 0, out.stdout[-4000:]
     assert "No issues found" in out.stdout
+    assert sched.returncode == 0, sched.stdout[-4000:]

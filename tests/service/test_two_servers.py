@@ -31,8 +31,9 @@ def _two_servers(tmp_path: Path, n_tasks: int, delay: float) -> None:
     with subprocess_server(db, str(n_tasks), env=env) as first:
         c = httpx.Client(base_url=first.url, timeout=10)
         ids = [
-            c.post("/v1/tasks", json={"graph": "steps",
-                                      "input": {"label": str(i), "delay": delay}}).json()["id"]
+            c.post(
+                "/v1/tasks", json={"graph": "steps", "input": {"label": str(i), "delay": delay}}
+            ).json()["id"]
             for i in range(n_tasks)
         ]
         deadline = time.monotonic() + 20

@@ -28,8 +28,9 @@ def main() -> None:
     dsn, schema, calls, run, mode = sys.argv[1:6]
     ttl = float(sys.argv[6]) if len(sys.argv) > 6 else 30.0
     # named after this process, so the test can see its session in pg_stat_activity
-    store = PostgresStore(make_conninfo(dsn, application_name=f"fs_owner_{os.getpid()}"),
-                          schema=schema)
+    store = PostgresStore(
+        make_conninfo(dsn, application_name=f"fs_owner_{os.getpid()}"), schema=schema
+    )
     app = slow_chain(Path(calls)).compile(store=store, lease_ttl=ttl)
     try:
         if mode == "run":

@@ -65,8 +65,16 @@ def main(argv: list[str]) -> int:
     deadline = time.monotonic() + 60
     while not go.exists():
         if time.monotonic() > deadline:
-            print(json.dumps({"pid": os.getpid(), "completed": [], "locked": 0,
-                              "errors": [{"run": "*", "error": "no go signal", "locked": False}]}))
+            print(
+                json.dumps(
+                    {
+                        "pid": os.getpid(),
+                        "completed": [],
+                        "locked": 0,
+                        "errors": [{"run": "*", "error": "no go signal", "locked": False}],
+                    }
+                )
+            )
             return 2
         time.sleep(0.005)
 
@@ -79,12 +87,22 @@ def main(argv: list[str]) -> int:
             if result.status == "completed":
                 completed.append(rid)
             else:
-                errors.append({"run": rid, "error": f"finished {result.status}: {result.reason}",
-                               "locked": "database is locked" in str(result.reason)})
+                errors.append(
+                    {
+                        "run": rid,
+                        "error": f"finished {result.status}: {result.reason}",
+                        "locked": "database is locked" in str(result.reason),
+                    }
+                )
         except Exception as e:
             text = "".join(traceback.format_exception(e))
-            errors.append({"run": rid, "error": f"{type(e).__name__}: {e}",
-                           "locked": "database is locked" in text})
+            errors.append(
+                {
+                    "run": rid,
+                    "error": f"{type(e).__name__}: {e}",
+                    "locked": "database is locked" in text,
+                }
+            )
 
     async def all_runs() -> None:
         await asyncio.gather(*(one(rid, seed) for rid, seed in jobs))
@@ -92,14 +110,19 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     asyncio.run(all_runs())
     store.close()
-    print(json.dumps({
-        "pid": os.getpid(),
-        "completed": completed,
-        "errors": errors,
-        "locked": sum(e["locked"] for e in errors) + DeferredBeginStore.locked,
-        "commits": store.commits,
-        "seconds": round(time.monotonic() - started, 3),
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "completed": completed,
+                "errors": errors,
+                "locked": sum(e["locked"] for e in errors) + DeferredBeginStore.locked,
+                "commits": store.commits,
+                "seconds": round(time.monotonic() - started, 3),
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 

@@ -94,8 +94,10 @@ def drop_pg_schema(schema: str) -> None:
 
 def _open_postgres(tmp_path: Path, name: str, **kwargs: Any) -> Any:
     if "durability" in kwargs:
-        pytest.skip("durability levels (WAL + synchronous) are an SQLite setting; a "
-                    "PostgresStore's durability is the server's (fsync, synchronous_commit)")
+        pytest.skip(
+            "durability levels (WAL + synchronous) are an SQLite setting; a "
+            "PostgresStore's durability is the server's (fsync, synchronous_commit)"
+        )
     dsn = require_postgres()
     from flowstate.checkpoints._postgres import PostgresStore
 
@@ -108,8 +110,10 @@ _MEMORY_DBS: dict[tuple[Path, str], InMemoryStore] = {}
 
 def _open_memory(tmp_path: Path, name: str, **kwargs: Any) -> InMemoryStore:
     if "durability" in kwargs:
-        pytest.skip("durability levels (WAL + synchronous) are an SQLite setting; an "
-                    "InMemoryStore persists nothing")
+        pytest.skip(
+            "durability levels (WAL + synchronous) are an SQLite setting; an "
+            "InMemoryStore persists nothing"
+        )
     first = _MEMORY_DBS.get((tmp_path, name))
     if first is None:
         first = _MEMORY_DBS[(tmp_path, name)] = InMemoryStore(**kwargs)
@@ -178,17 +182,28 @@ class Rec:
     def run(self, run_id: str, **kw: Any) -> RunRecord:
         t = kw.pop("created_at", None) or self.now()
         base: dict[str, Any] = dict(
-            id=run_id, graph="g", fingerprint="f" * 64, graph_doc='{"nodes":{}}',
-            status="running", input='{"n":0}', head_step=0, config="{}",
-            created_at=t, updated_at=t,
+            id=run_id,
+            graph="g",
+            fingerprint="f" * 64,
+            graph_doc='{"nodes":{}}',
+            status="running",
+            input='{"n":0}',
+            head_step=0,
+            config="{}",
+            created_at=t,
+            updated_at=t,
         )
         base.update(kw)
         return RunRecord(**base)
 
     def step(self, run_id: str, step: int, **kw: Any) -> StepRecord:
         base: dict[str, Any] = dict(
-            run_id=run_id, step=step, tasks=f'[{{"node": "n{step}", "path": "n{step}"}}]',
-            joins="{}", snapshot=None, created_at=self.now(),
+            run_id=run_id,
+            step=step,
+            tasks=f'[{{"node": "n{step}", "path": "n{step}"}}]',
+            joins="{}",
+            snapshot=None,
+            created_at=self.now(),
         )
         base.update(kw)
         return StepRecord(**base)
@@ -196,36 +211,61 @@ class Rec:
     def write(self, run_id: str, step: int, task_path: str = "t", **kw: Any) -> WriteRecord:
         t = self.now()
         base: dict[str, Any] = dict(
-            run_id=run_id, step=step, task_path=task_path, node=task_path, seq=0,
-            update=f'{{"n":{step + 1}}}', goto="[]", usage="{}", started_at=t, finished_at=t,
+            run_id=run_id,
+            step=step,
+            task_path=task_path,
+            node=task_path,
+            seq=0,
+            update=f'{{"n":{step + 1}}}',
+            goto="[]",
+            usage="{}",
+            started_at=t,
+            finished_at=t,
         )
         base.update(kw)
         return WriteRecord(**base)
 
-    def effect(self, run_id: str, step: int, task_path: str = "t", seq: int = 0,
-               **kw: Any) -> EffectRecord:
+    def effect(
+        self, run_id: str, step: int, task_path: str = "t", seq: int = 0, **kw: Any
+    ) -> EffectRecord:
         base: dict[str, Any] = dict(
-            run_id=run_id, step=step, task_path=task_path, seq=seq, name="fetch",
-            request=f'{{"args":[{seq}],"kwargs":{{}}}}', response=f'{{"v":{seq}}}',
+            run_id=run_id,
+            step=step,
+            task_path=task_path,
+            seq=seq,
+            name="fetch",
+            request=f'{{"args":[{seq}],"kwargs":{{}}}}',
+            response=f'{{"v":{seq}}}',
             created_at=self.now(),
         )
         base.update(kw)
         return EffectRecord(**base)
 
-    def interrupt(self, run_id: str, step: int, task_path: str = "t", seq: int = 0,
-                  **kw: Any) -> InterruptRecord:
+    def interrupt(
+        self, run_id: str, step: int, task_path: str = "t", seq: int = 0, **kw: Any
+    ) -> InterruptRecord:
         base: dict[str, Any] = dict(
-            run_id=run_id, step=step, task_path=task_path, seq=seq,
-            payload='{"question":"ok?"}', answer=None, created_at=self.now(),
+            run_id=run_id,
+            step=step,
+            task_path=task_path,
+            seq=seq,
+            payload='{"question":"ok?"}',
+            answer=None,
+            created_at=self.now(),
         )
         base.update(kw)
         return InterruptRecord(**base)
 
-    def attempt(self, run_id: str, step: int, task_path: str = "t", attempt: int = 1,
-                **kw: Any) -> AttemptRecord:
+    def attempt(
+        self, run_id: str, step: int, task_path: str = "t", attempt: int = 1, **kw: Any
+    ) -> AttemptRecord:
         base: dict[str, Any] = dict(
-            run_id=run_id, step=step, task_path=task_path, attempt=attempt,
-            error="ValueError: boom", created_at=self.now(),
+            run_id=run_id,
+            step=step,
+            task_path=task_path,
+            attempt=attempt,
+            error="ValueError: boom",
+            created_at=self.now(),
         )
         base.update(kw)
         return AttemptRecord(**base)
@@ -241,12 +281,28 @@ def rec() -> Rec:
 # Events that mean "something in a row was turned into code or a process". ``import`` and
 # ``compile``/``open`` are filtered further below: only imports of modules named by the
 # corruption payloads, and only compiles of text that came from a row, count.
-_CODE_EVENTS = frozenset({
-    "pickle.find_class", "marshal.loads", "marshal.load", "exec", "code.__new__",
-    "os.system", "os.exec", "os.spawn", "os.posix_spawn", "os.fork", "os.forkpty",
-    "subprocess.Popen", "ctypes.dlopen", "ctypes.call_function", "webbrowser.open",
-    "shutil.rmtree", "os.remove", "os.unlink",
-})
+_CODE_EVENTS = frozenset(
+    {
+        "pickle.find_class",
+        "marshal.loads",
+        "marshal.load",
+        "exec",
+        "code.__new__",
+        "os.system",
+        "os.exec",
+        "os.spawn",
+        "os.posix_spawn",
+        "os.fork",
+        "os.forkpty",
+        "subprocess.Popen",
+        "ctypes.dlopen",
+        "ctypes.call_function",
+        "webbrowser.open",
+        "shutil.rmtree",
+        "os.remove",
+        "os.unlink",
+    }
+)
 
 # Modules the injection payloads name; importing any of them while reading is a finding.
 PAYLOAD_MODULES = ("antigravity", "fs_evil_payload", "this", "pty", "code", "pdb")
@@ -306,4 +362,3 @@ sys.addaudithook(_RECORDER.hook)
 @pytest.fixture
 def audit() -> AuditRecorder:
     return _RECORDER
-

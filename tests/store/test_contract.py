@@ -53,12 +53,18 @@ def populate(store: Any, rec: Rec, run_id: str, **run_kw: Any) -> None:
     """A run with a row in every table: steps 0..2, writes, effects, an interrupt,
     an attempt and a signal."""
     store.create_run(rec.run(run_id, **run_kw), rec.step(run_id, 0, snapshot='{"n":0}'))
-    store.commit(run_id, writes=[rec.write(run_id, 0, "a")], effects=[rec.effect(run_id, 0, "a")],
-                 step=rec.step(run_id, 1),
-                 run_fields={"status": "running", "head_step": 1, "error": None})
+    store.commit(
+        run_id,
+        writes=[rec.write(run_id, 0, "a")],
+        effects=[rec.effect(run_id, 0, "a")],
+        step=rec.step(run_id, 1),
+        run_fields={"status": "running", "head_step": 1, "error": None},
+    )
     store.record_effect(rec.effect(run_id, 1, "b", 0))
-    store.record_interrupt(rec.interrupt(run_id, 1, "b"),
-                           {"status": "paused", "error": "interrupt in 'b'", "head_step": 1})
+    store.record_interrupt(
+        rec.interrupt(run_id, 1, "b"),
+        {"status": "paused", "error": "interrupt in 'b'", "head_step": 1},
+    )
     store.record_attempt(rec.attempt(run_id, 1, "b"))
     store.send_signal(run_id, "pause")
 
@@ -67,9 +73,7 @@ def populate(store: Any, rec: Rec, run_id: str, **run_kw: Any) -> None:
 
 
 def _protocol_methods(proto: type) -> list[str]:
-    return sorted(
-        n for n, v in vars(proto).items() if callable(v) and not n.startswith("_")
-    )
+    return sorted(n for n, v in vars(proto).items() if callable(v) and not n.startswith("_"))
 
 
 def test_every_store_implements_the_protocol_with_its_signatures(store: Any) -> None:
@@ -90,8 +94,11 @@ def test_every_store_implements_the_protocol_with_its_signatures(store: Any) -> 
 
 def test_migrate_run_rewrites_every_json_row_or_nothing(store: Any, rec: Rec) -> None:
     store.create_run(rec.run("r"), rec.step("r", 0, snapshot='{"n":0}'))
-    store.commit("r", writes=[rec.write("r", 0, "a"), rec.write("r", 0, "b", seq=1)],
-                 step=rec.step("r", 1, snapshot='{"n":1}'))
+    store.commit(
+        "r",
+        writes=[rec.write("r", 0, "a"), rec.write("r", 0, "b", seq=1)],
+        step=rec.step("r", 1, snapshot='{"n":1}'),
+    )
     before = dump(store, "r")
 
     def bad(raw: str) -> str:
@@ -100,13 +107,22 @@ def test_migrate_run_rewrites_every_json_row_or_nothing(store: Any, rec: Rec) ->
         return raw.replace('"n"', '"m"')
 
     with pytest.raises(ValueError, match="cannot convert"):
-        store.migrate_run("r", state=lambda raw: raw.replace('"n"', '"m"'), update=bad,
-                          fingerprint="x" * 64, graph_doc="{}")
+        store.migrate_run(
+            "r",
+            state=lambda raw: raw.replace('"n"', '"m"'),
+            update=bad,
+            fingerprint="x" * 64,
+            graph_doc="{}",
+        )
     assert dump(store, "r") == before
 
-    store.migrate_run("r", state=lambda raw: raw.replace('"n"', '"m"'),
-                      update=lambda raw: raw.replace('"n"', '"m"'), fingerprint="x" * 64,
-                      graph_doc="{}")
+    store.migrate_run(
+        "r",
+        state=lambda raw: raw.replace('"n"', '"m"'),
+        update=lambda raw: raw.replace('"n"', '"m"'),
+        fingerprint="x" * 64,
+        graph_doc="{}",
+    )
     run = store.get_run("r")
     assert (run.input, run.fingerprint, run.graph_doc) == ('{"m":0}', "x" * 64, "{}")
     assert [st.snapshot for st in store.steps("r")] == ['{"m":0}', '{"m":1}']
@@ -169,10 +185,12 @@ def test_list_runs_filters_by_status_graph_and_parent(store: Any, rec: Rec) -> N
     store.create_run(rec.run("p2", graph="g2"), rec.step("p2", 0))
     store.create_run(rec.run("p3", graph="g1"), rec.step("p3", 0))
     store.update_run("p3", status="completed")
-    store.create_run(rec.run("fork", graph="g1", parent_id="p1", parent_step=2),
-                     rec.step("fork", 0))
-    store.create_run(rec.run("p1/2/sub", graph="g2", parent_id="p1", parent_step=2),
-                     rec.step("p1/2/sub", 0))
+    store.create_run(
+        rec.run("fork", graph="g1", parent_id="p1", parent_step=2), rec.step("fork", 0)
+    )
+    store.create_run(
+        rec.run("p1/2/sub", graph="g2", parent_id="p1", parent_step=2), rec.step("p1/2/sub", 0)
+    )
 
     def ids(**kw: Any) -> set[str]:
         return {r.id for r in store.list_runs(**kw)}
@@ -187,7 +205,7 @@ def test_list_runs_filters_by_status_graph_and_parent(store: Any, rec: Rec) -> N
     assert ids(status="paused") == set()
 
 
-@pytest.mark.parametrize("evil", ["x' OR '1'='1", "running' --", "%", "g1\") OR 1=1 --"])
+@pytest.mark.parametrize("evil", ["x' OR '1'='1", "running' --", "%", 'g1") OR 1=1 --'])
 def test_list_runs_filter_values_are_bound_parameters(store: Any, rec: Rec, evil: str) -> None:
     """A filter value is data, never SQL (CVE-2025-67644 class)."""
     store.create_run(rec.run("r1", graph="g1"), rec.step("r1", 0))
@@ -206,8 +224,13 @@ def test_commit_lands_writes_effects_step_and_run_fields_together(store: Any, re
     e0, e1 = rec.effect("r1", 0, "a", 0), rec.effect("r1", 0, "a", 1)
     s1 = rec.step("r1", 1)
 
-    store.commit("r1", writes=[w], effects=[e0, e1], step=s1,
-                 run_fields={"status": "completed", "head_step": 1, "error": None})
+    store.commit(
+        "r1",
+        writes=[w],
+        effects=[e0, e1],
+        step=s1,
+        run_fields={"status": "completed", "head_step": 1, "error": None},
+    )
 
     assert store.writes("r1") == [w]
     assert store.effects("r1") == [e0, e1]
@@ -245,21 +268,27 @@ def _failing_commits(rec: Rec) -> dict[str, tuple[dict[str, Any], type[BaseExcep
     return {
         # the second write of the batch hits the UNIQUE (run, step, task_path) key
         "duplicate_write_in_batch": (
-            dict(writes=[new_write, rec.write("r1", 0, "a", update='{"n":99}')],
-                 effects=effects, step=step2,
-                 run_fields={"status": "completed", "head_step": 2, "error": None}),
+            dict(
+                writes=[new_write, rec.write("r1", 0, "a", update='{"n":99}')],
+                effects=effects,
+                step=step2,
+                run_fields={"status": "completed", "head_step": 2, "error": None},
+            ),
             Exception,
         ),
         # everything is inserted, then the run-field guard refuses an immutable column
         "immutable_run_field_at_the_end": (
-            dict(writes=[new_write], effects=effects, step=step2,
-                 run_fields={"head_step": 2, "graph": "other"}),
+            dict(
+                writes=[new_write],
+                effects=effects,
+                step=step2,
+                run_fields={"head_step": 2, "graph": "other"},
+            ),
             ValueError,
         ),
         # everything is inserted, then the run is not found
         "unknown_run_at_the_end": (
-            dict(writes=[new_write], effects=effects, step=step2,
-                 run_fields={"head_step": 2}),
+            dict(writes=[new_write], effects=effects, step=step2, run_fields={"head_step": 2}),
             RunNotFound,
         ),
     }
@@ -270,8 +299,12 @@ def _failing_commits(rec: Rec) -> dict[str, tuple[dict[str, Any], type[BaseExcep
 )
 def test_a_failing_commit_leaves_no_partial_rows(store: Any, rec: Rec, case: str) -> None:
     store.create_run(rec.run("r1"), rec.step("r1", 0, snapshot='{"n":0}'))
-    store.commit("r1", writes=[rec.write("r1", 0, "a")], step=rec.step("r1", 1),
-                 run_fields={"status": "running", "head_step": 1, "error": None})
+    store.commit(
+        "r1",
+        writes=[rec.write("r1", 0, "a")],
+        step=rec.step("r1", 1),
+        run_fields={"status": "running", "head_step": 1, "error": None},
+    )
     before = dump(store, "r1")
     kwargs, exc = _failing_commits(rec)[case]
     target = "ghost" if case == "unknown_run_at_the_end" else "r1"
@@ -294,8 +327,12 @@ def test_a_second_commit_of_the_same_activation_is_refused_and_the_first_kept(
     first = rec.write("r1", 0, "a", update='{"n":1}')
     store.commit("r1", writes=[first])
     with pytest.raises(Exception):  # noqa: B017 - the type is pinned by the test below
-        store.commit("r1", writes=[rec.write("r1", 0, "a", update='{"n":2}')],
-                     step=rec.step("r1", 1), run_fields={"head_step": 1})
+        store.commit(
+            "r1",
+            writes=[rec.write("r1", 0, "a", update='{"n":2}')],
+            step=rec.step("r1", 1),
+            run_fields={"head_step": 1},
+        )
     assert store.writes("r1") == [first]
     assert store.latest_step("r1").step == 0
     assert store.get_run("r1").head_step == 0
@@ -311,16 +348,20 @@ def test_a_duplicate_commit_raises_a_store_error(store: Any, rec: Rec) -> None:
 
 def test_a_commit_for_an_unknown_run_raises_run_not_found(store: Any, rec: Rec) -> None:
     with pytest.raises(RunNotFound):
-        store.commit("ghost", writes=[rec.write("ghost", 0, "a")],
-                     run_fields={"status": "running", "head_step": 1, "error": None})
+        store.commit(
+            "ghost",
+            writes=[rec.write("ghost", 0, "a")],
+            run_fields={"status": "running", "head_step": 1, "error": None},
+        )
     assert store.writes("ghost") == []
 
 
 def test_commit_refuses_immutable_run_fields_on_every_path(store: Any, rec: Rec) -> None:
     store.create_run(rec.run("r1", graph="g"), rec.step("r1", 0))
     with pytest.raises(ValueError, match="graph"):
-        store.commit("r1", run_fields={"status": "running", "head_step": 1, "error": None,
-                                       "graph": "other"})
+        store.commit(
+            "r1", run_fields={"status": "running", "head_step": 1, "error": None, "graph": "other"}
+        )
     assert store.get_run("r1").head_step == 0
 
 
@@ -334,8 +375,11 @@ def test_effects_journal_keeps_the_first_record_of_a_key(store: Any, rec: Rec) -
     first = rec.effect("r1", 0, "a", 0, response='{"v":1}')
     store.record_effect(first)
     store.record_effect(rec.effect("r1", 0, "a", 0, response='{"v":2}'))
-    store.commit("r1", writes=[rec.write("r1", 0, "a")],
-                 effects=[rec.effect("r1", 0, "a", 0, response='{"v":3}')])
+    store.commit(
+        "r1",
+        writes=[rec.write("r1", 0, "a")],
+        effects=[rec.effect("r1", 0, "a", 0, response='{"v":3}')],
+    )
     assert store.effects("r1") == [first]
 
 
@@ -356,8 +400,10 @@ def test_record_effect_replace_overwrites_the_record_of_its_key(store: Any, rec:
 def test_effects_filter_and_order(store: Any, rec: Rec) -> None:
     store.create_run(rec.run("r1"), rec.step("r1", 0))
     store.create_run(rec.run("r2"), rec.step("r2", 0))
-    made = [rec.effect("r1", s, p, q) for s, p, q in
-            [(1, "b", 1), (0, "z", 0), (1, "a", 0), (1, "b", 0), (0, "a", 2)]]
+    made = [
+        rec.effect("r1", s, p, q)
+        for s, p, q in [(1, "b", 1), (0, "z", 0), (1, "a", 0), (1, "b", 0), (0, "a", 2)]
+    ]
     for e in made:
         store.record_effect(e)
     store.record_effect(rec.effect("r2", 0, "a", 0))
@@ -376,8 +422,7 @@ def test_effects_filter_and_order(store: Any, rec: Rec) -> None:
 def test_record_interrupt_pauses_the_run_in_the_same_transaction(store: Any, rec: Rec) -> None:
     store.create_run(rec.run("r1"), rec.step("r1", 0))
     intr = rec.interrupt("r1", 0, "a", 0)
-    store.record_interrupt(intr, {"status": "paused", "error": "interrupt in 'a'",
-                                  "head_step": 0})
+    store.record_interrupt(intr, {"status": "paused", "error": "interrupt in 'a'", "head_step": 0})
     assert store.interrupts("r1") == [intr]
     run = store.get_run("r1")
     assert (run.status, run.error) == ("paused", "interrupt in 'a'")
@@ -405,8 +450,11 @@ def test_answer_interrupt_replaces_the_row_and_filters_by_step(store: Any, rec: 
 
 def test_attempts_are_listed_in_order(store: Any, rec: Rec) -> None:
     store.create_run(rec.run("r1"), rec.step("r1", 0))
-    made = [rec.attempt("r1", 1, "b", 2), rec.attempt("r1", 0, "a", 1),
-            rec.attempt("r1", 1, "b", 1)]
+    made = [
+        rec.attempt("r1", 1, "b", 2),
+        rec.attempt("r1", 0, "a", 1),
+        rec.attempt("r1", 1, "b", 1),
+    ]
     for a in made:
         store.record_attempt(a)
     assert store.attempts("r1") == [made[1], made[2], made[0]]
@@ -436,8 +484,9 @@ def test_update_run_changes_only_mutable_fields(store: Any, rec: Rec) -> None:
     assert got == store.get_run("r1")
     assert (got.status, got.error, got.head_step) == ("failed", "node 'a' failed", 4)
     assert got.updated_at > run.updated_at
-    assert got.model_dump(exclude={"status", "error", "head_step", "updated_at"}) == \
-        run.model_dump(exclude={"status", "error", "head_step", "updated_at"})
+    assert got.model_dump(exclude={"status", "error", "head_step", "updated_at"}) == run.model_dump(
+        exclude={"status", "error", "head_step", "updated_at"}
+    )
 
     store.update_run("r1", error=None)
     assert store.get_run("r1").error is None
@@ -474,8 +523,15 @@ def test_delete_run_removes_child_runs_and_everything_hanging_off_them(
 
     for rid in family:
         d = dump(store, rid)
-        assert d == {"run": None, "steps": [], "writes": [], "effects": [], "interrupts": [],
-                     "attempts": [], "signals": set()}, rid
+        assert d == {
+            "run": None,
+            "steps": [],
+            "writes": [],
+            "effects": [],
+            "interrupts": [],
+            "attempts": [],
+            "signals": set(),
+        }, rid
         with pytest.raises(RunNotFound):
             store.get_run(rid)
     for rid in others:
@@ -596,8 +652,13 @@ def test_table_sizes_and_largest_runs(store: Any, rec: Rec) -> None:
 
 
 def test_latest_step_last_snapshot_and_step_ranges(store: Any, rec: Rec) -> None:
-    s = [rec.step("r1", 0, snapshot='{"n":0}'), rec.step("r1", 1), rec.step("r1", 2,
-         snapshot='{"n":2}'), rec.step("r1", 3), rec.step("r1", 4)]
+    s = [
+        rec.step("r1", 0, snapshot='{"n":0}'),
+        rec.step("r1", 1),
+        rec.step("r1", 2, snapshot='{"n":2}'),
+        rec.step("r1", 3),
+        rec.step("r1", 4),
+    ]
     store.create_run(rec.run("r1"), s[0])
     for st in s[1:]:
         store.commit("r1", step=st)
@@ -618,12 +679,20 @@ def test_latest_step_last_snapshot_and_step_ranges(store: Any, rec: Rec) -> None
 
 def test_writes_are_ordered_by_step_then_merge_order(store: Any, rec: Rec) -> None:
     store.create_run(rec.run("r1"), rec.step("r1", 0))
-    ws = [rec.write("r1", 1, "b", seq=1), rec.write("r1", 0, "a"), rec.write("r1", 1, "c", seq=0),
-          rec.write("r1", 2, "d")]
+    ws = [
+        rec.write("r1", 1, "b", seq=1),
+        rec.write("r1", 0, "a"),
+        rec.write("r1", 1, "c", seq=0),
+        rec.write("r1", 2, "d"),
+    ]
     for w in ws:
         store.commit("r1", writes=[w])
     assert [(w.step, w.task_path) for w in store.writes("r1")] == [
-        (0, "a"), (1, "c"), (1, "b"), (2, "d")]
+        (0, "a"),
+        (1, "c"),
+        (1, "b"),
+        (2, "d"),
+    ]
     assert [w.task_path for w in store.writes("r1", 1, 2)] == ["c", "b"]
     assert [w.task_path for w in store.writes("r1", 1)] == ["c", "b", "d"]
     assert store.visit_counts("r1") == {"a": 1, "b": 1, "c": 1, "d": 1}
@@ -636,12 +705,15 @@ def test_usage_totals_sum_the_committed_activations(store: Any, rec: Rec) -> Non
     for step, usage in enumerate(used):
         store.commit("r1", writes=[rec.write("r1", step, f"n{step}", usage=usage)])
     assert store.usage_totals("r1") == (
-        3, {"input_tokens": 10, "output_tokens": 2, "cache_read": 5})
+        3,
+        {"input_tokens": 10, "output_tokens": 2, "cache_read": 5},
+    )
     assert store.usage_totals("ghost") == (0, {"input_tokens": 0, "output_tokens": 0})
 
 
-def test_rows_survive_closing_and_reopening_the_store(store_factory: StoreFactory,
-                                                      rec: Rec) -> None:
+def test_rows_survive_closing_and_reopening_the_store(
+    store_factory: StoreFactory, rec: Rec
+) -> None:
     s1 = store_factory("reopen")
     populate(s1, rec, "r1")
     before = dump(s1, "r1")
@@ -654,8 +726,9 @@ def test_rows_survive_closing_and_reopening_the_store(store_factory: StoreFactor
 
 
 @pytest.mark.parametrize(("durability", "synchronous"), [("normal", 1), ("full", 2)])
-def test_durability_sets_wal_and_synchronous(store_factory: StoreFactory, durability: str,
-                                             synchronous: int) -> None:
+def test_durability_sets_wal_and_synchronous(
+    store_factory: StoreFactory, durability: str, synchronous: int
+) -> None:
     s = store_factory(durability, durability=durability)
     sqlite_only(s)
     assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -683,16 +756,26 @@ def _write_ops(store: Any, rec: Rec) -> list[tuple[str, Any]]:
     r = "r1"
     return [
         ("create_run", lambda: store.create_run(rec.run(r), rec.step(r, 0, snapshot="{}"))),
-        ("commit", lambda: store.commit(r, writes=[rec.write(r, 0, "a")],
-                                        effects=[rec.effect(r, 0, "a")], step=rec.step(r, 1),
-                                        run_fields={"status": "running", "head_step": 1,
-                                                    "error": None})),
-        ("commit_partial", lambda: store.commit(r, writes=[rec.write(r, 1, "b")],
-                                                run_fields={"head_step": 2})),
+        (
+            "commit",
+            lambda: store.commit(
+                r,
+                writes=[rec.write(r, 0, "a")],
+                effects=[rec.effect(r, 0, "a")],
+                step=rec.step(r, 1),
+                run_fields={"status": "running", "head_step": 1, "error": None},
+            ),
+        ),
+        (
+            "commit_partial",
+            lambda: store.commit(r, writes=[rec.write(r, 1, "b")], run_fields={"head_step": 2}),
+        ),
         ("commit_failing", lambda: store.commit(r, writes=[rec.write(r, 0, "a")])),
         ("record_effect", lambda: store.record_effect(rec.effect(r, 1, "b", 3))),
-        ("record_interrupt", lambda: store.record_interrupt(rec.interrupt(r, 1, "b"),
-                                                            {"status": "paused"})),
+        (
+            "record_interrupt",
+            lambda: store.record_interrupt(rec.interrupt(r, 1, "b"), {"status": "paused"}),
+        ),
         ("answer_interrupt", lambda: store.answer_interrupt(rec.interrupt(r, 1, "b"), '"y"')),
         ("record_attempt", lambda: store.record_attempt(rec.attempt(r, 1, "b"))),
         ("update_run", lambda: store.update_run(r, status="running")),
@@ -786,12 +869,20 @@ def test_reads_leave_no_transaction_open(store: Any, rec: Rec) -> None:
     log: list[str] = []
     store.conn.set_trace_callback(log.append)
     try:
-        for read in (lambda: store.get_run("r1"), lambda: store.list_runs(),
-                     lambda: store.steps("r1"), lambda: store.writes("r1"),
-                     lambda: store.effects("r1"), lambda: store.interrupts("r1"),
-                     lambda: store.latest_step("r1"), lambda: store.last_snapshot("r1", 5),
-                     lambda: store.signals("r1"), lambda: store.attempts("r1"),
-                     lambda: store.visit_counts("r1"), store.integrity_check):
+        for read in (
+            lambda: store.get_run("r1"),
+            lambda: store.list_runs(),
+            lambda: store.steps("r1"),
+            lambda: store.writes("r1"),
+            lambda: store.effects("r1"),
+            lambda: store.interrupts("r1"),
+            lambda: store.latest_step("r1"),
+            lambda: store.last_snapshot("r1", 5),
+            lambda: store.signals("r1"),
+            lambda: store.attempts("r1"),
+            lambda: store.visit_counts("r1"),
+            store.integrity_check,
+        ):
             read()
             assert not store.conn.in_transaction
     finally:

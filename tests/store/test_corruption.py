@@ -63,7 +63,10 @@ SENTINEL = Path(tempfile.gettempdir()) / f"{PAYLOAD_MARKER}_sentinel_{os.getpid(
 """Created by every executable payload below if it ever runs."""
 
 EXAMPLES = settings(
-    max_examples=40, deadline=None, derandomize=True, database=None,
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
@@ -86,13 +89,23 @@ INJECTED_KEYS: list[tuple[str, Any]] = [
     ("lc", 2),
 ]
 WHOLE_PAYLOADS: list[str | bytes] = [
-    json.dumps({"lc": 2, "type": "constructor", "id": ["os", "system"],
-                "kwargs": {"command": f"touch {SENTINEL}"}}),
+    json.dumps(
+        {
+            "lc": 2,
+            "type": "constructor",
+            "id": ["os", "system"],
+            "kwargs": {"command": f"touch {SENTINEL}"},
+        }
+    ),
     json.dumps({"lc": 1, "type": "secret", "id": ["HOME"]}),
     json.dumps({"py/reduce": [{"py/function": "os.system"}, {"py/tuple": [f"touch {SENTINEL}"]}]}),
     json.dumps({"py/object": f"{PAYLOAD_MARKER}.Boom", "__module__": PAYLOAD_MARKER}),
-    json.dumps({"__class__": {"__module__": "subprocess", "__name__": "Popen"},
-                "args": [["touch", str(SENTINEL)]]}),
+    json.dumps(
+        {
+            "__class__": {"__module__": "subprocess", "__name__": "Popen"},
+            "args": [["touch", str(SENTINEL)]],
+        }
+    ),
     json.dumps({"type": "constructor", "id": ["antigravity"], "module": "this"}),
     base64.b64encode(PICKLE_BYTES).decode(),
     PICKLE_TEXT,
@@ -142,8 +155,7 @@ def _copy_db(src: Path, dst: Path) -> None:
     shutil.copyfile(src, dst)
 
 
-def _readers(store: SQLiteStore, app: CompiledGraph[Any], rid: str
-             ) -> dict[str, Callable[[], Any]]:
+def _readers(store: SQLiteStore, app: CompiledGraph[Any], rid: str) -> dict[str, Callable[[], Any]]:
     return {
         "get_run": lambda: store.get_run(rid),
         "list_runs": lambda: store.list_runs(include_children=True, limit=1000),
@@ -200,8 +212,9 @@ def golden(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Golden]:
         assert (await app.run({"n": 3}, run_id=OTHER)).status == "paused"
 
     asyncio.run(build())
-    reads = {rid: {k: f() for k, f in _readers(store, app, rid).items()}
-             for rid in (DONE, PAUSED, OTHER)}
+    reads = {
+        rid: {k: f() for k, f in _readers(store, app, rid).items()} for rid in (DONE, PAUSED, OTHER)
+    }
     reads[DONE]["resume"] = asyncio.run(app.resume(DONE))
     rows = {t: {rid: _rows(store.conn, t, rid) for rid in VICTIMS} for t in TABLES}
     _checkpoint_and_close(store)
@@ -281,11 +294,14 @@ def _new_key(draw: Any, golden: Golden, table: str, row: dict[str, Any], col: st
     if col == "created_at":
         return v + draw(st.sampled_from([1.0, -0.5, 1e-6]))
     if col == "status":
-        return draw(st.sampled_from([s for s in ("running", "paused", "completed", "failed",
-                                                  "cancelled") if s != v]))
+        return draw(
+            st.sampled_from(
+                [s for s in ("running", "paused", "completed", "failed", "cancelled") if s != v]
+            )
+        )
     if col == "fingerprint":
         i = draw(st.integers(0, len(v) - 1))
-        return v[:i] + ("0" if v[i] != "0" else "1") + v[i + 1:]
+        return v[:i] + ("0" if v[i] != "0" else "1") + v[i + 1 :]
     if col == "parent_id":
         # never the bystander: a row that claims another run as its parent is a change to
         # that run's family (see test_a_corrupt_fork_does_not_break_its_parents_history)
@@ -294,13 +310,15 @@ def _new_key(draw: Any, golden: Golden, table: str, row: dict[str, Any], col: st
     return draw(st.sampled_from([f"{v}x", "g2", "g0", "os.system", PAYLOAD_MARKER]))
 
 
-def draw_corruption(draw: Any, golden: Golden, table: str, klass: str,
-                    victims: tuple[str, ...] = VICTIMS) -> Corruption:
+def draw_corruption(
+    draw: Any, golden: Golden, table: str, klass: str, victims: tuple[str, ...] = VICTIMS
+) -> Corruption:
     rid = draw(st.sampled_from(victims))
     candidates = golden.rows[table][rid]
     if klass == "flip_digit":
-        candidates = [r for r in candidates
-                      if any(_has_digit(r[c]) for c in PAYLOAD_COLUMNS[table])]
+        candidates = [
+            r for r in candidates if any(_has_digit(r[c]) for c in PAYLOAD_COLUMNS[table])
+        ]
     elif klass in ("truncate", "inject"):
         candidates = [r for r in candidates if any(r[c] for c in PAYLOAD_COLUMNS[table])]
     row = draw(st.sampled_from(candidates))
@@ -318,16 +336,18 @@ def draw_corruption(draw: Any, golden: Golden, table: str, klass: str,
         if klass == "flip_digit":
             i = draw(st.sampled_from([i for i, ch in enumerate(orig) if ch.isdigit()]))
             d = draw(st.sampled_from([c for c in "123456789" if c != orig[i]]))
-            value = orig[:i] + d + orig[i + 1:]
+            value = orig[:i] + d + orig[i + 1 :]
             json.loads(value)  # still valid JSON: only the row hash can catch it
         elif klass == "truncate":
             value = orig[: draw(st.integers(0, len(orig) - 1))]
         elif klass == "garbage":
-            value = draw(st.one_of(
-                st.text(max_size=40).filter(_not_json),
-                st.binary(min_size=1, max_size=40),
-                st.sampled_from(["\x00", "{{{{", "]", "NaN]", "\ufeff{}", "'single'"]),
-            ))
+            value = draw(
+                st.one_of(
+                    st.text(max_size=40).filter(_not_json),
+                    st.binary(min_size=1, max_size=40),
+                    st.sampled_from(["\x00", "{{{{", "]", "NaN]", "\ufeff{}", "'single'"]),
+                )
+            )
         else:
             value = _inject(draw, orig)
     assume(value != row[col])
@@ -340,8 +360,7 @@ def draw_corruption(draw: Any, golden: Golden, table: str, klass: str,
 def apply(path: Path, c: Corruption) -> None:
     conn = sqlite3.connect(path)
     try:
-        conn.execute(f'UPDATE "{c.table}" SET "{c.column}" = ? WHERE rowid = ?',
-                     [c.value, c.rowid])
+        conn.execute(f'UPDATE "{c.table}" SET "{c.column}" = ? WHERE rowid = ?', [c.value, c.rowid])
         conn.commit()
     except sqlite3.IntegrityError:
         assume(False)  # the new key collides with another row: not this class's case
@@ -408,8 +427,9 @@ def assert_bystander_intact(golden: Golden, store: SQLiteStore, app: CompiledGra
     assert (result.status, result.state) == ("completed", golden.other_final)
 
 
-def open_copy(golden: Golden, workdir: Path, c: Corruption | None
-              ) -> tuple[Path, SQLiteStore, CompiledGraph[Any]]:
+def open_copy(
+    golden: Golden, workdir: Path, c: Corruption | None
+) -> tuple[Path, SQLiteStore, CompiledGraph[Any]]:
     path = workdir / f"db-{next(_COPIES)}.db"
     _copy_db(golden.path, path)
     if c is not None:
@@ -481,7 +501,10 @@ def test_a_corrupt_row_is_reported_typed_and_contained(
 @pytest.mark.parametrize(
     "table",
     [
-        "runs", "steps", "writes", "effects",
+        "runs",
+        "steps",
+        "writes",
+        "effects",
         "interrupts",
     ],
 )
@@ -505,8 +528,9 @@ def test_resuming_a_paused_run_with_a_corrupt_row_is_typed(
             except Exception as e:
                 pytest.fail(f"{c.describe()}: resume raised {type(e).__name__}: {e}")
             else:
-                assert (result.status, result.state) == ("completed", golden.paused_final), \
+                assert (result.status, result.state) == ("completed", golden.paused_final), (
                     f"{c.describe()}: resume completed with a different state"
+                )
             assert_bystander_intact(golden, store, app)
         check_no_execution(events)
     finally:
@@ -576,16 +600,13 @@ def test_a_missing_write_row_is_not_silently_skipped(
         store.close()
 
 
-def test_a_corrupt_fork_does_not_break_its_parents_history(
-    golden: Golden, workdir: Path
-) -> None:
+def test_a_corrupt_fork_does_not_break_its_parents_history(golden: Golden, workdir: Path) -> None:
     path, store, app = open_copy(golden, workdir, None)
     try:
         fork = asyncio.run(app.fork(DONE, at=2, new_run_id="fork-of-done"))
         assert fork.status == "completed"
         conn = sqlite3.connect(path)
-        conn.execute("UPDATE runs SET input = replace(input, '1', '7') WHERE id = ?",
-                     [fork.run_id])
+        conn.execute("UPDATE runs SET input = replace(input, '1', '7') WHERE id = ?", [fork.run_id])
         conn.commit()
         conn.close()
         with pytest.raises(CorruptRowError):
@@ -604,8 +625,10 @@ def test_a_row_with_invalid_utf8_names_its_table_and_run(
     path, store, app = open_copy(golden, workdir, None)
     try:
         conn = sqlite3.connect(path)
-        conn.execute(f'UPDATE "{table}" SET "{col}" = CAST(? AS TEXT) WHERE rowid = ?',
-                     [b'{"n":\xff\xfe}', row["rowid_"]])
+        conn.execute(
+            f'UPDATE "{table}" SET "{col}" = CAST(? AS TEXT) WHERE rowid = ?',
+            [b'{"n":\xff\xfe}', row["rowid_"]],
+        )
         conn.commit()
         conn.close()
         got = call_all(_readers(store, app, DONE))
@@ -614,8 +637,7 @@ def test_a_row_with_invalid_utf8_names_its_table_and_run(
             assert name in got.typed, name
         for name, e in got.typed.items():
             step = None if table == "runs" else row["step"]
-            assert_names_the_row(Corruption(table, DONE, row["rowid_"], col, None, step),
-                                 name, e)
+            assert_names_the_row(Corruption(table, DONE, row["rowid_"], col, None, step), name, e)
     finally:
         store.close()
 
@@ -636,20 +658,26 @@ def _forge(path: Path, table: str, rid: str, match: dict[str, Any], col: str, va
         key = "id" if table == "runs" else "run_id"
         where = " AND ".join([f'"{key}" = ?', *(f'"{k}" = ?' for k in match)])
         params = [rid, *match.values()]
-        n = conn.execute(f'UPDATE "{table}" SET "{col}" = ? WHERE {where}',
-                         [value, *params]).rowcount
+        n = conn.execute(
+            f'UPDATE "{table}" SET "{col}" = ? WHERE {where}', [value, *params]
+        ).rowcount
         assert n == 1, (table, rid, match)
         names = ", ".join(f'"{c}"' for c in cols)
-        rowid, *vals = conn.execute(f'SELECT rowid, {names} FROM "{table}" WHERE {where}',
-                                    params).fetchone()
+        rowid, *vals = conn.execute(
+            f'SELECT rowid, {names} FROM "{table}" WHERE {where}', params
+        ).fetchone()
         if table == "runs":
             d = dict(zip(cols, vals, strict=True))
-            conn.execute("UPDATE runs SET hash = ?, mhash = ? WHERE rowid = ?",
-                         [row_hash(*(d[c] for c in _RUN_IMMUTABLE)),
-                          row_hash(*(d[c] for c in _MUTABLE)), rowid])
+            conn.execute(
+                "UPDATE runs SET hash = ?, mhash = ? WHERE rowid = ?",
+                [
+                    row_hash(*(d[c] for c in _RUN_IMMUTABLE)),
+                    row_hash(*(d[c] for c in _MUTABLE)),
+                    rowid,
+                ],
+            )
         else:
-            conn.execute(f'UPDATE "{table}" SET hash = ? WHERE rowid = ?',
-                         [row_hash(*vals), rowid])
+            conn.execute(f'UPDATE "{table}" SET hash = ? WHERE rowid = ?', [row_hash(*vals), rowid])
         conn.commit()
     finally:
         conn.close()
@@ -674,74 +702,193 @@ _BLAME = (
 )
 
 FORGED = [
-    pytest.param("steps", PAUSED, {"step": 1}, "tasks", '[{"nod": 1}]',
-                 marks=_xf(_RAW_PARSE.format(what="steps.tasks", exc="KeyError",
-                                             where="Execution.__init__ (Task.from_json)")),
-                 id="steps.tasks-wrong-shape"),
-    pytest.param("steps", PAUSED, {"step": 1}, "tasks", '{"__class__": "os.system"}',
-                 marks=_xf(_RAW_PARSE.format(what="steps.tasks", exc="TypeError",
-                                             where="Execution.__init__")),
-                 id="steps.tasks-injected-object"),
-    pytest.param("steps", PAUSED, {"step": 1}, "tasks", '[{"node": "g1", "pa',
-                 marks=_xf(_RAW_PARSE.format(what="steps.tasks", exc="JSONDecodeError",
-                                             where="CompiledGraph._continue and "
-                                                   "Execution.__init__")),
-                 id="steps.tasks-truncated"),
-    pytest.param("steps", PAUSED, {"step": 1}, "joins", "[1",
-                 marks=_xf(_RAW_PARSE.format(what="steps.joins", exc="JSONDecodeError",
-                                             where="Execution.__init__")),
-                 id="steps.joins-truncated"),
-    pytest.param("runs", PAUSED, {}, "config", "{not json",
-                 marks=_xf(_RAW_PARSE.format(what="runs.config", exc="JSONDecodeError",
-                                             where="CompiledGraph._execute")),
-                 id="runs.config-garbage"),
-    pytest.param("runs", PAUSED, {}, "config", '["os.system"]',
-                 marks=_xf(_RAW_PARSE.format(what="runs.config", exc="TypeError",
-                                             where="CompiledGraph._execute")),
-                 id="runs.config-wrong-type"),
-    pytest.param("runs", PAUSED, {}, "fingerprint", "0" * 64,
-                 marks=_xf(_RAW_PARSE.format(what="runs.graph_doc (after a fingerprint "
-                                                  "mismatch)", exc="JSONDecodeError",
-                                             where="CompiledGraph.check_graph")),
-                 id="runs.fingerprint-with-garbage-graph-doc"),
-    pytest.param("writes", DONE, {"step": 0}, "goto", '[{"x": 1}]',
-                 marks=_xf(_RAW_PARSE.format(what="writes.goto", exc="KeyError",
-                                             where="goto_from_json (CompiledGraph."
-                                                   "_committed_from catches only ValueError "
-                                                   "and ValidationError)")),
-                 id="writes.goto-wrong-shape"),
-    pytest.param("writes", DONE, {"step": 0}, "update", '{"n": "13"}',
-                 marks=_xf("BUG (G7 strict): StateSchema.load_update validates stored "
-                           "updates with TypeAdapter.validate_json in lax mode, so a forged "
-                           '{"n": "13"} is coerced to 13 instead of being refused'),
-                 id="writes.update-coercible-type"),
-    pytest.param("writes", DONE, {"step": 0}, "update",
-                 '{"n": 14, "__class__": "os.system"}', id="writes.update-extra-key"),
-    pytest.param("writes", DONE, {"step": 0}, "update", PICKLE_TEXT,
-                 marks=_xf(_RAW_PARSE.format(what="writes.update", exc="JSONDecodeError",
-                                             where="CompiledGraph.history")),
-                 id="writes.update-pickle-text"),
-    pytest.param("steps", DONE, {"step": 0}, "snapshot",
-                 '{"n": 1, "answer": "", "log": [], "__reduce__": ["os.system", ["id"]]}',
-                 id="steps.snapshot-extra-key"),
-    pytest.param("steps", DONE, {"step": 0}, "snapshot", '{"n": 1.5, "answer": "", "log": []}',
-                 id="steps.snapshot-wrong-type"),
-    pytest.param("effects", PAUSED, {"step": 1}, "response", PICKLE_TEXT,
-                 marks=_xf(_BLAME.format(what="effect response",
-                                         where="NodeContext._decode")),
-                 id="effects.response-pickle-text"),
-    pytest.param("interrupts", PAUSED, {"step": 1}, "answer", base64.b64encode(
-                 PICKLE_BYTES).decode(),
-                 marks=_xf(_BLAME.format(what="interrupt answer",
-                                         where="NodeContext.interrupt")),
-                 id="interrupts.answer-base64-pickle"),
+    pytest.param(
+        "steps",
+        PAUSED,
+        {"step": 1},
+        "tasks",
+        '[{"nod": 1}]',
+        marks=_xf(
+            _RAW_PARSE.format(
+                what="steps.tasks", exc="KeyError", where="Execution.__init__ (Task.from_json)"
+            )
+        ),
+        id="steps.tasks-wrong-shape",
+    ),
+    pytest.param(
+        "steps",
+        PAUSED,
+        {"step": 1},
+        "tasks",
+        '{"__class__": "os.system"}',
+        marks=_xf(
+            _RAW_PARSE.format(what="steps.tasks", exc="TypeError", where="Execution.__init__")
+        ),
+        id="steps.tasks-injected-object",
+    ),
+    pytest.param(
+        "steps",
+        PAUSED,
+        {"step": 1},
+        "tasks",
+        '[{"node": "g1", "pa',
+        marks=_xf(
+            _RAW_PARSE.format(
+                what="steps.tasks",
+                exc="JSONDecodeError",
+                where="CompiledGraph._continue and Execution.__init__",
+            )
+        ),
+        id="steps.tasks-truncated",
+    ),
+    pytest.param(
+        "steps",
+        PAUSED,
+        {"step": 1},
+        "joins",
+        "[1",
+        marks=_xf(
+            _RAW_PARSE.format(what="steps.joins", exc="JSONDecodeError", where="Execution.__init__")
+        ),
+        id="steps.joins-truncated",
+    ),
+    pytest.param(
+        "runs",
+        PAUSED,
+        {},
+        "config",
+        "{not json",
+        marks=_xf(
+            _RAW_PARSE.format(
+                what="runs.config", exc="JSONDecodeError", where="CompiledGraph._execute"
+            )
+        ),
+        id="runs.config-garbage",
+    ),
+    pytest.param(
+        "runs",
+        PAUSED,
+        {},
+        "config",
+        '["os.system"]',
+        marks=_xf(
+            _RAW_PARSE.format(what="runs.config", exc="TypeError", where="CompiledGraph._execute")
+        ),
+        id="runs.config-wrong-type",
+    ),
+    pytest.param(
+        "runs",
+        PAUSED,
+        {},
+        "fingerprint",
+        "0" * 64,
+        marks=_xf(
+            _RAW_PARSE.format(
+                what="runs.graph_doc (after a fingerprint mismatch)",
+                exc="JSONDecodeError",
+                where="CompiledGraph.check_graph",
+            )
+        ),
+        id="runs.fingerprint-with-garbage-graph-doc",
+    ),
+    pytest.param(
+        "writes",
+        DONE,
+        {"step": 0},
+        "goto",
+        '[{"x": 1}]',
+        marks=_xf(
+            _RAW_PARSE.format(
+                what="writes.goto",
+                exc="KeyError",
+                where="goto_from_json (CompiledGraph."
+                "_committed_from catches only ValueError "
+                "and ValidationError)",
+            )
+        ),
+        id="writes.goto-wrong-shape",
+    ),
+    pytest.param(
+        "writes",
+        DONE,
+        {"step": 0},
+        "update",
+        '{"n": "13"}',
+        marks=_xf(
+            "BUG (G7 strict): StateSchema.load_update validates stored "
+            "updates with TypeAdapter.validate_json in lax mode, so a forged "
+            '{"n": "13"} is coerced to 13 instead of being refused'
+        ),
+        id="writes.update-coercible-type",
+    ),
+    pytest.param(
+        "writes",
+        DONE,
+        {"step": 0},
+        "update",
+        '{"n": 14, "__class__": "os.system"}',
+        id="writes.update-extra-key",
+    ),
+    pytest.param(
+        "writes",
+        DONE,
+        {"step": 0},
+        "update",
+        PICKLE_TEXT,
+        marks=_xf(
+            _RAW_PARSE.format(
+                what="writes.update", exc="JSONDecodeError", where="CompiledGraph.history"
+            )
+        ),
+        id="writes.update-pickle-text",
+    ),
+    pytest.param(
+        "steps",
+        DONE,
+        {"step": 0},
+        "snapshot",
+        '{"n": 1, "answer": "", "log": [], "__reduce__": ["os.system", ["id"]]}',
+        id="steps.snapshot-extra-key",
+    ),
+    pytest.param(
+        "steps",
+        DONE,
+        {"step": 0},
+        "snapshot",
+        '{"n": 1.5, "answer": "", "log": []}',
+        id="steps.snapshot-wrong-type",
+    ),
+    pytest.param(
+        "effects",
+        PAUSED,
+        {"step": 1},
+        "response",
+        PICKLE_TEXT,
+        marks=_xf(_BLAME.format(what="effect response", where="NodeContext._decode")),
+        id="effects.response-pickle-text",
+    ),
+    pytest.param(
+        "interrupts",
+        PAUSED,
+        {"step": 1},
+        "answer",
+        base64.b64encode(PICKLE_BYTES).decode(),
+        marks=_xf(_BLAME.format(what="interrupt answer", where="NodeContext.interrupt")),
+        id="interrupts.answer-base64-pickle",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("table", "rid", "match", "col", "value"), FORGED)
 def test_a_forged_row_is_refused_typed_by_the_engine(
-    golden: Golden, workdir: Path, audit: AuditRecorder, table: str, rid: str,
-    match: dict[str, Any], col: str, value: Any
+    golden: Golden,
+    workdir: Path,
+    audit: AuditRecorder,
+    table: str,
+    rid: str,
+    match: dict[str, Any],
+    col: str,
+    value: Any,
 ) -> None:
     path, store, app = open_copy(golden, workdir, None)
     if col == "fingerprint":
@@ -751,8 +898,7 @@ def test_a_forged_row_is_refused_typed_by_the_engine(
         readers: dict[str, Callable[[], Any]] = {
             "get_state": lambda: app.get_state(rid),
             "history": lambda: app.history(rid),
-            "resume": lambda: asyncio.run(
-                app.resume(rid, value="yes" if rid == PAUSED else None)),
+            "resume": lambda: asyncio.run(app.resume(rid, value="yes" if rid == PAUSED else None)),
         }
         with audit.recording() as events:
             got = call_all(readers)
@@ -780,8 +926,9 @@ def _page_size(path: Path) -> int:
 def _root_page(path: Path, name: str) -> int:
     conn = sqlite3.connect(path)
     try:
-        return int(conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?",
-                                [name]).fetchone()[0])
+        return int(
+            conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", [name]).fetchone()[0]
+        )
     finally:
         conn.close()
 
@@ -824,8 +971,11 @@ def _all_reads(store: SQLiteStore, app: CompiledGraph[Any], ids: list[str]) -> O
 
 def _smash(path: Path, where: str, part: str) -> None:
     pages = path.stat().st_size // _page_size(path)
-    page = {"middle": pages // 2, "runs_table": _root_page(path, "runs"),
-            "writes_table": _root_page(path, "writes")}[where]
+    page = {
+        "middle": pages // 2,
+        "runs_table": _root_page(path, "runs"),
+        "writes_table": _root_page(path, "writes"),
+    }[where]
     size = _page_size(path)
     start = (page - 1) * size + (size // 2 if part == "half" else 0)
     rnd = random.Random(page)
@@ -834,9 +984,15 @@ def _smash(path: Path, where: str, part: str) -> None:
         f.write(bytes(rnd.randrange(256) for _ in range(size // 2 if part == "half" else size)))
 
 
-@pytest.mark.parametrize(("where", "part"), [
-    ("middle", "half"), ("middle", "whole"), ("runs_table", "whole"), ("writes_table", "whole"),
-])
+@pytest.mark.parametrize(
+    ("where", "part"),
+    [
+        ("middle", "half"),
+        ("middle", "whole"),
+        ("runs_table", "whole"),
+        ("writes_table", "whole"),
+    ],
+)
 def test_a_garbage_page_gives_a_store_error_and_fails_integrity_check(
     big_db: Path, workdir: Path, where: str, part: str
 ) -> None:

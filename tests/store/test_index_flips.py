@@ -43,9 +43,7 @@ def _golden(path: Path) -> None:
 
 def _index_pages(path: Path) -> list[int]:
     with sqlite3.connect(path) as c:
-        rows = c.execute(
-            "SELECT pageno FROM dbstat WHERE name IN (?, ?)", INDEXES
-        ).fetchall()
+        rows = c.execute("SELECT pageno FROM dbstat WHERE name IN (?, ?)", INDEXES).fetchall()
     return sorted(r[0] for r in rows)
 
 

@@ -181,21 +181,30 @@ def _taken_over(store_factory: StoreFactory, rec: Rec) -> tuple[Any, Any]:
     """``a`` created run r (epoch 1) and committed step 0; ``b`` took it over (epoch 2)."""
     a, b = _two(store_factory)
     _owned_run(a, rec, owner="a")
-    a.commit("r", writes=[rec.write("r", 0, "t")], step=rec.step("r", 1),
-             run_fields={"status": "running", "head_step": 1, "error": None})
+    a.commit(
+        "r",
+        writes=[rec.write("r", 0, "t")],
+        step=rec.step("r", 1),
+        run_fields={"status": "running", "head_step": 1, "error": None},
+    )
     assert b.acquire("r", "b", TTL, alive=lambda o: False) == 2
     return a, b
 
 
 _STALE_WRITES = {
     "commit": lambda s, rec: s.commit(
-        "r", writes=[rec.write("r", 1, "t")], effects=[rec.effect("r", 1, "t")],
-        step=rec.step("r", 2), run_fields={"status": "running", "head_step": 2, "error": None}),
+        "r",
+        writes=[rec.write("r", 1, "t")],
+        effects=[rec.effect("r", 1, "t")],
+        step=rec.step("r", 2),
+        run_fields={"status": "running", "head_step": 2, "error": None},
+    ),
     "commit_step_only": lambda s, rec: s.commit("r", step=rec.step("r", 2)),
     "commit_some_fields": lambda s, rec: s.commit("r", run_fields={"status": "failed"}),
     "record_effect": lambda s, rec: s.record_effect(rec.effect("r", 1, "t")),
     "record_interrupt": lambda s, rec: s.record_interrupt(
-        rec.interrupt("r", 1, "t"), {"status": "paused", "error": "interrupt", "head_step": 1}),
+        rec.interrupt("r", 1, "t"), {"status": "paused", "error": "interrupt", "head_step": 1}
+    ),
     "update_run": lambda s, rec: s.update_run("r", status="cancelled", error="cancelled"),
     # issue 16 item 6: a former owner's retry bookkeeping is not stored either
     "record_attempt": lambda s, rec: s.record_attempt(rec.attempt("r", 1, "t")),
@@ -235,9 +244,7 @@ def test_a_takeover_waits_for_a_fenced_write_in_progress(
     a, b = _two(store_factory)
     _owned_run(a, rec, owner="a")
     got: list[Any] = []
-    t = threading.Thread(
-        target=lambda: got.append(b.acquire("r", "b", TTL, alive=lambda o: False))
-    )
+    t = threading.Thread(target=lambda: got.append(b.acquire("r", "b", TTL, alive=lambda o: False)))
     with a.write() as c:
         a._fence(c, "r")  # passes: a holds epoch 1
         t.start()

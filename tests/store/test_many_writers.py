@@ -57,8 +57,9 @@ def _reader(db: Path, stop: threading.Event, log: ReaderLog) -> None:
         while not stop.is_set():
             try:
                 runs = store.list_runs(limit=100)
-                log.completed_seen = max(log.completed_seen,
-                                         sum(r.status == "completed" for r in runs))
+                log.completed_seen = max(
+                    log.completed_seen, sum(r.status == "completed" for r in runs)
+                )
                 for r in runs[:5]:
                     state = app.get_state(r.id)
                     assert 0 <= state.n <= CHAIN_LENGTH, state
@@ -71,24 +72,36 @@ def _reader(db: Path, stop: threading.Event, log: ReaderLog) -> None:
         store.close()
 
 
-def _start_writers(db: Path, go: Path, jobs: list[list[tuple[str, int]]],
-                   deferred: bool = False) -> list[subprocess.Popen[str]]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+def _start_writers(
+    db: Path, go: Path, jobs: list[list[tuple[str, int]]], deferred: bool = False
+) -> list[subprocess.Popen[str]]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
     env.pop("FLOWSTATE_CRASH_AT", None)
     procs = []
     for share in jobs:
-        argv = [sys.executable, str(WRITER), str(db), str(go),
-                *(f"{rid}:{seed}" for rid, seed in share)]
+        argv = [
+            sys.executable,
+            str(WRITER),
+            str(db),
+            str(go),
+            *(f"{rid}:{seed}" for rid, seed in share),
+        ]
         if deferred:
             argv.append("--deferred")
-        procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, cwd=REPO, env=env))
+        procs.append(
+            subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env
+            )
+        )
     return procs
 
 
-def _release_and_collect(procs: list[subprocess.Popen[str]], go: Path, *,
-                         locks_expected: bool = False) -> list[dict[str, Any]]:
+def _release_and_collect(
+    procs: list[subprocess.Popen[str]], go: Path, *, locks_expected: bool = False
+) -> list[dict[str, Any]]:
     """Wait until every writer is ready, release them together, collect their reports.
     ``locks_expected`` (the negative control): a lock error a writer logged is the
     outcome sought, not a failure of the harness."""
@@ -158,7 +171,8 @@ def test_fifty_runs_in_five_processes_on_one_file(tmp_path: Path) -> None:
             assert app.get_state(rid) == chain_final(seed), rid
             writes = store.writes(rid)
             assert [(w.step, w.node) for w in writes] == [
-                (i, f"c{i:02d}") for i in range(CHAIN_LENGTH)], rid
+                (i, f"c{i:02d}") for i in range(CHAIN_LENGTH)
+            ], rid
             assert len(store.effects(rid)) == CHAIN_LENGTH, rid
         assert store.integrity_check() == "ok"
         wal = Path(f"{db}-wal")

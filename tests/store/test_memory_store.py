@@ -44,8 +44,10 @@ def _rows(store: Any, run_id: str) -> dict[str, Any]:
 
 
 def _history(app: Any, run_id: str) -> list[tuple[Any, ...]]:
-    return [(h.step, h.node, h.task_path, h.update, h.effects, h.run_id, h.depth)
-            for h in app.history(run_id)]
+    return [
+        (h.step, h.node, h.task_path, h.update, h.effects, h.run_id, h.depth)
+        for h in app.history(run_id)
+    ]
 
 
 # -- the store object ---------------------------------------------------------------------------
@@ -103,8 +105,13 @@ def test_a_commit_hook_is_refused_before_anything_is_written(rec: Rec) -> None:
     before = dump(s, "r")
     called: list[Any] = []
     with pytest.raises(RunStateError, match="no hook") as ei:
-        s.commit("r", writes=[rec.write("r", 0, "a")], step=rec.step("r", 1),
-                 run_fields={"head_step": 1}, hook=called.append)
+        s.commit(
+            "r",
+            writes=[rec.write("r", 0, "a")],
+            step=rec.step("r", 1),
+            run_fields={"head_step": 1},
+            hook=called.append,
+        )
     assert "SQLite" in str(ei.value)
     assert called == [] and dump(s, "r") == before
 
@@ -153,8 +160,11 @@ def test_run_field_values_are_checked_before_anything_is_written(
 def test_a_failing_migration_changes_nothing(rec: Rec) -> None:
     s = InMemoryStore()
     s.create_run(rec.run("r"), rec.step("r", 0, snapshot='{"n":0}'))
-    s.commit("r", writes=[rec.write("r", 0, "a"), rec.write("r", 0, "b", seq=1)],
-             step=rec.step("r", 1, snapshot='{"n":1}'))
+    s.commit(
+        "r",
+        writes=[rec.write("r", 0, "a"), rec.write("r", 0, "b", seq=1)],
+        step=rec.step("r", 1, snapshot='{"n":1}'),
+    )
     before = dump(s, "r")
 
     def update(raw: str) -> str:
@@ -163,13 +173,22 @@ def test_a_failing_migration_changes_nothing(rec: Rec) -> None:
         return raw.replace('"n"', '"m"')
 
     with pytest.raises(ValueError, match="cannot convert"):
-        s.migrate_run("r", state=lambda raw: raw.replace('"n"', '"m"'), update=update,
-                      fingerprint="x" * 64, graph_doc="{}")
+        s.migrate_run(
+            "r",
+            state=lambda raw: raw.replace('"n"', '"m"'),
+            update=update,
+            fingerprint="x" * 64,
+            graph_doc="{}",
+        )
     assert dump(s, "r") == before
 
-    s.migrate_run("r", state=lambda raw: raw.replace('"n"', '"m"'),
-                  update=lambda raw: raw.replace('"n"', '"m"'), fingerprint="x" * 64,
-                  graph_doc="{}")
+    s.migrate_run(
+        "r",
+        state=lambda raw: raw.replace('"n"', '"m"'),
+        update=lambda raw: raw.replace('"n"', '"m"'),
+        fingerprint="x" * 64,
+        graph_doc="{}",
+    )
     run = s.get_run("r")
     assert (run.input, run.fingerprint, run.graph_doc) == ('{"m":0}', "x" * 64, "{}")
     assert [st.snapshot for st in s.steps("r")] == ['{"m":0}', '{"m":1}']
@@ -272,13 +291,18 @@ class _CrashingStore(InMemoryStore):
 @pytest.mark.parametrize("k", [1, 7, 16])
 def test_resume_after_a_crash_after_an_activation_commit(tmp_path: Path, k: int) -> None:
     graph = "fanout_join"
-    golden = GRAPHS[graph](str(tmp_path / "gold.db"), 0.0).compile(
-        store=InMemoryStore()).run_sync({}, run_id="gold").state
+    golden = (
+        GRAPHS[graph](str(tmp_path / "gold.db"), 0.0)
+        .compile(store=InMemoryStore())
+        .run_sync({}, run_id="gold")
+        .state
+    )
     crashing = _CrashingStore()
     crashing.crash_after = k
     with pytest.raises(SimulatedCrash):
         GRAPHS[graph](str(tmp_path / "sink.db"), 0.0).compile(store=crashing).run_sync(
-            {}, run_id="r")
+            {}, run_id="r"
+        )
     fresh = crashing.sibling()  # the same tables, another "process"
     assert len(fresh.writes("r")) >= k
     app = GRAPHS[graph](str(tmp_path / "sink.db"), 0.0).compile(store=fresh)
@@ -296,6 +320,10 @@ def test_many_activation_commits_keep_every_row(rec: Rec) -> None:
     s.create_run(rec.run("r"), rec.step("r", 0), owner="me", ttl=30)
     n = 2000
     for i in range(n):
-        s.commit("r", writes=[rec.write("r", i, "a")], step=rec.step("r", i + 1),
-                 run_fields={"status": "running", "head_step": i + 1, "error": None})
+        s.commit(
+            "r",
+            writes=[rec.write("r", i, "a")],
+            step=rec.step("r", i + 1),
+            run_fields={"status": "running", "head_step": i + 1, "error": None},
+        )
     assert s.get_run("r").head_step == n and len(s.writes("r")) == n

@@ -47,6 +47,7 @@ WIDTH = {"linear2": 1, "linear4": 1, "linear20": 1, "fanout_join": 5, "loop": 1}
 WRITER_CHAIN = 10
 RUNS_PER_WRITER = 4
 
+
 @pytest.fixture
 def engine_on_postgres() -> None:
     """The engine takes any ``CheckpointStore`` object (``compile(store=PostgresStore(...))``)."""
@@ -81,8 +82,10 @@ def _rows(store: Any, run_id: str) -> dict[str, Any]:
 
 
 def _history(app: Any, run_id: str) -> list[tuple[Any, ...]]:
-    return [(h.step, h.node, h.task_path, h.update, h.effects, h.run_id, h.depth)
-            for h in app.history(run_id)]
+    return [
+        (h.step, h.node, h.task_path, h.update, h.effects, h.run_id, h.depth)
+        for h in app.history(run_id)
+    ]
 
 
 # -- the engine on Postgres gives what it gives on SQLite -----------------------------------------
@@ -108,8 +111,7 @@ def test_golden_graph_with_effects_interrupt_and_resume_matches_sqlite(
         done = asyncio.run(app.resume("e1", value="yes"))
         assert done.status == "completed"
         assert app.get_state("e1") == done.state
-        out.append((done.state, _history(app, "e1"), _rows(store, "e1"),
-                    store.integrity_check()))
+        out.append((done.state, _history(app, "e1"), _rows(store, "e1"), store.integrity_check()))
         store.close()
     assert out[1] == out[0]
     assert out[0][0].log == ["g0", "g1", "g2", "g3:33"] and out[0][3] == "ok"
@@ -162,7 +164,8 @@ def test_subgraph_child_runs_and_map_reduce_on_postgres(
     assert states[1] == states[0]
     assert store.child_run_ids("n1") == sq.child_run_ids("n1") == ["n1/1/sub2"]
     assert {r.id for r in store.list_runs(include_children=True)} == {
-        r.id for r in sq.list_runs(include_children=True)}
+        r.id for r in sq.list_runs(include_children=True)
+    }
     store.delete_run("n1")
     left = {r.id for r in store.list_runs(include_children=True)}
     assert not [i for i in left if i == "n1" or i.startswith("n1/")]
@@ -189,8 +192,9 @@ class CrashingPostgresStore(PostgresStore):
                 raise SimulatedCrash(f"crash after {self.activation_commits} commits")
 
 
-def _check_final(store: PostgresStore, app: Any, run_id: str, golden: Any, sink: Path,
-                 graph: str, kills: int) -> None:
+def _check_final(
+    store: PostgresStore, app: Any, run_id: str, golden: Any, sink: Path, graph: str, kills: int
+) -> None:
     """As tests/engine: golden state, one write and one effect row per activation, every
     effect delivered under its own key, duplicates only from activations in flight."""
     assert store.get_run(run_id).status == "completed"
@@ -211,8 +215,12 @@ def test_resume_after_a_simulated_crash_after_each_activation(
     activation commit; a new store object (new connection) resumes the run."""
     base = pg()
     graph = "fanout_join"
-    golden = GRAPHS[graph](str(tmp_path / "gold.db"), 0.0).compile(store=base).run_sync(
-        {}, run_id="gold").state
+    golden = (
+        GRAPHS[graph](str(tmp_path / "gold.db"), 0.0)
+        .compile(store=base)
+        .run_sync({}, run_id="gold")
+        .state
+    )
     dsn = require_postgres()
     for k in (1, 7, 16):
         rid, sink = f"r{k}", tmp_path / f"sink{k}.db"
@@ -238,8 +246,9 @@ def test_crash_at_every_crash_point_then_resume(
     completes without reaching k. Every point is reached; every resume is golden."""
     base = pg()
     graph = "linear2"
-    golden = linear(2, str(tmp_path / "gold.db")).compile(store=base).run_sync(
-        {}, run_id="gold").state
+    golden = (
+        linear(2, str(tmp_path / "gold.db")).compile(store=base).run_sync({}, run_id="gold").state
+    )
     dsn = require_postgres()
     points: set[str] = set()
     k = 1
@@ -289,8 +298,16 @@ def test_crash_at_every_crash_point_then_resume(
 _FORK = multiprocessing.get_context("fork")
 
 
-def _killable_run(tx: Connection, dsn: str, schema: str, graph: str, run_id: str, sink: str,
-                  delay: float, die_at: int | None) -> None:
+def _killable_run(
+    tx: Connection,
+    dsn: str,
+    schema: str,
+    graph: str,
+    run_id: str,
+    sink: str,
+    delay: float,
+    die_at: int | None,
+) -> None:
     """Forked child: run one reference-graph run; with ``die_at``, SIGKILL itself at that
     crash point (what FLOWSTATE_CRASH_AT does in a fresh interpreter)."""
     seen = 0
@@ -308,8 +325,7 @@ def _killable_run(tx: Connection, dsn: str, schema: str, graph: str, run_id: str
     tx.send(r.status)
 
 
-def _golden_and_crash_points(dsn: str, schema: str, graph: str, sink: str
-                             ) -> tuple[Any, list[str]]:
+def _golden_and_crash_points(dsn: str, schema: str, graph: str, sink: str) -> tuple[Any, list[str]]:
     """The uninterrupted run's final state, and the crash points a child running the
     same run passes through, in order, from opening its store."""
     seen: list[str] = []
@@ -326,8 +342,12 @@ def _golden_and_crash_points(dsn: str, schema: str, graph: str, sink: str
 def _gone(admin: psycopg.Connection[Any], backend_pid: int, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
-                         [backend_pid]).fetchone()[0] == 0:  # type: ignore[index]
+        if (
+            admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [backend_pid]
+            ).fetchone()[0]
+            == 0
+        ):  # type: ignore[index]
             return True
         time.sleep(0.05)
     return False
@@ -351,8 +371,10 @@ def test_sigkilled_processes_resume_in_a_new_process_to_the_golden_state(
     for rid, die_at in trials.items():
         rx, tx = _FORK.Pipe(duplex=False)
         delay = 0.05 if die_at is None else 0.0
-        p = _FORK.Process(target=_killable_run, args=(
-            tx, dsn, base.schema, graph, rid, str(tmp_path / f"{rid}.db"), delay, die_at))
+        p = _FORK.Process(
+            target=_killable_run,
+            args=(tx, dsn, base.schema, graph, rid, str(tmp_path / f"{rid}.db"), delay, die_at),
+        )
         p.start()
         procs[rid], pipes[rid] = p, rx
     backends = {rid: rx.recv() for rid, rx in pipes.items() if rx.poll(30)}
@@ -373,11 +395,22 @@ def test_sigkilled_processes_resume_in_a_new_process_to_the_golden_state(
         assert 0 < len(base.writes(rid)) < len(golden.log)
 
     out = subprocess.run(
-        [sys.executable, "-c", "import sys; from tests.store.test_postgres_engine import "
-         "resume_main; resume_main(sys.argv[1:])", dsn, base.schema, graph, str(tmp_path),
-         *trials],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from tests.store.test_postgres_engine import "
+            "resume_main; resume_main(sys.argv[1:])",
+            dsn,
+            base.schema,
+            graph,
+            str(tmp_path),
+            *trials,
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["completed"] * len(trials), out.stdout
@@ -400,8 +433,7 @@ def resume_main(argv: list[str]) -> None:
 # -- four writer processes on one schema ------------------------------------------------------
 
 
-def _writer(tx: Connection, go: Any, dsn: str, schema: str, jobs: list[tuple[str, int]]
-            ) -> None:
+def _writer(tx: Connection, go: Any, dsn: str, schema: str, jobs: list[tuple[str, int]]) -> None:
     """Forked writer: wait for ``go``, open the store (all writers race to migrate the
     fresh schema), run its runs concurrently on one event loop, send a report."""
     errors: list[str] = []
@@ -516,11 +548,18 @@ def test_a_changed_effect_request_on_resume_replaces_its_journal_row_on_postgres
     app = no_approval().compile(store=store)
     r = app.run_sync({"topic": "t"}, run_id="s", interrupt_before=["summarise"])
     assert r.status == "paused"
-    store.record_effect(EffectRecord(
-        run_id="s", step=1, task_path="summarise", seq=0, name="llm",
-        request='{"args":["concerning t-0, t-1, t-2"],"kwargs":{}}',
-        response='"old summary"', created_at=0.0,
-    ))
+    store.record_effect(
+        EffectRecord(
+            run_id="s",
+            step=1,
+            task_path="summarise",
+            seq=0,
+            name="llm",
+            request='{"args":["concerning t-0, t-1, t-2"],"kwargs":{}}',
+            response='"old summary"',
+            created_at=0.0,
+        )
+    )
     r = asyncio.run(app.resume("s"))
     assert r.status == "completed" and r.state.summary == "summary of about t-0, t-1, t-2"
     journal = store.effects("s", 1, "summarise")

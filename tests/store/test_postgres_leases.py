@@ -34,8 +34,13 @@ CHAIN = 12  # slow_chain's default length
 def env(tmp_path: Path) -> Iterator[dict[str, Any]]:
     dsn = require_postgres()
     with psycopg.connect(dsn, autocommit=True) as admin:
-        yield {"dsn": dsn, "schema": pg_schema(tmp_path, "own"), "admin": admin,
-               "calls": tmp_path / "chain.calls", "procs": []}
+        yield {
+            "dsn": dsn,
+            "schema": pg_schema(tmp_path, "own"),
+            "admin": admin,
+            "calls": tmp_path / "chain.calls",
+            "procs": [],
+        }
 
 
 @pytest.fixture(autouse=True)
@@ -50,9 +55,10 @@ def _reap(env: dict[str, Any]) -> Iterator[None]:
 
 def _spawn(env: dict[str, Any], mode: str, ttl: float = 30.0) -> subprocess.Popen[str]:
     p = subprocess.Popen(
-        [sys.executable, CHILD, env["dsn"], env["schema"], str(env["calls"]), "r", mode,
-         str(ttl)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, CHILD, env["dsn"], env["schema"], str(env["calls"]), "r", mode, str(ttl)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     env["procs"].append(p)
     return p
@@ -93,9 +99,15 @@ def _stop_outside_a_transaction(env: dict[str, Any], p: subprocess.Popen[str]) -
     for _ in range(100):
         os.kill(p.pid, signal.SIGSTOP)
         time.sleep(0.05)  # let the server finish whatever was already sent
-        states = [r[0] for r in env["admin"].execute(
-            "SELECT state FROM pg_stat_activity WHERE application_name = %s",
-            [f"fs_owner_{p.pid}"]).fetchall()]
+        states = [
+            r[0]
+            for r in env["admin"]
+            .execute(
+                "SELECT state FROM pg_stat_activity WHERE application_name = %s",
+                [f"fs_owner_{p.pid}"],
+            )
+            .fetchall()
+        ]
         if states == ["idle"]:
             return
         os.kill(p.pid, signal.SIGCONT)

@@ -72,11 +72,27 @@ def test_migrations_are_recorded_once_and_reopening_is_a_no_op(
     rows = _exec(admin, s, 'SELECT "name" FROM {t} ORDER BY "name"', "migrations").fetchall()
     assert [r[0] for r in rows] == list(MIGRATIONS)
     assert s2.table_sizes()["migrations"] == len(MIGRATIONS)
-    tables = {r[0] for r in admin.execute(
-        "SELECT tablename FROM pg_tables WHERE schemaname = %s", [s.schema])}
-    assert tables == {"migrations", "runs", "steps", "writes", "effects", "interrupts",
-                      "attempts", "signals", "blobs", "meta", "queue", "workers",
-                      "flow_limits"}
+    tables = {
+        r[0]
+        for r in admin.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", [s.schema])
+    }
+    assert tables == {
+        "migrations",
+        "runs",
+        "steps",
+        "writes",
+        "effects",
+        "interrupts",
+        "attempts",
+        "signals",
+        "blobs",
+        "meta",
+        "schedules",
+        "firings",
+        "queue",
+        "workers",
+        "flow_limits",
+    }
 
 
 def test_a_schema_from_before_leases_is_migrated_on_open(
@@ -90,14 +106,22 @@ def test_a_schema_from_before_leases_is_migrated_on_open(
     s.create_run(rec.run("old"), rec.step("old", 0))
     before = s.get_run("old")
     s.close()
-    _exec(admin, s, 'ALTER TABLE {t} DROP COLUMN "owner", DROP COLUMN "epoch", '
-          'DROP COLUMN "lease_until"', "runs")
+    _exec(
+        admin,
+        s,
+        'ALTER TABLE {t} DROP COLUMN "owner", DROP COLUMN "epoch", DROP COLUMN "lease_until"',
+        "runs",
+    )
     _exec(admin, s, "DELETE FROM {t} WHERE \"name\" = 'm002_leases'", "migrations")
     s2 = pg()
-    cols = {r[0]: (r[1], r[2], r[3]) for r in admin.execute(
-        "SELECT column_name, data_type, is_nullable, column_default "
-        "FROM information_schema.columns WHERE table_schema = %s AND table_name = 'runs'",
-        [s2.schema])}
+    cols = {
+        r[0]: (r[1], r[2], r[3])
+        for r in admin.execute(
+            "SELECT column_name, data_type, is_nullable, column_default "
+            "FROM information_schema.columns WHERE table_schema = %s AND table_name = 'runs'",
+            [s2.schema],
+        )
+    }
     assert cols["owner"][:2] == ("text", "YES")
     assert cols["epoch"] == ("bigint", "NO", "0")
     assert cols["lease_until"][:2] == ("double precision", "YES")
@@ -136,7 +160,9 @@ def test_concurrent_openers_of_a_fresh_schema_do_not_race(
         assert len(stores) == n
         rows = admin.execute(
             sql.SQL('SELECT "name", count(*) FROM {} GROUP BY "name"').format(
-                sql.Identifier(schema, "migrations"))).fetchall()
+                sql.Identifier(schema, "migrations")
+            )
+        ).fetchall()
         assert sorted(rows) == [(m, 1) for m in MIGRATIONS]
     finally:
         for s in stores:
@@ -147,14 +173,30 @@ def test_a_schema_migrated_by_a_newer_version_is_refused(
     pg: PgFactory, admin: psycopg.Connection[Any]
 ) -> None:
     s = pg()
-    _exec(admin, s, 'INSERT INTO {t} ("name", "applied_at") VALUES (%s, 0)',
-          "migrations", "m999_from_the_future")
+    _exec(
+        admin,
+        s,
+        'INSERT INTO {t} ("name", "applied_at") VALUES (%s, 0)',
+        "migrations",
+        "m999_from_the_future",
+    )
     with pytest.raises(StoreError, match=r"m999_from_the_future.*upgrade flowstate"):
         pg()
 
 
-@pytest.mark.parametrize("bad", ['x"; DROP SCHEMA public CASCADE; --', "a b", "1abc", "",
-                                 "pg_catalog", "x" * 64, "ümlaut", None])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        'x"; DROP SCHEMA public CASCADE; --',
+        "a b",
+        "1abc",
+        "",
+        "pg_catalog",
+        "x" * 64,
+        "ümlaut",
+        None,
+    ],
+)
 def test_schema_names_are_allow_listed(bad: Any) -> None:
     with pytest.raises(ValueError, match="schema"):
         PostgresStore("postgresql://postgres@127.0.0.1:5432/test", schema=bad, min_size=0)
@@ -174,21 +216,39 @@ def test_payload_columns_are_text_and_keep_the_exact_json_given(
     s = pg()
     odd = '{ "b" : 1,\n  "a": [1.0, 2e3, -0.0], "u": "\u00e9\\u00e9", "k": {"z":null,"z":2} }'
     s.create_run(rec.run("r1", input=odd), rec.step("r1", 0, snapshot=odd))
-    s.commit("r1", writes=[rec.write("r1", 0, "a", update=odd)],
-             effects=[rec.effect("r1", 0, "a", response=odd)])
+    s.commit(
+        "r1",
+        writes=[rec.write("r1", 0, "a", update=odd)],
+        effects=[rec.effect("r1", 0, "a", response=odd)],
+    )
     assert s.get_run("r1").input == odd
     assert s.get_step("r1", 0).snapshot == odd  # type: ignore[union-attr]
     assert s.writes("r1")[0].update == odd
     assert s.effects("r1")[0].response == odd
     stored = _exec(admin, s, 'SELECT "update" FROM {t}', "writes").fetchone()[0]
     assert stored == odd
-    types = dict(admin.execute(
-        "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = %s", [s.schema]).fetchall())
-    for col in ("runs.input", "runs.graph_doc", "runs.config", "steps.tasks", "steps.joins",
-                "steps.snapshot", "writes.update", "writes.goto", "writes.usage",
-                "effects.request", "effects.response", "interrupts.payload",
-                "interrupts.answer"):
+    types = dict(
+        admin.execute(
+            "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = %s",
+            [s.schema],
+        ).fetchall()
+    )
+    for col in (
+        "runs.input",
+        "runs.graph_doc",
+        "runs.config",
+        "steps.tasks",
+        "steps.joins",
+        "steps.snapshot",
+        "writes.update",
+        "writes.goto",
+        "writes.usage",
+        "effects.request",
+        "effects.response",
+        "interrupts.payload",
+        "interrupts.answer",
+    ):
         assert types[col] == "text", col
 
 
@@ -204,16 +264,20 @@ def test_payload_columns_are_text_and_keep_the_exact_json_given(
     ],
 )
 def test_a_tampered_row_is_a_corrupt_row_error_naming_table_run_and_step(
-    pg: PgFactory, rec: Rec, admin: psycopg.Connection[Any], table: str, column: str,
-    value: str, step: int | None
+    pg: PgFactory,
+    rec: Rec,
+    admin: psycopg.Connection[Any],
+    table: str,
+    column: str,
+    value: str,
+    step: int | None,
 ) -> None:
     s = pg()
     populate(s, rec, "victim")
     populate(s, rec, "bystander")
     kept = dump(s, "bystander")
     col = "id" if table == "runs" else "run_id"
-    _exec(admin, s, f'UPDATE {{t}} SET "{column}" = %s WHERE "{col}" = %s', table, value,
-          "victim")
+    _exec(admin, s, f'UPDATE {{t}} SET "{column}" = %s WHERE "{col}" = %s', table, value, "victim")
     with pytest.raises(CorruptRowError) as ei:
         dump(s, "victim")
     assert (ei.value.table, ei.value.run_id, ei.value.step) == (table, "victim", step)
@@ -234,8 +298,15 @@ def test_a_forged_row_with_a_valid_hash_still_fails_strict_validation(
     populate(s, rec, "r1")
     run = s.get_run("r1")
     mhash = row_hash("pwned", run.head_step, run.error, run.updated_at)
-    _exec(admin, s, 'UPDATE {t} SET "status" = %s, "mhash" = %s WHERE "id" = %s', "runs",
-          "pwned", mhash, "r1")
+    _exec(
+        admin,
+        s,
+        'UPDATE {t} SET "status" = %s, "mhash" = %s WHERE "id" = %s',
+        "runs",
+        "pwned",
+        mhash,
+        "r1",
+    )
     with pytest.raises(CorruptRowError, match="invalid row") as ei:
         s.get_run("r1")
     assert ei.value.table == "runs"
@@ -300,16 +371,26 @@ def test_each_write_operation_is_one_transaction_and_reads_open_none(
     r = "r1"
     ops: list[tuple[str, Callable[[], Any]]] = [
         ("create_run", lambda: s.create_run(rec.run(r), rec.step(r, 0, snapshot="{}"))),
-        ("commit", lambda: s.commit(r, writes=[rec.write(r, 0, "a")],
-                                    effects=[rec.effect(r, 0, "a")], step=rec.step(r, 1),
-                                    run_fields={"status": "running", "head_step": 1,
-                                                "error": None})),
-        ("commit_partial", lambda: s.commit(r, writes=[rec.write(r, 1, "b")],
-                                            run_fields={"head_step": 2})),
+        (
+            "commit",
+            lambda: s.commit(
+                r,
+                writes=[rec.write(r, 0, "a")],
+                effects=[rec.effect(r, 0, "a")],
+                step=rec.step(r, 1),
+                run_fields={"status": "running", "head_step": 1, "error": None},
+            ),
+        ),
+        (
+            "commit_partial",
+            lambda: s.commit(r, writes=[rec.write(r, 1, "b")], run_fields={"head_step": 2}),
+        ),
         ("commit_failing", lambda: s.commit(r, writes=[rec.write(r, 0, "a")])),
         ("record_effect", lambda: s.record_effect(rec.effect(r, 1, "b", 3))),
-        ("record_interrupt", lambda: s.record_interrupt(rec.interrupt(r, 1, "b"),
-                                                        {"status": "paused"})),
+        (
+            "record_interrupt",
+            lambda: s.record_interrupt(rec.interrupt(r, 1, "b"), {"status": "paused"}),
+        ),
         ("answer_interrupt", lambda: s.answer_interrupt(rec.interrupt(r, 1, "b"), '"y"')),
         ("record_attempt", lambda: s.record_attempt(rec.attempt(r, 1, "b"))),
         ("update_run", lambda: s.update_run(r, status="running")),
@@ -331,12 +412,23 @@ def test_each_write_operation_is_one_transaction_and_reads_open_none(
         assert s.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE, name
 
     populate(s, rec, "r2")
-    for read in (lambda: s.get_run("r2"), lambda: s.list_runs(), lambda: s.steps("r2"),
-                 lambda: s.writes("r2"), lambda: s.effects("r2"), lambda: s.interrupts("r2"),
-                 lambda: s.latest_step("r2"), lambda: s.last_snapshot("r2", 5),
-                 lambda: s.signals("r2"), lambda: s.attempts("r2"),
-                 lambda: s.visit_counts("r2"), s.integrity_check, s.table_sizes,
-                 s.largest_runs, lambda: s.child_run_ids("r2")):
+    for read in (
+        lambda: s.get_run("r2"),
+        lambda: s.list_runs(),
+        lambda: s.steps("r2"),
+        lambda: s.writes("r2"),
+        lambda: s.effects("r2"),
+        lambda: s.interrupts("r2"),
+        lambda: s.latest_step("r2"),
+        lambda: s.last_snapshot("r2", 5),
+        lambda: s.signals("r2"),
+        lambda: s.attempts("r2"),
+        lambda: s.visit_counts("r2"),
+        s.integrity_check,
+        s.table_sizes,
+        s.largest_runs,
+        lambda: s.child_run_ids("r2"),
+    ):
         rec_conn.log.clear()
         read()
         assert not [q for q in rec_conn.log if not q.startswith("SELECT")], rec_conn.log
@@ -357,8 +449,13 @@ def test_the_same_activation_committed_by_two_connections_lands_once(
     def go(i: int, s: PostgresStore) -> None:
         barrier.wait()
         try:
-            s.commit("r1", writes=[writes[i]], effects=[rec.effect("r1", 0, "a", 5 + i)],
-                     step=rec.step("r1", 1), run_fields={"head_step": 1})
+            s.commit(
+                "r1",
+                writes=[writes[i]],
+                effects=[rec.effect("r1", 0, "a", 5 + i)],
+                step=rec.step("r1", 1),
+                run_fields={"head_step": 1},
+            )
             outcome[i] = None
         except BaseException as e:
             outcome[i] = e
@@ -478,9 +575,7 @@ def _no_clock(x: Any) -> Any:
     return x
 
 
-def test_every_reader_matches_sqlite_on_the_same_operations(
-    pg: PgFactory, tmp_path: Path
-) -> None:
+def test_every_reader_matches_sqlite_on_the_same_operations(pg: PgFactory, tmp_path: Path) -> None:
     """Ids chosen so that case, '_' and non-ASCII would sort differently under a
     linguistic collation; both stores must agree byte-for-byte (COLLATE "C")."""
     ids = ["b", "B", "a_b", "ab", "é", "Z", "a", "a/1/x", "a/1/x/2/y", "a/2/Y", "a0", "a/z"]
@@ -491,22 +586,24 @@ def test_every_reader_matches_sqlite_on_the_same_operations(
             populate(s, rec, rid, created_at=100.0 + (i % 3))
         s.update_run("b", status="completed", error=None)
         s.delete_run("a/1/x")
-        results.append({
-            "runs": s.list_runs(include_children=True),
-            "top": s.list_runs(limit=4),
-            "before": s.list_runs(before=101.0),
-            "children": {rid: s.child_run_ids(rid) for rid in ids},
-            "dumps": {rid: dump(s, rid) for rid in ids},
-            "visits": {rid: s.visit_counts(rid) for rid in ids},
-            "largest": s.largest_runs(5),
-            # the fleet's tables (queue, workers, flow_limits) exist on Postgres only
-            "sizes": {
-                k: v
-                for k, v in s.table_sizes().items()
-                if "migrations" not in k and k not in ("queue", "workers", "flow_limits")
-            },
-            "integrity": s.integrity_check(),
-        })
+        results.append(
+            {
+                "runs": s.list_runs(include_children=True),
+                "top": s.list_runs(limit=4),
+                "before": s.list_runs(before=101.0),
+                "children": {rid: s.child_run_ids(rid) for rid in ids},
+                "dumps": {rid: dump(s, rid) for rid in ids},
+                "visits": {rid: s.visit_counts(rid) for rid in ids},
+                "largest": s.largest_runs(5),
+                # the fleet's tables exist on Postgres only
+                "sizes": {
+                    k: v
+                    for k, v in s.table_sizes().items()
+                    if "migrations" not in k and k not in ("queue", "workers", "flow_limits")
+                },
+                "integrity": s.integrity_check(),
+            }
+        )
         s.close()
     sq, pq = _no_clock(results[0]), _no_clock(results[1])
     for key in sq:

@@ -332,7 +332,9 @@ function interruptsPanel(r) {
     const input = h("textarea", { rows: 2, id: "answer-" + i.id.replace(/[^A-Za-z0-9]/g, "_"),
       class: "answer", placeholder: "answer as JSON (true, \"text\", {\"ok\": false})" });
     const box = h("div", { class: "interrupt pending", dataset: { interrupt: i.id } },
-      h("div", {}, h("b", {}, i.node), ` at step ${i.step} `, h("span", { class: "muted mono" }, i.id)),
+      h("div", {}, h("b", {}, i.node), ` at step ${i.step} `, h("span", { class: "muted mono" }, i.id),
+        i.deadline != null ? h("span", { class: "deadline muted" },
+          ` · times out ${new Date(i.deadline * 1000).toISOString().replace(".000", "")}`) : ""),
       h("pre", { class: "payload" }, pretty(i.payload)));
     if (r.actions && r.status === "paused") {
       box.append(input, h("button", { class: "primary answer-btn", onclick: async (ev) => {
