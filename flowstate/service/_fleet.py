@@ -55,10 +55,11 @@ class FleetTaskService(TaskService):
         self.queue.enqueue_new(run, step0, queue=self.queue_name, max_attempts=self.max_attempts)
 
     def resume(self, run_id: str, *, max_steps: int | None = None, **kwargs: Any) -> RunRecord:
-        if max_steps is not None:
+        if max_steps is not None or kwargs.get("rerun_step"):
             raise ApiError(
                 422,
-                "max_steps on resume is not available on an enqueue-only service: a "
+                "max_steps and rerun_step on resume are not available on an enqueue-only "
+                "service: a "
                 "worker resumes the run with its stored limits",
             )
         super().resume(run_id, **kwargs)
@@ -71,6 +72,7 @@ class FleetTaskService(TaskService):
         *,
         fresh: bool,
         max_steps: int | None = None,
+        **_: Any,
     ) -> None:
         if not fresh:  # a new task was enqueued with its rows by _store_new
             self.queue.enqueue(run_id, queue=self.queue_name, max_attempts=self.max_attempts)
