@@ -60,8 +60,10 @@ __all__ = [
     "GraphMismatch",
     "InputRejected",
     "LeaseLost",
+    "NoWorkerGraphs",
     "NodeFailed",
     "PayloadTooLarge",
+    "QueueUnavailable",
     "ReplayDivergence",
     "RouteError",
     "RunNotFound",
@@ -546,6 +548,31 @@ class DatabaseNotFound(CLIError):
     """A command that reads runs found no checkpoint database where it looked."""
 
     code = "FS402"
+
+
+class QueueUnavailable(ConfigError):
+    """The fleet (``enqueue``, ``flowstate worker``) needs a store with a run queue."""
+
+    code = "FS230"
+
+    def __init__(self, store: object) -> None:
+        self.store = store
+        super().__init__(
+            f"{store!r} has no run queue: the fleet (enqueue, flowstate worker) runs on "
+            "PostgreSQL; open the store with a postgresql:// URL (--db postgresql://...)"
+        )
+
+
+class NoWorkerGraphs(ConfigError):
+    """A worker was started without any graph to run."""
+
+    code = "FS231"
+
+    def __init__(self, target: str) -> None:
+        super().__init__(
+            f"'{target}' holds no graphs: a worker needs at least one graph to run; point "
+            "--graphs at a GraphRegistry, a dict or a list of compiled graphs"
+        )
 
 
 class TimerError(FlowstateError, ValueError):

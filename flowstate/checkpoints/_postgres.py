@@ -60,6 +60,7 @@ from ._postgres_conn import PostgresConnection
 from ._postgres_maint import PostgresMaintenance
 from ._postgres_notify import PostgresNotify
 from ._postgres_schema import MIGRATIONS as MIGRATIONS
+from ._postgres_schema import fleet_channel
 from ._records import (
     AttemptRecord,
     EffectRecord,
@@ -109,6 +110,10 @@ class PostgresStore(
     _LOCK_FOR_TAKEOVER = " FOR UPDATE"
     _LOCK_FOR_FENCE = " FOR NO KEY UPDATE"
     _UNIQUE = psycopg.errors.UniqueViolation
+
+    @property
+    def _channel(self) -> str:
+        return fleet_channel(self.schema)
 
     def _insert_stmt(self, table: str, cols: Sequence[str], mode: str) -> sql.Composed:
         return self._insert(table, cols, mode)
@@ -207,3 +212,5 @@ class PostgresStore(
                 ),
                 [run_id, kind, time.time()],
             )
+            # a fleet worker holding the run hears it at once (delivered at COMMIT)
+            c.execute("SELECT pg_notify(%s, %s)", [self._channel, f"signal:{kind}:{run_id}"])

@@ -21,7 +21,7 @@ from flowstate._crashpoints import crash_point
 from flowstate.errors import ConfigError, StoreError, StoreIOError
 
 from ._common import decode_row, hashed_columns
-from ._postgres_schema import _MIGRATIONS, MIGRATIONS, SCHEMA_NAME, TABLES
+from ._postgres_schema import _MIGRATIONS, FLEET_TABLES, MIGRATIONS, SCHEMA_NAME, TABLES
 
 __all__ = ["PostgresConnection", "ids"]
 
@@ -111,7 +111,16 @@ class PostgresConnection:
         self.database_id: str | None = None
         """The id in the schema's ``meta`` row, checked on every new connection."""
         self._checked: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
-        names = (*TABLES, "migrations", "blobs", "meta", "schedules", "firings", "events")
+        names = (
+            *TABLES,
+            "migrations",
+            "blobs",
+            "meta",
+            "schedules",
+            "firings",
+            "events",
+            *FLEET_TABLES,
+        )
         self._t = {name: sql.Identifier(schema, name) for name in names}
         self._sql_cache: dict[str, sql.Composed] = {}
         if min_size:

@@ -7,9 +7,10 @@ table names. Never edit or reorder a released migration; append a new one.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
-__all__ = ["MIGRATIONS", "SCHEMA_NAME", "TABLES"]
+__all__ = ["FLEET_TABLES", "MIGRATIONS", "SCHEMA_NAME", "TABLES", "fleet_channel"]
 
 SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 """Schema names the store accepts: a plain SQL identifier of at most 63 bytes."""
@@ -153,6 +154,47 @@ _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     (
+        # the fleet (flowstate.checkpoints._queue): runs waiting for a worker, the workers
+        # themselves, and flow-control rows. New tables only: nothing existing changes.
+        "m501_queue",
+        (
+            """CREATE TABLE {queue} (
+                "run_id" text COLLATE "C" PRIMARY KEY,
+                "queue" text COLLATE "C" NOT NULL,
+                "graph" text COLLATE "C" NOT NULL,
+                "priority" integer NOT NULL DEFAULT 0,
+                "available_at" double precision NOT NULL,
+                "attempts" integer NOT NULL DEFAULT 0,
+                "max_attempts" integer NOT NULL,
+                "worker" text COLLATE "C",
+                "claimed_until" double precision,
+                "reasons" text NOT NULL DEFAULT '[]',
+                "created_at" double precision NOT NULL
+            )""",
+            'CREATE INDEX "queue_pick" ON {queue} ("queue", "priority" DESC, "available_at")',
+            'CREATE INDEX "queue_worker" ON {queue} ("worker")',
+            """CREATE TABLE {workers} (
+                "id" text COLLATE "C" PRIMARY KEY,
+                "host" text NOT NULL,
+                "pid" integer NOT NULL,
+                "queues" text NOT NULL,
+                "graphs" text NOT NULL,
+                "concurrency" integer NOT NULL,
+                "state" text NOT NULL,
+                "started_at" double precision NOT NULL,
+                "heartbeat_at" double precision NOT NULL
+            )""",
+            """CREATE TABLE {flow_limits} (
+                "key" text COLLATE "C" PRIMARY KEY,
+                "max_running" integer,
+                "per_second" double precision,
+                "burst" double precision,
+                "tokens" double precision,
+                "updated_at" double precision
+            )""",
+        ),
+    ),
+    (
         # mirrors SQLiteStore's m601_timers_schedules: wake-up times, schedules, firings
         "m601_timers_schedules",
         (
@@ -180,6 +222,16 @@ _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
 )
+
+FLEET_TABLES = ("queue", "workers", "flow_limits")
+"""The fleet's tables (migration ``m501_queue``): not per-run checkpoint tables."""
+
+
+def fleet_channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel of a schema's fleet (new work, cancel signals): a short
+    digest, since a channel name is an identifier of at most 63 bytes."""
+    return "flowstate_" + hashlib.sha1(schema.encode()).hexdigest()[:16]
+
 
 MIGRATIONS: tuple[str, ...] = tuple(name for name, _ in _MIGRATIONS)
 """Names of the migrations this version applies, in order."""

@@ -37,6 +37,7 @@ RunStatus = Literal[
     "completed",  # reached END; the final state is in the store
     "failed",  # a node raised or returned an invalid update; resumable after a fix
     "cancelled",  # cancelled by a caller; resumable
+    "dead",  # dead letter: the fleet gave up after max_attempts; `flowstate requeue` retries
 ]
 
 TERMINAL_STATUSES: frozenset[str] = frozenset({"completed"})

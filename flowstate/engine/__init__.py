@@ -29,6 +29,7 @@ from ._timers import HOLD_SECONDS, TimedOut
 from ._types import END, START, Command, NodeName, RunId, Send, Task, TaskPath
 from ._validate import to_networkx
 from ._waker import wake_due, wake_loop
+from ._worker import Worker
 
 __all__ = [
     "DEFAULT_DB",
@@ -65,6 +66,7 @@ __all__ = [
     "ThreadSummary",
     "TimedOut",
     "Turn",
+    "Worker",
     "add",
     "add_schedule",
     "answer_interrupts",

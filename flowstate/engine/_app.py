@@ -271,6 +271,54 @@ class CompiledGraph(Generic[S]):
             run = run.model_copy(update={"status": "queued"})
         return run, step0
 
+    def enqueue(
+        self,
+        input: S | dict[str, Any],
+        *,
+        queue: str = "default",
+        run_id: str | None = None,
+        max_attempts: int = 3,
+        priority: int = 0,
+        delay: float = 0.0,
+        max_steps: int | None = None,
+        limits: Limits | None = None,
+    ) -> RunRecord:
+        """Store a new run ``queued`` for a fleet worker (``flowstate worker``) instead of
+        executing it here: same checks and first step as ``run``. Higher ``priority`` is
+        claimed first; ``delay`` seconds postpone it. After ``max_attempts`` claims that
+        ended with its worker dead or the run failed, it is dead-lettered (status
+        ``dead``). Needs a store with a run queue (PostgreSQL): else ``QueueUnavailable``."""
+        from ._enqueue import enqueue_new
+
+        admit = {"run_id": run_id, "max_steps": max_steps, "limits": limits}
+        return enqueue_new(
+            self,
+            input,
+            queue=queue,
+            max_attempts=max_attempts,
+            priority=priority,
+            delay=delay,
+            admit=admit,
+        )
+
+    def requeue(
+        self,
+        run_id: str,
+        value: Any = UNSET,
+        *,
+        answers: Mapping[str, Any] | None = None,
+        queue: str = "default",
+        max_attempts: int = 3,
+    ) -> RunRecord:
+        """``resume`` through the fleet: record the answers (as ``resume`` would) and put
+        the run back on the queue, attempts reset (a paused, failed, cancelled or dead
+        run); a worker continues it from its last commit."""
+        from ._enqueue import enqueue_existing
+
+        return enqueue_existing(
+            self, run_id, value=value, answers=answers, queue=queue, max_attempts=max_attempts
+        )
+
     def _new_run(
         self,
         input: S | dict[str, Any],

@@ -21,6 +21,7 @@ from flowstate.engine import CompiledGraph, GraphBuilder, StreamMode
 from flowstate.errors import StoreError
 from flowstate.events import EventAdapter
 
+from ._fleet import FleetTaskService
 from ._http import PROBLEM, ApiError, Guard, install_handlers
 from ._inspect import RunInspector
 from ._inspect_routes import READ_ONLY_DETAIL, add_inspector_routes
@@ -110,6 +111,8 @@ def create_app(
     durability: Durability = "normal",
     ui: bool = True,
     read_only: bool = False,
+    enqueue_only: bool = False,
+    queue: str = "default",
     store_probe_seconds: float = 5.0,
 ) -> FastAPI:
     """The task service for ``graphs`` (the allow-list), all bound to the store at ``db``.
@@ -120,6 +123,8 @@ def create_app(
     ``timeout``. ``max_body_bytes``: larger request bodies get 413. ``ui``: serve the
     run inspector under /ui. ``read_only``: execute nothing (no recovery at startup; every
     action answers 403); ``graphs`` may then be empty (``flowstate ui`` without --graphs).
+    ``enqueue_only``: execute nothing here; tasks go on the run queue ``queue`` of a
+    PostgreSQL store, for ``flowstate worker`` processes (``FleetTaskService``).
     ``store_probe_seconds``: how often a small write probes the store's health (``/ready``
     answers 503 while writes fail; tasks a storage fault stopped resume once one passes).
     """
@@ -130,13 +135,18 @@ def create_app(
         raise ValueError(f"max_body_bytes must be positive, not {max_body_bytes}")
     store = open_store(db, durability=durability)  # a path or a postgresql:// URL
     bound = registry.bind(store)
-    service = TaskService(
-        bound,
-        store,
-        max_concurrent_runs=max_concurrent_runs,
-        task_timeout=task_timeout,
-        probe_seconds=store_probe_seconds,
-    )
+    if enqueue_only:
+        service: TaskService = FleetTaskService(
+            bound, store, queue=queue, max_concurrent_runs=max_concurrent_runs
+        )
+    else:
+        service = TaskService(
+            bound,
+            store,
+            max_concurrent_runs=max_concurrent_runs,
+            task_timeout=task_timeout,
+            probe_seconds=store_probe_seconds,
+        )
     names = list(bound)
     inspector = RunInspector(store, bound)
     service.stats = inspector.stats

@@ -31,9 +31,10 @@ __all__ = [
     "create_task_model",
 ]
 
-TaskStatus = Literal["queued", "running", "paused", "completed", "failed", "cancelled"]
+TaskStatus = Literal["queued", "running", "paused", "completed", "failed", "cancelled", "dead"]
 """A task's status is its run's status in the store (see ``flowstate.checkpoints.RunStatus``).
-``queued``: accepted and durable, waiting for a free slot (``max_concurrent_runs``)."""
+``queued``: accepted and durable, waiting for a free slot (``max_concurrent_runs``) or a
+fleet worker; ``dead``: dead-lettered by the fleet after its ``max_attempts``."""
 
 TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 """Task ids are run ids. Subgraph child runs (``parent/step/task``) are not tasks."""

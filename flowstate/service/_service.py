@@ -77,7 +77,7 @@ KEEPALIVE_SECONDS = 15.0
 RETAINED_LOGS = 256
 """Event logs of finished executions kept for late SSE subscribers."""
 
-_RESUMABLE = ("paused", "failed", "cancelled")
+_RESUMABLE = ("paused", "failed", "cancelled", "dead")
 
 
 async def admission_rows(
@@ -243,7 +243,7 @@ class TaskService:
             if existing is not None:
                 return self._same_request(existing, run), False
         try:
-            self.store.create_run(run, step0)
+            self._store_new(run, step0)
         except RunStateError:  # the same key, admitted by another process meanwhile
             return self._same_request(self.store.get_run(run_id), run), False
         if run.status == "completed":
@@ -253,6 +253,10 @@ class TaskService:
         else:
             self._schedule(run_id, graph, fresh=True)
         return run, True
+
+    def _store_new(self, run: RunRecord, step0: StepRecord) -> None:
+        """Store an admitted task's rows (``FleetTaskService`` also enqueues it)."""
+        self.store.create_run(run, step0)
 
     @staticmethod
     def _same_request(existing: RunRecord, new: RunRecord) -> RunRecord:
@@ -506,7 +510,7 @@ class TaskService:
         if run_id in self._live or run.status not in _RESUMABLE:
             raise ApiError(
                 409,
-                f"task {run_id} is {run.status}; only a paused, failed or cancelled task "
+                f"task {run_id} is {run.status}; only a paused, failed, cancelled or dead task "
                 "can be resumed",
             )
         graph = self.graphs.get(run.graph)
