@@ -17,6 +17,7 @@ from flowstate.engine import (
     HistoryEntry,
     Limits,
     NodeContext,
+    Overwrite,
     PendingInterrupt,
     Reducer,
     RetryPolicy,
@@ -32,6 +33,8 @@ from flowstate.engine import (
 )
 from flowstate.errors import (
     CorruptRowError,
+    EditRefused,
+    EditWhileRunning,
     FlowstateError,
     GraphBuildError,
     GraphMismatch,
@@ -60,6 +63,8 @@ __all__ = [
     "Command",
     "CompiledGraph",
     "CorruptRowError",
+    "EditRefused",
+    "EditWhileRunning",
     "FlowstateError",
     "GraphBuildError",
     "GraphBuilder",
@@ -70,6 +75,7 @@ __all__ = [
     "Limits",
     "NodeContext",
     "NodeFailed",
+    "Overwrite",
     "PayloadTooLarge",
     "PendingInterrupt",
     "Reducer",

@@ -9,9 +9,11 @@ either, a crash point costs one global lookup.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
 _TARGET = int(os.environ.get("FLOWSTATE_CRASH_AT", "0") or 0)
 _count = 0
@@ -33,8 +35,25 @@ def set_hook(hook: Callable[[str], None] | None) -> None:
     _hook = hook
 
 
+_quiet = threading.local()
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """No crash point in the block (on this thread): for writes that are not checkpoint
+    commits (the events of a run), which a crash sweep must neither count nor stop in."""
+    depth = getattr(_quiet, "depth", 0)
+    _quiet.depth = depth + 1
+    try:
+        yield
+    finally:
+        _quiet.depth = depth
+
+
 def crash_point(name: str) -> None:
     global _count
+    if getattr(_quiet, "depth", 0):
+        return
     if _hook is not None:
         _hook(name)
     if not _TARGET:

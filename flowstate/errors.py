@@ -18,6 +18,8 @@ FlowstateError                 base of everything below; has a stable ``code``
 │   ├── RunOwned               another live process is executing the run
 │   ├── LeaseLost              this process lost the run to another (its commit was fenced)
 │   ├── CancelledElsewhere     a cancel was acknowledged in another process (commit refused)
+│   ├── EditRefused            an edit (update_state, resume update/goto) cannot apply there
+│   │   └── EditWhileRunning   the run to edit is being executed (a live lease)
 │   ├── ThreadBusy             new input while the thread's last turn is running, paused or failed
 │   ├── TurnConflict           another caller started that turn of the thread first
 │   └── TurnNotReady           a queued turn whose previous turn has not finished
@@ -49,6 +51,8 @@ __all__ = [
     "CorruptRowError",
     "DatabaseNotFound",
     "DecryptionFailed",
+    "EditRefused",
+    "EditWhileRunning",
     "EffectDivergence",
     "EffectError",
     "EncryptionError",
@@ -60,8 +64,10 @@ __all__ = [
     "InputRejected",
     "KeyMissing",
     "LeaseLost",
+    "NoWorkerGraphs",
     "NodeFailed",
     "PayloadTooLarge",
+    "QueueUnavailable",
     "ReplayDivergence",
     "RouteError",
     "RunNotFound",
@@ -300,7 +306,8 @@ class StepCloseFailed(NodeFailed):
     or raise the limit, then ``resume(run_id)`` re-attempts the close with the same
     committed updates) or ``"rerun_step"`` (fix the node, then
     ``resume(run_id, rerun_step=True)`` runs the step's activations again). Setting the
-    state directly (``app.update_state``) is the third way out. The original error is
+    step's outcome directly (``app.update_state(run_id, values, as_node=NODE)``) is the
+    third way out. The original error is
     ``__cause__``."""
 
     code = "FS216"
@@ -316,7 +323,10 @@ class StepCloseFailed(NodeFailed):
             f"`{cli} --rerun-step` (Python: `app.resume({run_id!r}, rerun_step=True)`) runs "
             f"step {step}'s activations again (the superseded writes are kept as attempts)"
         )
-        state = f"or set the state yourself: `app.update_state({run_id!r}, values)`"
+        state = (
+            f"or set the step's outcome yourself: `app.update_state({run_id!r}, values, "
+            "as_node=NODE)` (the run continues from NODE's edges)"
+        )
         if isinstance(cause, WriteConflict):
             self.way_out = "rerun_step"
             advice = (
@@ -410,6 +420,26 @@ class LeaseLost(RunStateError):
             f"{': ' + detail if detail else ''}); its commit was rejected and nothing of it "
             "was stored. Another process continues the run."
         )
+
+
+class EditRefused(RunStateError):
+    """An edit of a stored run (``update_state``, ``resume(update=..., goto=...)``) cannot
+    apply where the run is: the message says why and what to do instead."""
+
+    code = "FS222"
+
+    def __init__(self, run_id: str, detail: str, owner: str | None = None) -> None:
+        self.run_id = run_id
+        self.owner = owner
+        """The process executing the run (``EditWhileRunning``), else None."""
+        super().__init__(f"cannot edit run {run_id}: {detail}")
+
+
+class EditWhileRunning(EditRefused):
+    """The run to edit is being executed by a live process (it holds the run's lease):
+    pause it, and edit it once it has stopped."""
+
+    code = "FS221"
 
 
 class CancelledElsewhere(RunStateError):
@@ -579,6 +609,31 @@ class DatabaseNotFound(CLIError):
     """A command that reads runs found no checkpoint database where it looked."""
 
     code = "FS402"
+
+
+class QueueUnavailable(ConfigError):
+    """The fleet (``enqueue``, ``flowstate worker``) needs a store with a run queue."""
+
+    code = "FS230"
+
+    def __init__(self, store: object) -> None:
+        self.store = store
+        super().__init__(
+            f"{store!r} has no run queue: the fleet (enqueue, flowstate worker) runs on "
+            "PostgreSQL; open the store with a postgresql:// URL (--db postgresql://...)"
+        )
+
+
+class NoWorkerGraphs(ConfigError):
+    """A worker was started without any graph to run."""
+
+    code = "FS231"
+
+    def __init__(self, target: str) -> None:
+        super().__init__(
+            f"'{target}' holds no graphs: a worker needs at least one graph to run; point "
+            "--graphs at a GraphRegistry, a dict or a list of compiled graphs"
+        )
 
 
 class TimerError(FlowstateError, ValueError):

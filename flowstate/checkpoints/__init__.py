@@ -6,10 +6,12 @@ for tests and benchmarks).
 """
 
 from ._crypto import Keyring, keyring_from_env
+from ._flow import FlowControl, RateLimit
 from ._maintenance import DamagedRow, DoctorReport, doctor, parse_age, prune
 from ._memory_store import InMemoryStore
 from ._open import describe_store, is_postgres_url, open_store
-from ._protocol import CheckpointStore, LeaseStore, RowScanStore
+from ._protocol import CheckpointStore, EventStore, LeaseStore, NotifyStore, RowScanStore
+from ._queue import Claim, QueuedRun, RunQueue, WorkerInfo
 from ._records import (
     CHECKPOINT_FORMAT,
     TERMINAL_STATUSES,
@@ -46,16 +48,23 @@ __all__ = [
     "AttemptRecord",
     "CatchUp",
     "CheckpointStore",
+    "Claim",
     "DamagedRow",
     "DoctorReport",
     "Durability",
     "EffectRecord",
+    "EventStore",
+    "FlowControl",
     "InMemoryStore",
     "InterruptRecord",
     "Keyring",
     "LeaseStore",
+    "NotifyStore",
     "PostgresStore",
+    "QueuedRun",
+    "RateLimit",
     "RowScanStore",
+    "RunQueue",
     "RunRecord",
     "RunStatus",
     "SQLiteStore",
@@ -63,6 +72,7 @@ __all__ = [
     "StepRecord",
     "ThreadRecord",
     "TimerStore",
+    "WorkerInfo",
     "WriteRecord",
     "describe_store",
     "doctor",

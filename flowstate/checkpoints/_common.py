@@ -58,6 +58,7 @@ TABLE_MODELS: dict[str, tuple[type[Any], tuple[str, ...]]] = {
 """Record model and column order of every hashed table."""
 
 PER_RUN_TABLES = (
+    ("events", "run_id"),
     ("writes", "run_id"),
     ("steps", "run_id"),
     ("effects", "run_id"),

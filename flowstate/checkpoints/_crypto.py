@@ -51,6 +51,7 @@ SEALED_COLUMNS: dict[str, tuple[str, ...]] = {
     "interrupts": ("payload", "answer"),
     "attempts": ("error",),
     "schedules": ("input",),
+    "events": ("data",),
 }
 """The columns sealed in each table. Everything else (ids, statuses, step numbers, node
 names, timestamps, token usage, hashes, the graph document, run config and run errors)
@@ -64,6 +65,7 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "interrupts": ("run_id", "step", "task_path", "seq"),
     "attempts": ("run_id", "step", "task_path", "attempt"),
     "schedules": ("name",),
+    "events": ("run_id", "seq"),
 }
 """The primary key of each table, bound into every value's associated data."""
 
@@ -176,7 +178,8 @@ class RowCipher:
     def __init__(self, keyring: Keyring | None, is_encrypted: Callable[[], bool]) -> None:
         self.keyring = keyring
         self._probe = is_encrypted
-        self._encrypted: bool | None = None
+        self.encrypted: bool | None = None
+        """Whether the database is marked encrypted (None: not asked yet)."""
 
     def _where(self, table: str, key: tuple[object, ...]) -> str:
         return f"table '{table}' row {'/'.join(str(k) for k in key)}"
@@ -185,9 +188,9 @@ class RowCipher:
         if value is None or not isinstance(value, str) or is_sealed(value):
             return value
         if self.keyring is None:
-            if self._encrypted is None:
-                self._encrypted = self._probe()
-            if self._encrypted:
+            if self.encrypted is None:
+                self.encrypted = self._probe()
+            if self.encrypted:
                 raise EncryptionRequired(self._where(table, key), writing=True)
             return value
         return self.keyring.seal(value, _aad(table, col, key))
@@ -212,7 +215,7 @@ class RowCipher:
 
     def seal(self, table: str, record: Any) -> Any:
         """``record`` with its payload columns sealed (unchanged without a keyring)."""
-        if self.keyring is None and self._encrypted is False:
+        if self.keyring is None and self.encrypted is False:
             return record
         return self._apply(self.seal_value, table, record)
 

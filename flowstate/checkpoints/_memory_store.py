@@ -30,6 +30,7 @@ from ._common import (
     superseded_text,
     turn_taken_error,
 )
+from ._memory_events import MemoryEvents
 from ._memory_leases import MemoryLeases
 from ._memory_maint import MemoryMaintenance
 from ._memory_tables import STATUSES, Run, Tables, check_values
@@ -54,7 +55,7 @@ def _now() -> float:
     return get_clock().now()
 
 
-class InMemoryStore(MemoryLeases, MemoryTimers, MemoryMaintenance):
+class InMemoryStore(MemoryLeases, MemoryTimers, MemoryMaintenance, MemoryEvents):
     """Checkpoint store in process memory, with ``SQLiteStore``'s interface and semantics.
 
     Records are immutable pydantic models, so they are kept as they are given and returned
@@ -371,7 +372,9 @@ class InMemoryStore(MemoryLeases, MemoryTimers, MemoryMaintenance):
         with self._lock:
             self._fence(self._t, run_id)
             m = self._t.writes.get(run_id) or {}
-            gone = sorted((w for k, w in m.items() if k[0] == step), key=lambda w: w.seq)
+            gone = sorted(
+                (w for k, w in m.items() if k[0] == step and w.seq >= 0), key=lambda w: w.seq
+            )
             if not gone:
                 return 0
             am = self._t.attempts.setdefault(run_id, {})

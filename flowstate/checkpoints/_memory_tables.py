@@ -97,9 +97,11 @@ class Tables:
         """Schedule records by name (``ScheduleRecord``)."""
         self.firings: dict[tuple[str, float], str] = {}
         """(schedule, fire time) -> the run that firing started."""
+        self.events: dict[str, dict[int, tuple[int, str, str, float]]] = {}
 
     def per_run(self) -> tuple[dict[str, Any], ...]:
         return (
+            self.events,
             self.writes,
             self.steps,
             self.effects,

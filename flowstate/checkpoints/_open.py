@@ -8,6 +8,8 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from flowstate.errors import ConfigError
+
 from ._crypto import Keyring, keyring_from_env
 from ._memory_store import InMemoryStore
 from ._sqlite import Durability, SQLiteStore
@@ -29,7 +31,8 @@ def open_store(
     encryption: Keyring | None = None,
 ) -> Any:
     """The store ``spec`` names: ``memory://`` (no persistence), a ``postgresql://`` URL
-    (needs the ``postgres`` extra; ``?schema=NAME`` picks the schema), or an SQLite path
+    (needs the ``postgres`` extra; ``?schema=NAME`` picks the schema, ``?pool_max_size=N``
+    sizes the connection pool: see ``split_postgres_url``), or an SQLite path
     (``:memory:`` included), created if missing. ``migrate=False`` opens the database as
     it is, for diagnosis. ``encryption``: the keyring sealing payload columns; None reads
     ``FLOWSTATE_KEYS`` (so the CLI, the service and the inspector use it). ``memory://``
@@ -43,21 +46,40 @@ def open_store(
     if is_postgres_url(spec):
         from ._postgres import PostgresStore
 
-        dsn, schema = _split_schema(spec)
-        if schema:
-            return PostgresStore(dsn, schema=schema, migrate=migrate, encryption=encryption)
-        return PostgresStore(dsn, migrate=migrate, encryption=encryption)
+        dsn, options = split_postgres_url(spec)
+        return PostgresStore(dsn, migrate=migrate, encryption=encryption, **options)
     return SQLiteStore(spec, durability=durability, migrate=migrate, encryption=encryption)
 
 
-def _split_schema(url: str) -> tuple[str, str | None]:
-    """``postgresql://…/db?schema=NAME`` names the schema holding the tables; libpq knows
-    no such parameter, so it is taken out of the URL."""
+_URL_OPTIONS = {"schema": str, "pool_min_size": int, "pool_max_size": int}
+"""Query parameters of a ``postgresql://`` URL that are flowstate's, not libpq's."""
+
+
+def split_postgres_url(url: str) -> tuple[str, dict[str, Any]]:
+    """``postgresql://…/db?schema=NAME&pool_max_size=N`` → the URL libpq gets and the
+    ``PostgresStore`` options: ``schema`` (the schema holding the tables, default
+    ``flowstate``), ``pool_min_size`` (connections kept open, default 1) and
+    ``pool_max_size`` (most connections at once, default 4). libpq knows none of them,
+    so they are taken out of the URL; every other parameter is libpq's."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = next((v for k, v in query if k == "schema"), None)
-    rest = urlencode([(k, v) for k, v in query if k != "schema"])
-    return urlunsplit(parts._replace(query=rest)), schema
+    options: dict[str, Any] = {}
+    for key, value in query:
+        kind = _URL_OPTIONS.get(key)
+        if kind is None:
+            continue
+        if kind is int:
+            try:
+                number = int(value)
+            except ValueError:
+                raise ConfigError(
+                    f"{key}={value!r} in the database URL is not a whole number; e.g. ?{key}=4"
+                ) from None
+            options[key.removeprefix("pool_")] = number
+        else:
+            options[key] = value
+    rest = urlencode([(k, v) for k, v in query if k not in _URL_OPTIONS])
+    return urlunsplit(parts._replace(query=rest)), options
 
 
 def describe_store(store: Any) -> str:

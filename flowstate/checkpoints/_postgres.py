@@ -25,12 +25,17 @@ contract tests cannot tell the two apart (DESIGN.md "Storage"; RELIABILITY.md G1
   ``record_effect``, ``record_interrupt`` and run update. Where SQLite serialises on its
   single write lock, Postgres serialises on the run row (``FOR UPDATE``).
 
-One connection per store object (autocommit, explicit ``BEGIN``/``COMMIT``), serialised
-by an ``RLock`` like ``SQLiteStore``'s. A connection that the server dropped (restart,
-failover, idle timeout) is replaced at the next operation: reads are retried once, and a
-write transaction is retried only when its ``BEGIN`` failed, i.e. before anything was sent.
-A failure after that is a ``StoreIOError`` and the caller decides (the engine resumes from
-the last committed activation).
+Connections come from a pool (psycopg-pool; autocommit, explicit ``BEGIN``/``COMMIT``):
+each operation borrows one, so threads of one process (the service's request handlers, a
+worker's runs, heartbeats) do not wait on each other's round trips. A write transaction
+holds its connection from ``BEGIN`` to ``COMMIT``; the store's reads and writes made
+inside it (on the same thread) join it. A connection the server dropped (restart,
+failover, ``pg_terminate_backend``) is replaced at the next operation, and the pool's idle
+connections are checked with it: reads are retried once, and a write transaction is
+retried only when its ``BEGIN`` failed, i.e. before anything was sent. A failure after
+that is a ``StoreIOError`` and the caller decides (the engine resumes from the last
+committed activation). After ``fork()`` the child opens its own pool and never touches
+the parent's sockets.
 """
 
 from __future__ import annotations
@@ -50,14 +55,18 @@ from ._common import (
     attempt_from_row,
     run_filters,
 )
+from ._postgres_blobs import PostgresBlobs
 from ._postgres_conn import PostgresConnection
 from ._postgres_maint import PostgresMaintenance
+from ._postgres_notify import PostgresNotify
 from ._postgres_schema import MIGRATIONS as MIGRATIONS
+from ._postgres_schema import fleet_channel
 from ._records import (
     AttemptRecord,
     EffectRecord,
     RunRecord,
 )
+from ._sql_events import SQLEvents
 from ._sql_leases import SQLLeases
 from ._sql_reads import SQLReads
 from ._sql_timers import SQLTimers
@@ -76,23 +85,35 @@ def _storable_error(error: Any) -> Any:
 
 
 class PostgresStore(
-    PostgresConnection, SQLReads, SQLWrites, SQLLeases, SQLTimers, PostgresMaintenance
+    PostgresConnection,
+    PostgresBlobs,  # before SQLWrites: its _stored_effect swaps in blob references
+    SQLReads,
+    SQLWrites,
+    SQLLeases,
+    SQLTimers,
+    PostgresMaintenance,
+    PostgresNotify,
+    SQLEvents,
 ):
     """Checkpoint store on a PostgreSQL schema; the contract of ``SQLiteStore``.
 
     ``dsn`` is a libpq connection string or ``postgresql://`` URL. ``schema`` is the
     schema holding the tables (created if missing), so several independent stores can
-    share one database. ``min_size`` is how many connections are opened up front: 1
-    (default) connects and migrates in the constructor, so a bad DSN or an unreachable
-    server fails here; 0 defers both to the first operation. The store uses one
-    connection, serialised by a lock, whatever the number of threads; for more
-    parallelism open more store objects (one per process or worker).
+    share one database. ``min_size`` is how many connections are kept open (default 1:
+    the constructor connects and migrates, so a bad DSN or an unreachable server fails
+    here; 0 defers both to the first operation); ``max_size`` (default 4) is how many the
+    pool may open for operations running at once on several threads. ``listen(channel)``
+    opens a dedicated connection for ``LISTEN`` (see ``PostgresNotifier``).
     """
 
     # the run row is the lock (see _sql_leases)
     _LOCK_FOR_TAKEOVER = " FOR UPDATE"
     _LOCK_FOR_FENCE = " FOR NO KEY UPDATE"
     _UNIQUE = psycopg.errors.UniqueViolation
+
+    @property
+    def _channel(self) -> str:
+        return fleet_channel(self.schema)
 
     def _insert_stmt(self, table: str, cols: Sequence[str], mode: str) -> sql.Composed:
         return self._insert(table, cols, mode)
@@ -144,7 +165,9 @@ class PostgresStore(
         if task_path is not None:
             where += ' AND "task_path" = %s'
             params.append(task_path)
-        return self._select("effects", where, params, '"step", "task_path", "seq"')
+        rows = self._select("effects", where, params, '"step", "task_path", "seq"')
+        # a large result is a blob of its ciphertext: opened once it is swapped back in
+        return [self.cipher.open("effects", self._unblob(e)) for e in rows]
 
     def record_attempt(self, attempt: AttemptRecord) -> None:
         with self.write() as c:
@@ -190,3 +213,5 @@ class PostgresStore(
                 ),
                 [run_id, kind, time.time()],
             )
+            # a fleet worker holding the run hears it at once (delivered at COMMIT)
+            c.execute("SELECT pg_notify(%s, %s)", [self._channel, f"signal:{kind}:{run_id}"])

@@ -1,6 +1,6 @@
-"""``PostgresStore``'s connection: connecting (and re-connecting after a drop or a
-fork), the schema migrations, ``BEGIN`` … ``COMMIT`` write transactions, reads, and the
-SQL of decoded selects and inserts."""
+"""``PostgresStore``'s connections: a pool (psycopg-pool) re-opened after a fork, with
+lost connections replaced, the schema migrations, ``BEGIN`` … ``COMMIT`` write
+transactions, reads, and the SQL of decoded selects and inserts."""
 
 from __future__ import annotations
 
@@ -8,19 +8,21 @@ import contextlib
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from flowstate._crashpoints import crash_point
 from flowstate.errors import ConfigError, StoreError, StoreIOError
 
 from ._common import decode_row, hashed_columns
 from ._crypto import Keyring, RowCipher
-from ._postgres_schema import _MIGRATIONS, MIGRATIONS, SCHEMA_NAME, TABLES
+from ._postgres_schema import _MIGRATIONS, FLEET_TABLES, MIGRATIONS, SCHEMA_NAME, TABLES
 
 __all__ = ["PostgresConnection", "ids"]
 
@@ -37,8 +39,8 @@ def ids(*names: str) -> sql.Composed:
 
 
 class PostgresConnection:
-    """One connection (autocommit, explicit ``BEGIN``/``COMMIT``) serialised by an
-    ``RLock``; the base of ``PostgresStore``."""
+    """A pool of connections (psycopg-pool; autocommit, explicit ``BEGIN``/``COMMIT``);
+    the base of ``PostgresStore``."""
 
     def __init__(
         self,
@@ -46,6 +48,7 @@ class PostgresConnection:
         *,
         schema: str = "flowstate",
         min_size: int = 1,
+        max_size: int = 4,
         migrate: bool = True,
         encryption: Keyring | None = None,
     ) -> None:
@@ -59,11 +62,19 @@ class PostgresConnection:
             )
         if schema.lower().startswith("pg_"):
             raise ConfigError(f"schema {schema!r}: the prefix 'pg_' is reserved by PostgreSQL")
-        if min_size not in (0, 1):
+        if isinstance(min_size, bool) or not isinstance(min_size, int) or min_size < 0:
             raise ConfigError(
-                f"min_size must be 0 (connect on first use) or 1 (connect now), not "
-                f"{min_size!r}: a PostgresStore holds one connection; open one store per "
-                "worker for more parallelism"
+                f"min_size must be a whole number of connections opened up front (0: connect "
+                f"on first use), not {min_size!r}"
+            )
+        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
+            raise ConfigError(
+                f"max_size must be the most connections the store may hold (at least 1), not "
+                f"{max_size!r}; pass e.g. max_size=4 or ?pool_max_size=4 in the URL"
+            )
+        if max_size < min_size:
+            raise ConfigError(
+                f"max_size ({max_size}) is smaller than min_size ({min_size}): raise max_size"
             )
         try:
             params = conninfo_to_dict(dsn)
@@ -72,21 +83,28 @@ class PostgresConnection:
         self.dsn = dsn
         self.schema = schema
         self.min_size = min_size
-        self._connect_kwargs: dict[str, Any] = {}
+        self.max_size = max_size
+        self._connect_kwargs: dict[str, Any] = {"autocommit": True}
         if "connect_timeout" not in params:
             self._connect_kwargs["connect_timeout"] = 10
         if "application_name" not in params:
             self._connect_kwargs["application_name"] = "flowstate"
+        self.app_name = str(params.get("application_name") or "flowstate")
+        """The ``application_name`` of this store's sessions (``pg_stat_activity``)."""
+        self._timeout = float(params.get("connect_timeout") or 10)
         host = params.get("host") or params.get("hostaddr") or "localhost"
         port = params.get("port") or "5432"
         self._where = f"PostgreSQL {host}:{port}/{params.get('dbname', '')} schema {schema!r}"
         self._lock = threading.RLock()
-        self._conn: psycopg.Connection[Any] | None = None
+        """Guards opening the pool and migrating (not the operations: each borrows its own
+        connection)."""
+        self._pool: ConnectionPool[Any] | None = None
         self._pid = os.getpid()
-        self._inherited: list[psycopg.Connection[Any]] = []
+        self._inherited: list[Any] = []
+        self._local = threading.local()
+        """``conn``: the connection of the write transaction this thread is inside."""
         self._closed = False
         self._migrated = not migrate
-        self._migrating = False
         self.fences: dict[str, tuple[str, int]] = {}
         """run id -> (owner, epoch) this store object writes for; every write touching a
         fenced run checks, inside its transaction, that the epoch is still current."""
@@ -94,66 +112,133 @@ class PostgresConnection:
         """Number of write transactions committed by this store object (for tests)."""
         self.database_id: str | None = None
         """The id in the schema's ``meta`` row, checked on every new connection."""
-        self._checked_conn: psycopg.Connection[Any] | None = None
-        names = (*TABLES, "migrations", "blobs", "meta", "schedules", "firings")
+        self._checked: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+        names = (
+            *TABLES,
+            "migrations",
+            "blobs",
+            "meta",
+            "schedules",
+            "firings",
+            "events",
+            *FLEET_TABLES,
+        )
         self._t = {name: sql.Identifier(schema, name) for name in names}
         self._sql_cache: dict[str, sql.Composed] = {}
         self.cipher = RowCipher(encryption, self._marked_encrypted)
         self._mark_pending = encryption is not None and migrate
         if min_size:
-            with self._lock:
-                self._connection()
+            self._ready()
 
     def __repr__(self) -> str:
         return f"PostgresStore({self._where})"
 
-    # -- connection ---------------------------------------------------------------------
+    # -- connections --------------------------------------------------------------------
 
     @property
     def conn(self) -> psycopg.Connection[Any]:
-        """The live connection (opened, or re-opened after a drop, on access)."""
-        with self._lock:
-            return self._connection()
+        """A live connection of the pool, for diagnosis (``conn.info``): borrowed and given
+        back at once, so do not run statements on it; with ``max_size=1`` it is the
+        store's only connection."""
+        with self._borrow() as c:
+            return c
 
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self._closed:
-            raise StoreIOError(f"the checkpoint store on {self._where} is closed")
-        c = self._conn
-        if c is not None and self._pid != os.getpid():
-            # inherited through fork(): the socket is the parent's. Never close it here
-            # (that would end the parent's session); keep a reference so it is never
-            # finalised in this process, and open our own.
-            self._inherited.append(c)
-            self._pid, c, self._conn = os.getpid(), None, None
-        if c is None or c.closed or c.broken:
-            if c is not None:
-                with contextlib.suppress(Exception):
-                    c.close()
-            self._conn = None
-            try:
-                c = psycopg.connect(self.dsn, autocommit=True, **self._connect_kwargs)
-            except psycopg.Error as e:
-                raise StoreIOError(f"cannot connect to {self._where}: {e}") from e
-            self._conn = c
-        if not self._migrated and not self._migrating:
-            self._migrating = True
-            try:
-                self._migrate()
-            finally:
-                self._migrating = False
-            c = self._conn
-            assert c is not None
-        if self._checked_conn is not c and not self._migrating:
-            self._check_identity(c)
-            if self._mark_pending and self.database_id is not None:
-                c.execute(
-                    self._q(
-                        'INSERT INTO {meta} ("key", "value") VALUES (%s, %s) ON CONFLICT DO NOTHING'
-                    ),
-                    ["encryption", "aes-256-gcm"],
+    def _ready(self) -> ConnectionPool[Any]:
+        """The pool of this process, opened (and the schema migrated) on first use. A pool
+        inherited through fork() is the parent's: its sockets are never used nor closed
+        here (that would end the parent's sessions); a new one is opened."""
+        pool = self._pool
+        if pool is not None and self._pid == os.getpid() and self._migrated:
+            return pool
+        with self._lock:
+            if self._closed:
+                raise StoreIOError(f"the checkpoint store on {self._where} is closed")
+            if self._pool is not None and self._pid != os.getpid():
+                self._inherited.append(self._pool)
+                self._pool, self._pid = None, os.getpid()
+                self._checked = weakref.WeakSet()
+            if not self._migrated:
+                # the first connection is a plain one: an unreachable server or a bad
+                # password fails here with libpq's own message, not a pool timeout
+                c = self._connect()
+                try:
+                    self._migrate(c)
+                    self._check_identity(c)
+                finally:
+                    with contextlib.suppress(Exception):
+                        c.close()
+            if self._pool is None:
+                self._pool = ConnectionPool(
+                    self.dsn,
+                    kwargs=self._connect_kwargs,
+                    min_size=self.min_size,
+                    max_size=self.max_size,
+                    timeout=self._timeout,
+                    open=False,
+                    name=f"flowstate-{self.schema}",
+                    num_workers=1,
                 )
-                self._mark_pending = False
-        return c
+                self._pool.open(wait=False)
+            return self._pool
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(self.dsn, **self._connect_kwargs)
+        except psycopg.Error as e:
+            raise StoreIOError(f"cannot connect to {self._where}: {e}") from e
+
+    @contextlib.contextmanager
+    def _borrow(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection of the pool for one operation (the enclosing write transaction's,
+        inside ``write()`` on this thread)."""
+        inner = getattr(self._local, "conn", None)
+        if inner is not None:
+            yield inner
+            return
+        pool = self._ready()
+        for attempt in (1, 2):
+            try:
+                cm = pool.connection()
+                c = cm.__enter__()
+            except PoolTimeout:
+                # all connections busy, or none can be made: say which
+                self._connect().close()
+                raise StoreIOError(
+                    f"no connection of the pool to {self._where} was free within "
+                    f"{self._timeout:g} s (max_size={self.max_size}): raise max_size "
+                    "(?pool_max_size=N) or use fewer threads"
+                ) from None
+            except PoolClosed:
+                raise StoreIOError(f"the checkpoint store on {self._where} is closed") from None
+            if c not in self._checked:
+                try:
+                    self._check_identity(c)
+                except BaseException as e:
+                    cm.__exit__(type(e), e, e.__traceback__)
+                    if isinstance(e, psycopg.Error):
+                        if attempt == 1 and self._dropped(c):
+                            continue  # lost while idle in the pool: take another
+                        raise StoreIOError(f"cannot read the schema on {self._where}: {e}") from e
+                    raise
+            break
+        try:
+            yield c
+        except BaseException as e:
+            cm.__exit__(type(e), e, e.__traceback__)
+            raise
+        else:
+            cm.__exit__(None, None, None)
+
+    def _dropped(self, c: psycopg.Connection[Any]) -> bool:
+        """Whether ``c`` was lost (server restart, terminated backend); then the idle
+        connections of the pool are checked too, as they were likely lost with it."""
+        if not (c.closed or c.broken):
+            return False
+        pool = self._pool
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                pool.check()
+        return True
 
     _KID_SQL = "split_part({c}, ':', 2)"
     """The key id of a sealed value ``fsenc1:<kid>:…`` in SQL (``key_ids``)."""
@@ -173,20 +258,36 @@ class PostgresConnection:
             row = c.execute(
                 self._q('SELECT "value" FROM {meta} WHERE "key" = %s'), ["database_id"]
             ).fetchone()
-        except psycopg.Error:
+        except psycopg.errors.UndefinedTable:
             row = None  # opened with migrate=False on an older schema
-            with contextlib.suppress(psycopg.Error):
-                c.execute("ROLLBACK")
         got = str(row[0]) if row else None
         if self.database_id is not None and got != self.database_id:
-            self._drop_connection()
             raise StoreIOError(
                 f"the checkpoint schema on {self._where} no longer holds database "
                 f"{self.database_id} (it holds {got or 'none'}): it was dropped or re-created "
                 "while this process was using it; nothing was written"
             )
         self.database_id = got
-        self._checked_conn = c
+        if got is not None:
+            self._encryption_mark(c)
+        self._checked.add(c)
+
+    def _encryption_mark(self, c: psycopg.Connection[Any]) -> None:
+        """On a checked connection: mark the schema encrypted (a keyed store), or learn
+        whether it is (a keyless one), so no write transaction has to ask."""
+        if self._mark_pending:
+            c.execute(
+                self._q(
+                    'INSERT INTO {meta} ("key", "value") VALUES (%s, %s) ON CONFLICT DO NOTHING'
+                ),
+                ["encryption", "aes-256-gcm"],
+            )
+            self._mark_pending = False
+        if self.cipher.keyring is None and self.cipher.encrypted is None:
+            row = c.execute(
+                self._q('SELECT 1 FROM {meta} WHERE "key" = %s'), ["encryption"]
+            ).fetchone()
+            self.cipher.encrypted = row is not None
 
     def _q(self, template: str) -> sql.Composed:
         """``template`` with ``{runs}``, ``{steps}`` … replaced by the schema-qualified,
@@ -211,19 +312,16 @@ class PostgresConnection:
             return None
         return {str(r[0]) for r in c.execute(self._q('SELECT "name" FROM {migrations}'))}
 
-    def _migrate(self) -> None:
-        c = self._conn
-        assert c is not None
+    def _migrate(self, c: psycopg.Connection[Any]) -> None:
         try:
             # the common case, an up-to-date schema: two reads, no lock, no write
             if self._applied_migrations(c) == set(MIGRATIONS):
                 self._migrated = True
                 return
         except psycopg.Error as e:
-            self._drop_connection()
             raise StoreIOError(f"cannot read the checkpoint schema on {self._where}: {e}") from e
         try:
-            with self.write() as c:
+            with self._transaction(c):
                 # serialises concurrent openers of the same schema until COMMIT
                 c.execute(
                     "SELECT pg_advisory_xact_lock(hashtextextended(%s::text, 0))",
@@ -257,7 +355,6 @@ class PostgresConnection:
                         [name, time.time()],
                     )
         except StoreError as e:
-            self._drop_connection()
             cause = e.__cause__
             if not isinstance(cause, psycopg.Error):
                 raise
@@ -266,97 +363,120 @@ class PostgresConnection:
             ) from cause
         self._migrated = True
 
-    def _drop_connection(self) -> None:
-        c, self._conn = self._conn, None
-        if c is not None:
+    def __del__(self) -> None:
+        # close the pool from the thread dropping the store: left to the pool's own
+        # finaliser, it may run in one of its worker threads, which cannot join itself
+        pool = getattr(self, "_pool", None)
+        if pool is not None and getattr(self, "_pid", None) == os.getpid():
             with contextlib.suppress(Exception):
-                c.close()
+                pool.close(timeout=1)
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            self._drop_connection()
+            pool, self._pool = self._pool, None
+            if pool is not None and self._pid == os.getpid():
+                with contextlib.suppress(Exception):
+                    pool.close(timeout=5)
 
     # -- transactions -------------------------------------------------------------------
 
-    def _begin(self) -> psycopg.Connection[Any]:
-        for attempt in (1, 2):
-            c = self._connection()
-            try:
-                c.execute("BEGIN")
-                return c
-            except psycopg.Error as e:
-                if attempt == 1 and (c.closed or c.broken):
-                    continue  # dropped while idle: nothing was sent, reconnect once
-                raise StoreIOError(f"cannot start a write transaction on {self._where}: {e}") from e
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _rollback(self, c: psycopg.Connection[Any]) -> None:
-        with contextlib.suppress(Exception):
-            c.execute("ROLLBACK")
-
     @contextlib.contextmanager
     def write(self) -> Iterator[psycopg.Connection[Any]]:
-        """One write transaction: ``BEGIN`` … ``COMMIT`` on the store's connection.
+        """One write transaction: ``BEGIN`` … ``COMMIT`` on a connection of the pool.
 
         If the body raises, the transaction is rolled back, then a constraint violation
         (``psycopg.IntegrityError``) is re-raised as ``StoreError`` and any other
         ``psycopg.Error`` (lost connection, server shutdown, value PostgreSQL cannot
         store) as ``StoreIOError``, with the psycopg error as ``__cause__``. Everything
         else (flowstate's own errors, ``ValueError``, ``BaseException`` s) propagates
-        unchanged.
+        unchanged. Reads and writes of this store made by the body (on this thread) join
+        the transaction. A connection lost while idle in the pool is replaced before
+        ``BEGIN``; a failure after that is the caller's to handle.
         """
-        with self._lock:
-            crash_point("store.before_begin")
-            c = self._begin()
-            try:
-                yield c
-            except BaseException as e:
-                self._rollback(c)
-                # flowstate's own errors, ValueError etc. and BaseExceptions (cancellation,
-                # simulated crashes) propagate unchanged; the database's are typed as storage
-                if isinstance(e, psycopg.IntegrityError):
-                    raise StoreError(
-                        f"write refused by a constraint of the checkpoint store on "
-                        f"{self._where}: {e}; nothing of this transaction was kept. A UNIQUE "
-                        "failure means the row is already stored (another process may be "
-                        "running the same run)"
-                    ) from e
-                if isinstance(e, psycopg.Error):
+        if getattr(self._local, "conn", None) is not None:
+            yield self._local.conn  # nested: part of the enclosing transaction
+            return
+        crash_point("store.before_begin")
+        for attempt in (1, 2):
+            with self._borrow() as c:
+                try:
+                    c.execute("BEGIN")
+                except psycopg.Error as e:
+                    if attempt == 1 and self._dropped(c):
+                        continue  # dropped while idle: nothing was sent, retry once
                     raise StoreIOError(
-                        f"write failed on {self._where}: {e}; the transaction was rolled back"
+                        f"cannot start a write transaction on {self._where}: {e}"
                     ) from e
-                raise
+                self._local.conn = c
+                try:
+                    with self._transaction(c, begun=True):
+                        yield c
+                finally:
+                    self._local.conn = None
+                self.commits += 1
+                crash_point("store.after_commit")
+                return
+
+    @contextlib.contextmanager
+    def _transaction(
+        self, c: psycopg.Connection[Any], *, begun: bool = False
+    ) -> Iterator[psycopg.Connection[Any]]:
+        if not begun:
             try:
-                crash_point("store.before_commit")
-            except BaseException:
-                # a simulated death: the server rolls back a dead session's transaction
-                self._rollback(c)
-                raise
-            try:
-                c.execute("COMMIT")
+                c.execute("BEGIN")
             except psycopg.Error as e:
-                self._rollback(c)
-                raise StoreIOError(
-                    f"commit failed on {self._where}: {e}. If the connection was lost during "
-                    "COMMIT the transaction may or may not have been applied"
+                raise StoreIOError(f"cannot start a write transaction on {self._where}: {e}") from e
+        try:
+            yield c
+        except BaseException as e:
+            self._rollback(c)
+            # flowstate's own errors, ValueError etc. and BaseExceptions (cancellation,
+            # simulated crashes) propagate unchanged; the database's are typed as storage
+            if isinstance(e, psycopg.IntegrityError):
+                raise StoreError(
+                    f"write refused by a constraint of the checkpoint store on "
+                    f"{self._where}: {e}; nothing of this transaction was kept. A UNIQUE "
+                    "failure means the row is already stored (another process may be "
+                    "running the same run)"
                 ) from e
-            self.commits += 1
-            crash_point("store.after_commit")
+            if isinstance(e, psycopg.Error):
+                raise StoreIOError(
+                    f"write failed on {self._where}: {e}; the transaction was rolled back"
+                ) from e
+            raise
+        try:
+            crash_point("store.before_commit")
+        except BaseException:
+            # a simulated death: the server rolls back a dead session's transaction
+            self._rollback(c)
+            raise
+        try:
+            c.execute("COMMIT")
+        except psycopg.Error as e:
+            self._rollback(c)
+            raise StoreIOError(
+                f"commit failed on {self._where}: {e}. If the connection was lost during "
+                "COMMIT the transaction may or may not have been applied"
+            ) from e
+
+    def _rollback(self, c: psycopg.Connection[Any]) -> None:
+        with contextlib.suppress(Exception):
+            c.execute("ROLLBACK")
 
     def _read(
         self, query: sql.Composed | sql.SQL, params: Sequence[Any] = ()
     ) -> list[tuple[Any, ...]]:
-        with self._lock:
-            for attempt in (1, 2):
-                c = self._connection()
+        for attempt in (1, 2):
+            with self._borrow() as c:
                 try:
                     return c.execute(query, params).fetchall()
                 except psycopg.Error as e:
-                    if attempt == 1 and (c.closed or c.broken):
+                    inside = getattr(self._local, "conn", None) is c
+                    if attempt == 1 and not inside and self._dropped(c):
                         continue  # reads are idempotent: retry once on a new connection
                     raise StoreIOError(f"read failed on {self._where}: {e}") from e
-            raise AssertionError("unreachable")  # pragma: no cover
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- row decoding -------------------------------------------------------------------
 

@@ -26,13 +26,12 @@ __all__ = ["PostgresMaintenance"]
 
 
 class PostgresMaintenance:
-    """Mixin of ``PostgresStore``: uses its ``_lock``, ``schema``, ``_t``, ``_connection``,
+    """Mixin of ``PostgresStore``: uses its ``schema``, ``_t``, ``_borrow``,
     ``_q``, ``_columns``, ``_decode``, ``_read`` and ``write``."""
 
-    _lock: Any
     schema: str
     _t: dict[str, sql.Identifier]
-    _connection: Any
+    _borrow: Any
     _q: Any
     _columns: Any
     _decode: Any
@@ -40,6 +39,8 @@ class PostgresMaintenance:
     write: Any
     cipher: Any
     _fence: Any
+    _unblob: Any
+    _drop_orphan_blobs: Any
     get_run: Any
     steps: Any
     writes: Any
@@ -54,9 +55,8 @@ class PostgresMaintenance:
         """
         problems: list[str] = []
         limit = 50
-        with self._lock:
-            try:
-                c = self._connection()
+        try:
+            with self._borrow() as c:
                 done = {str(r[0]) for r in c.execute(self._q('SELECT "name" FROM {migrations}'))}
                 missing = [m for m in MIGRATIONS if m not in done]
                 unknown = sorted(done - set(MIGRATIONS))
@@ -75,9 +75,31 @@ class PostgresMaintenance:
                             except CorruptRowError as e:
                                 problems.append(e.message)
                 problems.extend(p for p in self._attempt_problems(c) if len(problems) < limit)
-            except (psycopg.Error, StoreIOError) as e:
-                return f"error: {e}"
+                problems.extend(p for p in self._blob_problems(c) if len(problems) < limit)
+        except (psycopg.Error, StoreIOError) as e:
+            return f"error: {e}"
         return "; ".join(problems) if problems else "ok"
+
+    def _blob_problems(self, c: psycopg.Connection[Any]) -> list[str]:
+        """Effects whose ``@blob:`` reference is missing or fails its hash."""
+        rows = c.execute(
+            self._q(
+                'SELECT e."run_id", e."step", substr(e."response", 7), b."hash" IS NULL '
+                'FROM {effects} e LEFT JOIN {blobs} b ON b."hash" = substr(e."response", 7) '
+                'WHERE left(e."response", 6) = \'@blob:\' AND (b."hash" IS NULL OR '
+                "encode(sha256(convert_to(b.\"data\", 'UTF8')), 'hex') <> b.\"hash\") "
+                "LIMIT 50"
+            )
+        ).fetchall()
+        return [
+            CorruptRowError(
+                "blobs",
+                str(r[0]),
+                int(r[1]),
+                f"blob {str(r[2])[:12]}… {'is missing' if r[3] else 'fails its hash'}",
+            ).message
+            for r in rows
+        ]
 
     def _attempt_problems(self, c: psycopg.Connection[Any]) -> list[str]:
         out = []
@@ -171,6 +193,7 @@ class PostgresMaintenance:
                     ).format(t=self._t[table], c=sql.Identifier(col)),
                     [run_id, lo, hi, run_id, run_id],
                 )
+            self._drop_orphan_blobs(c)
 
     def migrate_run(
         self,

@@ -7,9 +7,10 @@ table names. Never edit or reorder a released migration; append a new one.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
-__all__ = ["MIGRATIONS", "SCHEMA_NAME", "TABLES"]
+__all__ = ["FLEET_TABLES", "MIGRATIONS", "SCHEMA_NAME", "TABLES", "fleet_channel"]
 
 SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 """Schema names the store accepts: a plain SQL identifier of at most 63 bytes."""
@@ -115,8 +116,8 @@ _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     (
-        # mirrors SQLiteStore's m003_blobs so both stores have the same tables; this store
-        # keeps effect results inline (Postgres TOAST already compresses large values)
+        # mirrors SQLiteStore's m003_blobs: large effect results stored once by content
+        # hash (see _postgres_blobs; rows written before that keep their results inline)
         "m003_blobs",
         ('CREATE TABLE {blobs} ("hash" text COLLATE "C" PRIMARY KEY, "data" text NOT NULL)',),
     ),
@@ -127,6 +128,70 @@ _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             'CREATE TABLE {meta} ("key" text COLLATE "C" PRIMARY KEY, "value" text NOT NULL)',
             'INSERT INTO {meta} ("key", "value") '
             "VALUES ('database_id', md5(random()::text || clock_timestamp()::text))",
+        ),
+    ),
+    (
+        # mirrors SQLiteStore's m301_threads: a run may be a turn of a thread; exactly
+        # one caller takes each turn
+        "m301_threads",
+        (
+            'ALTER TABLE {runs} ADD COLUMN "thread_id" text COLLATE "C", ADD COLUMN "turn" bigint',
+            'CREATE UNIQUE INDEX "runs_thread_turn" ON {runs} ("thread_id", "turn")',
+        ),
+    ),
+    (
+        # mirrors SQLiteStore's m401_events: the live view of runs (events as JSON)
+        "m401_events",
+        (
+            """CREATE TABLE {events} (
+                "run_id" text COLLATE "C" NOT NULL,
+                "seq" bigint NOT NULL,
+                "kind" text NOT NULL,
+                "data" text NOT NULL,
+                "created_at" double precision NOT NULL,
+                PRIMARY KEY ("run_id", "seq")
+            )""",
+        ),
+    ),
+    (
+        # the fleet (flowstate.checkpoints._queue): runs waiting for a worker, the workers
+        # themselves, and flow-control rows. New tables only: nothing existing changes.
+        "m501_queue",
+        (
+            """CREATE TABLE {queue} (
+                "run_id" text COLLATE "C" PRIMARY KEY,
+                "queue" text COLLATE "C" NOT NULL,
+                "graph" text COLLATE "C" NOT NULL,
+                "priority" integer NOT NULL DEFAULT 0,
+                "available_at" double precision NOT NULL,
+                "attempts" integer NOT NULL DEFAULT 0,
+                "max_attempts" integer NOT NULL,
+                "worker" text COLLATE "C",
+                "claimed_until" double precision,
+                "reasons" text NOT NULL DEFAULT '[]',
+                "created_at" double precision NOT NULL
+            )""",
+            'CREATE INDEX "queue_pick" ON {queue} ("queue", "priority" DESC, "available_at")',
+            'CREATE INDEX "queue_worker" ON {queue} ("worker")',
+            """CREATE TABLE {workers} (
+                "id" text COLLATE "C" PRIMARY KEY,
+                "host" text NOT NULL,
+                "pid" integer NOT NULL,
+                "queues" text NOT NULL,
+                "graphs" text NOT NULL,
+                "concurrency" integer NOT NULL,
+                "state" text NOT NULL,
+                "started_at" double precision NOT NULL,
+                "heartbeat_at" double precision NOT NULL
+            )""",
+            """CREATE TABLE {flow_limits} (
+                "key" text COLLATE "C" PRIMARY KEY,
+                "max_running" integer,
+                "per_second" double precision,
+                "burst" double precision,
+                "tokens" double precision,
+                "updated_at" double precision
+            )""",
         ),
     ),
     (
@@ -156,16 +221,17 @@ _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
-    (
-        # mirrors SQLiteStore's m301_threads: a run may be a turn of a thread; exactly
-        # one caller takes each turn
-        "m301_threads",
-        (
-            'ALTER TABLE {runs} ADD COLUMN "thread_id" text COLLATE "C", ADD COLUMN "turn" bigint',
-            'CREATE UNIQUE INDEX "runs_thread_turn" ON {runs} ("thread_id", "turn")',
-        ),
-    ),
 )
+
+FLEET_TABLES = ("queue", "workers", "flow_limits")
+"""The fleet's tables (migration ``m501_queue``): not per-run checkpoint tables."""
+
+
+def fleet_channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel of a schema's fleet (new work, cancel signals): a short
+    digest, since a channel name is an identifier of at most 63 bytes."""
+    return "flowstate_" + hashlib.sha1(schema.encode()).hexdigest()[:16]
+
 
 MIGRATIONS: tuple[str, ...] = tuple(name for name, _ in _MIGRATIONS)
 """Names of the migrations this version applies, in order."""

@@ -132,7 +132,9 @@ class CheckpointStore(Protocol):
         keeping each as an ``attempts`` row: a negative attempt number (-1 for the first
         re-run of the step, -2 for the next, …) and the write as JSON in ``error``
         (``superseded by resume(rerun_step=True): {...}``). Returns how many were
-        superseded. Used by ``resume(run_id, rerun_step=True)``."""
+        superseded. Used by ``resume(run_id, rerun_step=True)``. Rows with a negative
+        ``seq`` are not activations but edits of the step's input (``update_state``):
+        they stay."""
         ...
 
     def get_step(self, run_id: str, step: int) -> StepRecord | None:
@@ -303,4 +305,43 @@ class RowScanStore(CheckpointStore, Protocol):
 
     def vacuum(self) -> None:
         """Compact the database file."""
+        ...
+
+
+@runtime_checkable
+class EventStore(CheckpointStore, Protocol):
+    """A store that keeps the live events of runs (every store flowstate ships): the
+    engine appends what it emits, and a process that does not execute the run (another
+    service process, the inspector) follows it with ``events_since``. Events are JSON,
+    bounded per run, and not the durable record."""
+
+    def append_events(self, run_id: str, events: Sequence[tuple[int, str, str, float]]) -> None:
+        """Add ``(seq, kind, data, created_at)`` rows of the run in one transaction (a seq
+        already stored is kept as it is); the oldest beyond the per-run bound are dropped."""
+        ...
+
+    def events_since(
+        self, run_id: str, after: int = 0, limit: int = 1000
+    ) -> list[tuple[int, str, str, float]]:
+        """The run's events with ``seq > after``, oldest first."""
+        ...
+
+    def last_event_seq(self, run_id: str) -> int:
+        """The seq of the run's newest event (0 when none)."""
+        ...
+
+
+@runtime_checkable
+class NotifyStore(CheckpointStore, Protocol):
+    """A store with ``LISTEN``/``NOTIFY`` (``PostgresStore``): a dedicated connection that
+    waits for wake-ups, and a way to send one (inside a write transaction, at its commit).
+    Stores without it are polled."""
+
+    def listen(self, *channels: str) -> Any:
+        """A listener on ``channels``: ``wait(timeout)`` returns the notices received
+        (``[]`` on timeout); ``close()`` ends it. See ``PostgresListener``."""
+        ...
+
+    def notify(self, channel: str, payload: str = "") -> None:
+        """Wake the listeners of ``channel``."""
         ...

@@ -37,6 +37,7 @@ RunStatus = Literal[
     "completed",  # reached END; the final state is in the store
     "failed",  # a node raised or returned an invalid update; resumable after a fix
     "cancelled",  # cancelled by a caller; resumable
+    "dead",  # dead letter: the fleet gave up after max_attempts; `flowstate requeue` retries
 ]
 
 TERMINAL_STATUSES: frozenset[str] = frozenset({"completed"})
@@ -124,7 +125,8 @@ class WriteRecord(BaseModel):
     """Identity of the activation within its step (node name, or ``node[i]`` for sends)."""
     node: str
     seq: int
-    """Position of the activation in the step's merge order."""
+    """Position of the activation in the step's merge order. Negative for an edit of the
+    step's input (``update_state``: task path ``__edit__.<n>``), which sorts first."""
     update: str
     """The validated update as JSON (field → value, before reducers are applied)."""
     goto: str = "[]"

@@ -217,7 +217,8 @@ class SQLWrites:
                 self._stmt(
                     "SELECT "
                     + ", ".join(f'"{k}"' for k in hashed_columns("writes"))
-                    + ' FROM {writes} WHERE "run_id" = ? AND "step" = ? ORDER BY "seq"'
+                    + ' FROM {writes} WHERE "run_id" = ? AND "step" = ? AND "seq" >= 0 '
+                    'ORDER BY "seq"'
                 ),
                 [run_id, step],
             ).fetchall()
@@ -251,7 +252,7 @@ class SQLWrites:
                     ],
                 )
             c.execute(
-                self._stmt('DELETE FROM {writes} WHERE "run_id" = ? AND "step" = ?'),
+                self._stmt('DELETE FROM {writes} WHERE "run_id" = ? AND "step" = ? AND "seq" >= 0'),
                 [run_id, step],
             )
             return len(rows)

@@ -24,6 +24,7 @@ from ._records import (
     EffectRecord,
     RunRecord,
 )
+from ._sql_events import SQLEvents
 from ._sql_leases import SQLLeases
 from ._sql_reads import SQLReads
 from ._sql_timers import SQLTimers
@@ -41,7 +42,9 @@ def _insert_sql(table: str, cols: tuple[str, ...], verb: str = "INSERT") -> str:
     return f'{verb} INTO "{table}" ({names}) VALUES ({marks})'
 
 
-class SQLiteStore(SQLiteConnection, SQLReads, SQLWrites, SQLLeases, SQLTimers, SQLiteMaintenance):
+class SQLiteStore(
+    SQLiteConnection, SQLReads, SQLWrites, SQLLeases, SQLTimers, SQLiteMaintenance, SQLEvents
+):
     """Checkpoint store on one SQLite file.
 
     One connection per store object, used from one event loop; every write is one

@@ -140,6 +140,26 @@ def m004_meta(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m301_threads(db: sqlite_utils.Database) -> None:
+    """Threads: a run may be a turn of a thread (a conversation over one evolving state).
+    Nullable columns, hashed only when set, so rows stored before keep their hashes; the
+    unique index lets exactly one caller take each turn."""
+    db["runs"].add_column("thread_id", str)  # type: ignore[union-attr]
+    db["runs"].add_column("turn", int)  # type: ignore[union-attr]
+    db.execute('CREATE UNIQUE INDEX "runs_thread_turn" ON "runs" ("thread_id", "turn")')
+
+
+@migrations()
+def m401_events(db: sqlite_utils.Database) -> None:
+    """The live view of runs: the engine's events as JSON, so another process can follow a
+    run (no hash: events are not the durable record)."""
+    db["events"].create(  # type: ignore[union-attr]
+        {"run_id": str, "seq": int, "kind": str, "data": str, "created_at": float},
+        pk=("run_id", "seq"),
+    )
+
+
+@migrations()
 def m601_timers_schedules(db: sqlite_utils.Database) -> None:
     """Durable timers and schedules: the wake-up time of a paused run (outside the row
     hashes, see ``_common.WAKE_AT``), the schedules, and one row per schedule firing (its
@@ -167,13 +187,3 @@ def m601_timers_schedules(db: sqlite_utils.Database) -> None:
         pk=("schedule", "fire_time"),
         not_null={"run_id"},
     )
-
-
-@migrations()
-def m301_threads(db: sqlite_utils.Database) -> None:
-    """Threads: a run may be a turn of a thread (a conversation over one evolving state).
-    Nullable columns, hashed only when set, so rows stored before keep their hashes; the
-    unique index lets exactly one caller take each turn."""
-    db["runs"].add_column("thread_id", str)  # type: ignore[union-attr]
-    db["runs"].add_column("turn", int)  # type: ignore[union-attr]
-    db.execute('CREATE UNIQUE INDEX "runs_thread_turn" ON "runs" ("thread_id", "turn")')

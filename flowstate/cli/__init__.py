@@ -5,10 +5,10 @@ traceback unless ``--debug`` (anywhere on the line) or ``FLOWSTATE_DEBUG=1`` (se
 ``FlowstateGroup``). Every command finds its database by one rule (``resolve_db``).
 
 The commands live by job: `_runs` (run, resume, replay, fork), `_inspect` (runs, show,
-graph), `_threads` (threads), `_maint` (prune, doctor) and `_service` (serve). `_group`
-turns errors into one line and tidies help, `_load` loads `module:attr`, `_common` holds
-the database rule and what else the commands share, `_console` the consoles and `_live`
-the live display.
+graph), `_threads` (threads), `_maint` (prune, doctor), `_fleet` (enqueue, worker,
+workers, requeue) and `_service` (serve). `_group` turns errors into one line and tidies
+help, `_load` loads `module:attr`, `_common` holds the database rule and what else the
+commands share, `_console` the consoles and `_live` the live display.
 This module builds the typer `app` and registers them, in the order `flowstate --help`
 lists them.
 """
@@ -20,6 +20,7 @@ import typer
 from flowstate.errors import CLIError
 
 from ._common import DB_HELP, console, err_console, load_graph, resolve_db
+from ._fleet import enqueue, requeue, worker, workers
 from ._group import FlowstateGroup
 from ._inspect import graph_cmd, runs, show
 from ._maint import doctor, prune
@@ -50,6 +51,8 @@ app = typer.Typer(
 )
 
 for _command in (run, resume, runs, show, threads, replay, fork, prune, doctor):
+    app.command()(_command)
+for _command in (enqueue, worker, workers, requeue):
     app.command()(_command)
 app.command("graph")(graph_cmd)
 app.add_typer(schedule_app, name="schedule")

@@ -109,6 +109,7 @@ def runs(
         "paused": "yellow",
         "running": "cyan",
         "cancelled": "magenta",
+        "dead": "bold red",
     }
     cells: list[list[str]] = []
     for r in rows:

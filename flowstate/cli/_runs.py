@@ -63,6 +63,17 @@ def resume(
         "--answer",
         help="ID=JSON: answer the pending interrupt ID (ids: `flowstate show RUN`); repeatable.",
     ),
+    update: str | None = typer.Option(
+        None,
+        "--update",
+        help="JSON object: edit the state first (validated like a node's update, through "
+        "the reducers, recorded and replayed).",
+    ),
+    goto: list[str] = typer.Option(
+        [],
+        "--goto",
+        help="Continue at this node instead of the pending activations; repeatable.",
+    ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     wait: float | None = typer.Option(
         None, "--wait", help="Seconds to wait for a live owner of the run to finish."
@@ -103,6 +114,9 @@ def resume(
                 "(`flowstate show RUN` lists the ids)"
             )
         answers[key] = json_arg(raw, f"--answer {key}")
+    edit = None if update is None else json_arg(update, "--update")
+    if edit is not None and not isinstance(edit, dict):
+        raise CLIError(f"--update must be a JSON object of state fields, not {update!r}")
     d = resolve_db(db, need_graph(graph), llm=llm, verbose=verbose)
     assert d.graph is not None
     g = d.graph
@@ -112,6 +126,8 @@ def resume(
                 run_id,
                 val,
                 answers=answers or None,
+                update=edit,
+                goto=goto or None,
                 rerun_step=rerun_step,
                 max_steps=max_steps,
                 allow_graph_change=allow_graph_change,

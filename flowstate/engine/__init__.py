@@ -11,6 +11,7 @@ from ._limits import Limits
 from ._loading import load_target
 from ._nodes import RetryPolicy, default_retry_on
 from ._open import DEFAULT_DB, open_store
+from ._overwrite import Overwrite
 from ._results import HistoryEntry, RunResult
 from ._schedules import (
     GRACE_SECONDS,
@@ -21,12 +22,14 @@ from ._schedules import (
     resume_schedule,
 )
 from ._state import Redacted, Reducer, StateSchema, add, append, merge
+from ._streaming import STREAM_MODES, StreamMode, Subscription, stream_kinds
 from ._thread_view import Thread, ThreadSummary, Turn
 from ._threads import MultitaskStrategy
 from ._timers import HOLD_SECONDS, TimedOut
 from ._types import END, START, Command, NodeName, RunId, Send, Task, TaskPath
 from ._validate import to_networkx
 from ._waker import wake_due, wake_loop
+from ._worker import Worker
 
 __all__ = [
     "DEFAULT_DB",
@@ -34,6 +37,7 @@ __all__ = [
     "GRACE_SECONDS",
     "HOLD_SECONDS",
     "START",
+    "STREAM_MODES",
     "UNSET",
     "Command",
     "CompiledGraph",
@@ -45,6 +49,7 @@ __all__ = [
     "MultitaskStrategy",
     "NodeContext",
     "NodeName",
+    "Overwrite",
     "PendingInterrupt",
     "Redacted",
     "Reducer",
@@ -54,12 +59,15 @@ __all__ = [
     "RunResult",
     "Send",
     "StateSchema",
+    "StreamMode",
+    "Subscription",
     "Task",
     "TaskPath",
     "Thread",
     "ThreadSummary",
     "TimedOut",
     "Turn",
+    "Worker",
     "add",
     "add_schedule",
     "answer_interrupts",
@@ -74,6 +82,7 @@ __all__ = [
     "pause_schedule",
     "pending_interrupts",
     "resume_schedule",
+    "stream_kinds",
     "to_networkx",
     "wake_due",
     "wake_loop",

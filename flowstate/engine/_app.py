@@ -36,6 +36,7 @@ from ._outcome import Outcome
 from ._point import Inherited, Lease, Progress, ResumePoint, RunConfig
 from ._results import HistoryEntry, RunResult
 from ._resume import Finished, resume_point
+from ._streaming import StreamMode, Subscription
 
 if TYPE_CHECKING:
     from ._builder import GraphIR
@@ -270,6 +271,54 @@ class CompiledGraph(Generic[S]):
             run = run.model_copy(update={"status": "queued"})
         return run, step0
 
+    def enqueue(
+        self,
+        input: S | dict[str, Any],
+        *,
+        queue: str = "default",
+        run_id: str | None = None,
+        max_attempts: int = 3,
+        priority: int = 0,
+        delay: float = 0.0,
+        max_steps: int | None = None,
+        limits: Limits | None = None,
+    ) -> RunRecord:
+        """Store a new run ``queued`` for a fleet worker (``flowstate worker``) instead of
+        executing it here: same checks and first step as ``run``. Higher ``priority`` is
+        claimed first; ``delay`` seconds postpone it. After ``max_attempts`` claims that
+        ended with its worker dead or the run failed, it is dead-lettered (status
+        ``dead``). Needs a store with a run queue (PostgreSQL): else ``QueueUnavailable``."""
+        from ._enqueue import enqueue_new
+
+        admit = {"run_id": run_id, "max_steps": max_steps, "limits": limits}
+        return enqueue_new(
+            self,
+            input,
+            queue=queue,
+            max_attempts=max_attempts,
+            priority=priority,
+            delay=delay,
+            admit=admit,
+        )
+
+    def requeue(
+        self,
+        run_id: str,
+        value: Any = UNSET,
+        *,
+        answers: Mapping[str, Any] | None = None,
+        queue: str = "default",
+        max_attempts: int = 3,
+    ) -> RunRecord:
+        """``resume`` through the fleet: record the answers (as ``resume`` would) and put
+        the run back on the queue, attempts reset (a paused, failed, cancelled or dead
+        run); a worker continues it from its last commit."""
+        from ._enqueue import enqueue_existing
+
+        return enqueue_existing(
+            self, run_id, value=value, answers=answers, queue=queue, max_attempts=max_attempts
+        )
+
     def _new_run(
         self,
         input: S | dict[str, Any],
@@ -394,14 +443,26 @@ class CompiledGraph(Generic[S]):
         """``run`` for code that is not async."""
         return asyncio.run(self.run(input, **kwargs))
 
-    async def stream(self, input: S | dict[str, Any], **kwargs: Any) -> AsyncIterator[Any]:
-        """Run and yield typed events (``flowstate.events``) as they happen."""
+    async def stream(
+        self,
+        input: S | dict[str, Any],
+        *,
+        mode: StreamMode | Sequence[StreamMode] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[Any]:
+        """Run and yield typed events (``flowstate.events``) as they happen. ``mode``
+        selects them (LangGraph's ``stream_mode``): ``"values"`` (``step_finished`` with
+        the state after the step), ``"updates"`` (``node_finished``), ``"tokens"``,
+        ``"events"`` (all, the default); a list combines them."""
         queue: asyncio.Queue[Any] = asyncio.Queue()
         done = object()
+        sink: Callable[[Any], None] = queue.put_nowait
+        if mode is not None:
+            sink = Subscription(sink, mode)
 
         async def go() -> None:
             try:
-                await self.run(input, on_event=queue.put_nowait, **kwargs)
+                await self.run(input, on_event=sink, **kwargs)
             finally:
                 queue.put_nowait(done)
 
@@ -425,6 +486,8 @@ class CompiledGraph(Generic[S]):
         value: Any = UNSET,
         *,
         answers: Mapping[str, Any] | None = None,
+        update: Mapping[str, Any] | None = None,
+        goto: str | Sequence[str] | None = None,
         rerun_step: bool = False,
         allow_graph_change: bool = False,
         max_steps: int | None = None,
@@ -441,6 +504,10 @@ class CompiledGraph(Generic[S]):
         list the ids. A run that another live process is executing is refused with
         ``RunOwned``, or waited for up to ``wait`` seconds.
 
+        ``update`` edits the state first (as ``update_state`` does, recorded and replayed),
+        and ``goto`` (a node or a list) replaces the head step's pending activations with
+        those nodes: LangGraph's ``Command(resume=..., update=..., goto=...)``.
+
         ``rerun_step=True`` runs the head step's activations again, committed ones
         included (after fixing a node whose committed update made the step's close fail,
         see ``StepCloseFailed``): their writes are superseded, kept as ``attempts`` rows
@@ -450,6 +517,8 @@ class CompiledGraph(Generic[S]):
             run_id,
             value=value,
             answers=answers,
+            update=update,
+            goto=[goto] if isinstance(goto, str) else list(goto or ()),
             rerun_step=rerun_step,
             allow_graph_change=allow_graph_change,
             max_steps=max_steps,
@@ -464,6 +533,8 @@ class CompiledGraph(Generic[S]):
         *,
         value: Any = UNSET,
         answers: Mapping[str, Any] | None = None,
+        update: Mapping[str, Any] | None = None,
+        goto: Sequence[str] = (),
         rerun_step: bool = False,
         allow_graph_change: bool = False,
         max_steps: int | None = None,
@@ -486,6 +557,8 @@ class CompiledGraph(Generic[S]):
             lease_ttl=self.lease_ttl,
             value=value,
             answers=answers,
+            update=update,
+            goto=goto,
             rerun_step=rerun_step,
             allow_graph_change=allow_graph_change,
             max_steps=max_steps,
@@ -585,6 +658,29 @@ class CompiledGraph(Generic[S]):
     def state_at(self, run_id: str, step: int) -> S:
         """The state at the start of ``step`` (step 0 is the input)."""
         return cast("S", self.reader.state_at(run_id, step))
+
+    def update_state(
+        self,
+        run_id: str,
+        values: Mapping[str, Any] | BaseModel,
+        as_node: str | None = None,
+        *,
+        by: str | None = None,
+        goto: str | Sequence[str] | None = None,
+    ) -> RunRecord:
+        """Edit a stopped run's state in place (paused, failed, cancelled, crashed or
+        completed): ``values`` is validated like a node's update and merged through the
+        reducers, recorded as its own history entry (``by`` names who made it), and
+        replayed as a recorded input. The head step's pending activations then read the
+        edited state. With ``as_node`` the edit counts as that node's write: the step is
+        planned again from its outgoing edges (a completed run whose edges lead somewhere
+        becomes ``paused``, resumable). A run being executed is refused
+        (``EditWhileRunning``). ``goto`` (a node or a list) replaces the pending
+        activations with those nodes, as ``resume(goto=...)`` does. Returns the run's row."""
+        from ._edit import update_state
+
+        targets = [goto] if isinstance(goto, str) else list(goto or ())
+        return update_state(self, run_id, values, as_node=as_node, by=by, goto=targets)
 
     def history(self, run_id: str, *, nested: bool = True) -> list[HistoryEntry]:
         """Every committed activation of the run, in order. With ``nested`` (default),

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from flowstate.errors import GraphBuildError
 
+from ._edit import EDIT_NODE
 from ._nodes import (
     NodeSpec,
     RetryPolicy,
@@ -140,7 +141,7 @@ class GraphBuilder(Generic[S]):
                 return self
         else:
             name = str(name_or_fn)
-        if name in (START, END):
+        if name in (START, END, EDIT_NODE):
             self._problems.append(f"'{name}' is reserved: give the node another name")
             return self
         if name in self._nodes:

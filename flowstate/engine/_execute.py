@@ -19,10 +19,12 @@ from flowstate.errors import (
 )
 from flowstate.observability import observe_events, run_observer, run_scope
 
+from ._event_log import EventLog, event_log
 from ._lease import Heartbeat, retire
 from ._point import ResumePoint
 from ._results import RunResult
 from ._scheduler import Execution
+from ._streaming import Subscription
 
 if TYPE_CHECKING:
     from ._app import CompiledGraph
@@ -54,7 +56,8 @@ async def execute(
             took_over=point.took_over,
         )
         point = replace(point, observer=obs)
-    sink = observe_events(emit or (lambda e: None), obs, run.id)
+    events = event_log(store, run.id)
+    sink = observe_events(_tee(emit, events), obs, run.id)
     exe = Execution(
         point,
         store=store,
@@ -62,12 +65,14 @@ async def execute(
         services=graph.services,
         memory=graph._memory_binding,
         emit=sink,
-        listening=emit is not None or obs is not None,
+        listening=emit is not None or obs is not None or events is not None,
         rng=graph.rng,
+        step_state=isinstance(emit, Subscription) and emit.values,
     )
     sink(
         ev.RunStarted(run_id=run.id, graph=graph.name, resumed=point.resumed, step=point.step.step)
     )
+    dying = False
     inner = asyncio.ensure_future(run_scope(exe.drive(), run.id, obs))
     graph._tasks[run.id] = inner
     beat: Heartbeat | None = None
@@ -114,10 +119,18 @@ async def execute(
             )
         raise
     except BaseException as e:
+        # a BaseException that is not an Exception stands for the process dying (a
+        # simulated crash, SystemExit): nothing more is written, events included
+        dying = not isinstance(e, Exception)
         if obs is not None:
             obs.close(e)
         raise
     finally:
+        if events is not None and dying:
+            events.discard()
+        elif events is not None:
+            with contextlib.suppress(Exception):
+                events.flush()
         if obs is not None:
             obs.close()
         graph._tasks.pop(run.id, None)
@@ -136,3 +149,17 @@ async def execute(
         step=outcome.step,
         interrupts=outcome.interrupts,
     )
+
+
+def _tee(emit: Callable[[Any], None] | None, events: EventLog | None) -> Callable[[Any], None]:
+    """Where the execution's events go: the caller's ``on_event`` and the store."""
+    if events is None:
+        return emit or (lambda e: None)
+    if emit is None:
+        return events
+
+    def both(e: Any) -> None:
+        events(e)
+        emit(e)
+
+    return both

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 from flowstate.checkpoints import CheckpointStore, RunRecord, StepRecord, WriteRecord
 from flowstate.errors import CorruptRowError, RunStateError
 
+from ._edit import edit_by, is_edit, is_routing_edit
 from ._identity import GraphIdentity
 from ._outcome import Committed, goto_from_json
 from ._results import HistoryEntry
@@ -33,6 +34,22 @@ def check_step_rows(run_id: str, got: list[int], start: int, stop: int) -> None:
             missing[0] if missing else None,
             f"expected step rows {start}..{stop - 1} but read {got[:20]} "
             "(a damaged index or a lost row)",
+        )
+
+
+def _check_planned(run_id: str, row: StepRecord, writes: list[WriteRecord]) -> None:
+    """A closed step holds a write for each activation it planned, or was closed by a
+    routing edit (``update_state(as_node=...)``), which dropped them."""
+    held = sorted(w.task_path for w in writes if not is_edit(w))
+    if any(is_routing_edit(w) for w in writes) and not held:
+        return
+    planned = sorted(t["path"] for t in parse("tasks", row.tasks, "steps", run_id, row.step))
+    if planned != held:
+        raise CorruptRowError(
+            "writes",
+            run_id,
+            row.step,
+            f"step {row.step} planned {planned} but the store holds writes {held}",
         )
 
 
@@ -83,28 +100,29 @@ class RunReader:
             raise CorruptRowError("steps", run_id, snap.step, f"snapshot: {e}") from None
         by_step: dict[int, list[WriteRecord]] = {}
         nbytes = 0
-        for w in store.writes(run_id, snap.step, step):
-            by_step.setdefault(w.step, []).append(w)
-            nbytes += len(w.update)
+        # the step itself contributes its plain edits (update_state): they are its input;
+        # a routing edit (as_node, goto) closed its step, so it belongs to the step after
+        for w in store.writes(run_id, snap.step, step + 1):
+            if w.step < step or (is_edit(w) and not is_routing_edit(w)):
+                by_step.setdefault(w.step, []).append(w)
+                nbytes += len(w.update)
         # every closed step must hold exactly the activations it planned: a missing or
         # misplaced write row would otherwise yield a silently wrong state
         rows = store.steps(run_id, snap.step, step)
         check_step_rows(run_id, [r.step for r in rows], snap.step, step)
         for row in rows:
-            planned = sorted(
-                t["path"] for t in parse("tasks", row.tasks, "steps", run_id, row.step)
-            )
-            held = sorted(w.task_path for w in by_step.get(row.step, []))
-            if planned != held:
-                raise CorruptRowError(
-                    "writes",
-                    run_id,
-                    row.step,
-                    f"step {row.step} planned {planned} but the store holds writes {held}",
-                )
+            _check_planned(run_id, row, by_step.get(row.step, []))
         for s in sorted(by_step):
             ws = sorted(by_step[s], key=lambda w: w.seq)
-            updates = [(w.node, self.committed_from(w, run_id).update) for w in ws]
+            # each edit is folded in alone (an edit may rewrite a field a later one or
+            # the step's activations write too), then the step's activations together
+            for w in ws:
+                if is_edit(w):
+                    upd = self.committed_from(w, run_id).update
+                    state = self.ir.schema.apply(state, [(w.node, upd)], s)
+            updates = [
+                (w.node, self.committed_from(w, run_id).update) for w in ws if not is_edit(w)
+            ]
             state = self.ir.schema.apply(state, updates, s)
         return Rebuilt(state, nbytes, step - snap.step, len(snap.snapshot))
 
@@ -168,20 +186,11 @@ class RunReader:
         # another process is not mistaken for damage
         rows = [r for r in store.steps(run_id) if r.step <= run.head_step]
         check_step_rows(run_id, [r.step for r in rows], 0, run.head_step + 1)
-        held: dict[int, list[str]] = {}
+        held: dict[int, list[WriteRecord]] = {}
         for w in writes:
-            held.setdefault(w.step, []).append(w.task_path)
+            held.setdefault(w.step, []).append(w)
         for row in rows[:-1]:
-            tasks = parse("tasks", row.tasks, "steps", run_id, row.step)
-            planned = sorted(t["path"] for t in tasks)
-            if planned != sorted(held.get(row.step, [])):
-                raise CorruptRowError(
-                    "writes",
-                    run_id,
-                    row.step,
-                    f"step {row.step} planned {planned} but the store holds writes "
-                    f"{sorted(held.get(row.step, []))}",
-                )
+            _check_planned(run_id, row, held.get(row.step, []))
         effects: dict[tuple[int, str], int] = {}
         for e in store.effects(run_id):
             effects[(e.step, e.task_path)] = effects.get((e.step, e.task_path), 0) + 1
@@ -201,6 +210,8 @@ class RunReader:
                     run_id=run_id,
                     depth=depth,
                     usage=parse("usage", w.usage, "writes", run_id, w.step),
+                    edit=is_edit(w),
+                    by=edit_by(w),
                 )
             )
             child = f"{run_id}/{w.step}/{w.task_path}"

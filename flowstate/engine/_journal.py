@@ -9,6 +9,8 @@ from typing import Any
 
 from flowstate.checkpoints import CheckpointStore, EffectRecord, WriteRecord
 
+from ._edit import is_edit
+
 __all__ = ["JournalSource"]
 
 
@@ -34,6 +36,12 @@ class JournalSource:
             e.seq: e
             for e in self.store.effects(self.run_map(run_id), step + self.step_offset, path)
         }
+
+    def edits(self, run_id: str, step: int) -> list[WriteRecord]:
+        """The edits (``update_state``) recorded in ``step``, in the order they were made."""
+        s = step + self.step_offset
+        rows = [w for w in self.store.writes(self.run_map(run_id), s, s + 1) if is_edit(w)]
+        return sorted(rows, key=lambda w: w.seq)
 
     def answers(self, run_id: str, step: int, path: str) -> dict[int, str]:
         return {

@@ -32,7 +32,7 @@ class RunResult(Generic[S]):
 
 @dataclass
 class HistoryEntry:
-    """One committed activation of a run."""
+    """One committed activation of a run, or an edit of its state."""
 
     step: int
     node: str
@@ -47,6 +47,11 @@ class HistoryEntry:
     """0 for the run's own activations, 1 for a subgraph's, 2 for a sub-subgraph's …"""
     usage: dict[str, int] = field(default_factory=dict)
     """LLM tokens used by the activation."""
+    edit: bool = False
+    """An edit (``update_state``, ``resume(update=...)``) rather than an activation: its
+    ``node`` is the ``as_node`` it was made as, or ``__edit__``."""
+    by: str | None = None
+    """Who made the edit, as given to ``update_state(by=...)``."""
 
     @property
     def duration_ms(self) -> float:

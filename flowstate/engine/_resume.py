@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from flowstate.checkpoints import CheckpointStore, LeaseStore, RunRecord
-from flowstate.errors import CorruptRowError, RunOwned
+from flowstate.errors import CorruptRowError, EditRefused, RunOwned
 
+from ._edit import commit_edit, is_edit
 from ._identity import GraphIdentity
 from ._inspect import RunReader
 from ._interrupts import BREAKPOINT_SEQ, UNSET, answer_interrupts
@@ -53,6 +54,8 @@ async def resume_point(
     lease_ttl: float,
     value: Any = UNSET,
     answers: Mapping[str, Any] | None = None,
+    update: Mapping[str, Any] | None = None,
+    goto: Sequence[str] = (),
     rerun_step: bool = False,
     allow_graph_change: bool = False,
     max_steps: int | None = None,
@@ -94,6 +97,17 @@ async def resume_point(
             )
             identity.forget(run_id)
             run = store.get_run(run_id)
+        if update is not None or goto:  # issue 19: an edit first, as a recorded input
+            if goto and (value is not UNSET or answers):
+                raise EditRefused(
+                    run_id,
+                    f"goto={list(goto)} drops the activations waiting for the answer given; "
+                    "answer the interrupt first, then resume with goto (or goto alone)",
+                )
+            if rerun_step:  # the step runs again: its input may be edited first
+                store.supersede_writes(run_id, reader.head(run).step)
+            commit_edit(reader.ir, reader, store, run_id, update or {}, goto=goto)
+            run = store.get_run(run_id)
         head = reader.head(run)
         rebuilt = reader.rebuild(run_id, head.step)
         if run.status == "completed":
@@ -131,6 +145,7 @@ async def resume_point(
         committed = {
             w.task_path: reader.committed_from(w, run_id)
             for w in store.writes(run_id, head.step, head.step + 1)
+            if not is_edit(w)
         }
         config = RunConfig.of_run(run, defaults.max_steps, defaults.limits)
         if max_steps is not None or limits is not None:
@@ -150,6 +165,12 @@ async def resume_point(
         )
         spent: dict[str, int] = {}
         for w in store.writes(run_id):
+            if is_edit(w):  # an edit is not an activation: no visit, no usage
+                progress.activations -= 1
+                visits[w.node] -= 1
+                if not visits[w.node]:
+                    del visits[w.node]
+                continue
             if w.usage != "{}":
                 u = parse("usage", w.usage, "writes", run_id, w.step)
                 progress.tokens_in += u.get("input_tokens", 0)

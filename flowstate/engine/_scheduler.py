@@ -27,6 +27,7 @@ from flowstate.errors import FlowstateError, NodeFailed, RouteError, StepCloseFa
 
 from ._activation import Activation
 from ._context import Interrupted
+from ._edit import EDIT_NODE, edit_by, next_step_row, plan_edit
 from ._interrupts import pending_interrupts
 from ._outcome import Committed, Failure, Outcome
 from ._point import ResumePoint
@@ -60,6 +61,7 @@ class Execution:
         emit: Callable[[Any], None],
         listening: bool,
         rng: random.Random | None,
+        step_state: bool = False,
     ) -> None:
         self.scope = RunScope(
             run=point.run,
@@ -87,6 +89,11 @@ class Execution:
         self._slots = asyncio.Semaphore(c) if c else None
         self._signals_checked = -1.0
         self._cancel_requested = False
+        self._step_state = step_state
+        """Fill ``step_finished.state`` (a ``"values"`` subscription asked for it)."""
+        self._replaying = self.scope.replay
+        self._edits_replayed = -1
+        """Replay: the last step whose recorded edits were applied."""
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -94,6 +101,8 @@ class Execution:
         """Run step after step; every exit records the run's status first."""
         scope = self.scope
         while True:
+            if self._replaying:
+                self._replay_edits()
             step = self.current
             if not step.tasks:
                 return self._finish("completed", None)
@@ -115,16 +124,71 @@ class Execution:
                         step=step.number,
                         nodes=[t.node for t in step.tasks],
                         next=[t.path for t in closed.tasks],
+                        state=closed.state.model_dump(mode="json") if self._step_state else None,
                     )
                 )
             self.current = Step(
                 scope, step.number + 1, closed.state, closed.tasks, closed.joins, {}, self.progress
             )
-            if not closed.tasks:
+            if self._replaying:
+                self._replay_edits()
+            if not self.current.tasks:
                 return self._finish("completed", None, already=True)
             hit = [t.node for t in step.tasks if t.node in scope.config.interrupt_after]
             if hit:
                 return self._pause(f"breakpoint after '{hit[0]}'")
+
+    def _replay_edits(self) -> None:
+        """Replay: apply the edits recorded in the current step (``update_state``), as
+        recorded inputs, re-validated and compared with the recording like any write; a
+        routing edit closes the step (and the next step's edits follow)."""
+        scope, journal = self.scope, self.scope.journal
+        assert journal is not None
+        while True:
+            step = self.current
+            if step.number <= self._edits_replayed:
+                return
+            self._edits_replayed = step.number
+            edits = journal.edits(scope.run_id, step.number)
+            if not edits:
+                return
+            for n, w in enumerate(edits, 1):
+                update = scope.schema.load_update(w.update)
+                edit = plan_edit(
+                    scope.ir,
+                    scope.run_id,
+                    step.number,
+                    step.state,
+                    step.joins,
+                    update,
+                    scope.schema.dump_update(w.node, update),
+                    n=n,
+                    as_node=None if w.node == EDIT_NODE else w.node,
+                    goto=json.loads(w.goto),
+                    by=edit_by(w),
+                    now=w.finished_at,
+                )
+                if journal.check is not None:
+                    journal.check(scope.run_id, edit.write, edit.update)
+                if edit.next_tasks is None:
+                    scope.store.commit(scope.run_id, writes=[edit.write])
+                    step.state = edit.state
+                    continue
+                row = next_step_row(scope.run_id, step.number, edit, w.finished_at)
+                status = "running" if edit.next_tasks else "completed"
+                scope.store.commit(
+                    scope.run_id,
+                    writes=[edit.write],
+                    step=row,
+                    run_fields={"head_step": step.number + 1, "status": status},
+                )
+                joins = edit.next_joins or {}
+                self.current = Step(
+                    scope, step.number + 1, edit.state, edit.next_tasks, joins, {}, self.progress
+                )
+                break
+            else:
+                return
 
     async def _run_activations(self, step: Step, pending: list[Task]) -> None:
         """Run ``pending`` concurrently; each is settled by the step as it finishes.

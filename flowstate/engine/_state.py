@@ -20,6 +20,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from flowstate.errors import UpdateRejected
 
+from ._overwrite import OVERWRITE_KEY, Overwrite, stored_overwrite
+
 __all__ = ["Redacted", "Reducer", "StateSchema", "add", "append", "merge"]
 
 
@@ -33,7 +35,6 @@ class Redacted:
 
     def __repr__(self) -> str:
         return "Redacted()"
-
 
 
 class Reducer:
@@ -95,7 +96,16 @@ class FieldSpec:
     """Validates an update value for this field."""
     result_adapter: TypeAdapter[Any] | None
     """Validates a custom reducer's result; None when the reducer is built in or absent."""
+
     update_annotation: Any
+    _value_adapter: TypeAdapter[Any] | None = None
+
+    @property
+    def value_adapter(self) -> TypeAdapter[Any]:
+        """Validates a whole value of the field (an ``Overwrite``'s), built on first use."""
+        if self._value_adapter is None:
+            self._value_adapter = TypeAdapter(self.annotation)
+        return self._value_adapter
 
 
 class StateSchema:
@@ -184,6 +194,17 @@ class StateSchema:
                     f"the node declares it writes only {sorted(declared)}; add '{key}' to its "
                     "return annotation or stop returning it",
                 )
+            if isinstance(value, Overwrite) or (
+                isinstance(value, dict) and OVERWRITE_KEY in value and stored_overwrite(value)
+            ):
+                inner = value.value if isinstance(value, Overwrite) else value[OVERWRITE_KEY]
+                try:
+                    out[key] = Overwrite(spec.value_adapter.validate_python(inner))
+                except ValidationError as e:
+                    raise UpdateRejected(
+                        node, key, "Overwrite(...): " + _describe(e, spec.annotation)
+                    ) from None
+                continue
             if (
                 spec.reducer is not None
                 and spec.reducer.wrap_item
@@ -197,9 +218,16 @@ class StateSchema:
         return out
 
     def dump_update(self, node: str, update: Mapping[str, Any]) -> str:
-        data = {k: v for k, v in update.items() if k not in self.redacted}
+        doc: Mapping[str, Any] = {k: v for k, v in update.items() if k not in self.redacted}
+        for v in doc.values():
+            if isinstance(v, Overwrite):  # rare: only then is the update copied
+                doc = {
+                    k: {OVERWRITE_KEY: v.value} if isinstance(v, Overwrite) else v
+                    for k, v in doc.items()
+                }
+                break
         try:
-            return pydantic_core.to_json(data).decode()
+            return pydantic_core.to_json(dict(doc)).decode()
         except pydantic_core.PydanticSerializationError as e:
             raise UpdateRejected(node, None, f"it cannot be stored as JSON: {e}") from None
 
@@ -213,6 +241,10 @@ class StateSchema:
             spec = self.fields.get(key)
             if spec is None:
                 raise ValueError(f"unknown field '{key}'")
+            if stored_overwrite(value):
+                inner = json.dumps(value[OVERWRITE_KEY])
+                out[key] = Overwrite(spec.value_adapter.validate_json(inner, strict=True))
+                continue
             out[key] = spec.adapter.validate_json(json.dumps(value), strict=True)
         return out
 
@@ -229,10 +261,16 @@ class StateSchema:
 
         values: dict[str, Any] = {}
         writers: dict[str, list[str]] = {}
+        replaced: dict[str, str] = {}
         for node, upd in updates:
             for key, value in upd.items():
                 spec = self.fields[key]
-                if spec.reducer is None:
+                if isinstance(value, Overwrite):  # replaces, whatever the reducer
+                    if key in replaced or (spec.reducer is None and key in writers):
+                        raise WriteConflict(step, key, [*writers[key], node])
+                    replaced[key] = node
+                    values[key] = value.value
+                elif spec.reducer is None:
                     if key in writers:
                         raise WriteConflict(step, key, [*writers[key], node])
                     values[key] = value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import types
 import typing
 from itertools import combinations
 from typing import TYPE_CHECKING, Any, get_args, get_origin
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any, get_args, get_origin
 import networkx as nx
 from pydantic import BaseModel
 
+from ._overwrite import overwrite_inner
 from ._types import END, START
 
 if TYPE_CHECKING:
@@ -58,6 +60,25 @@ def _compatible(declared: Any, state_t: Any) -> bool:
     if get_origin(d) is not None and get_origin(d) == get_origin(s):
         return True
     return True  # generic or special forms we cannot compare: pydantic checks at run time
+
+
+def _same_kind(declared: Any, state_t: Any) -> bool:
+    """Stricter than ``_compatible``, for an ``Overwrite``'s whole value: the outer types
+    must agree (``list`` against ``list[str]``), item types are left to pydantic."""
+    d, s = _strip(declared), _strip(state_t)
+    if d is Any or s is Any or d == s:
+        return True
+    if get_origin(s) in (typing.Union, types.UnionType):
+        return any(_same_kind(d, a) for a in get_args(s))
+    d, s = get_origin(d) or d, get_origin(s) or s
+    if isinstance(d, type) and isinstance(s, type):
+        return issubclass(d, s)
+    return d == s or not (isinstance(d, type) or isinstance(s, type))
+
+
+def _name(t: Any) -> str:
+    t = _strip(t)
+    return t.__name__ if isinstance(t, type) else repr(t).replace("typing.", "")
 
 
 def validate(ir: GraphIR) -> list[str]:
@@ -171,6 +192,14 @@ def validate(ir: GraphIR) -> list[str]:
                         f"node '{n}' writes '{f}' as {spec.write_types[f]!r} but "
                         f"{ir.schema.name}.{f} is {fields[f].annotation!r}: make the types match"
                     )
+                for inner in overwrite_inner(spec.write_types.get(f)):
+                    if not _same_kind(inner, fields[f].annotation):
+                        problems.append(
+                            f"node '{n}' overwrites '{f}' with Overwrite[{_name(inner)}] but "
+                            f"{ir.schema.name}.{f} is {_name(fields[f].annotation)}: an "
+                            f"Overwrite replaces the whole value, so declare "
+                            f"Overwrite[{_name(fields[f].annotation)}]"
+                        )
 
     if problems:
         return problems  # structure checks below assume names resolve

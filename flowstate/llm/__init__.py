@@ -19,6 +19,7 @@ import inspect as _inspect
 from ._anthropic import DEFAULT_ANTHROPIC_MODEL, AnthropicLLM
 from ._errors import LLMConfigError, LLMError, ScriptExhausted, ToolInputError
 from ._journaled import EffectContext, JournaledLLM, JournaledTools, thinking_of
+from ._limited import Limiter, RateLimitedLLM
 from ._models import (
     NO_RESULT,
     CacheMode,
@@ -69,8 +70,10 @@ __all__ = [
     "LLMError",
     "LLMRequest",
     "LLMResponse",
+    "Limiter",
     "Message",
     "ModelPrice",
+    "RateLimitedLLM",
     "RedactedThinkingBlock",
     "Role",
     "ScriptExhausted",

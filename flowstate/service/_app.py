@@ -17,10 +17,11 @@ from pydantic import BaseModel, ValidationError
 
 from flowstate import events as ev
 from flowstate.checkpoints import Durability, open_store
-from flowstate.engine import CompiledGraph, GraphBuilder
+from flowstate.engine import CompiledGraph, GraphBuilder, StreamMode
 from flowstate.errors import StoreError
 from flowstate.events import EventAdapter
 
+from ._fleet import FleetTaskService
 from ._http import PROBLEM, ApiError, Guard, install_handlers
 from ._inspect import RunInspector
 from ._inspect_routes import READ_ONLY_DETAIL, add_inspector_routes
@@ -110,6 +111,8 @@ def create_app(
     durability: Durability = "normal",
     ui: bool = True,
     read_only: bool = False,
+    enqueue_only: bool = False,
+    queue: str = "default",
     store_probe_seconds: float = 5.0,
 ) -> FastAPI:
     """The task service for ``graphs`` (the allow-list), all bound to the store at ``db``.
@@ -120,6 +123,8 @@ def create_app(
     ``timeout``. ``max_body_bytes``: larger request bodies get 413. ``ui``: serve the
     run inspector under /ui. ``read_only``: execute nothing (no recovery at startup; every
     action answers 403); ``graphs`` may then be empty (``flowstate ui`` without --graphs).
+    ``enqueue_only``: execute nothing here; tasks go on the run queue ``queue`` of a
+    PostgreSQL store, for ``flowstate worker`` processes (``FleetTaskService``).
     ``store_probe_seconds``: how often a small write probes the store's health (``/ready``
     answers 503 while writes fail; tasks a storage fault stopped resume once one passes).
     """
@@ -130,13 +135,18 @@ def create_app(
         raise ValueError(f"max_body_bytes must be positive, not {max_body_bytes}")
     store = open_store(db, durability=durability)  # a path or a postgresql:// URL
     bound = registry.bind(store)
-    service = TaskService(
-        bound,
-        store,
-        max_concurrent_runs=max_concurrent_runs,
-        task_timeout=task_timeout,
-        probe_seconds=store_probe_seconds,
-    )
+    if enqueue_only:
+        service: TaskService = FleetTaskService(
+            bound, store, queue=queue, max_concurrent_runs=max_concurrent_runs
+        )
+    else:
+        service = TaskService(
+            bound,
+            store,
+            max_concurrent_runs=max_concurrent_runs,
+            task_timeout=task_timeout,
+            probe_seconds=store_probe_seconds,
+        )
     names = list(bound)
     inspector = RunInspector(store, bound)
     service.stats = inspector.stats
@@ -321,6 +331,8 @@ def create_app(
             answer=answer,
             answers=body.answers if body is not None else None,
             max_steps=body.max_steps if body is not None else None,
+            update=body.update if body is not None else None,
+            goto=body.goto if body is not None else None,
             rerun_step=body.rerun_step if body is not None else False,
         )
         return TaskRef(id=run.id, status=run.status)
@@ -348,10 +360,20 @@ def create_app(
             str | None,
             Header(max_length=64, description="Resume the stream after this event id."),
         ] = None,
+        mode: Annotated[
+            list[StreamMode] | None,
+            Query(
+                max_length=4,
+                description="What the stream carries (repeatable; default: every event): "
+                "`values` (step_finished with the state after the step), `updates` "
+                "(node_finished), `tokens` (LLM text), `events` (all). run_started and "
+                "run_finished always come.",
+            ),
+        ] = None,
     ) -> EventStream:
         service.get_run(task_id)  # 404 before the stream starts
         return EventStream(
-            service.events(task_id, last_event_id),
+            service.events(task_id, last_event_id, mode),
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 

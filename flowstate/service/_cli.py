@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from flowstate.checkpoints import open_store
+from flowstate.checkpoints import describe_store, open_store
 from flowstate.errors import CLIError, FlowstateError, GraphLoadError
 
 from ._protocol import ServerLimits
@@ -40,7 +40,10 @@ def serve_command(
     ],
     db: Annotated[
         str | None,
-        typer.Option(help="SQLite checkpoint file (default: $FLOWSTATE_DB or ./flowstate.db)."),
+        typer.Option(
+            help="SQLite checkpoint file or postgresql:// URL (default: $FLOWSTATE_DB or "
+            "./flowstate.db)."
+        ),
     ] = None,
     host: Annotated[
         str, typer.Option(help="Interface to bind. Default: loopback only.")
@@ -89,6 +92,17 @@ def serve_command(
         typer.Option(min=1, help="Open connections at most; a further one gets 503."),
     ] = ServerLimits.max_connections,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    enqueue_only: Annotated[
+        bool,
+        typer.Option(
+            "--enqueue-only",
+            help="Execute nothing here: put tasks on the run queue of a postgresql:// --db "
+            "for `flowstate worker` processes.",
+        ),
+    ] = False,
+    queue: Annotated[
+        str, typer.Option(help="With --enqueue-only: the queue tasks go on.")
+    ] = "default",
 ) -> None:
     """Serve the task API (create, status, list, cancel, resume, events). Unfinished
     tasks in the database are resumed at startup. Set FLOWSTATE_TOKEN to require
@@ -111,7 +125,9 @@ def serve_command(
         raise GraphLoadError(str(e)) from None
     path = db or os.environ.get("FLOWSTATE_DB", DEFAULT_DB)
     try:  # a database that cannot be opened is refused now, not after the server is up
-        open_store(path).close()
+        probe = open_store(path)
+        shown = describe_store(probe)  # a password in a URL is masked
+        probe.close()
     except FlowstateError:
         raise
     except Exception as e:
@@ -123,10 +139,13 @@ def serve_command(
         max_concurrent_runs=max_concurrent_runs,
         task_timeout=task_timeout,
         max_body_bytes=max_body_bytes,
+        enqueue_only=enqueue_only,
+        queue=queue,
         store_probe_seconds=store_probe_seconds,
     )
     typer.echo(
-        f"flowstate serve: graphs {', '.join(registry)}; db {path}; "
+        f"flowstate serve: graphs {', '.join(registry)}; db {shown}; "
+        f"{'enqueue-only (queue ' + repr(queue) + '); ' if enqueue_only else ''}"
         f"auth {'bearer token' if token else 'off'}; inspector http://{host}:{port}/ui/",
         err=True,
     )

@@ -209,7 +209,7 @@ class RunInspector:
             if n in open_nodes:
                 if run.status in ("running", "queued"):
                     status = "running"
-                elif run.status == "failed":
+                elif run.status in ("failed", "dead"):
                     status = "failed"
                 elif n in waiting and run.status == "paused":
                     status = "interrupted"

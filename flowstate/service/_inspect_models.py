@@ -178,6 +178,26 @@ class ForkTask(BaseModel):
     )
 
 
+class EditTaskState(BaseModel):
+    """Edit a stopped task's state in place (``update_state``): recorded in its history and
+    replayed; with ``as_node`` the edit routes as that node's write."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    values: dict[str, Any] = Field(
+        description="State fields, validated like a node's update and merged through the "
+        'reducers (`{"field": {"__overwrite__": value}}` replaces a reducer field).',
+    )
+    as_node: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Count the edit as this node's write: the task continues from its edges.",
+    )
+    by: str | None = Field(
+        default=None, max_length=200, description="Who made the edit (kept in the history)."
+    )
+
+
 class ReplayOutcome(BaseModel):
     """The replay report: identical, or the first divergence with its field diff."""
 

@@ -12,9 +12,11 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Path, Query, Request
 
 from ._actions import fork_task, pause_task, replay_task
+from ._editing import edit_task
 from ._http import ApiError
 from ._inspect import RunInspector
 from ._inspect_models import (
+    EditTaskState,
     EffectsPage,
     ForkTask,
     ReplayOutcome,
@@ -153,6 +155,23 @@ def add_inspector_routes(
 
         body = _strict(ForkTask, await request.body())
         run = fork_task(service, task_id, at=body.at, update=body.update)
+        return TaskRef(id=run.id, status=run.status)
+
+    @app.post(
+        "/v1/tasks/{task_id}/edit",
+        response_model=TaskRef,
+        operation_id="update_task_state",
+        summary="Edit a stopped task's state in place, recorded and replayed (update_state)",
+        dependencies=secured,
+        responses=errors(400, 403, 404, 409, 413, 422, 503),
+    )
+    async def update_state(task_id: TaskId, body: EditTaskState, request: Request) -> TaskRef:
+        _writable()
+        from ._app import _strict
+
+        body = _strict(EditTaskState, await request.body())
+        await service.settled(task_id)
+        run = edit_task(service, task_id, body.values, as_node=body.as_node, by=body.by)
         return TaskRef(id=run.id, status=run.status)
 
     @app.post(

@@ -31,9 +31,10 @@ __all__ = [
     "create_task_model",
 ]
 
-TaskStatus = Literal["queued", "running", "paused", "completed", "failed", "cancelled"]
+TaskStatus = Literal["queued", "running", "paused", "completed", "failed", "cancelled", "dead"]
 """A task's status is its run's status in the store (see ``flowstate.checkpoints.RunStatus``).
-``queued``: accepted and durable, waiting for a free slot (``max_concurrent_runs``)."""
+``queued``: accepted and durable, waiting for a free slot (``max_concurrent_runs``) or a
+fleet worker; ``dead``: dead-lettered by the fleet after its ``max_attempts``."""
 
 TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 """Task ids are run ids. Subgraph child runs (``parent/step/task``) are not tasks."""
@@ -121,6 +122,17 @@ class ResumeTask(BaseModel):
         ge=1,
         le=1_000_000,
         description="A new activation bound for this resume (for a task paused at its limit).",
+    )
+    update: dict[str, Any] | None = Field(
+        default=None,
+        description="Edit the task's state first: fields validated like a node's update "
+        "and merged through the reducers, recorded and replayed (422 when the state "
+        "refuses it).",
+    )
+    goto: list[str] | None = Field(
+        default=None,
+        description="Continue at these nodes instead of the pending activations (409 "
+        "with an answer, whose activation it would drop).",
     )
     rerun_step: bool = Field(
         default=False,

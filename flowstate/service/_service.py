@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,8 @@ from flowstate.engine import UNSET, CompiledGraph, answer_interrupts, pending_in
 from flowstate.errors import FlowstateError, NodeFailed, RunOwned, RunStateError, StoreError
 from flowstate.nodes import run_usage
 
+from ._editing import StreamPick, edit_before_resume
+from ._follow import RunFollower
 from ._http import ApiError
 from ._models import (
     Interrupt,
@@ -75,7 +77,7 @@ KEEPALIVE_SECONDS = 15.0
 RETAINED_LOGS = 256
 """Event logs of finished executions kept for late SSE subscribers."""
 
-_RESUMABLE = ("paused", "failed", "cancelled")
+_RESUMABLE = ("paused", "failed", "cancelled", "dead")
 
 
 async def admission_rows(
@@ -141,6 +143,8 @@ class TaskService:
         self._slots = asyncio.Semaphore(max_concurrent_runs)
         self._live: dict[str, _Execution] = {}
         self._logs: OrderedDict[str, EventLog] = OrderedDict()
+        self.follower = RunFollower(store, KEEPALIVE_SECONDS)
+        """Streams the events of runs executed by other processes, from the store."""
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
@@ -203,6 +207,7 @@ class TaskService:
     async def stop(self) -> None:
         """Stop every execution; each goes back to ``queued`` for the next start."""
         self._closing = True
+        self.follower.close()
         await self.health.stop()
         tasks = [x.task for x in self._live.values() if x.task is not None]
         for t in tasks:
@@ -238,7 +243,7 @@ class TaskService:
             if existing is not None:
                 return self._same_request(existing, run), False
         try:
-            self.store.create_run(run, step0)
+            self._store_new(run, step0)
         except RunStateError:  # the same key, admitted by another process meanwhile
             return self._same_request(self.store.get_run(run_id), run), False
         if run.status == "completed":
@@ -248,6 +253,10 @@ class TaskService:
         else:
             self._schedule(run_id, graph, fresh=True)
         return run, True
+
+    def _store_new(self, run: RunRecord, step0: StepRecord) -> None:
+        """Store an admitted task's rows (``FleetTaskService`` also enqueues it)."""
+        self.store.create_run(run, step0)
 
     @staticmethod
     def _same_request(existing: RunRecord, new: RunRecord) -> RunRecord:
@@ -487,6 +496,8 @@ class TaskService:
         answer: bool = False,
         answers: dict[str, Any] | None = None,
         max_steps: int | None = None,
+        update: dict[str, Any] | None = None,
+        goto: list[str] | None = None,
         rerun_step: bool = False,
     ) -> RunRecord:
         run = self.store.get_run(run_id)
@@ -499,7 +510,7 @@ class TaskService:
         if run_id in self._live or run.status not in _RESUMABLE:
             raise ApiError(
                 409,
-                f"task {run_id} is {run.status}; only a paused, failed or cancelled task "
+                f"task {run_id} is {run.status}; only a paused, failed, cancelled or dead task "
                 "can be resumed",
             )
         graph = self.graphs.get(run.graph)
@@ -508,6 +519,8 @@ class TaskService:
                 409, f"task {run_id} runs graph '{run.graph}', which this server does not serve"
             )
         graph.check_graph(run)
+        if update is not None or goto:
+            edit_before_resume(graph, run_id, update, goto, answer or bool(answers), rerun_step)
         if answer or answers:
             # answered now, in the store: a crash before a slot frees keeps the answer
             try:
@@ -594,34 +607,33 @@ class TaskService:
             next_cursor=encode_cursor(rows[-1]) if more and rows else None,
         )
 
-    async def events(self, run_id: str, last_event_id: str | None) -> AsyncIterator[bytes]:
+    async def events(
+        self, run_id: str, last_event_id: str | None, mode: Sequence[str] | None = None
+    ) -> AsyncIterator[bytes]:
         """Server-sent events of the task's current (or last) execution in this process,
-        ending with run_finished; for a task with no live log, its final status."""
-        quiet_since = time.monotonic()
-        while True:
-            log_ = self._logs.get(run_id)
-            if log_ is not None:
-                break
-            run = self.store.find_run(run_id)
-            if run is None:
-                return
-            if run.status not in ("running", "queued") or self._closing:
-                final = ev.RunFinished(
-                    run_id=run_id, status=run.status, reason=run.error, at=run.updated_at
-                )
-                yield sse("run_finished", final.model_dump_json(), "0:0")
-                return
-            # executed elsewhere (another process): follow the store until it ends
-            await asyncio.sleep(0.25)
-            if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
-                quiet_since = time.monotonic()
-                yield sse_comment("waiting")
+        ending with run_finished; for a task this process does not hold the log of, its
+        events as stored by whichever process executes it (``RunFollower``). ``mode``
+        selects kinds as ``stream(mode=...)`` does; with ``values``, each step_finished
+        carries the state after the step, read from the store for this stream only."""
+        pick = StreamPick(self, run_id, mode)
+        log_ = self._logs.get(run_id)
+        if log_ is None:
+            # not executed by this process (another service process, a worker, a script):
+            # its events come from the store
+            async for chunk in self.follower.stream(
+                run_id, last_event_id, lambda: self._closing, pick
+            ):
+                yield chunk
+            return
         index = log_.start_index(last_event_id)
         quiet_since = time.monotonic()
         while True:
             for i, kind, data in log_.since(index):
-                yield sse(kind, data, f"{log_.epoch}:{i}")
                 index = i + 1
+                picked = pick(kind, data)
+                if picked is None:
+                    continue
+                yield sse(kind, picked, f"{log_.epoch}:{i}")
                 quiet_since = time.monotonic()
             if log_.done and index >= log_.end:
                 return

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from flowstate.checkpoints import describe_store, is_postgres_url
 from flowstate.errors import CLIError, GraphLoadError
 
 from ._cli import DEFAULT_DB, _is_loopback
@@ -55,7 +56,7 @@ def ui_command(
             "FLOWSTATE_TOKEN or bind 127.0.0.1"
         )
     path = db or os.environ.get("FLOWSTATE_DB", DEFAULT_DB)
-    is_url = path.startswith(("postgresql://", "postgres://"))
+    is_url = is_postgres_url(path)
     if not is_url and not Path(path).exists():
         raise CLIError(
             f"no checkpoint database at {path}: pass --db PATH (or a postgresql:// URL) "
@@ -76,7 +77,7 @@ def ui_command(
         server_header=False,
     )
     server = uvicorn.Server(config)
-    shown = path if not is_url else path.split("@")[-1]
+    shown = describe_store(app.state.store)
     mode = f"graphs {', '.join(registry)}" if graphs else "read-only"
     typer.echo(
         f"flowstate ui: db {shown}; {mode}; auth {'token login' if token else 'off'}; "

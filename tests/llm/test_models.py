@@ -180,6 +180,8 @@ PUBLIC = {
     "LLMError",
     "LLMRequest",
     "LLMResponse",
+    "Limiter",
+    "RateLimitedLLM",
     "Message",
     "Role",
     "SCRIPTED_TOOL_ID_PREFIX",

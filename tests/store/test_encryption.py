@@ -95,7 +95,7 @@ def pg_text(dsn: str, schema: str) -> str:
 
     out = []
     with psycopg.connect(dsn) as c:
-        for t in ("runs", "steps", "writes", "effects", "interrupts", "attempts"):
+        for t in ("runs", "steps", "writes", "effects", "interrupts", "attempts", "events"):
             for row in c.execute(f'SELECT * FROM "{schema}"."{t}"'):
                 out.append(repr(row))
     return "\n".join(out)
@@ -458,6 +458,8 @@ def test_every_store_seam_seals_and_opens(tmp_path, backend, rec):
     s.record_effect(rec.effect("r", 0, response='{"pw":"sekret-again"}'), replace=True)
     assert s.effects("r")[0].response == '{"pw":"sekret-again"}'
     assert s.attempts("r")[0].error == "ValueError: sekret-err"
+    s.append_events("r", [(1, "update", '{"pw":"sekret-event"}', 1.0)])
+    assert s.events_since("r") == [(1, "update", '{"pw":"sekret-event"}', 1.0)]
     # a step re-run keeps the superseded write in attempts, sealed there too
     assert s.supersede_writes("r", 0) == 1
     kept = [a.error for a in s.attempts("r") if a.attempt < 0]

@@ -108,7 +108,7 @@ def _stop_outside_a_transaction(env: dict[str, Any], p: subprocess.Popen[str]) -
             )
             .fetchall()
         ]
-        if states == ["idle"]:
+        if states and all(s == "idle" for s in states):  # the pool may hold several
             return
         os.kill(p.pid, signal.SIGCONT)
         time.sleep(0.01)

@@ -128,7 +128,7 @@ function showError(e) {
 
 // -- runs list ----------------------------------------------------------------------------
 
-const STATUSES = ["", "queued", "running", "paused", "completed", "failed", "cancelled"];
+const STATUSES = ["", "queued", "running", "paused", "completed", "failed", "cancelled", "dead"];
 
 function toEpoch(v) {
   if (!v) return null;
@@ -307,7 +307,7 @@ function actionButtons(r) {
       toast(`run is ${res.status}`);
       await refresh();
       startLive();
-    }, "primary", ["paused", "failed", "cancelled"].includes(s) && !pendingInterrupts(r).length),
+    }, "primary", ["paused", "failed", "cancelled", "dead"].includes(s) && !pendingInterrupts(r).length),
     act("Cancel", async () => {
       const res = await api("POST", `/v1/tasks/${runPath(id)}/cancel`);
       toast(`run is ${res.status}`);
