@@ -175,7 +175,9 @@ def test_pause_and_an_interrupt_answer_go_through_the_fleet(fleet: Fleet) -> Non
             await until(lambda: len(app.store.writes(run.id)) >= 2, 20, "progress")
             app.pause(run.id)
             took = await until(lambda: app.get_run(run.id).status == "paused", 5, "the pause")
-            assert RunQueue(app.store).queued() == []
+            # the worker drops the run's queue row once its execution has returned (until
+            # then the row is claimed by it, so no other worker can take the paused run)
+            await until(lambda: RunQueue(app.store).queued() == [], 5, "the row released")
             asker.requeue(question.id, "yes")  # the answer, through the queue
             answered = await until(
                 lambda: asker.get_run(question.id).status == "completed", 20, "answer"
