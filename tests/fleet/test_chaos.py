@@ -176,7 +176,11 @@ def run_chaos(fleet: Fleet, c: Chaos) -> Chaos:
     # figures (FLEET_CHAOS_RESULTS) say how many takeovers met lease + 1 s.
     assert max(c.takeovers) <= 30.0, f"takeovers {sorted(c.takeovers)} exceed 30 s"
     assert sorted(firsts)[len(firsts) // 2] <= limit, f"takeovers {sorted(firsts)}"
-    assert c.zombie_refusals >= 1 if c.stops else True, "no zombie had its work refused"
+    # that no zombie's commit landed is proven above (one write row per activation); a
+    # logged refusal shows a zombie tried: one that wakes between nodes learns of the
+    # takeover from its heartbeat and tries nothing, so only the 3-zombie run requires one
+    if c.stops >= 3:
+        assert c.zombie_refusals >= 1, "no zombie had its work refused"
     if RESULTS is not None:
         with RESULTS.open("a") as f:
             f.write(
