@@ -3,7 +3,7 @@
     python bench/run.py [--quick] [--reps N] [--out bench/out] [--only W1,W3] [--plain]
 
 Creates ``bench/.peers`` (a separate virtualenv with langgraph, langgraph-checkpoint-sqlite,
-apache-burr and flowstate installed editable from this repository) if it is missing, then
+apache-burr, langchain, dbos and flowstate installed editable from this repository) if it is missing, then
 re-executes itself inside it. Every workload (``bench/w*_*.py``, one async function per
 engine) runs on each engine in this one process, the engines alternating, for several
 repetitions; the table shows medians, the ratio peer/flowstate and PASS/MISS per target.
@@ -34,7 +34,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 PEERS = HERE / ".peers"
 PEER_PYTHON = PEERS / "bin" / "python"
-REQUIREMENTS = ["langgraph", "langgraph-checkpoint-sqlite", "apache-burr"]
+REQUIREMENTS = ["langgraph", "langgraph-checkpoint-sqlite", "apache-burr", "langchain", "dbos"]
 """Installed into the peers venv, next to ``pip install -e <repo root>``."""
 READY = PEERS / ".bench-ready"
 CMD_ENV = "FLOWSTATE_BENCH_CMD"
