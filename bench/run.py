@@ -3,9 +3,9 @@
     python bench/run.py [--quick] [--reps N] [--out bench/out] [--only W1,W3] [--plain]
 
 Creates ``bench/.peers`` (a separate virtualenv with langgraph, langgraph-checkpoint-sqlite,
-apache-burr, langchain, dbos and flowstate installed editable from this repository) if it is missing, then
-re-executes itself inside it. Every workload (``bench/w*_*.py``, one async function per
-engine) runs on each engine in this one process, the engines alternating, for several
+apache-burr, langchain, dbos and flowstate installed editable from this repository) if it is
+missing, then re-executes itself inside it. Every workload (``bench/w*_*.py``, one async
+function per engine) runs on each engine in this one process, the engines alternating, for several
 repetitions; the table shows medians, the ratio peer/flowstate and PASS/MISS per target.
 Writes ``<out>/results.json`` and (full runs only) ``bench/RESULTS.md``. See bench/README.md.
 """
