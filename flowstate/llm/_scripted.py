@@ -33,8 +33,7 @@ from ._models import (
     ToolChoice,
     ToolSpec,
     Usage,
-    clean_conversation,
-    conversation_problems,
+    clean_and_check,
 )
 from ._protocol import TokenCallback
 
@@ -177,8 +176,9 @@ class ScriptedLLM:
         The conversation is cleaned first (`clean_conversation`), as `AnthropicLLM` does
         before sending, and the cleaned one is recorded and checked.
         """
+        cleaned, problems = clean_and_check(messages)
         request = LLMRequest(
-            messages=clean_conversation(messages),
+            messages=cleaned,
             system=system,
             tools=[t.model_copy(deep=True) for t in tools or []],
             max_tokens=max_tokens,
@@ -191,7 +191,6 @@ class ScriptedLLM:
         self.requests.append(request)
         number = len(self.requests)
         if self._check:
-            problems = conversation_problems(request.messages)
             if problems:
                 listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
                 raise LLMError(
