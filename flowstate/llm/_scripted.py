@@ -180,7 +180,7 @@ class ScriptedLLM:
         request = LLMRequest(
             messages=cleaned,
             system=system,
-            tools=[t.model_copy(deep=True) for t in tools or []],
+            tools=[ToolSpec.model_validate(t.model_dump()) for t in tools or []],  # a copy
             max_tokens=max_tokens,
             temperature=temperature,
             model=self.model,
