@@ -103,9 +103,7 @@ async def _task(client: Any, nodes: int) -> float:
     assert r.status_code == 202, r.text
     task_id = r.json()["id"]
     status = None
-    async with client.stream(
-        "GET", f"/v1/tasks/{task_id}/events", params={"mode": "updates"}
-    ) as s:
+    async with client.stream("GET", f"/v1/tasks/{task_id}/events", params={"mode": "updates"}) as s:
         kind = None
         async for line in s.aiter_lines():
             if line.startswith("event:"):
