@@ -84,7 +84,8 @@ class ScriptedLLM:
     model: str
     """Name reported as `LLMResponse.model` and `LLMRequest.model`."""
     requests: list[LLMRequest]
-    """Every request received, in order (including one that exhausted the script)."""
+    """Every request received, in order (including one that exhausted the script). A
+    conversation that needed no cleaning is recorded as the messages given (not copies)."""
 
     def __init__(
         self,
