@@ -161,7 +161,7 @@ class TaskService:
         # service reaches that point between most of its tasks, since the ones queued for
         # a slot are not running yet: fold only when no other task is live here.
         self._fold_wal = store.shrink_wal
-        store.shrink_wal = self._shrink_wal_when_idle  # type: ignore[method-assign]
+        store.shrink_wal = self._shrink_wal_when_idle
 
     # -- lifecycle ------------------------------------------------------------------------
 
