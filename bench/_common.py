@@ -35,6 +35,10 @@ class Sizes:
     w7_nodes: int = 20
     w7_procs: int = 5
     w7_runs_per_proc: int = 10
+    w8_turns: int = 50
+    w9_nodes: int = 10
+    w9_clients: int = 50
+    w9_tasks: int = 500
 
 
 FULL = Sizes()
@@ -53,6 +57,9 @@ QUICK = Sizes(
     w7_nodes=10,
     w7_procs=2,
     w7_runs_per_proc=4,
+    w8_turns=10,
+    w9_clients=10,
+    w9_tasks=40,
 )
 
 

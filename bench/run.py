@@ -116,6 +116,16 @@ ROWS: list[Row] = [
     Row("W7 many runs (a) 1 process", "errors (locking)", "a_errors", "", agg="sum", ratio=False),
     Row("W7 many runs (b) processes", "runs per second", "b_runs_per_s", "runs/s"),
     Row("W7 many runs (b) processes", "errors (locking)", "b_errors", "", agg="sum", ratio=False),
+    Row("W8 agent loop", "per-turn overhead", "us_per_turn", "µs"),
+    Row("W8 agent loop", "model calls", "model_calls", "", agg="max", ratio=False),
+    Row("W8 agent loop", "tool calls", "tool_calls", "", agg="max", ratio=False),
+    Row("W8 agent loop", "checkpoints", "checkpoints", "", agg="max", ratio=False),
+    Row("W9 task service", "tasks per second", "tasks_per_s", "tasks/s", fs_only=True),
+    Row("W9 task service", "p50 latency", "p50_ms", "ms", fs_only=True),
+    Row("W9 task service", "p99 latency", "p99_ms", "ms", fs_only=True),
+    Row("W9 task service", "server CPU per task", "server_cpu_ms", "ms", fs_only=True),
+    Row("W9 task service", "client CPU per task", "client_cpu_ms", "ms", fs_only=True),
+    Row("W9 task service", "nproc", "nproc", "", agg="max", fs_only=True),
 ]
 
 WORKLOADS = {
@@ -126,6 +136,8 @@ WORKLOADS = {
     "W5": "w5_history",
     "W6": "w6_long",
     "W7": "w7_many",
+    "W8": "w8_agent",
+    "W9": "w9_service",
 }
 
 Medians = dict[str, dict[str, Any]]  # engine -> key -> aggregated value
@@ -194,6 +206,15 @@ def judge(med: dict[str, Medians], cfg: Any) -> list[Verdict]:
     if "W6" in med:
         fs = _val(med["W6"], "flowstate", "last_over_first")
         add("W6", "last_over_first", "≤ 1.5×", None if fs is None else fs <= 1.5)
+    if "W8" in med:
+        fs = _val(med["W8"], "flowstate", "us_per_turn")
+        lg = _val(med["W8"], "langgraph", "us_per_turn")
+        add(
+            "W8",
+            "us_per_turn",
+            "≥5× lower than LangGraph",
+            None if fs is None or lg is None else lg >= 5 * fs,
+        )
     if "W7" in med:
         for key in ("a_errors", "b_errors"):
             lock = _val(med["W7"], "flowstate", key.replace("errors", "lock_errors"))
@@ -243,6 +264,7 @@ def run_workload(name: str, engines: list[str], cfg: Any, reps: int) -> dict[str
     mod = importlib.import_module(WORKLOADS[name])
     started = time.perf_counter()
     load_before = [round(x, 2) for x in os.getloadavg()]
+    engines = [e for e in engines if hasattr(mod, e)]  # W8 has no Burr, W9 no peer
     samples: dict[str, list[dict[str, Any]]] = {e: [] for e in engines}
     notes: dict[str, str] = {}
     extra: dict[str, dict[str, Any]] = {}
@@ -302,7 +324,7 @@ def _fmt(v: Any, unit: str) -> str:
         return "yes" if v else "no"
     if unit == "B":
         return f"{v / 1000:,.0f} kB"
-    if unit in ("", "runs/s") and float(v).is_integer():
+    if unit in ("", "runs/s", "tasks/s") and float(v).is_integer():
         return f"{int(v):,}"
     if abs(v) >= 100:
         return f"{v:,.0f} {unit}".strip()

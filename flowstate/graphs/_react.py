@@ -276,7 +276,8 @@ def react_agent(
 
     async def reason(state: ReActState, ctx: NodeContext) -> dict[str, Any]:
         """Ask the model for its next step."""
-        new: list[Message] = [] if state.messages else [user(state.task)]
+        history = _conversation(state)
+        new: list[Message] = [] if history else [user(state.task)]
         system_now = system_prompt
         if spec is not None:
             system_now = with_memories(system_prompt, await recall(ctx, spec, state.task))
@@ -285,7 +286,7 @@ def react_agent(
             extra["stop_sequences"] = [STOP_SEQUENCE]
         reply, made = await complete_turn(
             JournaledLLM(llm, ctx),
-            [*state.messages, *new],
+            [*history, *new],
             system=system_now,
             tools=(registry.specs or None) if native else None,
             max_tokens=max_tokens,
@@ -416,6 +417,15 @@ def react_agent(
     g.add_conditional_edges("act", after_act)
     g.add_edge("finish", END)
     return g
+
+
+def _conversation(state: ReActState) -> list[Message]:
+    """The conversation so far, read without the per-activation copy the engine makes of a
+    field a node reads (`flowstate.engine._isolation`), which would cost a JSON round trip
+    of the whole conversation every turn. `reason` only reads it: the model gets its own
+    copy of the request, validated from the JSON that is journaled (`JournaledLLM`), so
+    nothing can change the state's messages in place."""
+    return state.__dict__["messages"]
 
 
 def _read_native(reply: LLMResponse) -> dict[str, Any]:

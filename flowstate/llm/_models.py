@@ -394,9 +394,17 @@ def conversation_problems(messages: Sequence[Message]) -> list[str]:
                 f"messages[{i - 1}] and messages[{i}] both have role {cur.role!r}; roles must "
                 "alternate (merge them into one message)"
             )
+    # each message's blocks once (a string is one text block), and the tool_use ids each
+    # assistant message asks for: every check below is one pass over the conversation
+    all_blocks = [_blocks_of(m) for m in messages]
+    asked_of = [
+        [b.id for b in blocks if isinstance(b, ToolUseBlock)] if m.role == "assistant" else []
+        for m, blocks in zip(messages, all_blocks, strict=True)
+    ]
+    last = len(messages) - 1
     for i, message in enumerate(messages):
-        blocks = message.blocks
-        final_assistant = message.role == "assistant" and i == len(messages) - 1
+        blocks = all_blocks[i]
+        final_assistant = message.role == "assistant" and i == last
         if not message.content:
             if not final_assistant:
                 problems.append(f"messages[{i}] is empty; only a final assistant message may be")
@@ -408,19 +416,20 @@ def conversation_problems(messages: Sequence[Message]) -> list[str]:
                         "whitespace; the API refuses it (drop the block)"
                     )
         if final_assistant and blocks and isinstance(blocks[-1], TextBlock):
-            last = blocks[-1].text
-            if last.strip() and last != last.rstrip():
+            tail = blocks[-1].text
+            if tail.strip() and tail != tail.rstrip():
                 problems.append(
                     f"messages[{i}] is a final assistant message (a prefill) ending with "
                     "whitespace; the API refuses it (strip the trailing whitespace)"
                 )
         if message.role == "assistant":
-            asked = [b.id for b in blocks if isinstance(b, ToolUseBlock)]
+            asked = asked_of[i]
             if any(isinstance(b, ToolResultBlock) for b in blocks):
                 problems.append(f"messages[{i}] is an assistant message with a tool_result block")
-            nxt = messages[i + 1] if i + 1 < len(messages) else None
-            if asked and nxt is not None:
-                answered = {b.tool_use_id for b in nxt.blocks if isinstance(b, ToolResultBlock)}
+            if asked and i < last:
+                answered = {
+                    b.tool_use_id for b in all_blocks[i + 1] if isinstance(b, ToolResultBlock)
+                }
                 missing = [a for a in asked if a not in answered]
                 if missing:
                     problems.append(
@@ -428,12 +437,7 @@ def conversation_problems(messages: Sequence[Message]) -> list[str]:
                         f"messages[{i + 1}]; answer every tool call before continuing"
                     )
             continue
-        prev_msg = messages[i - 1] if i > 0 else None
-        asked_before = (
-            {b.id for b in prev_msg.blocks if isinstance(b, ToolUseBlock)}
-            if prev_msg is not None and prev_msg.role == "assistant"
-            else set()
-        )
+        asked_before = set(asked_of[i - 1]) if i > 0 else set()
         answered_here: set[str] = set()
         after_other = False
         for block in blocks:
@@ -464,6 +468,12 @@ def conversation_problems(messages: Sequence[Message]) -> list[str]:
     return problems
 
 
+def _blocks_of(message: Message) -> list[ContentBlock]:
+    """`message.blocks` without the copy of a block list (read only)."""
+    content = message.content
+    return [TextBlock(text=content)] if isinstance(content, str) else content
+
+
 def clean_conversation(messages: Sequence[Message]) -> list[Message]:
     """The conversation with what the Messages API refuses fixed, losing nothing it accepts.
 
@@ -481,8 +491,25 @@ def clean_conversation(messages: Sequence[Message]) -> list[Message]:
     5. a final assistant message (a prefill) loses its trailing whitespace.
 
     What cannot be fixed (a conversation that starts with the model) is left for
-    `conversation_problems` to report. The input is not modified.
+    `conversation_problems` to report. The input is not modified. A conversation that needs
+    no fix (the usual case: an agent's own transcript) comes back as a new list of the same
+    `Message` objects, without copying them.
     """
+    return clean_and_check(messages)[0]
+
+
+def clean_and_check(messages: Sequence[Message]) -> tuple[list[Message], list[str]]:
+    """`clean_conversation(messages)` and the `conversation_problems` of the result, in one
+    pass over the conversation when it needs no fix."""
+    if all(m.content for m in messages):
+        problems = conversation_problems(messages)
+        if not problems:  # nothing to drop, merge, reorder, answer or strip: as it is
+            return list(messages), []
+    cleaned = _clean(messages)
+    return cleaned, conversation_problems(cleaned)
+
+
+def _clean(messages: Sequence[Message]) -> list[Message]:
     kept: list[Message] = []
     for message in messages:
         blocks = [b.model_copy(deep=True) for b in message.blocks if not _blank(b)]

@@ -33,8 +33,7 @@ from ._models import (
     ToolChoice,
     ToolSpec,
     Usage,
-    clean_conversation,
-    conversation_problems,
+    clean_and_check,
 )
 from ._protocol import TokenCallback
 
@@ -85,7 +84,8 @@ class ScriptedLLM:
     model: str
     """Name reported as `LLMResponse.model` and `LLMRequest.model`."""
     requests: list[LLMRequest]
-    """Every request received, in order (including one that exhausted the script)."""
+    """Every request received, in order (including one that exhausted the script). A
+    conversation that needed no cleaning is recorded as the messages given (not copies)."""
 
     def __init__(
         self,
@@ -177,10 +177,11 @@ class ScriptedLLM:
         The conversation is cleaned first (`clean_conversation`), as `AnthropicLLM` does
         before sending, and the cleaned one is recorded and checked.
         """
+        cleaned, problems = clean_and_check(messages)
         request = LLMRequest(
-            messages=clean_conversation(messages),
+            messages=cleaned,
             system=system,
-            tools=[t.model_copy(deep=True) for t in tools or []],
+            tools=[ToolSpec.model_validate(t.model_dump()) for t in tools or []],  # a copy
             max_tokens=max_tokens,
             temperature=temperature,
             model=self.model,
@@ -191,7 +192,6 @@ class ScriptedLLM:
         self.requests.append(request)
         number = len(self.requests)
         if self._check:
-            problems = conversation_problems(request.messages)
             if problems:
                 listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
                 raise LLMError(

@@ -156,6 +156,12 @@ class TaskService:
         """Per-run numbers for list items (duration, activations, tokens, cost)."""
         self.health = StoreSupervisor(store, self._recover, probe_seconds=probe_seconds)
         """The store's health (``/ready``) and the tasks a storage fault orphaned."""
+        # The engine folds the WAL back into the database (a checkpoint and an fsync, on
+        # the event loop) when the last run of a graph finishes in the process. A busy
+        # service reaches that point between most of its tasks, since the ones queued for
+        # a slot are not running yet: fold only when no other task is live here.
+        self._fold_wal = store.shrink_wal
+        store.shrink_wal = self._shrink_wal_when_idle
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -196,6 +202,11 @@ class TaskService:
             log.info("resuming %d task(s) left unfinished", len(self.recovered))
         self.health.start()
         self.started = True
+
+    def _shrink_wal_when_idle(self) -> None:
+        # called by the execution that finishes, still in _live
+        if len(self._live) <= 1:
+            self._fold_wal()
 
     def _leased(self, run_id: str) -> bool:
         lease = getattr(self.store, "lease", None)

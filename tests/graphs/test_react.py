@@ -394,3 +394,43 @@ async def test_native_tool_use_with_anthropic_llm(
             "output_tokens@claude-test": 9,
         },
     ]
+
+
+class MutatingLLM:
+    """A (badly behaved) model that changes the conversation it is given, in place."""
+
+    def __init__(self, inner: ScriptedLLM) -> None:
+        self.inner = inner
+        self.model = inner.model
+        self.seen: list[list[Any]] = []
+
+    async def complete(self, messages: list[Any], **kwargs: Any) -> Any:
+        self.seen.append([m.model_copy(deep=True) for m in messages])
+        reply = await self.inner.complete(messages, **kwargs)
+        for m in messages:
+            if isinstance(m.content, str):
+                m.content = "changed by the model"
+            else:
+                m.content.clear()
+        messages.clear()
+        return reply
+
+
+def test_reason_reads_the_conversation_uncopied_but_the_model_gets_its_own_copy() -> None:
+    """`reason` reads the state's messages without the engine's per-activation copy (a
+    JSON round trip of the whole conversation each turn); the model still gets a copy (the
+    request rebuilt from its journaled JSON), so a model that changes its input in place
+    cannot reach the state, the store or the next turn."""
+    model = MutatingLLM(ScriptedLLM(population_script))
+    app = react_agent(model, make_tools()).compile(store=":memory:")
+
+    result = app.run_sync({"task": "How many people live in Lyon and Nantes?"})
+
+    state = result.state
+    assert state.answer == "Together they have 845454 inhabitants.", state
+    assert state.messages[0] == user("How many people live in Lyon and Nantes?")
+    assert conversation_problems(state.messages) == []
+    # every request the model saw was the whole, intact conversation so far
+    assert [len(seen) for seen in model.seen] == [1, 3, 5]
+    assert all(seen == state.messages[: len(seen)] for seen in model.seen)
+    assert app.get_state(result.run_id).messages == state.messages

@@ -161,6 +161,26 @@ def test_conversation_problems_predicts_the_servers_400_and_cleaning_avoids_it(
     assert all(any(u in p for u in unfixable) for p in problems), problems
 
 
+@settings(max_examples=200, deadline=None)
+@given(conversation=st.lists(_MESSAGE, min_size=0, max_size=6))
+def test_clean_conversation_fast_path_agrees_with_the_full_cleaning(
+    conversation: list[Message],
+) -> None:
+    """Property: a conversation `conversation_problems` finds nothing wrong with comes back
+    unchanged (the same messages, not copies), exactly what the full cleaning gives; any
+    other goes through the full cleaning. The input is never modified either way."""
+    from flowstate.llm._models import _clean, clean_and_check
+
+    before = [m.model_copy(deep=True) for m in conversation]
+    cleaned, problems = clean_and_check(conversation)
+    assert cleaned == _clean(conversation)
+    assert problems == conversation_problems(cleaned)
+    assert conversation == before
+    if conversation and all(m.content for m in conversation):
+        if not conversation_problems(conversation):
+            assert all(a is b for a, b in zip(cleaned, conversation, strict=True))
+
+
 # --- 3. tool_choice -----------------------------------------------------------------------
 
 

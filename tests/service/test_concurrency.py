@@ -59,3 +59,40 @@ def test_fifty_concurrent_tasks_all_complete(serve, calls_db: str, tmp_path) -> 
     ran = Counter((r, n) for r, n, _ in calls(calls_db))
     assert len(ran) == N_TASKS * len(STEP_NODES) and set(ran.values()) == {1}
     assert SQLiteStore(tmp_path / "runs.db").integrity_check() == "ok"
+
+
+def test_busy_service_folds_the_wal_only_when_idle(serve, tmp_path) -> None:
+    """The engine folds the WAL back (a checkpoint with an fsync) when the last run of a
+    graph ends in the process; the service defers that while other tasks wait for a slot,
+    and folds once it has nothing left to run."""
+    s = serve(max_concurrent_runs=1)
+    folds: list[int] = []
+    fold = s.service._fold_wal
+    s.service._fold_wal = lambda: (folds.append(len(s.service._live)), fold())
+    n = 12
+
+    async def main() -> list[str]:
+        async with httpx.AsyncClient(base_url=s.url, timeout=30) as c:
+            rs = await asyncio.gather(
+                *(
+                    c.post(
+                        "/v1/tasks",
+                        json={"graph": "steps", "input": {"label": f"t{i}", "delay": 0.02}},
+                    )
+                    for i in range(n)
+                )
+            )
+            ids = [r.json()["id"] for r in rs]
+            deadline = time.monotonic() + 60
+            while True:
+                page = await c.get("/v1/tasks", params={"limit": 100})
+                if all(t["status"] == "completed" for t in page.json()["items"]):
+                    return ids
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+
+    assert len(asyncio.run(main())) == n
+    # one slot: before the change every task's end folded the WAL (it ran alone)
+    assert 1 <= len(folds) < n // 2, folds
+    assert set(folds) == {1}  # only the finishing task itself was live
+    assert SQLiteStore(tmp_path / "runs.db").integrity_check() == "ok"
