@@ -25,13 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
+import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from flowstate.checkpoints._postgres_schema import FLEET_CHANNEL
+from flowstate.checkpoints._sqlite_queue import SQLiteRunQueue
 from flowstate.errors import (
     CancelledElsewhere,
     GraphMismatch,
@@ -44,6 +44,7 @@ from flowstate.errors import (
 
 from ._app import CompiledGraph
 from ._enqueue import run_queue
+from ._lease import local_owner_alive, new_owner, retire
 
 __all__ = ["Worker"]
 
@@ -87,14 +88,22 @@ class Worker:
                 bound.lease_ttl = lease_ttl
             self.graphs[name] = bound
         self.ttl = lease_ttl or min(g.lease_ttl for g in self.graphs.values())
+        limits = getattr(store, "session_limits", None)
+        if limits is not None:
+            # PostgreSQL: a worker frozen inside a transaction (SIGSTOP, a stalled VM) is
+            # cut off by the server within half a lease, so its row locks never hold up
+            # the takeover of its runs; no statement waits on a lock longer than a lease
+            limits(idle_in_transaction=max(1.0, self.ttl / 2), lock_wait=self.ttl)
         self.concurrency = concurrency
         self.queues = list(queues)
         self.poll = poll
         self.drain_timeout = drain_timeout
         self.backoff, self.max_backoff = backoff, max_backoff
         self.listen = listen
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        """This worker's name in the ``workers`` table and on the claims it holds."""
+        self.id = new_owner()
+        """This worker's name in the ``workers`` table and on the claims it holds:
+        ``host:pid:nonce``, like a run's owner, so a claim of a worker whose process is
+        gone is known free at once on its own host (``local_owner_alive``)."""
         self.held: dict[str, asyncio.Task[None]] = {}
         """Runs being executed here, by id."""
         self.skipped: set[str] = set()
@@ -147,6 +156,7 @@ class Worker:
                     await t
             with contextlib.suppress(Exception):
                 self.queue.beat(self.id, self.ttl, "stopped")
+            retire(self.id)
             log.info("worker %s: stopped after %d run(s)", self.id, self.executed)
 
     async def _claim_loop(self) -> None:
@@ -172,6 +182,7 @@ class Worker:
                         graphs=names,
                         ttl=self.ttl,
                         exclude=sorted(self.skipped),
+                        alive=local_owner_alive,
                     )
                     for c in claimed:
                         self.held[c.run_id] = asyncio.create_task(self._execute(c))
@@ -202,6 +213,7 @@ class Worker:
             ttl=self.ttl,
             exclude=skipped,
             orphans=True,
+            alive=local_owner_alive,
         ):
             self.held[c.run_id] = asyncio.create_task(self._execute(c))
             return self.poll
@@ -330,32 +342,87 @@ class Worker:
         seconds, the cancel requests of the runs held here."""
         while True:
             await asyncio.sleep(self.poll)
-            if not self.held:
-                continue
-            try:
-                for run_id in self.queue.cancel_requests(list(self.held)):
-                    self._cancel_here(run_id)
-            except StoreIOError as e:
-                log.warning("worker %s: cannot read cancel requests: %s", self.id, e)
+            self._check_cancels()
 
     async def _listen(self) -> None:
-        import psycopg
-        from psycopg import sql
+        if isinstance(self.queue, SQLiteRunQueue):
+            await self._watch_file()
+            return
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self._listen_thread, args=(loop, stop), name="flowstate-listen", daemon=True
+        )
+        thread.start()
+        try:
+            await asyncio.Event().wait()  # until cancelled by run()
+        finally:
+            stop.set()  # the thread closes its connection within half a second
 
+    def _listen_thread(self, loop: asyncio.AbstractEventLoop, stop: threading.Event) -> None:
+        """``store.listen(FLEET_CHANNEL)`` in a thread of its own (a blocking wait); the
+        notices go to the loop. The listener reconnects by itself; a reconnect is a
+        ``missed`` notice, after which the loop re-reads what it waits for."""
+
+        def deliver(notices: list[str | None], listening: bool) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(self._heard, notices, listening)
+
+        ear = None
+        try:
+            while not stop.is_set():
+                if ear is None:
+                    try:
+                        ear = self.store.listen(FLEET_CHANNEL)
+                    except StoreIOError as e:
+                        log.warning("worker %s: cannot LISTEN (%s); polling", self.id, e)
+                        deliver([], False)
+                        stop.wait(1.0)
+                        continue
+                    deliver([None], True)  # (re)connected: re-read what may have been missed
+                try:
+                    notices = ear.wait(0.5)
+                except StoreIOError as e:
+                    log.warning("worker %s: LISTEN connection lost (%s); polling", self.id, e)
+                    ear.close()
+                    ear = None
+                    deliver([], False)
+                    continue
+                up = ear.backend_pid is not None
+                if notices or up != self.listening:
+                    deliver([None if n.missed else n.payload for n in notices], up)
+        finally:
+            if ear is not None:
+                ear.close()
+
+    def _heard(self, payloads: list[str | None], listening: bool) -> None:
+        """On the loop: ``payloads`` of notices, None for "some may have been missed"."""
+        self.listening = listening
+        for payload in payloads:
+            if payload is None:  # (re)connected: anything announced meanwhile was lost
+                self._poke()
+                self._check_cancels()
+            else:
+                self._on_notice(payload)
+
+    def _check_cancels(self) -> None:
+        if not self.held:
+            return
+        try:
+            for run_id in self.queue.cancel_requests(list(self.held)):
+                self._cancel_here(run_id)
+        except StoreIOError as e:
+            log.warning("worker %s: cannot read cancel requests: %s", self.id, e)
+
+    async def _watch_file(self) -> None:
+        """SQLite: no NOTIFY, so poll the file's ``data_version`` (moved by another
+        process's commit: new work, a cancel) and act on a change as on a notice."""
+        self.listening = True
         while True:
             try:
-                aconn = await psycopg.AsyncConnection.connect(
-                    self.store.dsn, autocommit=True, connect_timeout=10
-                )
-                async with aconn:
-                    await aconn.execute(
-                        sql.SQL("LISTEN {}").format(sql.Identifier(self.queue.channel))
-                    )
-                    self.listening = True
-                    self._poke()  # anything announced while we were not listening
-                    async for notice in aconn.notifies():
-                        self._on_notice(notice.payload)
-            except psycopg.Error as e:
-                log.warning("worker %s: LISTEN connection lost (%s); polling", self.id, e)
-            self.listening = False
-            await asyncio.sleep(1.0)
+                if self.queue.changed():
+                    self._poke()
+                    self._check_cancels()
+            except StoreIOError as e:
+                log.warning("worker %s: cannot poll the database: %s", self.id, e)
+            await asyncio.sleep(self.queue.wake_interval)
