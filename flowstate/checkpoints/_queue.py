@@ -462,8 +462,17 @@ class RunQueue:
                 ],
             )
 
-    def beat(self, worker: str, ttl: float, state: str | None = None) -> None:
-        """The worker's heartbeat: its row, and the claims of everything it holds."""
+    def beat(
+        self,
+        worker: str,
+        ttl: float,
+        state: str | None = None,
+        holding: Sequence[str] | None = None,
+    ) -> None:
+        """The worker's heartbeat: its row, and its claims on ``holding`` (the runs it is
+        executing; None: all its claims). A claim it no longer executes (its execution
+        failed and the store could not be told, e.g. the server restarting) is not
+        renewed, so it expires and the run is claimed again."""
         now = time.time()
         with self.store.write() as c:
             c.execute(
@@ -473,10 +482,19 @@ class RunQueue:
                 ),
                 [now, state, worker],
             )
-            c.execute(
-                self._q('UPDATE {queue} SET "claimed_until" = %s WHERE "worker" = %s'),
-                [now + ttl, worker],
-            )
+            if holding is None:
+                c.execute(
+                    self._q('UPDATE {queue} SET "claimed_until" = %s WHERE "worker" = %s'),
+                    [now + ttl, worker],
+                )
+            elif holding:
+                c.execute(
+                    self._q(
+                        'UPDATE {queue} SET "claimed_until" = %s WHERE "worker" = %s '
+                        'AND "run_id" = ANY(%s)'
+                    ),
+                    [now + ttl, worker, list(holding)],
+                )
 
     def workers(self) -> list[WorkerInfo]:
         rows = self.store._read(

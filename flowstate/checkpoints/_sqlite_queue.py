@@ -341,7 +341,13 @@ class SQLiteRunQueue(RunQueue):
                 ],
             )
 
-    def beat(self, worker: str, ttl: float, state: str | None = None) -> None:
+    def beat(
+        self,
+        worker: str,
+        ttl: float,
+        state: str | None = None,
+        holding: Sequence[str] | None = None,
+    ) -> None:
         now = time.time()
         with self.store.write() as c:
             c.execute(
@@ -349,9 +355,12 @@ class SQLiteRunQueue(RunQueue):
                 'WHERE "id" = ?',
                 [now, state, worker],
             )
-            c.execute(
-                'UPDATE "queue" SET "claimed_until" = ? WHERE "worker" = ?', [now + ttl, worker]
-            )
+            if holding is None or holding:
+                only = "" if holding is None else f' AND "run_id" IN ({_marks(holding)})'
+                c.execute(
+                    'UPDATE "queue" SET "claimed_until" = ? WHERE "worker" = ?' + only,
+                    [now + ttl, worker, *(holding or ())],
+                )
 
     def workers(self) -> list[WorkerInfo]:
         rows = self.store._read(

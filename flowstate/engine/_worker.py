@@ -155,7 +155,7 @@ class Worker:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
             with contextlib.suppress(Exception):
-                self.queue.beat(self.id, self.ttl, "stopped")
+                self.queue.beat(self.id, self.ttl, "stopped", holding=[])
             retire(self.id)
             log.info("worker %s: stopped after %d run(s)", self.id, self.executed)
 
@@ -224,7 +224,7 @@ class Worker:
         if not self.held:
             return
         with contextlib.suppress(Exception):
-            self.queue.beat(self.id, self.ttl, "draining")
+            self.queue.beat(self.id, self.ttl, "draining", holding=list(self.held))
         log.info("worker %s: draining %d run(s)", self.id, len(self.held))
         await asyncio.wait(list(self.held.values()), timeout=self.drain_timeout)
         for run_id, task in list(self.held.items()):
@@ -314,7 +314,12 @@ class Worker:
         while True:
             await asyncio.sleep(self.ttl / 3)
             try:
-                self.queue.beat(self.id, self.ttl, "draining" if self._stopping else None)
+                self.queue.beat(
+                    self.id,
+                    self.ttl,
+                    "draining" if self._stopping else None,
+                    holding=list(self.held),
+                )
             except StoreIOError as e:
                 log.warning("worker %s: heartbeat failed: %s", self.id, e)
 
