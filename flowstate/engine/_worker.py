@@ -5,13 +5,20 @@ and executes them through ``resume``'s path (lease, heartbeat, fencing on every 
   then ``resume`` takes the run's lease. A graph whose stored fingerprint this worker's
   code cannot run (``GraphMismatch``) is handed back uncounted and skipped by this worker,
   so a rolling deploy never dead-letters a run: a compatible worker takes it.
-- **Waking**: a dedicated connection ``LISTEN`` s on the schema's fleet channel; a
-  ``work:`` notice wakes the claim loop at once, a ``signal:cancel:`` notice for a run
-  held here cancels its execution at once. Without notices (or when that connection is
-  down) the loop polls, sleeping until the earliest claim or lease expiry it knows of,
-  at most ``poll`` seconds.
-- **Rescue slot**: a saturated worker still claims one run left ``running`` by a dead
-  worker beyond its concurrency, so takeovers do not wait for a free slot.
+- **Waking**: on PostgreSQL, ``store.listen(FLEET_CHANNEL)`` (a dedicated connection,
+  in a thread of its own); a ``work:`` notice wakes the claim loop at once, a
+  ``signal:cancel:`` notice for a run held here cancels its execution at once, and a
+  reconnect re-reads both. On SQLite, ``PRAGMA data_version`` polled every 50 ms (it
+  moves when another process commits) does the same. Without notices (or when that
+  connection is down) the loop polls, sleeping until the earliest claim or lease expiry
+  it knows of, at most ``poll`` seconds.
+- **Sessions** (PostgreSQL): the server ends a session of this worker idle inside a
+  transaction for half a lease, and no statement waits on a row lock for more than a
+  lease (``PostgresStore.session_limits``), so a worker frozen mid-transaction cannot
+  hold up the takeover of its runs with the row locks it holds.
+- **Rescue slots**: a saturated worker still claims runs left ``running`` by a dead
+  worker, up to as many again as its concurrency, so takeovers do not wait for free
+  slots.
 - **Heartbeat**: every ``lease_ttl / 3`` the worker row and the claims it holds are
   renewed (the run leases have their own heartbeat in the execution).
 - **Drain**: ``stop()`` (SIGTERM in ``flowstate worker``) stops claiming; the runs held
@@ -169,11 +176,12 @@ class Worker:
             claimed = []
             timeout = self.poll
             try:
-                if free <= 0 and len(self.held) <= self.concurrency:
-                    # saturated: one rescue slot beyond the concurrency, for orphans only,
-                    # so a dead worker's runs are taken over within its lease, not when a
-                    # slot frees somewhere
-                    timeout = self._rescue(names)
+                if free <= 0 and len(self.held) < 2 * self.concurrency:
+                    # saturated: rescue slots beyond the concurrency (as many again), for
+                    # orphans only, so a dead worker's runs are taken over within its
+                    # lease, not when slots free somewhere (measured: with one rescue
+                    # slot, the 3rd and 4th run of a killed worker waited for capacity)
+                    timeout = self._rescue(names, 2 * self.concurrency - len(self.held))
                 elif free > 0:
                     claimed = self.queue.claim(
                         self.id,
@@ -202,12 +210,14 @@ class Worker:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
-    def _rescue(self, names: list[str]) -> float:
-        """Claim one orphan beyond the concurrency; the seconds until one may be due."""
+    def _rescue(self, names: list[str], room: int) -> float:
+        """Claim up to ``room`` orphans beyond the concurrency; the seconds until the
+        next claim (at once after a claim: there may be more)."""
         skipped = sorted(self.skipped)
+        claimed = False
         for c in self.queue.claim(
             self.id,
-            1,
+            room,
             queues=self.queues,
             graphs=names,
             ttl=self.ttl,
@@ -216,7 +226,9 @@ class Worker:
             alive=local_owner_alive,
         ):
             self.held[c.run_id] = asyncio.create_task(self._execute(c))
-            return self.poll
+            claimed = True
+        if claimed:
+            return 0.0
         due = self.queue.next_due(queues=self.queues, graphs=names, exclude=skipped, orphans=True)
         return self.poll if due is None else min(self.poll, max(0.02, due - time.time() + 0.02))
 
