@@ -30,6 +30,7 @@ __all__ = ["EVENTS_CHANNEL", "Notice", "PostgresListener", "PostgresNotify", "ch
 EVENTS_CHANNEL = "events"
 """Notified (payload: the run id) when events of a run are appended."""
 
+
 @dataclass(frozen=True)
 class Notice:
     """One wake-up: the ``channel`` as given to ``listen`` and the ``payload`` sent.

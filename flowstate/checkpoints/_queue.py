@@ -128,8 +128,8 @@ class RunQueue:
             if isinstance(store, SQLiteStore):
                 from ._sqlite_queue import SQLiteRunQueue
 
-                return super().__new__(SQLiteRunQueue)
-        return super().__new__(cls)
+                return object.__new__(SQLiteRunQueue)
+        return object.__new__(cls)
 
     def __init__(self, store: Any) -> None:
         try:
