@@ -274,6 +274,20 @@ class Worker:
             self.executed += 1
             self._poke()
 
+    async def _settle(self, op: Any, *args: Any) -> None:
+        """A queue write after a run stopped, retried while the store is unavailable (a
+        restart, a write lock held long on a loaded machine): left undone, the queue row
+        would stay claimed until its claim expired and the sweep removed it."""
+        for attempt in range(4):
+            try:
+                op(*args)
+                return
+            except StoreIOError as e:
+                if attempt == 3:
+                    raise
+                log.warning("worker %s: %s failed, retrying: %s", self.id, op.__name__, e)
+                await asyncio.sleep(0.5 * 2**attempt)
+
     def _wait(self, claim: Any) -> float:
         return float(min(self.max_backoff, self.backoff * 2 ** max(0, claim.attempts - 1)))
 
@@ -308,7 +322,7 @@ class Worker:
             graph._cancel_requested.discard(run_id)
             with contextlib.suppress(Exception):
                 self.store.clear_signals(run_id)
-            self.queue.done(run_id, self.id)
+            await self._settle(self.queue.done, run_id, self.id)
             return
         except NodeFailed as e:
             verdict = self.queue.failed(run_id, self.id, str(e), backoff=self._wait(claim))
@@ -317,7 +331,7 @@ class Worker:
         if result.status == "failed":
             self.queue.failed(run_id, self.id, result.reason or "failed", backoff=self._wait(claim))
             return
-        self.queue.done(run_id, self.id)
+        await self._settle(self.queue.done, run_id, self.id)
         log.info("worker %s: run %s %s", self.id, run_id, result.status)
 
     # -- helpers -----------------------------------------------------------------------

@@ -16,7 +16,12 @@ from tests.store.conftest import Rec, pg_schema, require_postgres
 
 
 def _store(tmp_path: Path, name: str = "pool", **kw: Any) -> PostgresStore:
-    return PostgresStore(require_postgres(), schema=pg_schema(tmp_path, name), **kw)
+    # an application_name of its own: _kill_sessions must not cut the sessions of other
+    # tests (or other processes) sharing the server
+    schema = pg_schema(tmp_path, name)
+    dsn = require_postgres()
+    dsn += ("&" if "?" in dsn else "?") + f"application_name=fs_{schema}"[:63]
+    return PostgresStore(dsn, schema=schema, **kw)
 
 
 def _kill_sessions(store: PostgresStore) -> int:
