@@ -134,7 +134,8 @@ def test_workers_on_one_file_complete_each_run_once_through_a_kill_and_a_drain(
         got = holder(after, among)
         return got is not None
 
-    wait_until(lambda: found(10, workers), 120, "a worker holding runs after 10 completions")
+    # generous: on a loaded machine a worker process takes minutes to start
+    wait_until(lambda: found(10, workers), 300, "a worker holding runs after 10 completions")
     victim, held = got
     victim.send_signal(signal.SIGKILL)
     assert victim.wait(10) == -signal.SIGKILL
@@ -216,6 +217,12 @@ def test_four_workers_300_runs_with_kills_and_zombies(local: LocalFleet) -> None
             victim.wait(10)
             live.append(local.worker(*args, env=env))
     wait_until(lambda: _completed(store) == len(ids), 600, "every run")
+    # a replacement still starting has no SIGTERM handler yet (it would die of it)
+    wait_until(
+        lambda: {p.pid for p in live} <= {w.pid for w in RunQueue(store).workers()},
+        300,
+        "every live worker registered",
+    )
     for p in live:
         p.send_signal(signal.SIGTERM)
     for p in live:
