@@ -35,7 +35,7 @@ from flowstate.errors import QueueUnavailable, RunOwned, RunStateError
 
 from ._common import STEP_COLS, run_exists_error, run_values, values
 from ._flow import FlowControl
-from ._postgres_schema import fleet_channel
+from ._postgres_schema import FLEET_CHANNEL, fleet_channel
 from ._records import RunRecord, StepRecord
 from ._sql_writes import _RUN_INSERT
 
@@ -143,6 +143,15 @@ class RunQueue:
         """Concurrency limits per queue and rate limits per key (``flow_limits``)."""
         self.channel = fleet_channel(store.schema)
         """The LISTEN/NOTIFY channel: ``work:<run_id>`` and ``signal:<kind>:<run_id>``."""
+
+    polls = False
+    """Whether workers must poll for changes (``changed()``) instead of listening."""
+
+    def listener(self) -> Any:
+        """A dedicated connection listening on the fleet's channel
+        (``store.listen(FLEET_CHANNEL)``): ``work:<run_id>`` and ``signal:<kind>:<run_id>``
+        notices."""
+        return self.store.listen(FLEET_CHANNEL)
 
     def _q(self, template: str) -> Any:
         return self.store._q(template)

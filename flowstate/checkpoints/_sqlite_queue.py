@@ -57,6 +57,7 @@ def _marks(values: Sequence[Any]) -> str:
 class SQLiteRunQueue(RunQueue):
     """The run queue of an ``SQLiteStore`` file (``RunQueue(sqlite_store)`` returns one)."""
 
+    polls = True
     wake_interval = 0.05
     """Seconds between two ``changed()`` polls of a worker."""
 

@@ -37,8 +37,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flowstate.checkpoints._postgres_schema import FLEET_CHANNEL
-from flowstate.checkpoints._sqlite_queue import SQLiteRunQueue
 from flowstate.errors import (
     CancelledElsewhere,
     GraphMismatch,
@@ -376,7 +374,7 @@ class Worker:
             self._check_cancels()
 
     async def _listen(self) -> None:
-        if isinstance(self.queue, SQLiteRunQueue):
+        if self.queue.polls:  # SQLite: no NOTIFY
             await self._watch_file()
             return
         loop = asyncio.get_running_loop()
@@ -391,9 +389,10 @@ class Worker:
             stop.set()  # the thread closes its connection within half a second
 
     def _listen_thread(self, loop: asyncio.AbstractEventLoop, stop: threading.Event) -> None:
-        """``store.listen(FLEET_CHANNEL)`` in a thread of its own (a blocking wait); the
-        notices go to the loop. The listener reconnects by itself; a reconnect is a
-        ``missed`` notice, after which the loop re-reads what it waits for."""
+        """``queue.listener()`` (``store.listen(FLEET_CHANNEL)``) in a thread of its own
+        (a blocking wait); the notices go to the loop. The listener reconnects by itself;
+        a reconnect is a ``missed`` notice, after which the loop re-reads what it waits
+        for."""
 
         def deliver(notices: list[str | None], listening: bool) -> None:
             with contextlib.suppress(RuntimeError):  # the loop has closed
@@ -404,7 +403,7 @@ class Worker:
             while not stop.is_set():
                 if ear is None:
                     try:
-                        ear = self.store.listen(FLEET_CHANNEL)
+                        ear = self.queue.listener()
                     except StoreIOError as e:
                         log.warning("worker %s: cannot LISTEN (%s); polling", self.id, e)
                         deliver([], False)
