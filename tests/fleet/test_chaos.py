@@ -213,10 +213,10 @@ def run_chaos(fleet: Fleet, c: Chaos) -> Chaos:
     # the first run of each blow shows how fast a dead worker is noticed; the others may
     # also wait for capacity (every other worker busy), reported as the maximum
     firsts = [min(t) for t in c.blows.values()]
-    # Known: a worker frozen in the middle of a write transaction keeps its row locks, and
-    # a takeover waits on them until it wakes (to be bounded by the pooled connections'
-    # idle_in_transaction_session_timeout); so the bound asserted here is loose, and the
-    # figures (FLEET_CHAOS_RESULTS) say how many takeovers met lease + 1 s.
+    # A worker frozen inside a write transaction has its session ended by the server
+    # within half a lease (Worker sets session_limits), so its row locks no longer hold
+    # up a takeover; on this shared 2-core machine the bound asserted here stays loose,
+    # and the figures (printed; FLEET_CHAOS_RESULTS) say how many met lease + 1 s.
     assert max(c.takeovers) <= 30.0, f"takeovers {sorted(c.takeovers)} exceed 30 s"
     assert sorted(firsts)[len(firsts) // 2] <= limit, f"takeovers {sorted(firsts)}"
     # that no zombie's commit landed is proven above (one write row per activation); a
