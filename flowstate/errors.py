@@ -612,15 +612,21 @@ class DatabaseNotFound(CLIError):
 
 
 class QueueUnavailable(ConfigError):
-    """The fleet (``enqueue``, ``flowstate worker``) needs a store with a run queue."""
+    """The fleet (``enqueue``, ``flowstate worker``) needs a store with a run queue: a
+    database its processes share (an SQLite file, or PostgreSQL)."""
 
     code = "FS230"
 
-    def __init__(self, store: object) -> None:
+    def __init__(self, store: object, reason: str | None = None) -> None:
         self.store = store
         super().__init__(
-            f"{store!r} has no run queue: the fleet (enqueue, flowstate worker) runs on "
-            "PostgreSQL; open the store with a postgresql:// URL (--db postgresql://...)"
+            f"{store!r} has no run queue: "
+            + (
+                reason
+                or "the fleet (enqueue, flowstate worker) needs a database its processes "
+                "share: an SQLite file for several processes on one machine (--db runs.db) "
+                "or PostgreSQL for several machines (--db postgresql://...)"
+            )
         )
 
 

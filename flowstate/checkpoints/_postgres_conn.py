@@ -113,6 +113,8 @@ class PostgresConnection:
         self.database_id: str | None = None
         """The id in the schema's ``meta`` row, checked on every new connection."""
         self._checked: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+        self._session: dict[str, str] = {}
+        """Server settings of every session of the pool (``session_limits``)."""
         names = (
             *TABLES,
             "migrations",
@@ -270,6 +272,12 @@ class PostgresConnection:
         self.database_id = got
         if got is not None:
             self._encryption_mark(c)
+        if self._session:
+            names = list(self._session)
+            c.execute(
+                "SELECT " + ", ".join("set_config(%s, %s, false)" for _ in names),
+                [x for n in names for x in (n, self._session[n])],
+            )
         self._checked.add(c)
 
     def _encryption_mark(self, c: psycopg.Connection[Any]) -> None:
@@ -288,6 +296,42 @@ class PostgresConnection:
                 self._q('SELECT 1 FROM {meta} WHERE "key" = %s'), ["encryption"]
             ).fetchone()
             self.cipher.encrypted = row is not None
+
+    def session_limits(
+        self,
+        *,
+        idle_in_transaction: float | None = None,
+        lock_wait: float | None = None,
+        statement: float | None = None,
+    ) -> None:
+        """Bound what a session of this store may hold or wait, in seconds (None: no
+        bound), on every connection of the pool from its next use on:
+
+        - ``idle_in_transaction``: the server ends a session that sits inside a
+          transaction this long (``idle_in_transaction_session_timeout``), so a process
+          frozen (SIGSTOP, a stalled VM) in the middle of a write releases its row locks
+          instead of blocking everyone who needs those rows until it wakes. Its own
+          transaction is rolled back: nothing half-done is kept.
+        - ``lock_wait``: a statement gives up waiting for a row lock after this long
+          (``lock_timeout``); the operation fails with ``StoreIOError``.
+        - ``statement``: any statement is cancelled after this long
+          (``statement_timeout``).
+
+        A fleet worker sets the first two from its lease (``Worker``), so a frozen
+        worker's runs can be taken over when their leases end."""
+        settings = {
+            "idle_in_transaction_session_timeout": idle_in_transaction,
+            "lock_timeout": lock_wait,
+            "statement_timeout": statement,
+        }
+        for name, seconds in settings.items():
+            if seconds is not None and not seconds > 0:
+                raise ConfigError(f"{name} must be a positive number of seconds, not {seconds!r}")
+        self._session = {
+            name: "0" if seconds is None else f"{max(1, round(seconds * 1000))}ms"
+            for name, seconds in settings.items()
+        }
+        self._checked = weakref.WeakSet()  # each connection is set at its next borrow
 
     def _q(self, template: str) -> sql.Composed:
         """``template`` with ``{runs}``, ``{steps}`` … replaced by the schema-qualified,

@@ -13,7 +13,6 @@ notice with ``missed=True``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,24 +23,12 @@ from psycopg import sql
 
 from flowstate.errors import ConfigError, StoreIOError
 
+from ._postgres_schema import channel_name
+
 __all__ = ["EVENTS_CHANNEL", "Notice", "PostgresListener", "PostgresNotify", "channel_name"]
 
 EVENTS_CHANNEL = "events"
 """Notified (payload: the run id) when events of a run are appended."""
-
-_MAX_CHANNEL = 63
-"""PostgreSQL truncates identifiers (channel names) to 63 bytes."""
-
-
-def channel_name(schema: str, channel: str) -> str:
-    """The server-side channel of ``channel`` on ``schema``: ``<schema>:<channel>``, or a
-    digest of it when that is longer than PostgreSQL's 63-byte identifiers."""
-    if not isinstance(channel, str) or not channel or "\x00" in channel:
-        raise ConfigError(f"a channel is a non-empty string without NUL, not {channel!r}")
-    name = f"{schema}:{channel}"
-    if len(name.encode()) <= _MAX_CHANNEL:
-        return name
-    return "fs:" + hashlib.sha256(name.encode()).hexdigest()[:40]
 
 
 @dataclass(frozen=True)

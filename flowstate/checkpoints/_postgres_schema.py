@@ -10,7 +10,17 @@ from __future__ import annotations
 import hashlib
 import re
 
-__all__ = ["FLEET_TABLES", "MIGRATIONS", "SCHEMA_NAME", "TABLES", "fleet_channel"]
+from flowstate.errors import ConfigError
+
+__all__ = [
+    "FLEET_CHANNEL",
+    "FLEET_TABLES",
+    "MIGRATIONS",
+    "SCHEMA_NAME",
+    "TABLES",
+    "channel_name",
+    "fleet_channel",
+]
 
 SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 """Schema names the store accepts: a plain SQL identifier of at most 63 bytes."""
@@ -227,10 +237,29 @@ FLEET_TABLES = ("queue", "workers", "flow_limits")
 """The fleet's tables (migration ``m501_queue``): not per-run checkpoint tables."""
 
 
+_MAX_CHANNEL = 63
+"""PostgreSQL truncates identifiers (channel names) to 63 bytes."""
+
+FLEET_CHANNEL = "fleet"
+"""The channel of a schema's fleet (``store.listen(FLEET_CHANNEL)``): ``work:<run_id>``
+when a run is queued or handed back, ``signal:<kind>:<run_id>`` for pause and cancel."""
+
+
+def channel_name(schema: str, channel: str) -> str:
+    """The server-side channel of ``channel`` on ``schema``: ``<schema>:<channel>``, or a
+    digest of it when that is longer than PostgreSQL's 63-byte identifiers."""
+    if not isinstance(channel, str) or not channel or "\x00" in channel:
+        raise ConfigError(f"a channel is a non-empty string without NUL, not {channel!r}")
+    name = f"{schema}:{channel}"
+    if len(name.encode()) <= _MAX_CHANNEL:
+        return name
+    return "fs:" + hashlib.sha256(name.encode()).hexdigest()[:40]
+
+
 def fleet_channel(schema: str) -> str:
-    """The LISTEN/NOTIFY channel of a schema's fleet (new work, cancel signals): a short
-    digest, since a channel name is an identifier of at most 63 bytes."""
-    return "flowstate_" + hashlib.sha1(schema.encode()).hexdigest()[:16]
+    """The server-side LISTEN/NOTIFY channel of a schema's fleet (new work, cancel and
+    pause signals): ``store.listen(FLEET_CHANNEL)`` hears it."""
+    return channel_name(schema, FLEET_CHANNEL)
 
 
 MIGRATIONS: tuple[str, ...] = tuple(name for name, _ in _MIGRATIONS)

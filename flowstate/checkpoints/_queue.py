@@ -27,7 +27,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,7 @@ from flowstate.errors import QueueUnavailable, RunOwned, RunStateError
 
 from ._common import STEP_COLS, run_exists_error, run_values, values
 from ._flow import FlowControl
-from ._postgres_schema import fleet_channel
+from ._postgres_schema import FLEET_CHANNEL, fleet_channel
 from ._records import RunRecord, StepRecord
 from ._sql_writes import _RUN_INSERT
 
@@ -93,6 +93,19 @@ class WorkerInfo:
     """Run ids this worker holds a claim on."""
 
 
+def in_memory_reason(store: Any) -> str | None:
+    """Why an in-memory store cannot hold a fleet's queue, and the fix (None: not one)."""
+    from ._memory_store import InMemoryStore
+
+    if isinstance(store, InMemoryStore) or getattr(store, "memory", False):
+        return (
+            "an in-memory database lives inside one process, so no worker process can see "
+            "its queue; open an SQLite file for several processes on one machine "
+            "(--db runs.db) or PostgreSQL for several machines (--db postgresql://...)"
+        )
+    return None
+
+
 def _reason_list(text: Any) -> list[str]:
     try:
         got = json.loads(text) if isinstance(text, str) else []
@@ -102,9 +115,21 @@ def _reason_list(text: Any) -> list[str]:
 
 
 class RunQueue:
-    """The queue of a ``PostgresStore`` schema. Every operation is one transaction on the
+    """The queue of a ``PostgresStore`` schema (several machines) or of an ``SQLiteStore``
+    file (several processes on one machine: ``RunQueue(sqlite_store)`` is a
+    ``SQLiteRunQueue``, see ``_sqlite_queue``). Every operation is one transaction on the
     store's connection (``store.write()``), so enqueueing a new run creates its rows and
     its queue row together or not at all."""
+
+    def __new__(cls, store: Any) -> RunQueue:
+        if cls is RunQueue:
+            from ._sqlite import SQLiteStore
+
+            if isinstance(store, SQLiteStore):
+                from ._sqlite_queue import SQLiteRunQueue
+
+                return object.__new__(SQLiteRunQueue)
+        return object.__new__(cls)
 
     def __init__(self, store: Any) -> None:
         try:
@@ -112,12 +137,21 @@ class RunQueue:
         except ImportError:  # psycopg (the postgres extra) is not installed
             raise QueueUnavailable(store) from None
         if not isinstance(store, PostgresStore):
-            raise QueueUnavailable(store)
+            raise QueueUnavailable(store, in_memory_reason(store))
         self.store = store
         self.flow = FlowControl(store)
         """Concurrency limits per queue and rate limits per key (``flow_limits``)."""
         self.channel = fleet_channel(store.schema)
         """The LISTEN/NOTIFY channel: ``work:<run_id>`` and ``signal:<kind>:<run_id>``."""
+
+    polls = False
+    """Whether workers must poll for changes (``changed()``) instead of listening."""
+
+    def listener(self) -> Any:
+        """A dedicated connection listening on the fleet's channel
+        (``store.listen(FLEET_CHANNEL)``): ``work:<run_id>`` and ``signal:<kind>:<run_id>``
+        notices."""
+        return self.store.listen(FLEET_CHANNEL)
 
     def _q(self, template: str) -> Any:
         return self.store._q(template)
@@ -166,10 +200,13 @@ class RunQueue:
         store = self.store
         with store.write() as c:
             try:
-                c.execute(store._stmt(_RUN_INSERT), run_values(run))
+                c.execute(store._stmt(_RUN_INSERT), run_values(store.cipher.seal("runs", run)))
             except store._UNIQUE:
                 raise run_exists_error(run.id) from None
-            c.execute(store._insert_stmt("steps", STEP_COLS, ""), values(first_step, STEP_COLS))
+            c.execute(
+                store._insert_stmt("steps", STEP_COLS, ""),
+                values(store.cipher.seal("steps", first_step), STEP_COLS),
+            )
             if run.status == "queued":  # a run that ends at once (START -> END) is done
                 self._upsert(
                     c,
@@ -237,10 +274,13 @@ class RunQueue:
         ttl: float,
         exclude: Sequence[str] = (),
         orphans: bool = False,
+        alive: Callable[[str], bool | None] | None = None,
     ) -> list[Claim]:
         """Claim up to ``n`` due runs for ``worker``; rows past ``max_attempts`` are buried
         (status ``dead``) instead of returned. ``orphans``: only runs left ``running`` by
-        a worker that died (or handed them back)."""
+        a worker that died (or handed them back). ``alive(worker) -> bool | None``: where
+        it says False (a dead process on this host), a claim and lease are free at once
+        (used on SQLite, whose workers share one host; ignored here)."""
         if n <= 0:
             return []
         now = time.time()
@@ -431,8 +471,17 @@ class RunQueue:
                 ],
             )
 
-    def beat(self, worker: str, ttl: float, state: str | None = None) -> None:
-        """The worker's heartbeat: its row, and the claims of everything it holds."""
+    def beat(
+        self,
+        worker: str,
+        ttl: float,
+        state: str | None = None,
+        holding: Sequence[str] | None = None,
+    ) -> None:
+        """The worker's heartbeat: its row, and its claims on ``holding`` (the runs it is
+        executing; None: all its claims). A claim it no longer executes (its execution
+        failed and the store could not be told, e.g. the server restarting) is not
+        renewed, so it expires and the run is claimed again."""
         now = time.time()
         with self.store.write() as c:
             c.execute(
@@ -442,10 +491,19 @@ class RunQueue:
                 ),
                 [now, state, worker],
             )
-            c.execute(
-                self._q('UPDATE {queue} SET "claimed_until" = %s WHERE "worker" = %s'),
-                [now + ttl, worker],
-            )
+            if holding is None:
+                c.execute(
+                    self._q('UPDATE {queue} SET "claimed_until" = %s WHERE "worker" = %s'),
+                    [now + ttl, worker],
+                )
+            elif holding:
+                c.execute(
+                    self._q(
+                        'UPDATE {queue} SET "claimed_until" = %s WHERE "worker" = %s '
+                        'AND "run_id" = ANY(%s)'
+                    ),
+                    [now + ttl, worker, list(holding)],
+                )
 
     def workers(self) -> list[WorkerInfo]:
         rows = self.store._read(

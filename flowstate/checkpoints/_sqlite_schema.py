@@ -187,3 +187,50 @@ def m601_timers_schedules(db: sqlite_utils.Database) -> None:
         pk=("schedule", "fire_time"),
         not_null={"run_id"},
     )
+
+
+@migrations()
+def m701_queue(db: sqlite_utils.Database) -> None:
+    """The fleet on one machine (``_sqlite_queue``): runs waiting for a worker process, the
+    workers, and flow-control rows; the same tables as PostgreSQL's ``m501_queue``. New
+    tables only: nothing existing changes."""
+    db.execute(
+        """CREATE TABLE "queue" (
+            "run_id" TEXT PRIMARY KEY,
+            "queue" TEXT NOT NULL,
+            "graph" TEXT NOT NULL,
+            "priority" INTEGER NOT NULL DEFAULT 0,
+            "available_at" REAL NOT NULL,
+            "attempts" INTEGER NOT NULL DEFAULT 0,
+            "max_attempts" INTEGER NOT NULL,
+            "worker" TEXT,
+            "claimed_until" REAL,
+            "reasons" TEXT NOT NULL DEFAULT '[]',
+            "created_at" REAL NOT NULL
+        )"""
+    )
+    db.execute('CREATE INDEX "queue_pick" ON "queue" ("queue", "priority" DESC, "available_at")')
+    db.execute('CREATE INDEX "queue_worker" ON "queue" ("worker")')
+    db.execute(
+        """CREATE TABLE "workers" (
+            "id" TEXT PRIMARY KEY,
+            "host" TEXT NOT NULL,
+            "pid" INTEGER NOT NULL,
+            "queues" TEXT NOT NULL,
+            "graphs" TEXT NOT NULL,
+            "concurrency" INTEGER NOT NULL,
+            "state" TEXT NOT NULL,
+            "started_at" REAL NOT NULL,
+            "heartbeat_at" REAL NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE "flow_limits" (
+            "key" TEXT PRIMARY KEY,
+            "max_running" INTEGER,
+            "per_second" REAL,
+            "burst" REAL,
+            "tokens" REAL,
+            "updated_at" REAL
+        )"""
+    )

@@ -1,4 +1,5 @@
-"""The fleet's commands: enqueue, worker, workers, requeue (PostgreSQL)."""
+"""The fleet's commands: enqueue, worker, workers, requeue (PostgreSQL, or an SQLite file
+shared by the processes of one machine)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,10 @@ from ._common import DB_HELP, VERBOSE_HELP, console, json_arg, resolve_db
 
 __all__ = ["enqueue", "requeue", "worker", "workers"]
 
-FLEET_DB_HELP = "postgresql:// URL of the fleet's database (?schema=NAME picks the schema)."
+FLEET_DB_HELP = (
+    "The fleet's database: an SQLite file (several processes on one machine) or a "
+    "postgresql:// URL (several machines; ?schema=NAME picks the schema)."
+)
 
 
 def _queue_of(store: Any) -> RunQueue:
@@ -76,7 +80,7 @@ def enqueue(
 ) -> None:
     """Store a run as queued for a fleet worker (`flowstate worker`); print its id."""
     data = json_arg(input, "--input")
-    d = resolve_db(db, graph, verbose=verbose)
+    d = resolve_db(db, graph, must_exist=False, verbose=verbose)  # an SQLite file is created
     assert d.graph is not None
     run = d.graph.enqueue(
         data, queue=queue, run_id=run_id, max_attempts=max_attempts, priority=priority
@@ -132,7 +136,7 @@ def worker(
     """Claim queued runs (and runs whose worker died) and execute them, until SIGTERM or
     Ctrl-C, which stops claiming and drains."""
     loaded = load_graphs(graphs)
-    d = resolve_db(db, verbose=verbose)
+    d = resolve_db(db, must_exist=False, verbose=verbose)  # an SQLite file is created
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     w = Worker(
         d.store,

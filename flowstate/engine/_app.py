@@ -287,7 +287,8 @@ class CompiledGraph(Generic[S]):
         executing it here: same checks and first step as ``run``. Higher ``priority`` is
         claimed first; ``delay`` seconds postpone it. After ``max_attempts`` claims that
         ended with its worker dead or the run failed, it is dead-lettered (status
-        ``dead``). Needs a store with a run queue (PostgreSQL): else ``QueueUnavailable``."""
+        ``dead``). Needs a store with a run queue (PostgreSQL, or an SQLite file shared by
+        the processes of one machine): else ``QueueUnavailable``."""
         from ._enqueue import enqueue_new
 
         admit = {"run_id": run_id, "max_steps": max_steps, "limits": limits}

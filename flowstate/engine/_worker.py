@@ -5,13 +5,20 @@ and executes them through ``resume``'s path (lease, heartbeat, fencing on every 
   then ``resume`` takes the run's lease. A graph whose stored fingerprint this worker's
   code cannot run (``GraphMismatch``) is handed back uncounted and skipped by this worker,
   so a rolling deploy never dead-letters a run: a compatible worker takes it.
-- **Waking**: a dedicated connection ``LISTEN`` s on the schema's fleet channel; a
-  ``work:`` notice wakes the claim loop at once, a ``signal:cancel:`` notice for a run
-  held here cancels its execution at once. Without notices (or when that connection is
-  down) the loop polls, sleeping until the earliest claim or lease expiry it knows of,
-  at most ``poll`` seconds.
-- **Rescue slot**: a saturated worker still claims one run left ``running`` by a dead
-  worker beyond its concurrency, so takeovers do not wait for a free slot.
+- **Waking**: on PostgreSQL, ``store.listen(FLEET_CHANNEL)`` (a dedicated connection,
+  in a thread of its own); a ``work:`` notice wakes the claim loop at once, a
+  ``signal:cancel:`` notice for a run held here cancels its execution at once, and a
+  reconnect re-reads both. On SQLite, ``PRAGMA data_version`` polled every 50 ms (it
+  moves when another process commits) does the same. Without notices (or when that
+  connection is down) the loop polls, sleeping until the earliest claim or lease expiry
+  it knows of, at most ``poll`` seconds.
+- **Sessions** (PostgreSQL): the server ends a session of this worker idle inside a
+  transaction for half a lease, and no statement waits on a row lock for more than a
+  lease (``PostgresStore.session_limits``), so a worker frozen mid-transaction cannot
+  hold up the takeover of its runs with the row locks it holds.
+- **Rescue slots**: a saturated worker still claims runs left ``running`` by a dead
+  worker, up to as many again as its concurrency, so takeovers do not wait for free
+  slots.
 - **Heartbeat**: every ``lease_ttl / 3`` the worker row and the claims it holds are
   renewed (the run leases have their own heartbeat in the execution).
 - **Drain**: ``stop()`` (SIGTERM in ``flowstate worker``) stops claiming; the runs held
@@ -25,10 +32,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
+import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -44,6 +49,7 @@ from flowstate.errors import (
 
 from ._app import CompiledGraph
 from ._enqueue import run_queue
+from ._lease import local_owner_alive, new_owner, retire
 
 __all__ = ["Worker"]
 
@@ -87,14 +93,22 @@ class Worker:
                 bound.lease_ttl = lease_ttl
             self.graphs[name] = bound
         self.ttl = lease_ttl or min(g.lease_ttl for g in self.graphs.values())
+        limits = getattr(store, "session_limits", None)
+        if limits is not None:
+            # PostgreSQL: a worker frozen inside a transaction (SIGSTOP, a stalled VM) is
+            # cut off by the server within half a lease, so its row locks never hold up
+            # the takeover of its runs; no statement waits on a lock longer than a lease
+            limits(idle_in_transaction=max(1.0, self.ttl / 2), lock_wait=self.ttl)
         self.concurrency = concurrency
         self.queues = list(queues)
         self.poll = poll
         self.drain_timeout = drain_timeout
         self.backoff, self.max_backoff = backoff, max_backoff
         self.listen = listen
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        """This worker's name in the ``workers`` table and on the claims it holds."""
+        self.id = new_owner()
+        """This worker's name in the ``workers`` table and on the claims it holds:
+        ``host:pid:nonce``, like a run's owner, so a claim of a worker whose process is
+        gone is known free at once on its own host (``local_owner_alive``)."""
         self.held: dict[str, asyncio.Task[None]] = {}
         """Runs being executed here, by id."""
         self.skipped: set[str] = set()
@@ -146,7 +160,8 @@ class Worker:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
             with contextlib.suppress(Exception):
-                self.queue.beat(self.id, self.ttl, "stopped")
+                self.queue.beat(self.id, self.ttl, "stopped", holding=[])
+            retire(self.id)
             log.info("worker %s: stopped after %d run(s)", self.id, self.executed)
 
     async def _claim_loop(self) -> None:
@@ -159,11 +174,12 @@ class Worker:
             claimed = []
             timeout = self.poll
             try:
-                if free <= 0 and len(self.held) <= self.concurrency:
-                    # saturated: one rescue slot beyond the concurrency, for orphans only,
-                    # so a dead worker's runs are taken over within its lease, not when a
-                    # slot frees somewhere
-                    timeout = self._rescue(names)
+                if free <= 0 and len(self.held) < 2 * self.concurrency:
+                    # saturated: rescue slots beyond the concurrency (as many again), for
+                    # orphans only, so a dead worker's runs are taken over within its
+                    # lease, not when slots free somewhere (measured: with one rescue
+                    # slot, the 3rd and 4th run of a killed worker waited for capacity)
+                    timeout = self._rescue(names, 2 * self.concurrency - len(self.held))
                 elif free > 0:
                     claimed = self.queue.claim(
                         self.id,
@@ -172,6 +188,7 @@ class Worker:
                         graphs=names,
                         ttl=self.ttl,
                         exclude=sorted(self.skipped),
+                        alive=local_owner_alive,
                     )
                     for c in claimed:
                         self.held[c.run_id] = asyncio.create_task(self._execute(c))
@@ -191,20 +208,25 @@ class Worker:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
-    def _rescue(self, names: list[str]) -> float:
-        """Claim one orphan beyond the concurrency; the seconds until one may be due."""
+    def _rescue(self, names: list[str], room: int) -> float:
+        """Claim up to ``room`` orphans beyond the concurrency; the seconds until the
+        next claim (at once after a claim: there may be more)."""
         skipped = sorted(self.skipped)
+        claimed = False
         for c in self.queue.claim(
             self.id,
-            1,
+            room,
             queues=self.queues,
             graphs=names,
             ttl=self.ttl,
             exclude=skipped,
             orphans=True,
+            alive=local_owner_alive,
         ):
             self.held[c.run_id] = asyncio.create_task(self._execute(c))
-            return self.poll
+            claimed = True
+        if claimed:
+            return 0.0
         due = self.queue.next_due(queues=self.queues, graphs=names, exclude=skipped, orphans=True)
         return self.poll if due is None else min(self.poll, max(0.02, due - time.time() + 0.02))
 
@@ -212,7 +234,7 @@ class Worker:
         if not self.held:
             return
         with contextlib.suppress(Exception):
-            self.queue.beat(self.id, self.ttl, "draining")
+            self.queue.beat(self.id, self.ttl, "draining", holding=list(self.held))
         log.info("worker %s: draining %d run(s)", self.id, len(self.held))
         await asyncio.wait(list(self.held.values()), timeout=self.drain_timeout)
         for run_id, task in list(self.held.items()):
@@ -250,6 +272,20 @@ class Worker:
             self.executed += 1
             self._poke()
 
+    async def _settle(self, op: Any, *args: Any) -> None:
+        """A queue write after a run stopped, retried while the store is unavailable (a
+        restart, a write lock held long on a loaded machine): left undone, the queue row
+        would stay claimed until its claim expired and the sweep removed it."""
+        for attempt in range(4):
+            try:
+                op(*args)
+                return
+            except StoreIOError as e:
+                if attempt == 3:
+                    raise
+                log.warning("worker %s: %s failed, retrying: %s", self.id, op.__name__, e)
+                await asyncio.sleep(0.5 * 2**attempt)
+
     def _wait(self, claim: Any) -> float:
         return float(min(self.max_backoff, self.backoff * 2 ** max(0, claim.attempts - 1)))
 
@@ -284,7 +320,7 @@ class Worker:
             graph._cancel_requested.discard(run_id)
             with contextlib.suppress(Exception):
                 self.store.clear_signals(run_id)
-            self.queue.done(run_id, self.id)
+            await self._settle(self.queue.done, run_id, self.id)
             return
         except NodeFailed as e:
             verdict = self.queue.failed(run_id, self.id, str(e), backoff=self._wait(claim))
@@ -293,7 +329,7 @@ class Worker:
         if result.status == "failed":
             self.queue.failed(run_id, self.id, result.reason or "failed", backoff=self._wait(claim))
             return
-        self.queue.done(run_id, self.id)
+        await self._settle(self.queue.done, run_id, self.id)
         log.info("worker %s: run %s %s", self.id, run_id, result.status)
 
     # -- helpers -----------------------------------------------------------------------
@@ -302,7 +338,12 @@ class Worker:
         while True:
             await asyncio.sleep(self.ttl / 3)
             try:
-                self.queue.beat(self.id, self.ttl, "draining" if self._stopping else None)
+                self.queue.beat(
+                    self.id,
+                    self.ttl,
+                    "draining" if self._stopping else None,
+                    holding=list(self.held),
+                )
             except StoreIOError as e:
                 log.warning("worker %s: heartbeat failed: %s", self.id, e)
 
@@ -330,32 +371,88 @@ class Worker:
         seconds, the cancel requests of the runs held here."""
         while True:
             await asyncio.sleep(self.poll)
-            if not self.held:
-                continue
-            try:
-                for run_id in self.queue.cancel_requests(list(self.held)):
-                    self._cancel_here(run_id)
-            except StoreIOError as e:
-                log.warning("worker %s: cannot read cancel requests: %s", self.id, e)
+            self._check_cancels()
 
     async def _listen(self) -> None:
-        import psycopg
-        from psycopg import sql
+        if self.queue.polls:  # SQLite: no NOTIFY
+            await self._watch_file()
+            return
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self._listen_thread, args=(loop, stop), name="flowstate-listen", daemon=True
+        )
+        thread.start()
+        try:
+            await asyncio.Event().wait()  # until cancelled by run()
+        finally:
+            stop.set()  # the thread closes its connection within half a second
 
+    def _listen_thread(self, loop: asyncio.AbstractEventLoop, stop: threading.Event) -> None:
+        """``queue.listener()`` (``store.listen(FLEET_CHANNEL)``) in a thread of its own
+        (a blocking wait); the notices go to the loop. The listener reconnects by itself;
+        a reconnect is a ``missed`` notice, after which the loop re-reads what it waits
+        for."""
+
+        def deliver(notices: list[str | None], listening: bool) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(self._heard, notices, listening)
+
+        ear = None
+        try:
+            while not stop.is_set():
+                if ear is None:
+                    try:
+                        ear = self.queue.listener()
+                    except StoreIOError as e:
+                        log.warning("worker %s: cannot LISTEN (%s); polling", self.id, e)
+                        deliver([], False)
+                        stop.wait(1.0)
+                        continue
+                    deliver([None], True)  # (re)connected: re-read what may have been missed
+                try:
+                    notices = ear.wait(0.5)
+                except StoreIOError as e:
+                    log.warning("worker %s: LISTEN connection lost (%s); polling", self.id, e)
+                    ear.close()
+                    ear = None
+                    deliver([], False)
+                    continue
+                up = ear.backend_pid is not None
+                if notices or up != self.listening:
+                    deliver([None if n.missed else n.payload for n in notices], up)
+        finally:
+            if ear is not None:
+                ear.close()
+
+    def _heard(self, payloads: list[str | None], listening: bool) -> None:
+        """On the loop: ``payloads`` of notices, None for "some may have been missed"."""
+        self.listening = listening
+        for payload in payloads:
+            if payload is None:  # (re)connected: anything announced meanwhile was lost
+                self._poke()
+                self._check_cancels()
+            else:
+                self._on_notice(payload)
+
+    def _check_cancels(self) -> None:
+        if not self.held:
+            return
+        try:
+            for run_id in self.queue.cancel_requests(list(self.held)):
+                self._cancel_here(run_id)
+        except StoreIOError as e:
+            log.warning("worker %s: cannot read cancel requests: %s", self.id, e)
+
+    async def _watch_file(self) -> None:
+        """SQLite: no NOTIFY, so poll the file's ``data_version`` (moved by another
+        process's commit: new work, a cancel) and act on a change as on a notice."""
+        self.listening = True
         while True:
             try:
-                aconn = await psycopg.AsyncConnection.connect(
-                    self.store.dsn, autocommit=True, connect_timeout=10
-                )
-                async with aconn:
-                    await aconn.execute(
-                        sql.SQL("LISTEN {}").format(sql.Identifier(self.queue.channel))
-                    )
-                    self.listening = True
-                    self._poke()  # anything announced while we were not listening
-                    async for notice in aconn.notifies():
-                        self._on_notice(notice.payload)
-            except psycopg.Error as e:
-                log.warning("worker %s: LISTEN connection lost (%s); polling", self.id, e)
-            self.listening = False
-            await asyncio.sleep(1.0)
+                if self.queue.changed():
+                    self._poke()
+                    self._check_cancels()
+            except StoreIOError as e:
+                log.warning("worker %s: cannot poll the database: %s", self.id, e)
+            await asyncio.sleep(self.queue.wake_interval)

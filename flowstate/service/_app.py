@@ -124,7 +124,8 @@ def create_app(
     run inspector under /ui. ``read_only``: execute nothing (no recovery at startup; every
     action answers 403); ``graphs`` may then be empty (``flowstate ui`` without --graphs).
     ``enqueue_only``: execute nothing here; tasks go on the run queue ``queue`` of a
-    PostgreSQL store, for ``flowstate worker`` processes (``FleetTaskService``).
+    PostgreSQL store or an SQLite file, for ``flowstate worker`` processes
+    (``FleetTaskService``).
     ``store_probe_seconds``: how often a small write probes the store's health (``/ready``
     answers 503 while writes fail; tasks a storage fault stopped resume once one passes).
     """

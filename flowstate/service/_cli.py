@@ -96,8 +96,8 @@ def serve_command(
         bool,
         typer.Option(
             "--enqueue-only",
-            help="Execute nothing here: put tasks on the run queue of a postgresql:// --db "
-            "for `flowstate worker` processes.",
+            help="Execute nothing here: put tasks on the run queue of --db (a postgresql:// "
+            "URL or an SQLite file) for `flowstate worker` processes.",
         ),
     ] = False,
     queue: Annotated[

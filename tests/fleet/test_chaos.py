@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,10 @@ class Chaos:
     """Seconds allowed past lease + 1 s for a takeover (a loaded machine)."""
     deadline: float = 240.0
     takeovers: list[float] = field(default_factory=list)
+    """Seconds from each blow to the takeover of each run the victim held."""
+    lags: list[float] = field(default_factory=list)
+    """Seconds from the end of each such run's lease (and claim) to its takeover: what
+    the fleet adds to the lease itself."""
     blows: dict[tuple[int, float], list[float]] = field(default_factory=dict)
     """The takeover times of the runs of each killed or frozen worker."""
     zombie_refusals: int = 0
@@ -82,6 +87,19 @@ def run_chaos(fleet: Fleet, c: Chaos) -> Chaos:
     frozen: dict[int, list[str]] = {}  # pid -> the runs it held when stopped
     zombies: list[subprocess.Popen[bytes]] = []
     pending: dict[str, tuple[int, float]] = {}  # run -> (dead pid, when killed)
+    expiry: dict[str, float] = {}  # run -> when its lease and claim ran out (wall clock)
+
+    def note_expiry(held: list[str]) -> None:
+        rows = store._read(
+            store._q(
+                'SELECT r."id", r."lease_until", q."claimed_until" FROM {runs} r '
+                'LEFT JOIN {queue} q ON q."run_id" = r."id" WHERE r."id" = ANY(%s)'
+            ),
+            [held],
+        )
+        for run_id, lease_until, claimed_until in rows:
+            expiry[str(run_id)] = max(float(lease_until or 0), float(claimed_until or 0))
+
     t_end = time.monotonic() + c.deadline
 
     def done_count() -> int:
@@ -118,6 +136,7 @@ def run_chaos(fleet: Fleet, c: Chaos) -> Chaos:
                     live.pop(pid).wait(10)
                     for run_id in held:
                         pending[run_id] = (pid, time.monotonic())
+                    note_expiry(held)
                     start()  # a replacement, as an orchestrator would
                 else:
                     os.kill(pid, signal.SIGSTOP)
@@ -126,6 +145,7 @@ def run_chaos(fleet: Fleet, c: Chaos) -> Chaos:
                     zombies.append(live[pid])
                     for run_id in held:
                         pending[run_id] = (pid, time.monotonic())
+                    note_expiry(held)
         for pid, wake in list(stopped.items()):
             # a zombie wakes once its runs were taken over (or after a minute regardless)
             taken = not any(r in pending for r in frozen[pid])
@@ -142,6 +162,8 @@ def run_chaos(fleet: Fleet, c: Chaos) -> Chaos:
                 new_pid = _pid_of(owner)
                 if new_pid is not None and new_pid != dead_pid:
                     c.takeovers.append(time.monotonic() - since)
+                    if run_id in expiry:
+                        c.lags.append(time.time() - expiry.pop(run_id))
                     c.blows.setdefault((dead_pid, since), []).append(c.takeovers[-1])
                     del pending[run_id]
                 elif status == "completed" and owner is None:
@@ -165,15 +187,36 @@ def run_chaos(fleet: Fleet, c: Chaos) -> Chaos:
         assert sorted(w.node for w in writes) == expected, run_id
         assert app.get_state(run_id).seen == expected, run_id
     assert queue.queued() == []
+    assert c.takeovers, "no run was taken over: the chaos hit nothing"
+    figures = {
+        "workers": c.workers,
+        "runs": c.runs,
+        "kills": c.kills,
+        "stops": c.stops,
+        "ttl": c.ttl,
+        "takeovers": len(c.takeovers),
+        "takeover_max_s": round(max(c.takeovers), 3),
+        "takeover_mean_s": round(sum(c.takeovers) / len(c.takeovers), 3),
+        "takeover_median_s": round(statistics.median(c.takeovers), 3),
+        "takeovers_s": [round(t, 2) for t in c.takeovers],
+        "lag_after_lease_max_s": round(max(c.lags), 3) if c.lags else None,
+        "lag_after_lease_median_s": (round(statistics.median(c.lags), 3) if c.lags else None),
+        "within_lease_plus_1s": sum(t <= c.ttl + 1 for t in c.takeovers),
+        "zombie_refusals": c.zombie_refusals,
+    }
+    print(f"chaos figures: {json.dumps(figures)}")
+    if RESULTS is not None:
+        with RESULTS.open("a") as f:
+            f.write(json.dumps(figures) + "\n")
     limit = c.ttl + 1.0 + c.margin
     assert c.takeovers, "no run was taken over: the chaos hit nothing"
     # the first run of each blow shows how fast a dead worker is noticed; the others may
     # also wait for capacity (every other worker busy), reported as the maximum
     firsts = [min(t) for t in c.blows.values()]
-    # Known: a worker frozen in the middle of a write transaction keeps its row locks, and
-    # a takeover waits on them until it wakes (to be bounded by the pooled connections'
-    # idle_in_transaction_session_timeout); so the bound asserted here is loose, and the
-    # figures (FLEET_CHAOS_RESULTS) say how many takeovers met lease + 1 s.
+    # A worker frozen inside a write transaction has its session ended by the server
+    # within half a lease (Worker sets session_limits), so its row locks no longer hold
+    # up a takeover; on this shared 2-core machine the bound asserted here stays loose,
+    # and the figures (printed; FLEET_CHAOS_RESULTS) say how many met lease + 1 s.
     assert max(c.takeovers) <= 30.0, f"takeovers {sorted(c.takeovers)} exceed 30 s"
     assert sorted(firsts)[len(firsts) // 2] <= limit, f"takeovers {sorted(firsts)}"
     # that no zombie's commit landed is proven above (one write row per activation); a
@@ -181,25 +224,6 @@ def run_chaos(fleet: Fleet, c: Chaos) -> Chaos:
     # takeover from its heartbeat and tries nothing, so only the 3-zombie run requires one
     if c.stops >= 3:
         assert c.zombie_refusals >= 1, "no zombie had its work refused"
-    if RESULTS is not None:
-        with RESULTS.open("a") as f:
-            f.write(
-                json.dumps(
-                    {
-                        "workers": c.workers,
-                        "runs": c.runs,
-                        "kills": c.kills,
-                        "stops": c.stops,
-                        "ttl": c.ttl,
-                        "takeovers": len(c.takeovers),
-                        "takeover_max_s": round(max(c.takeovers), 3),
-                        "takeover_mean_s": round(sum(c.takeovers) / len(c.takeovers), 3),
-                        "within_lease_plus_1s": sum(t <= c.ttl + 1 for t in c.takeovers),
-                        "zombie_refusals": c.zombie_refusals,
-                    }
-                )
-                + "\n"
-            )
     return c
 
 

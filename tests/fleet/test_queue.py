@@ -225,18 +225,21 @@ def test_the_fleet_commands(fleet: Fleet) -> None:
     assert '"state": "stopped"' in out.output
 
 
-def test_the_fleet_commands_refuse_sqlite(tmp_path: Any) -> None:
+def test_the_fleet_commands_refuse_an_in_memory_database() -> None:
+    """An in-memory database lives in one process: no worker could see its queue. The
+    refusal names the fix (an SQLite file or PostgreSQL)."""
     from typer.testing import CliRunner
 
     from flowstate.cli import app as cli
 
-    db = str(tmp_path / "x.db")
-    asyncio.run(fg.chain(1, 0).bind(__import__("flowstate").SQLiteStore(db)).run({}))
-    for argv in (
-        ["workers", "--db", db],
-        ["enqueue", "tests.fleet.fleet_graphs:CHAIN", "--db", db],
-        ["worker", "--graphs", "tests.fleet.fleet_graphs:REGISTRY", "--db", db],
-    ):
-        out = CliRunner().invoke(cli, argv)
-        assert out.exit_code != 0
-        assert "FS230" in out.output or "FS230" in (out.stderr or ""), (argv, out.output)
+    for db in (":memory:", "memory://"):
+        for argv in (
+            ["workers", "--db", db],
+            ["enqueue", "tests.fleet.fleet_graphs:CHAIN", "--db", db],
+            ["worker", "--graphs", "tests.fleet.fleet_graphs:REGISTRY", "--db", db],
+        ):
+            out = CliRunner().invoke(cli, argv)
+            assert out.exit_code != 0
+            shown = out.output + (out.stderr or "")
+            assert "FS230" in shown and "in-memory" in shown, (argv, shown)
+            assert "--db runs.db" in " ".join(shown.split()), shown
