@@ -354,9 +354,7 @@ def table_rows(results: dict[str, Any], verdicts: list[Verdict]) -> list[list[st
             cells[2] += f" ({lock})"
         vs = [v for v in verdicts if v.workload == w and v.key == r.key]
         cells.append("; ".join(v.text for v in vs))
-        cells.append(
-            "/".join("—" if v.ok is None else "PASS" if v.ok else "MISS" for v in vs)
-        )
+        cells.append("/".join("—" if v.ok is None else "PASS" if v.ok else "MISS" for v in vs))
         rows.append(cells)
     return rows
 

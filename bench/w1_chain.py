@@ -9,9 +9,9 @@ inside a ``@DBOS.workflow()``, both async; its default SQLite system database: a
 per step). Postgres, also measured where the server answers (``_peerdb``): flowstate
 ``PostgresStore`` (a commit per activation) and DBOS with a Postgres system database, both
 with the server's ``synchronous_commit=on``. DBOS runs in a child process per backend
-(its global state stays out of this process); its set-up is outside its timer. The metric is the wall time of
-one run divided by N: per-node overhead in µs. Graphs are built once outside the timer; each
-timed run is a fresh run/thread/app id.
+(its global state stays out of this process); its set-up is outside its timer. The metric
+is the wall time of one run divided by N: per-node overhead in µs. Graphs are built once
+outside the timer; each timed run is a fresh run/thread/app id.
 """
 
 import sys

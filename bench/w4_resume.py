@@ -24,8 +24,8 @@ were run again (F itself legitimately runs twice: its first call never committed
 system database, each in a fresh schema.
 """
 
-from collections import Counter as Tally
 import sys
+from collections import Counter as Tally
 from typing import Any
 
 from _common import FULL, Clock, Sizes, scratch
@@ -83,6 +83,7 @@ async def flowstate(cfg: Sizes = FULL) -> dict[str, Any]:
     for i in range(n - 1):
         g.add_edge(f"n{i}", f"n{i + 1}")
     g.add_edge(f"n{n - 1}", END)
+
     async def fail_then_resume(open_store: Any) -> float:
         app = g.compile(store=open_store(), max_steps=10 * n)
         try:
