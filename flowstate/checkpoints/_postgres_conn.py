@@ -42,6 +42,11 @@ class PostgresConnection:
     """A pool of connections (psycopg-pool; autocommit, explicit ``BEGIN``/``COMMIT``);
     the base of ``PostgresStore``."""
 
+    _fast_commit: bool | None = None
+    """Whether the schema has ``commit_fn`` (migration ``m850_commit_fn``, see
+    ``PostgresStore.commit``): set by the migration check; None when it was skipped
+    (``migrate=False``: looked up once, at the first commit)."""
+
     def __init__(
         self,
         dsn: str,
@@ -122,6 +127,7 @@ class PostgresConnection:
             "firings",
             "events",
             *FLEET_TABLES,
+            "commit_fn",
         )
         self._t = {name: sql.Identifier(schema, name) for name in names}
         self._sql_cache: dict[str, sql.Composed] = {}
@@ -316,7 +322,7 @@ class PostgresConnection:
         try:
             # the common case, an up-to-date schema: two reads, no lock, no write
             if self._applied_migrations(c) == set(MIGRATIONS):
-                self._migrated = True
+                self._migrated = self._fast_commit = True
                 return
         except psycopg.Error as e:
             raise StoreIOError(f"cannot read the checkpoint schema on {self._where}: {e}") from e
@@ -361,7 +367,7 @@ class PostgresConnection:
             raise StoreIOError(
                 f"cannot create or migrate the checkpoint schema on {self._where}: {cause}"
             ) from cause
-        self._migrated = True
+        self._migrated = self._fast_commit = True
 
     def __del__(self) -> None:
         # close the pool from the thread dropping the store: left to the pool's own
