@@ -94,6 +94,7 @@ ROWS: list[Row] = [
         fs_only=True,
     ),
     Row("W1 chain (b) Postgres", "per-node overhead", "pg_us_per_node", "µs"),
+    Row("W1 chain (b) Postgres", "floor: a 1-row INSERT commit", "pg_floor_us", "µs", fs_only=True),
     Row("W2 state growth", "run time", "time_ms", "ms"),
     Row("W2 state growth", "db+wal+shm, connection open", "db_bytes_open", "B"),
     Row("W2 state growth", "db bytes after close", "db_bytes_closed", "B"),

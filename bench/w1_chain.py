@@ -83,7 +83,24 @@ async def flowstate(cfg: Sizes = FULL) -> dict[str, Any]:
             app_pg = g.compile(store=store, max_steps=10 * n)
             out["pg_us_per_node"] = await _fs_measure(app_pg, n)
             store.close()
+            out["pg_floor_us"] = _pg_floor(schema, n)
     return out
+
+
+def _pg_floor(schema: str, n: int) -> float:
+    """The server's floor for a durable commit: one one-row INSERT per transaction
+    (autocommit, prepared, ``synchronous_commit`` as the server has it), µs each."""
+    import psycopg
+
+    with psycopg.connect(PG_DSN, autocommit=True) as c:
+        c.execute(f'CREATE TABLE "{schema}"."floor" ("x" bigint)')
+        q = f'INSERT INTO "{schema}"."floor" VALUES (%s)'
+        for i in range(10):
+            c.execute(q, [i], prepare=True)
+        with Clock() as t:
+            for i in range(n):
+                c.execute(q, [i], prepare=True)
+    return t.s / n * 1e6
 
 
 # -- LangGraph -------------------------------------------------------------------------------

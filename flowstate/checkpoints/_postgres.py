@@ -108,7 +108,7 @@ _COMMIT_FN_ARGS = (
 
 _APPEND_EVENTS = (
     'WITH "ins" AS (INSERT INTO {events} ("run_id", "seq", "kind", "data", "created_at") '
-    "SELECT %s, * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::double precision[]) "
+    "SELECT %s, * FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::double precision[]) "
     'ON CONFLICT DO NOTHING RETURNING 1), "old" AS (DELETE FROM {events} '
     'WHERE "run_id" = %s AND "seq" <= %s RETURNING 1) '
     "SELECT pg_notify(%s, %s)"
@@ -157,7 +157,7 @@ class PostgresStore(
     def _channel(self) -> str:
         return fleet_channel(self.schema)
 
-    def _insert_stmt(self, table: str, cols: Sequence[str], mode: str) -> sql.Composed:
+    def _insert_stmt(self, table: str, cols: Sequence[str], mode: str) -> sql.SQL:
         return self._insert(table, cols, mode)
 
     def _stored_error(self, error: Any) -> Any:

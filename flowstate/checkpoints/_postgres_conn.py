@@ -10,7 +10,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, LiteralString, cast
 
 import psycopg
 from psycopg import sql
@@ -32,6 +32,11 @@ _KEYS = {
     "interrupts": ("run_id", "step", "task_path", "seq"),
 }
 """Primary keys of the tables written with replace semantics (SQLite's INSERT OR REPLACE)."""
+
+
+def _render(q: sql.Composable) -> sql.SQL:
+    """``q`` as plain SQL text: the identifiers quoted once, not at every execute."""
+    return sql.SQL(cast("LiteralString", q.as_string(None)))
 
 
 def ids(*names: str) -> sql.Composed:
@@ -130,7 +135,9 @@ class PostgresConnection:
             "commit_fn",
         )
         self._t = {name: sql.Identifier(schema, name) for name in names}
-        self._sql_cache: dict[str, sql.Composed] = {}
+        self._sql_cache: dict[str, sql.SQL] = {}
+        """Rendered statements: plain ``sql.SQL`` text, so an execute does not compose
+        (quote the identifiers of) a ``sql.Composed`` again each time (issue 25)."""
         self.cipher = RowCipher(encryption, self._marked_encrypted)
         self._mark_pending = encryption is not None and migrate
         if min_size:
@@ -295,15 +302,16 @@ class PostgresConnection:
             ).fetchone()
             self.cipher.encrypted = row is not None
 
-    def _q(self, template: str) -> sql.Composed:
+    def _q(self, template: str) -> sql.SQL:
         """``template`` with ``{runs}``, ``{steps}`` … replaced by the schema-qualified,
-        quoted table names (cached)."""
+        quoted table names (rendered once, cached)."""
         q = self._sql_cache.get(template)
         if q is None:
-            q = self._sql_cache[template] = sql.SQL(template).format(**self._t)  # type: ignore[arg-type]
+            composed = sql.SQL(template).format(**self._t)  # type: ignore[arg-type]
+            q = self._sql_cache[template] = _render(composed)
         return q
 
-    def _stmt(self, template: str) -> sql.Composed:
+    def _stmt(self, template: str) -> sql.SQL:
         """A statement written with ``?`` parameters and ``{table}`` names (shared with
         ``SQLiteStore``, see ``_sql_leases``) in this store's form."""
         return self._q(template.replace("?", "%s"))
@@ -498,18 +506,18 @@ class PostgresConnection:
         key = f"select:{table}:{where}:{order}"
         q = self._sql_cache.get(key)
         if q is None:
-            q = sql.SQL("SELECT {} FROM {} WHERE ").format(
+            composed = sql.SQL("SELECT {} FROM {} WHERE ").format(
                 self._columns(table), self._t[table]
             ) + sql.SQL(where.replace("?", "%s") + (f" ORDER BY {order}" if order else ""))  # type: ignore[operator]
-            self._sql_cache[key] = q
+            q = self._sql_cache[key] = _render(composed)
         return [self.cipher.open(table, self._decode(table, r)) for r in self._read(q, params)]
 
-    def _insert(self, table: str, cols: Sequence[str], mode: str = "") -> sql.Composed:
+    def _insert(self, table: str, cols: Sequence[str], mode: str = "") -> sql.SQL:
         """INSERT of ``cols`` plus ``hash``; ``mode`` is "" (plain), "ignore" (keep the
         existing row, SQLite's INSERT OR IGNORE) or "replace" (INSERT OR REPLACE)."""
         key = f"insert:{table}:{mode}:{','.join(cols)}"
-        q = self._sql_cache.get(key)
-        if q is None:
+        cached = self._sql_cache.get(key)
+        if cached is None:
             names = (*cols, "hash")
             q = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
                 self._t[table], ids(*names), sql.SQL(", ").join(sql.Placeholder() * len(names))
@@ -526,5 +534,5 @@ class PostgresConnection:
                         if n not in keys
                     ),
                 )
-            self._sql_cache[key] = q
-        return q
+            cached = self._sql_cache[key] = _render(q)
+        return cached
