@@ -93,6 +93,8 @@ ROWS: list[Row] = [
         "µs",
         fs_only=True,
     ),
+    Row("W1 chain (b) Postgres", "per-node overhead", "pg_us_per_node", "µs"),
+    Row("W1 chain (b) Postgres", "floor: a 1-row INSERT commit", "pg_floor_us", "µs", fs_only=True),
     Row("W2 state growth", "run time", "time_ms", "ms"),
     Row("W2 state growth", "db+wal+shm, connection open", "db_bytes_open", "B"),
     Row("W2 state growth", "db bytes after close", "db_bytes_closed", "B"),
@@ -100,6 +102,8 @@ ROWS: list[Row] = [
     Row("W3 fan-out (b) SQLite", "wall time", "b_ms", "ms"),
     Row("W4 resume", "resume time", "resume_ms", "ms"),
     Row("W4 resume", "committed nodes re-executed", "reexecuted", "", agg="max", ratio=False),
+    Row("W4 resume Postgres", "resume time", "pg_resume_ms", "ms"),
+    Row("W4 resume Postgres", "committed nodes re-executed", "pg_reexecuted", "", "max", False),
     Row("W5 history", "list history", "history_ms", "ms"),
     Row("W5 history", "state at step K", "state_at_ms", "ms"),
     Row("W5 history", "history entries", "entries", "", agg="max", ratio=False),
@@ -182,6 +186,10 @@ def judge(med: dict[str, Medians], cfg: Any) -> list[Verdict]:
             "≥5× lower than every peer",
             None if fs is None or not others else min(others) >= 5 * fs,
         )
+        for key, k in (("b_us_per_node", 25), ("pg_us_per_node", 8)):  # vs DBOS, same backend
+            fs, db = _val(m, "flowstate", key), _val(m, "dbos", key)
+            ok = None if fs is None or db is None else db >= k * fs
+            add("W1", key, f"≥{k}× lower than DBOS", ok)
     if "W2" in med:
         fs = _val(med["W2"], "flowstate", "db_bytes_open")
         limit = 1.5 * cfg.w2_steps * cfg.w2_chars
@@ -203,6 +211,8 @@ def judge(med: dict[str, Medians], cfg: Any) -> list[Verdict]:
     if "W4" in med:
         fs = _val(med["W4"], "flowstate", "reexecuted")
         add("W4", "reexecuted", "0", None if fs is None else fs == 0)
+        fs = _val(med["W4"], "flowstate", "pg_reexecuted")
+        add("W4", "pg_reexecuted", "0", None if fs is None else fs == 0)
     if "W6" in med:
         fs = _val(med["W6"], "flowstate", "last_over_first")
         add("W6", "last_over_first", "≤ 1.5×", None if fs is None else fs <= 1.5)
@@ -262,6 +272,7 @@ def _log(msg: str) -> None:
 
 def run_workload(name: str, engines: list[str], cfg: Any, reps: int) -> dict[str, Any]:
     mod = importlib.import_module(WORKLOADS[name])
+    engines = [e for e in engines if hasattr(mod, e)]  # DBOS only runs W1 and W4
     started = time.perf_counter()
     load_before = [round(x, 2) for x in os.getloadavg()]
     engines = [e for e in engines if hasattr(mod, e)]  # W8 has no Burr, W9 no peer
@@ -345,7 +356,7 @@ def table_rows(results: dict[str, Any], verdicts: list[Verdict]) -> list[list[st
         cells = [r.workload, r.metric]
         fs = _val(med, "flowstate", r.key)
         cells.append(_fmt(med.get("flowstate", {}).get(r.key), r.unit))
-        for p in ("langgraph", "burr"):
+        for p in PEERS_SHOWN:
             pv = None if r.fs_only else med.get(p, {}).get(r.key)
             text = _fmt(pv, r.unit)
             if r.key.endswith("_errors") and pv is not None:
@@ -364,13 +375,14 @@ def table_rows(results: dict[str, Any], verdicts: list[Verdict]) -> list[list[st
         if r.key.endswith("_errors") and fs is not None:
             lock = int(med["flowstate"].get(r.key.replace("errors", "lock_errors"), 0))
             cells[2] += f" ({lock})"
-        v = next((v for v in verdicts if v.workload == w and v.key == r.key), None)
-        cells.append(v.text if v else "")
-        cells.append("" if v is None else ("—" if v.ok is None else "PASS" if v.ok else "MISS"))
+        vs = [v for v in verdicts if v.workload == w and v.key == r.key]
+        cells.append("; ".join(v.text for v in vs))
+        cells.append("/".join("—" if v.ok is None else "PASS" if v.ok else "MISS" for v in vs))
         rows.append(cells)
     return rows
 
 
+PEERS_SHOWN = ("langgraph", "burr", "dbos")
 HEADERS = [
     "workload",
     "metric",
@@ -379,6 +391,8 @@ HEADERS = [
     "LG/fs",
     "Burr",
     "Burr/fs",
+    "DBOS",
+    "DBOS/fs",
     "target",
     "result",
 ]
@@ -397,11 +411,11 @@ def print_table(rows: list[list[str]], plain: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title="flowstate vs LangGraph vs Burr (medians; ratio = peer / flowstate)")
+    t = Table(title="flowstate vs LangGraph, Burr, DBOS (medians; ratio = peer / flowstate)")
     for h in HEADERS:
         t.add_column(h, justify="left" if h in ("workload", "metric", "target") else "right")
     for row in rows:
-        style = {"PASS": "green", "MISS": "bold red"}.get(row[-1])
+        style = "bold red" if "MISS" in row[-1] else "green" if "PASS" in row[-1] else None
         t.add_row(*row[:-1], f"[{style}]{row[-1]}[/]" if style else row[-1])
     Console(width=200).print(t)
 
@@ -443,6 +457,8 @@ def machine() -> dict[str, Any]:
                 "langgraph-checkpoint-sqlite",
                 "apache-burr",
                 "aiosqlite",
+                "dbos",
+                "psycopg",
                 "pydantic",
                 "pydantic-core",
             )
@@ -470,7 +486,7 @@ def write_results_md(
     sizes = "--quick sizes" if meta["quick"] else "full sizes"
     passed = [f"{v.workload} ({v.key})" for v in verdicts if v.ok]
     missed = [f"{v.workload} ({v.key})" for v in verdicts if v.ok is False]
-    text = f"""# Benchmark results: flowstate vs LangGraph vs Burr
+    text = f"""# Benchmark results: flowstate vs LangGraph, Burr and DBOS
 
 Written by `bench/run.py` — see `bench/README.md` for what each workload does, how it is
 measured, and the Findings for the targets flowstate misses.
@@ -530,7 +546,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 5, quick 1)")
     ap.add_argument("--out", default=str(HERE / "out"), help="folder for results.json")
     ap.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,W3")
-    ap.add_argument("--engines", default="flowstate,langgraph,burr")
+    ap.add_argument("--engines", default="flowstate,langgraph,burr,dbos")
     ap.add_argument("--plain", action="store_true", help="a plain markdown table, no rich")
     ap.add_argument(
         "--render",

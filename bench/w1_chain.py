@@ -4,14 +4,21 @@
 no SQL, no JSON rows), LangGraph without a checkpointer, Burr without a persister. (b) SQLite
 file checkpoints at each engine's default granularity: flowstate ``compile(store=path)`` (a
 commit per activation), LangGraph ``AsyncSqliteSaver`` (durability="async", a checkpoint per
-superstep), Burr ``AsyncSQLitePersister`` (a row per action). The metric is the wall time of
-one run divided by N: per-node overhead in µs. Graphs are built once outside the timer; each
-timed run is a fresh run/thread/app id.
+superstep), Burr ``AsyncSQLitePersister`` (a row per action), DBOS (``@DBOS.step()`` calls
+inside a ``@DBOS.workflow()``, both async; its default SQLite system database: a checkpoint
+per step). Postgres, also measured where the server answers (``_peerdb``): flowstate
+``PostgresStore`` (a commit per activation) and DBOS with a Postgres system database, both
+with the server's ``synchronous_commit=on``. DBOS runs in a child process per backend
+(its global state stays out of this process); its set-up is outside its timer. The metric
+is the wall time of one run divided by N: per-node overhead in µs. Graphs are built once
+outside the timer; each timed run is a fresh run/thread/app id.
 """
 
+import sys
 from typing import Any
 
 from _common import FULL, Clock, Sizes, scratch
+from _peerdb import PG_DSN, dbos_backends, dbos_config, in_child, pg_available, pg_schema
 
 INNER = 3
 """Timed runs per measurement (after one untimed warm-up run); the mean is reported."""
@@ -68,7 +75,32 @@ async def flowstate(cfg: Sizes = FULL) -> dict[str, Any]:
         app_full = g.compile(store=str(d / "fs_full.db"), durability="full", max_steps=10 * n)
         out["b_full_us_per_node"] = await _fs_measure(app_full, n)
         app_full.store.close()
+    if pg_available():
+        from flowstate.checkpoints import PostgresStore
+
+        with pg_schema("w1_fs") as schema:
+            store = PostgresStore(PG_DSN, schema=schema)
+            app_pg = g.compile(store=store, max_steps=10 * n)
+            out["pg_us_per_node"] = await _fs_measure(app_pg, n)
+            store.close()
+            out["pg_floor_us"] = _pg_floor(schema, n)
     return out
+
+
+def _pg_floor(schema: str, n: int) -> float:
+    """The server's floor for a durable commit: one one-row INSERT per transaction
+    (autocommit, prepared, ``synchronous_commit`` as the server has it), µs each."""
+    import psycopg
+
+    with psycopg.connect(PG_DSN, autocommit=True) as c:
+        c.execute(f'CREATE TABLE "{schema}"."floor" ("x" bigint)')
+        q = f'INSERT INTO "{schema}"."floor" VALUES (%s)'
+        for i in range(10):
+            c.execute(q, [i], prepare=True)
+        with Clock() as t:
+            for i in range(n):
+                c.execute(q, [i], prepare=True)
+    return t.s / n * 1e6
 
 
 # -- LangGraph -------------------------------------------------------------------------------
@@ -197,3 +229,53 @@ async def burr(cfg: Sizes = FULL) -> dict[str, Any]:
         finally:
             await persister.cleanup()
     return out
+
+
+# -- DBOS ------------------------------------------------------------------------------------
+
+
+async def dbos(cfg: Sizes = FULL) -> dict[str, Any]:
+    """DBOS in a child process per backend (``_peerdb``): SQLite (its default) and Postgres."""
+    out: dict[str, Any] = {}
+    with scratch("w1-dbos") as d:
+        for label, url, schema in dbos_backends(str(d)):
+            r = in_child(__file__, cfg.w1_nodes, url, schema or "")
+            out["b_us_per_node" if label == "sqlite" else "pg_us_per_node"] = r["us_per_step"]
+    return out
+
+
+async def _dbos_child(n: int, url: str, schema: str | None) -> dict[str, Any]:
+    from dbos import DBOS
+
+    @DBOS.step()
+    async def inc(count: int) -> int:
+        return count + 1
+
+    @DBOS.workflow()
+    async def chain(n: int) -> int:
+        count = 0
+        for _ in range(n):
+            count = await inc(count)
+        return count
+
+    DBOS(config=dbos_config("bench-w1", url, schema))  # type: ignore[arg-type]
+    DBOS.launch()
+    try:
+        assert await chain(n) == n  # warm-up
+        total = 0.0
+        for _ in range(INNER):
+            with Clock() as c:
+                r = await chain(n)
+            assert r == n
+            total += c.s
+    finally:
+        DBOS.destroy()
+    return {"us_per_step": total / INNER / n * 1e6}
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--dbos-child"]:
+    import asyncio
+    import json
+
+    n_, url_, schema_ = int(sys.argv[2]), sys.argv[3], sys.argv[4] or None
+    print(json.dumps(asyncio.run(_dbos_child(n_, url_, schema_))))

@@ -10,12 +10,26 @@ were run again (F itself legitimately runs twice: its first call never committed
 - LangGraph: the exception from ``ainvoke``; ``ainvoke(None, config)`` on the same thread.
 - Burr: the exception from ``arun``; ``initialize_from(persister,
   resume_at_next_action=True)`` on the same app id, then ``arun``.
+- DBOS (a child process per backend, see ``_peerdb``): a ``@DBOS.workflow()`` calling
+  ``@DBOS.step()`` N times; the step raises, so the workflow ends in ``ERROR``. A failed
+  workflow is not resumable in DBOS (``resume_workflow`` only restarts cancelled or
+  enqueued ones): its documented way on is ``fork_workflow(id, start_step)`` from the
+  failed step (found with ``list_workflow_steps``), which copies the checkpoints of the
+  steps before it into a new workflow and runs the rest. The timer covers a new
+  ``DBOS(config=…)`` + ``DBOS.launch()`` (its "open"), the fork and ``get_result``. The
+  fork goes onto a queue polled every 10 ms and ``get_result`` polls every 10 ms (the
+  defaults, 1 s each, would add about 2 s of waiting).
+
+``pg_*`` keys: the same on Postgres, flowstate ``PostgresStore`` and DBOS with a Postgres
+system database, each in a fresh schema.
 """
 
+import sys
 from collections import Counter as Tally
 from typing import Any
 
 from _common import FULL, Clock, Sizes, scratch
+from _peerdb import PG_DSN, dbos_backends, dbos_config, in_child, pg_available, pg_schema
 
 
 class Boom(RuntimeError):
@@ -69,21 +83,33 @@ async def flowstate(cfg: Sizes = FULL) -> dict[str, Any]:
     for i in range(n - 1):
         g.add_edge(f"n{i}", f"n{i + 1}")
     g.add_edge(f"n{n - 1}", END)
-    with scratch("w4-fs") as d:
-        path = str(d / "fs.db")
-        app = g.compile(store=path, max_steps=10 * n)
+
+    async def fail_then_resume(open_store: Any) -> float:
+        app = g.compile(store=open_store(), max_steps=10 * n)
         try:
             await app.run({"count": 0}, run_id="w4")
             raise AssertionError("the run should have failed")
         except NodeFailed:
             pass
         app.store.close()
-        fresh = g.compile(store=path, max_steps=10 * n)
         with Clock() as c:
+            fresh = g.compile(store=open_store(), max_steps=10 * n)
             r = await fresh.resume("w4")
         assert r.status == "completed" and r.state.count == n, r
         fresh.store.close()
-    return _result(calls, n, fail_at, c.s)
+        return c.s
+
+    with scratch("w4-fs") as d:
+        path = str(d / "fs.db")
+        out = _result(calls, n, fail_at, await fail_then_resume(lambda: path))
+    if pg_available():
+        from flowstate.checkpoints import PostgresStore
+
+        calls.clear()
+        with pg_schema("w4_fs") as schema:
+            s = await fail_then_resume(lambda: PostgresStore(PG_DSN, schema=schema))
+        out |= {f"pg_{k}": v for k, v in _result(calls, n, fail_at, s).items()}
+    return out
 
 
 async def langgraph(cfg: Sizes = FULL) -> dict[str, Any]:
@@ -186,3 +212,64 @@ async def burr(cfg: Sizes = FULL) -> dict[str, Any]:
                 await persister.cleanup()
         assert state["count"] == n, state
     return _result(calls, n, fail_at, c.s)
+
+
+async def dbos(cfg: Sizes = FULL) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with scratch("w4-dbos") as d:
+        for label, url, schema in dbos_backends(str(d)):
+            r = in_child(__file__, cfg.w4_nodes, cfg.w4_fail_at, url, schema or "")
+            out |= r if label == "sqlite" else {f"pg_{k}": v for k, v in r.items()}
+    return out
+
+
+async def _dbos_child(n: int, fail_at: int, url: str, schema: str | None) -> dict[str, Any]:
+    from dbos import DBOS, SetWorkflowID
+
+    calls, hit = _probe(n, fail_at)
+
+    @DBOS.step()
+    async def node(i: int, count: int) -> int:
+        hit(i)
+        return count + 1
+
+    @DBOS.workflow()
+    async def chain(n: int) -> int:
+        count = 0
+        for i in range(n):
+            count = await node(i, count)
+        return count
+
+    config: Any = dbos_config("bench-w4", url, schema)
+    DBOS(config=config)
+    DBOS.launch()
+    # stored in the system database: the relaunched queue thread serves it at once
+    await DBOS.register_queue_async("bench_w4", polling_interval_sec=0.01)
+    try:
+        with SetWorkflowID("w4"):
+            await chain(n)
+        raise AssertionError("the workflow should have failed")
+    except Boom:
+        pass
+    finally:
+        DBOS.destroy()
+    try:
+        with Clock() as c:
+            DBOS(config=config)
+            DBOS.launch()
+            steps = await DBOS.list_workflow_steps_async("w4")
+            failed = next(s["function_id"] for s in steps if s["error"] is not None)
+            handle = await DBOS.fork_workflow_async("w4", failed, queue_name="bench_w4")
+            r = await handle.get_result(polling_interval_sec=0.01)
+    finally:
+        DBOS.destroy()
+    assert r == n, r
+    return _result(calls, n, fail_at, c.s)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--dbos-child"]:
+    import asyncio
+    import json
+
+    a = sys.argv[2:]
+    print(json.dumps(asyncio.run(_dbos_child(int(a[0]), int(a[1]), a[2], a[3] or None))))

@@ -10,7 +10,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, LiteralString, cast
 
 import psycopg
 from psycopg import sql
@@ -34,6 +34,11 @@ _KEYS = {
 """Primary keys of the tables written with replace semantics (SQLite's INSERT OR REPLACE)."""
 
 
+def _render(q: sql.Composable) -> sql.SQL:
+    """``q`` as plain SQL text: the identifiers quoted once, not at every execute."""
+    return sql.SQL(cast("LiteralString", q.as_string(None)))
+
+
 def ids(*names: str) -> sql.Composed:
     return sql.SQL(", ").join(sql.Identifier(n) for n in names)
 
@@ -41,6 +46,11 @@ def ids(*names: str) -> sql.Composed:
 class PostgresConnection:
     """A pool of connections (psycopg-pool; autocommit, explicit ``BEGIN``/``COMMIT``);
     the base of ``PostgresStore``."""
+
+    _fast_commit: bool | None = None
+    """Whether the schema has ``commit_fn`` (migration ``m850_commit_fn``, see
+    ``PostgresStore.commit``): set by the migration check; None when it was skipped
+    (``migrate=False``: looked up once, at the first commit)."""
 
     def __init__(
         self,
@@ -124,9 +134,12 @@ class PostgresConnection:
             "firings",
             "events",
             *FLEET_TABLES,
+            "commit_fn",
         )
         self._t = {name: sql.Identifier(schema, name) for name in names}
-        self._sql_cache: dict[str, sql.Composed] = {}
+        self._sql_cache: dict[str, sql.SQL] = {}
+        """Rendered statements: plain ``sql.SQL`` text, so an execute does not compose
+        (quote the identifiers of) a ``sql.Composed`` again each time (issue 25)."""
         self.cipher = RowCipher(encryption, self._marked_encrypted)
         self._mark_pending = encryption is not None and migrate
         if min_size:
@@ -333,15 +346,16 @@ class PostgresConnection:
         }
         self._checked = weakref.WeakSet()  # each connection is set at its next borrow
 
-    def _q(self, template: str) -> sql.Composed:
+    def _q(self, template: str) -> sql.SQL:
         """``template`` with ``{runs}``, ``{steps}`` … replaced by the schema-qualified,
-        quoted table names (cached)."""
+        quoted table names (rendered once, cached)."""
         q = self._sql_cache.get(template)
         if q is None:
-            q = self._sql_cache[template] = sql.SQL(template).format(**self._t)  # type: ignore[arg-type]
+            composed = sql.SQL(template).format(**self._t)  # type: ignore[arg-type]
+            q = self._sql_cache[template] = _render(composed)
         return q
 
-    def _stmt(self, template: str) -> sql.Composed:
+    def _stmt(self, template: str) -> sql.SQL:
         """A statement written with ``?`` parameters and ``{table}`` names (shared with
         ``SQLiteStore``, see ``_sql_leases``) in this store's form."""
         return self._q(template.replace("?", "%s"))
@@ -360,7 +374,7 @@ class PostgresConnection:
         try:
             # the common case, an up-to-date schema: two reads, no lock, no write
             if self._applied_migrations(c) == set(MIGRATIONS):
-                self._migrated = True
+                self._migrated = self._fast_commit = True
                 return
         except psycopg.Error as e:
             raise StoreIOError(f"cannot read the checkpoint schema on {self._where}: {e}") from e
@@ -405,7 +419,7 @@ class PostgresConnection:
             raise StoreIOError(
                 f"cannot create or migrate the checkpoint schema on {self._where}: {cause}"
             ) from cause
-        self._migrated = True
+        self._migrated = self._fast_commit = True
 
     def __del__(self) -> None:
         # close the pool from the thread dropping the store: left to the pool's own
@@ -536,18 +550,18 @@ class PostgresConnection:
         key = f"select:{table}:{where}:{order}"
         q = self._sql_cache.get(key)
         if q is None:
-            q = sql.SQL("SELECT {} FROM {} WHERE ").format(
+            composed = sql.SQL("SELECT {} FROM {} WHERE ").format(
                 self._columns(table), self._t[table]
             ) + sql.SQL(where.replace("?", "%s") + (f" ORDER BY {order}" if order else ""))  # type: ignore[operator]
-            self._sql_cache[key] = q
+            q = self._sql_cache[key] = _render(composed)
         return [self.cipher.open(table, self._decode(table, r)) for r in self._read(q, params)]
 
-    def _insert(self, table: str, cols: Sequence[str], mode: str = "") -> sql.Composed:
+    def _insert(self, table: str, cols: Sequence[str], mode: str = "") -> sql.SQL:
         """INSERT of ``cols`` plus ``hash``; ``mode`` is "" (plain), "ignore" (keep the
         existing row, SQLite's INSERT OR IGNORE) or "replace" (INSERT OR REPLACE)."""
         key = f"insert:{table}:{mode}:{','.join(cols)}"
-        q = self._sql_cache.get(key)
-        if q is None:
+        cached = self._sql_cache.get(key)
+        if cached is None:
             names = (*cols, "hash")
             q = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
                 self._t[table], ids(*names), sql.SQL(", ").join(sql.Placeholder() * len(names))
@@ -564,5 +578,5 @@ class PostgresConnection:
                         if n not in keys
                     ),
                 )
-            self._sql_cache[key] = q
-        return q
+            cached = self._sql_cache[key] = _render(q)
+        return cached

@@ -27,6 +27,63 @@ SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 TABLES = ("runs", "steps", "writes", "effects", "interrupts", "attempts", "signals")
 
+COMMIT_FN = """CREATE OR REPLACE FUNCTION {commit_fn}(
+    p_run text, p_owner text, p_epoch bigint,
+    w_step bigint, w_task_path text, w_node text, w_seq bigint, w_update text, w_goto text,
+    w_usage text, w_started_at double precision, w_finished_at double precision, w_hash text,
+    s_step bigint, s_tasks text, s_joins text, s_snapshot text, s_created_at double precision,
+    s_hash text,
+    r_status text, r_head_step bigint, r_error text, r_updated_at double precision,
+    r_mhash text
+) RETURNS TABLE (f_owner text, f_epoch bigint, f_cancelled boolean, f_applied boolean)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_owner text;
+    v_epoch bigint;
+    v_cancelled boolean;
+BEGIN
+    -- the fence: the run row locked as its own UPDATE would lock it (see _sql_leases)
+    SELECT r."owner", r."epoch",
+           EXISTS (SELECT 1 FROM {signals} g WHERE g."run_id" = p_run AND g."kind" = 'cancel')
+      INTO v_owner, v_epoch, v_cancelled
+      FROM {runs} r WHERE r."id" = p_run FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN;  -- no row: the caller raises RunNotFound (unfenced) or LeaseLost
+    END IF;
+    IF p_epoch IS NOT NULL
+       AND (v_owner IS DISTINCT FROM p_owner OR v_epoch <> p_epoch OR v_cancelled) THEN
+        -- refused: nothing written; the caller raises LeaseLost or CancelledElsewhere
+        RETURN QUERY SELECT v_owner, v_epoch, v_cancelled, false;
+        RETURN;
+    END IF;
+    IF w_step IS NOT NULL THEN
+        INSERT INTO {writes} ("run_id", "step", "task_path", "node", "seq", "update", "goto",
+                              "usage", "started_at", "finished_at", "hash")
+        VALUES (p_run, w_step, w_task_path, w_node, w_seq, w_update, w_goto, w_usage,
+                w_started_at, w_finished_at, w_hash);
+    END IF;
+    IF s_step IS NOT NULL THEN
+        INSERT INTO {steps} ("run_id", "step", "tasks", "joins", "snapshot", "created_at",
+                             "hash")
+        VALUES (p_run, s_step, s_tasks, s_joins, s_snapshot, s_created_at, s_hash)
+        ON CONFLICT ("run_id", "step") DO UPDATE SET
+            "tasks" = EXCLUDED."tasks", "joins" = EXCLUDED."joins",
+            "snapshot" = EXCLUDED."snapshot", "created_at" = EXCLUDED."created_at",
+            "hash" = EXCLUDED."hash";
+    END IF;
+    IF r_status IS NOT NULL THEN
+        UPDATE {runs} SET "status" = r_status, "head_step" = r_head_step, "error" = r_error,
+            "updated_at" = r_updated_at, "mhash" = r_mhash,
+            "wake_at" = CASE WHEN r_status = 'paused' THEN "wake_at" ELSE NULL END
+        WHERE "id" = p_run;
+    END IF;
+    RETURN QUERY SELECT v_owner, v_epoch, v_cancelled, true;
+END
+$fn$"""
+"""``{commit_fn}``: an activation's commit (fence check, write row, next step row, run
+head) in one statement; what ``SQLWrites.commit`` does in five. The row hashes are
+computed by the caller, as for every other write."""
+
 _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "m001_initial",
@@ -230,6 +287,13 @@ _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
                 PRIMARY KEY ("schedule", "fire_time")
             )""",
         ),
+    ),
+    (
+        # issue 25: an activation's commit in one statement, one round trip (see
+        # PostgresStore.commit). No table changes: a schema without it still works (the
+        # commit then takes the statement-per-row path).
+        "m850_commit_fn",
+        (COMMIT_FN,),
     ),
 )
 

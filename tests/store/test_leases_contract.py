@@ -199,6 +199,13 @@ _STALE_WRITES = {
         step=rec.step("r", 2),
         run_fields={"status": "running", "head_step": 2, "error": None},
     ),
+    # the engine's shape (PostgresStore: one statement, commit_fn)
+    "commit_activation": lambda s, rec: s.commit(
+        "r",
+        writes=[rec.write("r", 1, "t")],
+        step=rec.step("r", 2),
+        run_fields={"status": "running", "head_step": 2, "error": None},
+    ),
     "commit_step_only": lambda s, rec: s.commit("r", step=rec.step("r", 2)),
     "commit_some_fields": lambda s, rec: s.commit("r", run_fields={"status": "failed"}),
     "record_effect": lambda s, rec: s.record_effect(rec.effect("r", 1, "t")),
