@@ -35,7 +35,9 @@ ROOT = HERE.parent
 PEERS = HERE / ".peers"
 PEER_PYTHON = PEERS / "bin" / "python"
 REQUIREMENTS = ["langgraph", "langgraph-checkpoint-sqlite", "apache-burr", "langchain", "dbos"]
-"""Installed into the peers venv, next to ``pip install -e <repo root>``."""
+"""Installed into the peers venv, next to ``pip install -e <repo root>[EXTRAS]``."""
+EXTRAS = "[postgres,service]"
+"""flowstate's extras the workloads use: the Postgres rows (W1, W4) and the server of W9."""
 READY = PEERS / ".bench-ready"
 CMD_ENV = "FLOWSTATE_BENCH_CMD"
 
@@ -49,7 +51,7 @@ def _in_peers_venv() -> bool:
 
 def _ensure_peers() -> None:
     """Create/complete ``bench/.peers`` and re-execute this script with its interpreter."""
-    wanted = "\n".join([*REQUIREMENTS, f"-e {os.path.relpath(ROOT, HERE)}"])
+    wanted = "\n".join([*REQUIREMENTS, f"-e {os.path.relpath(ROOT, HERE)}{EXTRAS}"])
     if not (PEER_PYTHON.exists() and READY.exists() and READY.read_text() == wanted):
         print(f"[bench] preparing {PEERS} ...", file=sys.stderr, flush=True)
         if not PEER_PYTHON.exists():
@@ -57,7 +59,8 @@ def _ensure_peers() -> None:
         pip = [str(PEER_PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
         # the repository root, relative to this script (bench/..)
         subprocess.run(
-            [*pip, *REQUIREMENTS, "-e", str(HERE / os.path.relpath(ROOT, HERE))], check=True
+            [*pip, *REQUIREMENTS, "-e", str(HERE / os.path.relpath(ROOT, HERE)) + EXTRAS],
+            check=True,
         )
         READY.write_text(wanted)
     env = dict(os.environ)
