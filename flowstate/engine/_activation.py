@@ -81,6 +81,8 @@ class Activation:
                         attempt=attempt,
                     )
                 )
+            elif scope.log is not None:
+                scope.log.node_started(step.number, task.node, task.path, attempt)
             ctx = self._context(attempt, journal, answers)
             logged = bind_log_context((scope.run_id, step.number, task.node, task.path, attempt))
             try:

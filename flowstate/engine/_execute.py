@@ -56,7 +56,7 @@ async def execute(
             took_over=point.took_over,
         )
         point = replace(point, observer=obs)
-    events = event_log(store, run.id)
+    events = event_log(store, run.id) if graph.events else None
     sink = observe_events(_tee(emit, events), obs, run.id)
     exe = Execution(
         point,
@@ -65,7 +65,8 @@ async def execute(
         services=graph.services,
         memory=graph._memory_binding,
         emit=sink,
-        listening=emit is not None or obs is not None or events is not None,
+        listening=emit is not None or obs is not None,
+        log=events,
         rng=graph.rng,
         step_state=isinstance(emit, Subscription) and emit.values,
     )

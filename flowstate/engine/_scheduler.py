@@ -38,6 +38,7 @@ from ._types import Task
 
 if TYPE_CHECKING:
     from ._builder import GraphIR
+    from ._event_log import EventLog
     from ._memory import MemoryBinding
 
 __all__ = ["SIGNAL_POLL_SECONDS", "Execution"]
@@ -62,6 +63,7 @@ class Execution:
         listening: bool,
         rng: random.Random | None,
         step_state: bool = False,
+        log: EventLog | None = None,
     ) -> None:
         self.scope = RunScope(
             run=point.run,
@@ -78,6 +80,7 @@ class Execution:
             cancelled=self._cancel_seen,
             custom_reducers=frozenset(ir.schema.custom_reducer_fields()),
             observer=point.observer,
+            log=log,
         )
         self.progress = point.progress
         """The run's counters (advanced by each step as it commits)."""
@@ -126,6 +129,10 @@ class Execution:
                         next=[t.path for t in closed.tasks],
                         state=closed.state.model_dump(mode="json") if self._step_state else None,
                     )
+                )
+            elif scope.log is not None:
+                scope.log.step_finished(
+                    step.number, [t.node for t in step.tasks], [t.path for t in closed.tasks]
                 )
             self.current = Step(
                 scope, step.number + 1, closed.state, closed.tasks, closed.joins, {}, self.progress

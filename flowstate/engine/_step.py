@@ -210,6 +210,15 @@ class Step:
                     usage=dict(r.usage),
                 )
             )
+        elif scope.log is not None:
+            scope.log.node_finished(
+                self.number,
+                task.node,
+                task.path,
+                r.raw,
+                (write.finished_at - r.started) * 1000,
+                dict(r.usage),
+            )
         return c
 
     # -- closing -----------------------------------------------------------------------
