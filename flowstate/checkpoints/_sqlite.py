@@ -14,9 +14,13 @@ import functools
 import sqlite3
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
+from flowstate.errors import RunNotFound
+
 from ._common import (
+    check_fence,
     run_filters,
 )
 from ._records import (
@@ -29,7 +33,7 @@ from ._sql_leases import SQLLeases
 from ._sql_reads import SQLReads
 from ._sql_timers import SQLTimers
 from ._sql_writes import SQLWrites
-from ._sqlite_conn import Durability, SQLiteConnection
+from ._sqlite_conn import _DAMAGE, _UNREAD, Durability, SQLiteConnection
 from ._sqlite_maint import SQLiteMaintenance, blobbed
 
 __all__ = ["Durability", "SQLiteStore"]
@@ -63,6 +67,35 @@ class SQLiteStore(
 
     def _stored_effect(self, c: Any, e: EffectRecord) -> EffectRecord:
         return blobbed(c, e)
+
+    # -- the commit of an activation: its fence and the file's identity in one read ----
+
+    _FENCE_AND_ID = (
+        'SELECT "owner", "epoch", EXISTS (SELECT 1 FROM signals WHERE "run_id" = ? '
+        """AND "kind" = 'cancel'), (SELECT "value" FROM meta WHERE "key" = 'database_id') """
+        'FROM runs WHERE "id" = ?'
+    )
+
+    def _commit_write(self) -> AbstractContextManager[Any]:
+        return self.write(identity=False)
+
+    def _commit_fence(self, c: Any, run_id: str) -> None:
+        """``_check_identity`` and ``_fence`` with one statement: the run's owner, epoch
+        and pending cancel, and the database id, read together (a run row that is not
+        there, or a failed read, falls back to the separate identity check, which then
+        names a replaced file before anything else)."""
+        try:
+            row = c.execute(self._FENCE_AND_ID, [run_id, run_id]).fetchone()
+        except _DAMAGE:
+            self._check_identity(c)
+            raise
+        self._check_identity(c, _UNREAD if row is None else row[3])
+        fence = self.fences.get(run_id)
+        if fence is None:
+            if row is None:
+                raise RunNotFound(run_id)
+            return
+        check_fence(run_id, fence, row, cancelled=bool(row and row[2]))
 
     # -- runs -----------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from flowstate.errors import PayloadTooLarge
 
 from ._context import Interrupted
 from ._outcome import Committed, Failure, Ready, goto_to_json
-from ._plan import plan_next
+from ._plan import plan_next, tasks_json
 from ._point import Progress
 from ._rows import parse
 from ._scope import RunScope
@@ -278,8 +278,8 @@ class Step:
         row = StepRecord(
             run_id=scope.run_id,
             step=self.number + 1,
-            tasks=json.dumps([t.to_json() for t in next_tasks]),
-            joins=json.dumps(joins),
+            tasks=tasks_json(next_tasks),
+            joins=json.dumps(joins) if joins else "{}",
             snapshot=snapshot,
             created_at=time.time(),
         )
