@@ -17,12 +17,14 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
-from flowstate.errors import RunNotFound
+from flowstate.errors import RunNotFound, StoreError
 
 from ._common import (
     check_fence,
+    check_mutable,
     run_filters,
 )
+from ._protocol import CommitEntry
 from ._records import (
     AttemptRecord,
     EffectRecord,
@@ -67,6 +69,50 @@ class SQLiteStore(
 
     def _stored_effect(self, c: Any, e: EffectRecord) -> EffectRecord:
         return blobbed(c, e)
+
+    # -- group commit: several activations in one transaction ---------------------------
+
+    def commit_many(self, entries: Sequence[CommitEntry]) -> list[Exception | None]:
+        """Commit several activations (of one run or of several) in one transaction.
+
+        Each entry is what one ``commit`` call would write. A run's entries are
+        all-or-nothing together, in a savepoint of their own: a run whose fence check or
+        any write fails is left out, with the error in its entries' results, and the
+        other runs commit. Returns one result per entry: None once it is committed, or
+        the error that left it out. A failure of the transaction itself (BEGIN, COMMIT,
+        the disk, the file replaced) raises: nothing of any entry was committed.
+        """
+        by_run: dict[str, list[int]] = {}
+        for i, e in enumerate(entries):
+            if e.run_fields:
+                check_mutable(e.run_fields)
+            by_run.setdefault(e.run_id, []).append(i)
+        out: list[Exception | None] = [None] * len(entries)
+        with self.write() as c:
+            for run_id, idx in by_run.items():
+                c.execute("SAVEPOINT fs_group")
+                try:
+                    for i in idx:
+                        e = entries[i]
+                        self._commit_body(c, run_id, e.writes, (), e.step, e.run_fields, e.hook)
+                except Exception as err:
+                    if isinstance(err, sqlite3.DatabaseError) and not isinstance(
+                        err, sqlite3.IntegrityError
+                    ):
+                        raise  # the disk or the file: the whole transaction fails
+                    c.execute("ROLLBACK TO fs_group")
+                    c.execute("RELEASE fs_group")
+                    if isinstance(err, sqlite3.IntegrityError):
+                        err = StoreError(
+                            f"write refused by a constraint of checkpoint database "
+                            f"{self.path}: {err}; nothing of run {run_id}'s activations in "
+                            "this commit was kept"
+                        )
+                    for i in idx:
+                        out[i] = err
+                    continue
+                c.execute("RELEASE fs_group")
+        return out
 
     # -- the commit of an activation: its fence and the file's identity in one read ----
 

@@ -39,6 +39,7 @@ from ._types import Task
 if TYPE_CHECKING:
     from ._builder import GraphIR
     from ._event_log import EventLog
+    from ._group import CommitGroup
     from ._memory import MemoryBinding
 
 __all__ = ["SIGNAL_POLL_SECONDS", "Execution"]
@@ -64,6 +65,7 @@ class Execution:
         rng: random.Random | None,
         step_state: bool = False,
         log: EventLog | None = None,
+        group: CommitGroup | None = None,
     ) -> None:
         self.scope = RunScope(
             run=point.run,
@@ -81,6 +83,7 @@ class Execution:
             custom_reducers=frozenset(ir.schema.custom_reducer_fields()),
             observer=point.observer,
             log=log,
+            group=group,
         )
         self.progress = point.progress
         """The run's counters (advanced by each step as it commits)."""
@@ -226,7 +229,7 @@ class Execution:
     async def _activate(self, step: Step, task: Task) -> Committed | Failure | Interrupted:
         async with self._slots or contextlib.nullcontext():
             outcome = await Activation(self.scope, step, task).run()
-            return step.settle(outcome, task)
+            return await step.settle(outcome, task)
 
     # -- before a step -------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from ._point import RunConfig
 if TYPE_CHECKING:
     from ._builder import GraphIR
     from ._event_log import EventLog
+    from ._group import CommitGroup
     from ._memory import MemoryBinding
     from ._state import StateSchema
 
@@ -56,6 +57,8 @@ class RunScope:
     log: EventLog | None = None
     """The store's event log of this run, or None: when nobody else listens, the
     per-node events are written to it directly, without their models (``_event_log``)."""
+    group: CommitGroup | None = None
+    """The group commit of the store, when it has one (``_group.py``)."""
 
     @property
     def run_id(self) -> str:
