@@ -111,7 +111,7 @@ class EventLog:
             "task_path": task_path,
         }
         tail = {"duration_ms": duration_ms, "usage": usage}
-        data = f"{to_json(head).decode()[:-1]},\"update\":{update},{to_json(tail).decode()[1:]}"
+        data = f'{to_json(head).decode()[:-1]},"update":{update},{to_json(tail).decode()[1:]}'
         self._add("node_finished", data, at)
 
     def step_finished(self, step: int, nodes: Sequence[str], next: Sequence[str]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,13 +174,15 @@ class Step:
         step_row = closing.row if closing else None
         run_fields = closing.run_fields if closing else None
         try:
-            hook = None
+            hook: Callable[[Any], None] | None = None
             if r.memory_ops:
                 ops = list(r.memory_ops)
                 apply = scope.memory().reader.apply_ops
 
-                def hook(conn: Any) -> None:
+                def apply_ops(conn: Any) -> None:
                     apply(conn, ops)
+
+                hook = apply_ops
 
             group = scope.group
             if group is not None and (group.active > 1 or len(self.tasks) > 1):

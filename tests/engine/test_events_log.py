@@ -24,7 +24,7 @@ def graph() -> GraphBuilder[S]:
     g = GraphBuilder(S, name="events_log")
 
     async def a(s: S) -> dict[str, Any]:
-        return {"note": "héllo \"quoted\" \u2028", "items": ["a"]}
+        return {"note": 'héllo "quoted" \u2028', "items": ["a"]}
 
     def fan(s: S) -> list[Send]:
         return [Send("b", i) for i in range(3)]
@@ -71,7 +71,7 @@ def test_fast_path_rows_equal_the_models_rows(tmp_path: Path) -> None:
     assert kinds.count("node_started") == 4 and kinds.count("node_finished") == 4
     assert kinds.count("step_finished") == 2 and kinds[-1] == "run_finished"
     first = next(e for e in a if e["kind"] == "node_finished")
-    assert first["update"] == {"note": "héllo \"quoted\" \u2028", "items": ["a"]}
+    assert first["update"] == {"note": 'héllo "quoted" \u2028', "items": ["a"]}
     assert normalised([e.model_dump(mode="json") for e in seen]) == normalised(b)
 
 
