@@ -366,8 +366,13 @@ class GroupCommitStore(CheckpointStore, Protocol):
     (concurrent runs, a fan-out) into one commit, whose fixed cost (the transaction, the
     WAL pages, the locks) they then share."""
 
-    def commit_many(self, entries: Sequence[CommitEntry]) -> list[Exception | None]:
+    def commit_many(
+        self,
+        entries: Sequence[CommitEntry],
+        events: Any = None,
+    ) -> list[Exception | None]:
         """Commit ``entries`` in one transaction, each run's all-or-nothing: one result
         per entry, None when committed or the error that left its run's entries out. A
-        failure of the transaction itself raises (nothing was committed)."""
+        failure of the transaction itself raises (nothing was committed). ``events``
+        (``{run_id: append_events rows}``) are written in the same transaction."""
         ...

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
@@ -30,7 +30,7 @@ from ._records import (
     EffectRecord,
     RunRecord,
 )
-from ._sql_events import SQLEvents
+from ._sql_events import EventRow, SQLEvents
 from ._sql_leases import SQLLeases
 from ._sql_reads import SQLReads
 from ._sql_timers import SQLTimers
@@ -72,7 +72,11 @@ class SQLiteStore(
 
     # -- group commit: several activations in one transaction ---------------------------
 
-    def commit_many(self, entries: Sequence[CommitEntry]) -> list[Exception | None]:
+    def commit_many(
+        self,
+        entries: Sequence[CommitEntry],
+        events: Mapping[str, Sequence[EventRow]] | None = None,
+    ) -> list[Exception | None]:
         """Commit several activations (of one run or of several) in one transaction.
 
         Each entry is what one ``commit`` call would write. A run's entries are
@@ -81,6 +85,9 @@ class SQLiteStore(
         other runs commit. Returns one result per entry: None once it is committed, or
         the error that left it out. A failure of the transaction itself (BEGIN, COMMIT,
         the disk, the file replaced) raises: nothing of any entry was committed.
+        ``events``: run events (``append_events`` rows, by run) written in the same
+        transaction, so that the buffered events of the runs cost no transaction of
+        their own.
         """
         by_run: dict[str, list[int]] = {}
         for i, e in enumerate(entries):
@@ -112,6 +119,9 @@ class SQLiteStore(
                         out[i] = err
                     continue
                 c.execute("RELEASE fs_group")
+            for run_id, rows in (events or {}).items():
+                if rows:
+                    self._insert_events(c, run_id, rows)
         return out
 
     # -- the commit of an activation: its fence and the file's identity in one read ----

@@ -55,6 +55,10 @@ class EventLog:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
         self._timer: asyncio.TimerHandle | None = None
+        self.group: Any = None
+        """The group commit this execution's commits join (``_group.py``), or None:
+        then a timed flush writes the events of every run of the group in one
+        transaction, not this run's alone."""
 
     def __call__(self, event: Any) -> None:
         if threading.get_ident() != self._thread:
@@ -72,7 +76,14 @@ class EventLog:
         if full or kind in _FLUSH_KINDS:
             self.flush()
         elif self._timer is None:
-            self._timer = self._loop.call_later(FLUSH_AFTER, self.flush)
+            self._timer = self._loop.call_later(FLUSH_AFTER, self._timed)
+
+    def _timed(self) -> None:
+        self._timer = None
+        if self.group is not None:
+            self.group.flush_events()
+        else:
+            self.flush()
 
     # -- the events of every activation, without their pydantic models ----------------
     # Each writes exactly the fields of its model in ``flowstate.events``, in its order
@@ -126,6 +137,13 @@ class EventLog:
             "state": None,
         }
         self._add("step_finished", to_json(d).decode(), at)
+
+    def take(self) -> list[tuple[int, str, str, float]]:
+        """The buffered events, handed over to be written by someone else (a group
+        commit writes them in its transaction, ``_group.py``)."""
+        with self._lock:
+            batch, self._buf = self._buf, []
+        return batch
 
     def discard(self) -> None:
         """The process is "dying" (a simulated crash): write nothing more."""

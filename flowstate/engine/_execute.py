@@ -85,6 +85,9 @@ async def execute(
         beat.start()
     if group is not None:
         group.active += 1
+        if events is not None:
+            group.logs.add(events)
+            events.group = group
     try:
         outcome = await asyncio.shield(inner)
         if outcome.status != "paused" and "/" not in run.id and len(graph._tasks) <= 1:
@@ -134,6 +137,9 @@ async def execute(
     finally:
         if group is not None:
             group.active -= 1
+            if events is not None:
+                group.logs.discard(events)
+                events.group = None
         if events is not None and dying:
             events.discard()
         elif events is not None:

@@ -16,16 +16,28 @@ lone run of one-activation steps (bench W1) commits directly, without waiting a 
 
 Each run's activations in a group are all-or-nothing together (a savepoint each): a run
 whose fence fails, say, is left out with its error while the other runs commit.
+
+The run events buffered by the executions on the store (``_event_log.py``) ride along in
+the same transaction: with 50 runs, their own 0.1 s flushes were the most numerous
+transactions of all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from flowstate._crashpoints import quiet
 from flowstate.checkpoints import CommitEntry, StepRecord, WriteRecord
+from flowstate.errors import FlowstateError
+
+if TYPE_CHECKING:
+    from ._event_log import EventLog
+
+log = logging.getLogger("flowstate.engine")
 
 __all__ = ["CommitGroup", "commit_group"]
 
@@ -38,6 +50,8 @@ class CommitGroup:
         self.active = 0
         """Executions on the store in this process right now."""
         self._pending: list[tuple[CommitEntry, asyncio.Future[None]]] = []
+        self.logs: weakref.WeakSet[EventLog] = weakref.WeakSet()
+        """The event logs of the executions on the store: drained into each group."""
 
     async def commit(
         self,
@@ -56,22 +70,36 @@ class CommitGroup:
         self._pending.append((CommitEntry(run_id, writes, step, run_fields, hook), fut))
         await fut
 
+    def _drain(self) -> dict[str, list[tuple[int, str, str, float]]]:
+        events = {}
+        for lg in list(self.logs):
+            rows = lg.take()
+            if rows:
+                events[lg.run_id] = rows
+        return events
+
+    def flush_events(self) -> None:
+        """Write the buffered events of every execution on the store in one transaction
+        (a timed flush of one of their event logs)."""
+        events = self._drain()
+        if not events:
+            return
+        try:
+            with quiet():  # not a checkpoint commit: no crash point of a sweep in it
+                self.store.commit_many([], events)
+        except FlowstateError as e:
+            log.warning("%d runs' events not stored: %s", len(events), e)
+
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
         if not batch:
             return
+        events = self._drain()
         try:
-            if len(batch) == 1:
-                e = batch[0][0]
-                self.store.commit(
-                    e.run_id, writes=e.writes, step=e.step, run_fields=e.run_fields, hook=e.hook
-                ) if e.hook is not None else self.store.commit(
-                    e.run_id, writes=e.writes, step=e.step, run_fields=e.run_fields
-                )
-                results: list[Exception | None] = [None]
-            else:
-                results = self.store.commit_many([e for e, _ in batch])
+            results = self.store.commit_many([e for e, _ in batch], events)
         except BaseException as err:  # nothing was committed; a simulated crash too
+            if events and isinstance(err, Exception):
+                log.warning("%d runs' events not stored: %s", len(events), err)
             for _, fut in batch:
                 if not fut.done():
                     fut.set_exception(err)

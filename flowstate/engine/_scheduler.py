@@ -142,8 +142,8 @@ class Execution:
             )
             if self._replaying:
                 self._replay_edits()
-            if not self.current.tasks:
-                return self._finish("completed", None, already=True)
+            if not self.current.tasks:  # the close just committed recorded "completed"
+                return self._finish("completed", None, already=not self._replaying)
             hit = [t.node for t in step.tasks if t.node in scope.config.interrupt_after]
             if hit:
                 return self._pause(f"breakpoint after '{hit[0]}'")
@@ -372,9 +372,10 @@ class Execution:
         return Outcome("paused", step.state, reason, step.number)
 
     def _finish(self, status: str, reason: str | None, already: bool = False) -> Outcome:
-        """``already``: the commit that closed the last step recorded ``completed``."""
+        """``already``: the commit that closed the last step recorded ``completed`` (with
+        the head step, no error and the time): no transaction of its own is needed."""
         scope, step = self.scope, self.current
-        if not already or status != "completed" or scope.run.status != "completed":
+        if not already or status != "completed":
             scope.store.update_run(scope.run_id, status=status, error=reason, head_step=step.number)
         scope.emit(
             ev.RunFinished(run_id=scope.run_id, status=status, reason=reason, usage=self._usage())
