@@ -10,7 +10,15 @@ from ._flow import FlowControl, RateLimit
 from ._maintenance import DamagedRow, DoctorReport, doctor, parse_age, prune
 from ._memory_store import InMemoryStore
 from ._open import describe_store, is_postgres_url, open_store
-from ._protocol import CheckpointStore, EventStore, LeaseStore, NotifyStore, RowScanStore
+from ._protocol import (
+    CheckpointStore,
+    CommitEntry,
+    EventStore,
+    GroupCommitStore,
+    LeaseStore,
+    NotifyStore,
+    RowScanStore,
+)
 from ._queue import Claim, QueuedRun, RunQueue, WorkerInfo
 from ._records import (
     CHECKPOINT_FORMAT,
@@ -49,12 +57,14 @@ __all__ = [
     "CatchUp",
     "CheckpointStore",
     "Claim",
+    "CommitEntry",
     "DamagedRow",
     "DoctorReport",
     "Durability",
     "EffectRecord",
     "EventStore",
     "FlowControl",
+    "GroupCommitStore",
     "InMemoryStore",
     "InterruptRecord",
     "Keyring",

@@ -9,6 +9,7 @@ these helpers so that the three backends cannot drift apart.
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -96,9 +97,16 @@ def run_values(run: RunRecord) -> list[Any]:
 
 def values(record: Any, cols: Sequence[str]) -> list[Any]:
     """The record's ``cols``, then their ``hash``."""
-    vals = [getattr(record, c) for c in cols]
+    get = _getters.get(cols)  # type: ignore[call-overload]
+    if get is None:
+        get = _getters[tuple(cols)] = operator.attrgetter(*cols)
+    vals = list(get(record)) if len(cols) > 1 else [get(record)]
     vals.append(row_hash(*vals))
     return vals
+
+
+_getters: dict[tuple[str, ...], Callable[[Any], Any]] = {}
+"""One ``attrgetter`` per column list (``values``)."""
 
 
 def decode_row(table: str, row: Sequence[Any]) -> Any:

@@ -28,6 +28,7 @@ Rules every implementation follows (the contract suite checks each one):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from ._records import (
@@ -40,7 +41,7 @@ from ._records import (
     WriteRecord,
 )
 
-__all__ = ["CheckpointStore", "LeaseStore", "OwnerAlive"]
+__all__ = ["CheckpointStore", "CommitEntry", "GroupCommitStore", "LeaseStore", "OwnerAlive"]
 
 OwnerAlive = Callable[[str], "bool | None"]
 """``alive(owner)``: False when the holder of a lease is known to be dead (a pid on this
@@ -344,4 +345,34 @@ class NotifyStore(CheckpointStore, Protocol):
 
     def notify(self, channel: str, payload: str = "") -> None:
         """Wake the listeners of ``channel``."""
+        ...
+
+
+@dataclass(frozen=True)
+class CommitEntry:
+    """What one ``commit`` call writes, for ``GroupCommitStore.commit_many``."""
+
+    run_id: str
+    writes: Sequence[WriteRecord] = ()
+    step: StepRecord | None = None
+    run_fields: dict[str, Any] | None = None
+    hook: Callable[[Any], None] | None = None
+
+
+@runtime_checkable
+class GroupCommitStore(CheckpointStore, Protocol):
+    """A store that commits several activations in one transaction (``SQLiteStore``):
+    the engine groups the activations that finish in the same turn of its event loop
+    (concurrent runs, a fan-out) into one commit, whose fixed cost (the transaction, the
+    WAL pages, the locks) they then share."""
+
+    def commit_many(
+        self,
+        entries: Sequence[CommitEntry],
+        events: Any = None,
+    ) -> list[Exception | None]:
+        """Commit ``entries`` in one transaction, each run's all-or-nothing: one result
+        per entry, None when committed or the error that left its run's entries out. A
+        failure of the transaction itself raises (nothing was committed). ``events``
+        (``{run_id: append_events rows}``) are written in the same transaction."""
         ...

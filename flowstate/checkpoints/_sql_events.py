@@ -39,30 +39,34 @@ class SQLEvents:
         if not events:
             return
         with self.write() as c:
-            cur = c.cursor()
-            cur.executemany(
-                self._stmt(
-                    'INSERT INTO {events} ("run_id", "seq", "kind", "data", "created_at") '
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-                ),
-                [
-                    (
-                        run_id,
-                        seq,
-                        kind,
-                        self.cipher.seal_value("events", "data", (run_id, seq), d),
-                        at,
-                    )
-                    for seq, kind, d, at in events
-                ],
-            )
-            last = max(e[0] for e in events)
-            if last > MAX_EVENTS_PER_RUN:
-                c.execute(
-                    self._stmt('DELETE FROM {events} WHERE "run_id" = ? AND "seq" <= ?'),
-                    [run_id, last - MAX_EVENTS_PER_RUN],
+            self._insert_events(c, run_id, events)
+
+    def _insert_events(self, c: Any, run_id: str, events: Sequence[EventRow]) -> None:
+        """``append_events`` inside the caller's transaction (group commit, too)."""
+        cur = c.cursor()
+        cur.executemany(
+            self._stmt(
+                'INSERT INTO {events} ("run_id", "seq", "kind", "data", "created_at") '
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+            ),
+            [
+                (
+                    run_id,
+                    seq,
+                    kind,
+                    self.cipher.seal_value("events", "data", (run_id, seq), d),
+                    at,
                 )
-            self._events_written(c, run_id)
+                for seq, kind, d, at in events
+            ],
+        )
+        last = max(e[0] for e in events)
+        if last > MAX_EVENTS_PER_RUN:
+            c.execute(
+                self._stmt('DELETE FROM {events} WHERE "run_id" = ? AND "seq" <= ?'),
+                [run_id, last - MAX_EVENTS_PER_RUN],
+            )
+        self._events_written(c, run_id)
 
     def _events_written(self, c: Any, run_id: str) -> None:
         """Hook inside the append transaction (``PostgresStore`` wakes listeners)."""

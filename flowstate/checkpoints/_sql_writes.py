@@ -49,6 +49,15 @@ _RUN_INSERT = (
 )
 
 
+_CLOSE_UPDATE = (
+    'UPDATE {runs} SET "status" = ?, "head_step" = ?, "error" = ?, '
+    '"updated_at" = ?, "mhash" = ?, '
+    '"wake_at" = CASE WHEN ? = \'paused\' THEN "wake_at" ELSE NULL END '
+    'WHERE "id" = ?'
+)
+"""The run row's update of a step close (the mutable hash is computed by the caller)."""
+
+
 class SQLWrites:
     """Creating runs, committing activations, journaling effects and interrupts on the SQL
     stores; uses their ``write``, ``_fence`` and the dialect hooks above."""
@@ -72,6 +81,15 @@ class SQLWrites:
     def _stored_error(self, error: Any) -> Any:
         """The ``error`` column as stored (PostgreSQL replaces NUL characters)."""
         return error
+
+    def _commit_write(self) -> AbstractContextManager[Any]:
+        """The transaction of a ``commit`` (SQLite leaves its identity check to
+        ``_commit_fence``, which reads the database id with the fence)."""
+        return self.write()
+
+    def _commit_fence(self, c: Any, run_id: str) -> None:
+        """The fence check first in a ``commit`` transaction (``_fence``)."""
+        self._fence(c, run_id)
 
     # -- runs -----------------------------------------------------------------------------
 
@@ -167,47 +185,56 @@ class SQLWrites:
         """
         if run_fields:
             check_mutable(run_fields)
-        with self.write() as c:
-            self._fence(c, run_id)
-            for w in writes:
-                try:
-                    c.execute(
-                        self._insert_stmt("writes", WRITE_COLS, ""),
-                        values(self.cipher.seal("writes", w), WRITE_COLS),
-                    )
-                except self._UNIQUE as e:
-                    raise duplicate_write_error(run_id, w) from e
-            for e in effects:
+        with self._commit_write() as c:
+            self._commit_body(c, run_id, writes, effects, step, run_fields, hook)
+
+    def _commit_body(
+        self,
+        c: Any,
+        run_id: str,
+        writes: Sequence[WriteRecord],
+        effects: Sequence[EffectRecord],
+        step: StepRecord | None,
+        run_fields: dict[str, Any] | None,
+        hook: Callable[[Any], None] | None,
+    ) -> None:
+        """What ``commit`` does inside its transaction (``commit_many`` too)."""
+        seal = self.cipher.seal
+        self._commit_fence(c, run_id)
+        for w in writes:
+            try:
                 c.execute(
-                    self._insert_stmt("effects", EFFECT_COLS, "ignore"),
-                    values(self._stored_effect(c, self.cipher.seal("effects", e)), EFFECT_COLS),
+                    self._insert_stmt("writes", WRITE_COLS, ""),
+                    values(seal("writes", w), WRITE_COLS),
                 )
-            if step is not None:
-                c.execute(
-                    self._insert_stmt("steps", STEP_COLS, "replace"),
-                    values(self.cipher.seal("steps", step), STEP_COLS),
+            except self._UNIQUE as e:
+                raise duplicate_write_error(run_id, w) from e
+        for e in effects:
+            c.execute(
+                self._insert_stmt("effects", EFFECT_COLS, "ignore"),
+                values(self._stored_effect(c, self.cipher.seal("effects", e)), EFFECT_COLS),
+            )
+        if step is not None:
+            c.execute(
+                self._insert_stmt("steps", STEP_COLS, "replace"),
+                values(seal("steps", step), STEP_COLS),
+            )
+        if hook is not None:
+            hook(c)
+        if run_fields:
+            if set(run_fields) >= {"status", "head_step", "error"}:
+                # the engine's step close: one statement, the mutable hash computed here
+                now = get_clock().now()
+                st, hs = run_fields["status"], run_fields["head_step"]
+                er = self._stored_error(run_fields["error"])
+                cur = c.execute(
+                    self._stmt(_CLOSE_UPDATE),
+                    [st, hs, er, now, row_hash(st, hs, er, now), st, run_id],
                 )
-            if hook is not None:
-                hook(c)
-            if run_fields:
-                if set(run_fields) >= {"status", "head_step", "error"}:
-                    # the engine's step close: one statement, the mutable hash computed here
-                    now = get_clock().now()
-                    st, hs = run_fields["status"], run_fields["head_step"]
-                    er = self._stored_error(run_fields["error"])
-                    cur = c.execute(
-                        self._stmt(
-                            'UPDATE {runs} SET "status" = ?, "head_step" = ?, "error" = ?, '
-                            '"updated_at" = ?, "mhash" = ?, '
-                            '"wake_at" = CASE WHEN ? = \'paused\' THEN "wake_at" ELSE NULL END '
-                            'WHERE "id" = ?'
-                        ),
-                        [st, hs, er, now, row_hash(st, hs, er, now), st, run_id],
-                    )
-                    if cur.rowcount != 1:
-                        raise RunNotFound(run_id)
-                else:
-                    self._update_run(c, run_id, run_fields)
+                if cur.rowcount != 1:
+                    raise RunNotFound(run_id)
+            else:
+                self._update_run(c, run_id, run_fields)
 
     def supersede_writes(self, run_id: str, step: int) -> int:
         """Move the step's write rows to ``attempts`` (see the protocol)."""

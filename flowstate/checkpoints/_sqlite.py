@@ -13,23 +13,29 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
+from flowstate.errors import RunNotFound, StoreError
+
 from ._common import (
+    check_fence,
+    check_mutable,
     run_filters,
 )
+from ._protocol import CommitEntry
 from ._records import (
     AttemptRecord,
     EffectRecord,
     RunRecord,
 )
-from ._sql_events import SQLEvents
+from ._sql_events import EventRow, SQLEvents
 from ._sql_leases import SQLLeases
 from ._sql_reads import SQLReads
 from ._sql_timers import SQLTimers
 from ._sql_writes import SQLWrites
-from ._sqlite_conn import Durability, SQLiteConnection
+from ._sqlite_conn import _DAMAGE, _UNREAD, Durability, SQLiteConnection
 from ._sqlite_maint import SQLiteMaintenance, blobbed
 
 __all__ = ["Durability", "SQLiteStore"]
@@ -63,6 +69,89 @@ class SQLiteStore(
 
     def _stored_effect(self, c: Any, e: EffectRecord) -> EffectRecord:
         return blobbed(c, e)
+
+    # -- group commit: several activations in one transaction ---------------------------
+
+    def commit_many(
+        self,
+        entries: Sequence[CommitEntry],
+        events: Mapping[str, Sequence[EventRow]] | None = None,
+    ) -> list[Exception | None]:
+        """Commit several activations (of one run or of several) in one transaction.
+
+        Each entry is what one ``commit`` call would write. A run's entries are
+        all-or-nothing together, in a savepoint of their own: a run whose fence check or
+        any write fails is left out, with the error in its entries' results, and the
+        other runs commit. Returns one result per entry: None once it is committed, or
+        the error that left it out. A failure of the transaction itself (BEGIN, COMMIT,
+        the disk, the file replaced) raises: nothing of any entry was committed.
+        ``events``: run events (``append_events`` rows, by run) written in the same
+        transaction, so that the buffered events of the runs cost no transaction of
+        their own.
+        """
+        by_run: dict[str, list[int]] = {}
+        for i, e in enumerate(entries):
+            if e.run_fields:
+                check_mutable(e.run_fields)
+            by_run.setdefault(e.run_id, []).append(i)
+        out: list[Exception | None] = [None] * len(entries)
+        with self.write() as c:
+            for run_id, idx in by_run.items():
+                c.execute("SAVEPOINT fs_group")
+                try:
+                    for i in idx:
+                        e = entries[i]
+                        self._commit_body(c, run_id, e.writes, (), e.step, e.run_fields, e.hook)
+                except Exception as err:
+                    if isinstance(err, sqlite3.DatabaseError) and not isinstance(
+                        err, sqlite3.IntegrityError
+                    ):
+                        raise  # the disk or the file: the whole transaction fails
+                    c.execute("ROLLBACK TO fs_group")
+                    c.execute("RELEASE fs_group")
+                    if isinstance(err, sqlite3.IntegrityError):
+                        err = StoreError(
+                            f"write refused by a constraint of checkpoint database "
+                            f"{self.path}: {err}; nothing of run {run_id}'s activations in "
+                            "this commit was kept"
+                        )
+                    for i in idx:
+                        out[i] = err
+                    continue
+                c.execute("RELEASE fs_group")
+            for run_id, rows in (events or {}).items():
+                if rows:
+                    self._insert_events(c, run_id, rows)
+        return out
+
+    # -- the commit of an activation: its fence and the file's identity in one read ----
+
+    _FENCE_AND_ID = (
+        'SELECT "owner", "epoch", EXISTS (SELECT 1 FROM signals WHERE "run_id" = ? '
+        """AND "kind" = 'cancel'), (SELECT "value" FROM meta WHERE "key" = 'database_id') """
+        'FROM runs WHERE "id" = ?'
+    )
+
+    def _commit_write(self) -> AbstractContextManager[Any]:
+        return self.write(identity=False)
+
+    def _commit_fence(self, c: Any, run_id: str) -> None:
+        """``_check_identity`` and ``_fence`` with one statement: the run's owner, epoch
+        and pending cancel, and the database id, read together (a run row that is not
+        there, or a failed read, falls back to the separate identity check, which then
+        names a replaced file before anything else)."""
+        try:
+            row = c.execute(self._FENCE_AND_ID, [run_id, run_id]).fetchone()
+        except _DAMAGE:
+            self._check_identity(c)
+            raise
+        self._check_identity(c, _UNREAD if row is None else row[3])
+        fence = self.fences.get(run_id)
+        if fence is None:
+            if row is None:
+                raise RunNotFound(run_id)
+            return
+        check_fence(run_id, fence, row, cancelled=bool(row and row[2]))
 
     # -- runs -----------------------------------------------------------------------
 

@@ -54,6 +54,9 @@ decode to build the exception."""
 _OPEN_DAMAGE = (*_DAMAGE, KeyError, TypeError, ValueError)
 """…plus what sqlite-utils raises reading a damaged migrations table while opening."""
 
+_UNREAD: Any = object()
+"""``_check_identity``: the caller has not read the stored database id."""
+
 
 class SQLiteConnection:
     """One SQLite connection, used from one event loop; every write is one ``BEGIN
@@ -167,9 +170,10 @@ class SQLiteConnection:
                 st = os.stat(self.path)
                 self._inode = (st.st_dev, st.st_ino)
 
-    def _check_identity(self, c: sqlite3.Connection) -> None:
+    def _check_identity(self, c: sqlite3.Connection, stored: Any = _UNREAD) -> None:
         """Inside a write transaction: the file at ``path`` is still the database this
-        store opened (not deleted, replaced or truncated under it)."""
+        store opened (not deleted, replaced or truncated under it). ``stored``: the
+        ``meta`` row's database id when the caller has read it already."""
         if self.database_id is None:
             return
         problem = ""
@@ -180,7 +184,7 @@ class SQLiteConnection:
                     problem = "was replaced by another file"
             except FileNotFoundError:
                 problem = "was deleted"
-        if not problem:
+        if not problem and stored != self.database_id:
             try:
                 row = c.execute("SELECT value FROM meta WHERE key = 'database_id'").fetchone()
             except _DAMAGE:
@@ -217,8 +221,12 @@ class SQLiteConnection:
     # -- transactions -------------------------------------------------------------
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self, identity: bool = True) -> Iterator[sqlite3.Connection]:
         """One write transaction, started with ``BEGIN IMMEDIATE``.
+
+        ``identity=False``: the caller checks the file's identity itself, inside the
+        transaction and before it writes (``SQLiteStore.commit`` reads the database id
+        with the run's fence in one statement, ``_fenced``).
 
         If the body raises, the transaction is rolled back, then a ``sqlite3``
         constraint violation is re-raised as ``StoreError`` and any other
@@ -234,7 +242,8 @@ class SQLiteConnection:
             except _DAMAGE as e:
                 raise StoreIOError(f"cannot start a write transaction on {self.path}: {e}") from e
             try:
-                self._check_identity(self.conn)
+                if identity:
+                    self._check_identity(self.conn)
                 yield self.conn
             except BaseException as e:
                 with contextlib.suppress(sqlite3.DatabaseError):

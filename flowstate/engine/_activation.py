@@ -67,8 +67,11 @@ class Activation:
             return Failure(task, FlowstateError(f"node '{task.node}' is not in this graph"))
         started = time.time()
         attempt = 0
-        journal = self.load_journal()
-        answers = self.load_answers()
+        # only a node with a ctx (or a subgraph) can journal effects or be interrupted:
+        # the others get no context, and nothing is read for one
+        has_ctx = bool(spec.ctx_param) or spec.subgraph is not None
+        journal = self.load_journal() if has_ctx else {}
+        answers = self.load_answers() if has_ctx else {}
         while True:
             attempt += 1
             if scope.listening:
@@ -81,7 +84,9 @@ class Activation:
                         attempt=attempt,
                     )
                 )
-            ctx = self._context(attempt, journal, answers)
+            elif scope.log is not None:
+                scope.log.node_started(step.number, task.node, task.path, attempt)
+            ctx = self._context(attempt, journal, answers) if has_ctx else None
             logged = bind_log_context((scope.run_id, step.number, task.node, task.path, attempt))
             try:
                 arg, source = self._input(spec)
@@ -104,6 +109,8 @@ class Activation:
                     raise PayloadTooLarge(
                         f"the update of node '{task.node}'", len(raw), limit, "max_update_bytes"
                     )
+                if ctx is None:
+                    return Ready(task, update, raw, goto, started, {}, [])
                 return Ready(task, update, raw, goto, started, ctx.usage, ctx.memory_ops)
             except Interrupted as i:
                 self._record_interrupt(i)
@@ -275,8 +282,9 @@ class Activation:
             return isolate(type(view), values), values
         return view, None
 
-    async def _call(self, spec: NodeSpec, ctx: NodeContext, arg: Any) -> Any:
+    async def _call(self, spec: NodeSpec, ctx: NodeContext | None, arg: Any) -> Any:
         if spec.subgraph is not None:
+            assert ctx is not None
             coro = call_subgraph(self, spec, ctx)
         else:
             args = () if spec.input_kind == "none" else (arg,)
@@ -285,7 +293,8 @@ class Activation:
                 coro = spec.fn(*args, **kwargs)
             else:
                 # ctx.effect / ctx.interrupt called from the worker thread run on this loop
-                ctx._sync_loop = asyncio.get_running_loop()
+                if ctx is not None:
+                    ctx._sync_loop = asyncio.get_running_loop()
                 coro = asyncio.to_thread(spec.fn, *args, **kwargs)
         if spec.timeout is not None:
             return await asyncio.wait_for(coro, spec.timeout)

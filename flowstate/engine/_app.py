@@ -69,6 +69,7 @@ class CompiledGraph(Generic[S]):
         max_concurrency: int | None = None,
         limits: Limits | None = None,
         lease_ttl: float | None = None,
+        events: bool = True,
     ) -> None:
         self.ir = ir
         """The compiled graph (nodes, edges, state schema)."""
@@ -84,6 +85,8 @@ class CompiledGraph(Generic[S]):
         self.max_steps = max_steps
         self.interrupt_before = interrupt_before
         self.interrupt_after = interrupt_after
+        self.events = events
+        """Whether runs keep their events in the store (``compile(events=...)``)."""
         self.services: dict[str, Any] = {}
         """Objects nodes reach through ``ctx.services`` (an LLM, tools, memory)."""
         self.rng: random.Random | None = None
@@ -153,6 +156,7 @@ class CompiledGraph(Generic[S]):
             max_concurrency=self.max_concurrency,
             limits=self.limits,
             lease_ttl=self.lease_ttl,
+            events=self.events,
         )
         clone.services = self.services
         clone.rng = self.rng

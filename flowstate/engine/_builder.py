@@ -262,6 +262,7 @@ class GraphBuilder(Generic[S]):
         max_concurrency: int | None = None,
         limits: Limits | None = None,
         lease_ttl: float | None = None,
+        events: bool = True,
     ) -> CompiledGraph[S]:
         """Validate the graph and bind it to a checkpoint store.
 
@@ -270,6 +271,9 @@ class GraphBuilder(Generic[S]):
         number of activations of a run (default 10,000); reaching it pauses the run.
         ``max_concurrency`` bounds how many activations of one step run at once.
         ``limits`` sets byte limits and token/cost budgets (see ``Limits``).
+        ``events=False`` keeps no run events in the store (its ``events`` table, which
+        ``flowstate`` commands, the inspector and other service processes follow): a run's
+        ``on_event`` / ``stream`` still get them. See ``bench/README.md`` for their cost.
         """
         from ._app import CompiledGraph
 
@@ -290,6 +294,7 @@ class GraphBuilder(Generic[S]):
             max_concurrency=max_concurrency,
             limits=limits,
             lease_ttl=lease_ttl,
+            events=events,
         )
 
 

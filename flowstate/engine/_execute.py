@@ -20,6 +20,7 @@ from flowstate.errors import (
 from flowstate.observability import observe_events, run_observer, run_scope
 
 from ._event_log import EventLog, event_log
+from ._group import commit_group
 from ._lease import Heartbeat, retire
 from ._point import ResumePoint
 from ._results import RunResult
@@ -56,7 +57,8 @@ async def execute(
             took_over=point.took_over,
         )
         point = replace(point, observer=obs)
-    events = event_log(store, run.id)
+    events = event_log(store, run.id) if graph.events else None
+    group = commit_group(store)
     sink = observe_events(_tee(emit, events), obs, run.id)
     exe = Execution(
         point,
@@ -65,7 +67,9 @@ async def execute(
         services=graph.services,
         memory=graph._memory_binding,
         emit=sink,
-        listening=emit is not None or obs is not None or events is not None,
+        listening=emit is not None or obs is not None,
+        log=events,
+        group=group,
         rng=graph.rng,
         step_state=isinstance(emit, Subscription) and emit.values,
     )
@@ -79,6 +83,11 @@ async def execute(
     if lease is not None and isinstance(store, LeaseStore):
         beat = Heartbeat(store, run.id, lease.owner, lease.epoch, graph.lease_ttl, inner)
         beat.start()
+    if group is not None:
+        group.active += 1
+        if events is not None:
+            group.logs.add(events)
+            events.group = group
     try:
         outcome = await asyncio.shield(inner)
         if outcome.status != "paused" and "/" not in run.id and len(graph._tasks) <= 1:
@@ -126,6 +135,11 @@ async def execute(
             obs.close(e)
         raise
     finally:
+        if group is not None:
+            group.active -= 1
+            if events is not None:
+                group.logs.discard(events)
+                events.group = None
         if events is not None and dying:
             events.discard()
         elif events is not None:

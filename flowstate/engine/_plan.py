@@ -6,6 +6,7 @@ planned), never completion time, so the result is the same whatever the timing.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from ._builder import GraphIR
     from ._nodes import RouterSpec
 
-__all__ = ["input_for", "plan_next", "start_tasks"]
+__all__ = ["input_for", "plan_next", "start_tasks", "tasks_json"]
 
 
 def input_for(kind: str, input_type: Any, state: BaseModel) -> Any:
@@ -77,6 +78,10 @@ def plan_next(
     joins: dict[str, list[str]],
 ) -> tuple[list[Task], dict[str, list[str]]]:
     """Next step's tasks from the finished activations (in merge order) and the merged state."""
+    if len(finished) == 1 and not joins and not finished[0][1]:
+        static = _static_next(ir, finished[0][0].node)
+        if static is not None:  # one activation whose node only has static edges
+            return list(static), {}
     joins = {k: list(v) for k, v in joins.items()}
     targets: list[str | Send] = []
     for task, goto in finished:
@@ -118,6 +123,43 @@ def plan_next(
             seen_paths.add(t)
             tasks.append(Task(t, t))
     return tasks, {k: v for k, v in joins.items() if v}
+
+
+def _static_next(ir: GraphIR, node: str) -> tuple[Task, ...] | None:
+    """The next step of a step whose one activation of ``node`` chose no ``Command``
+    target, when that is fixed by the graph (the node has static edges only: no router,
+    no join); None otherwise. Computed once per node and kept on the graph."""
+    cache: dict[str, tuple[Task, ...] | None] = ir.__dict__.setdefault("_static_next", {})
+    if node in cache:
+        return cache[node]
+    fixed: tuple[Task, ...] | None = None
+    if not ir.routers.get(node) and not ir.joins_by_source.get(node):
+        seen: list[str] = []
+        for t in ir.edges.get(node, ()):
+            if t != END and t not in seen:
+                seen.append(t)
+        fixed = tuple(Task(t, t) for t in seen)
+    cache[node] = fixed
+    return fixed
+
+
+_TASKS_JSON: dict[tuple[str, ...], str] = {}
+"""``tasks_json`` of task lists without sends, by their paths (bounded below)."""
+
+
+def tasks_json(tasks: Sequence[Task]) -> str:
+    """The ``tasks`` column of a step row: the tasks' JSON, in order. A list of tasks
+    without ``Send`` s (their node is their path) is the same text every time it recurs,
+    so it is kept."""
+    if any(t.send or t.node != t.path for t in tasks):
+        return json.dumps([t.to_json() for t in tasks])
+    key = tuple(t.path for t in tasks)
+    text = _TASKS_JSON.get(key)
+    if text is None:
+        if len(_TASKS_JSON) >= 4096:
+            _TASKS_JSON.clear()
+        text = _TASKS_JSON[key] = json.dumps([t.to_json() for t in tasks])
+    return text
 
 
 def start_tasks(ir: GraphIR, state: BaseModel) -> list[Task]:

@@ -38,6 +38,8 @@ from ._types import Task
 
 if TYPE_CHECKING:
     from ._builder import GraphIR
+    from ._event_log import EventLog
+    from ._group import CommitGroup
     from ._memory import MemoryBinding
 
 __all__ = ["SIGNAL_POLL_SECONDS", "Execution"]
@@ -62,6 +64,8 @@ class Execution:
         listening: bool,
         rng: random.Random | None,
         step_state: bool = False,
+        log: EventLog | None = None,
+        group: CommitGroup | None = None,
     ) -> None:
         self.scope = RunScope(
             run=point.run,
@@ -78,6 +82,8 @@ class Execution:
             cancelled=self._cancel_seen,
             custom_reducers=frozenset(ir.schema.custom_reducer_fields()),
             observer=point.observer,
+            log=log,
+            group=group,
         )
         self.progress = point.progress
         """The run's counters (advanced by each step as it commits)."""
@@ -127,13 +133,17 @@ class Execution:
                         state=closed.state.model_dump(mode="json") if self._step_state else None,
                     )
                 )
+            elif scope.log is not None:
+                scope.log.step_finished(
+                    step.number, [t.node for t in step.tasks], [t.path for t in closed.tasks]
+                )
             self.current = Step(
                 scope, step.number + 1, closed.state, closed.tasks, closed.joins, {}, self.progress
             )
             if self._replaying:
                 self._replay_edits()
-            if not self.current.tasks:
-                return self._finish("completed", None, already=True)
+            if not self.current.tasks:  # the close just committed recorded "completed"
+                return self._finish("completed", None, already=not self._replaying)
             hit = [t.node for t in step.tasks if t.node in scope.config.interrupt_after]
             if hit:
                 return self._pause(f"breakpoint after '{hit[0]}'")
@@ -219,7 +229,7 @@ class Execution:
     async def _activate(self, step: Step, task: Task) -> Committed | Failure | Interrupted:
         async with self._slots or contextlib.nullcontext():
             outcome = await Activation(self.scope, step, task).run()
-            return step.settle(outcome, task)
+            return await step.settle(outcome, task)
 
     # -- before a step -------------------------------------------------------------------
 
@@ -362,9 +372,10 @@ class Execution:
         return Outcome("paused", step.state, reason, step.number)
 
     def _finish(self, status: str, reason: str | None, already: bool = False) -> Outcome:
-        """``already``: the commit that closed the last step recorded ``completed``."""
+        """``already``: the commit that closed the last step recorded ``completed`` (with
+        the head step, no error and the time): no transaction of its own is needed."""
         scope, step = self.scope, self.current
-        if not already or status != "completed" or scope.run.status != "completed":
+        if not already or status != "completed":
             scope.store.update_run(scope.run_id, status=status, error=reason, head_step=step.number)
         scope.emit(
             ev.RunFinished(run_id=scope.run_id, status=status, reason=reason, usage=self._usage())

@@ -16,6 +16,8 @@ from ._point import RunConfig
 
 if TYPE_CHECKING:
     from ._builder import GraphIR
+    from ._event_log import EventLog
+    from ._group import CommitGroup
     from ._memory import MemoryBinding
     from ._state import StateSchema
 
@@ -40,7 +42,8 @@ class RunScope:
     emit: Callable[[Any], None]
     """Where events go."""
     listening: bool
-    """Whether anyone listens (per-node events are skipped when not)."""
+    """Whether anyone but the store's event log listens (``on_event``, a stream,
+    telemetry): per-node events are built as models and sent to ``emit`` only then."""
     rng: random.Random
     """Retry jitter."""
     resumed_step: int | None
@@ -51,6 +54,11 @@ class RunScope:
     """State fields whose reducer is user code (it may refuse an update)."""
     observer: RunObserver | None = None
     """Telemetry of this run segment (flowstate.observability), or None when off."""
+    log: EventLog | None = None
+    """The store's event log of this run, or None: when nobody else listens, the
+    per-node events are written to it directly, without their models (``_event_log``)."""
+    group: CommitGroup | None = None
+    """The group commit of the store, when it has one (``_group.py``)."""
 
     @property
     def run_id(self) -> str:

@@ -1,8 +1,10 @@
 """One bulk-synchronous step and its bookkeeping, owned in one place.
 
 Every activation of a step reads the step's input state. Each finished activation is
-committed at once, in its own transaction (why not one transaction per step: a crash then
-loses only the activations that were still running, never the finished ones). The step
+committed at once, before anything that depends on it goes on (why not one transaction
+per step: a crash then loses only the activations that were still running, never the
+finished ones); activations that finish in the same turn of the event loop — of this run
+or of other runs on the store — may share that transaction (``_group.py``). The step
 alone decides when it closes: the commit of its last outstanding activation, when nothing
 failed or paused, also carries the merge of all updates (in task order) and the next
 step's row, so the step boundary costs no extra transaction.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +26,7 @@ from flowstate.errors import PayloadTooLarge
 
 from ._context import Interrupted
 from ._outcome import Committed, Failure, Ready, goto_to_json
-from ._plan import plan_next
+from ._plan import plan_next, tasks_json
 from ._point import Progress
 from ._rows import parse
 from ._scope import RunScope
@@ -131,7 +134,7 @@ class Step:
 
     # -- settling activations ----------------------------------------------------------
 
-    def settle(self, outcome: Ready | Failure | Interrupted, task: Task) -> Any:
+    async def settle(self, outcome: Ready | Failure | Interrupted, task: Task) -> Any:
         """Record how the activation of ``task`` ended; a ``Ready`` one is committed (and
         closes the step when it is the last one). Returns the committed activation, the
         failure or the interrupt."""
@@ -142,9 +145,9 @@ class Step:
         if isinstance(outcome, Interrupted):
             self.interrupts.append((task, outcome))
             return outcome
-        return self._commit(outcome)
+        return await self._commit(outcome)
 
-    def _commit(self, r: Ready) -> Committed:
+    async def _commit(self, r: Ready) -> Committed:
         scope, task = self.scope, r.task
         write = WriteRecord(
             run_id=scope.run_id,
@@ -171,15 +174,23 @@ class Step:
         step_row = closing.row if closing else None
         run_fields = closing.run_fields if closing else None
         try:
+            hook: Callable[[Any], None] | None = None
             if r.memory_ops:
                 ops = list(r.memory_ops)
                 apply = scope.memory().reader.apply_ops
+
+                def apply_ops(conn: Any) -> None:
+                    apply(conn, ops)
+
+                hook = apply_ops
+
+            group = scope.group
+            if group is not None and (group.active > 1 or len(self.tasks) > 1):
+                # other activations may finish in this turn: share their transaction
+                await group.commit(scope.run_id, [write], step_row, run_fields, hook)
+            elif hook is not None:
                 scope.store.commit(
-                    scope.run_id,
-                    writes=[write],
-                    step=step_row,
-                    run_fields=run_fields,
-                    hook=lambda conn: apply(conn, ops),
+                    scope.run_id, writes=[write], step=step_row, run_fields=run_fields, hook=hook
                 )
             else:  # no hook argument: a store need not take one when memories are unused
                 scope.store.commit(
@@ -209,6 +220,15 @@ class Step:
                     duration_ms=(write.finished_at - r.started) * 1000,
                     usage=dict(r.usage),
                 )
+            )
+        elif scope.log is not None:
+            scope.log.node_finished(
+                self.number,
+                task.node,
+                task.path,
+                r.raw,
+                (write.finished_at - r.started) * 1000,
+                dict(r.usage),
             )
         return c
 
@@ -269,8 +289,8 @@ class Step:
         row = StepRecord(
             run_id=scope.run_id,
             step=self.number + 1,
-            tasks=json.dumps([t.to_json() for t in next_tasks]),
-            joins=json.dumps(joins),
+            tasks=tasks_json(next_tasks),
+            joins=json.dumps(joins) if joins else "{}",
             snapshot=snapshot,
             created_at=time.time(),
         )
