@@ -35,6 +35,8 @@ class Sizes:
     w7_nodes: int = 20
     w7_procs: int = 5
     w7_runs_per_proc: int = 10
+    w10_runs: int = 1000
+    w10_sleep: float = 1.0
 
 
 FULL = Sizes()
@@ -53,6 +55,8 @@ QUICK = Sizes(
     w7_nodes=10,
     w7_procs=2,
     w7_runs_per_proc=4,
+    w10_runs=100,
+    w10_sleep=0.2,
 )
 
 

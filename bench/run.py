@@ -116,6 +116,11 @@ ROWS: list[Row] = [
     Row("W7 many runs (a) 1 process", "errors (locking)", "a_errors", "", agg="sum", ratio=False),
     Row("W7 many runs (b) processes", "runs per second", "b_runs_per_s", "runs/s"),
     Row("W7 many runs (b) processes", "errors (locking)", "b_errors", "", agg="sum", ratio=False),
+    Row("W10 memory per run", "peak RSS per in-flight run", "rss_per_run_b", "B"),
+    Row("W10 memory per run", "peak RSS", "rss_peak_mib", "MiB"),
+    Row("W10 memory per run", "RSS before the runs", "rss_base_mib", "MiB"),
+    Row("W10 memory per run", "wall time of the runs", "wall_s", "s"),
+    Row("W10 memory per run", "runs in flight at once", "in_flight", "", agg="max", ratio=False),
 ]
 
 WORKLOADS = {
@@ -126,6 +131,7 @@ WORKLOADS = {
     "W5": "w5_history",
     "W6": "w6_long",
     "W7": "w7_many",
+    "W10": "w10_memory",
 }
 
 Medians = dict[str, dict[str, Any]]  # engine -> key -> aggregated value

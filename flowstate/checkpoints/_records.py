@@ -186,5 +186,5 @@ class AttemptRecord(BaseModel):
 
 def row_hash(*parts: object) -> str:
     """Integrity hash of a row: sha256 over its key and payload columns."""
-    text = "\x1f".join("\x00" if p is None else str(p) for p in parts)
+    text = "\x1f".join(["\x00" if p is None else str(p) for p in parts])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
