@@ -95,6 +95,7 @@ ROWS: list[Row] = [
     ),
     Row("W2 state growth", "run time", "time_ms", "ms"),
     Row("W2 state growth", "db+wal+shm, connection open", "db_bytes_open", "B"),
+    Row("W2 state growth", "db+wal, connection open", "db_wal_bytes_open", "B"),
     Row("W2 state growth", "db bytes after close", "db_bytes_closed", "B"),
     Row("W3 fan-out (a) no persistence", "wall time", "a_ms", "ms"),
     Row("W3 fan-out (b) SQLite", "wall time", "b_ms", "ms"),
@@ -177,11 +178,11 @@ def judge(med: dict[str, Medians], cfg: Any) -> list[Verdict]:
             None if fs is None or not others else min(others) >= 5 * fs,
         )
     if "W2" in med:
-        fs = _val(med["W2"], "flowstate", "db_bytes_open")
+        fs = _val(med["W2"], "flowstate", "db_wal_bytes_open")
         limit = 1.5 * cfg.w2_steps * cfg.w2_chars
         add(
             "W2",
-            "db_bytes_open",
+            "db_wal_bytes_open",
             f"≤ 1.5 × appended ({limit / 1000:.0f} kB)",
             None if fs is None else fs <= limit,
         )

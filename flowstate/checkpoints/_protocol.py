@@ -45,7 +45,7 @@ __all__ = ["CheckpointStore", "LeaseStore", "OwnerAlive"]
 _CHECKED: dict[tuple[type, type], bool] = {}
 
 
-class _StoreProtocolMeta(type(Protocol)):  # type: ignore[misc]
+class _StoreProtocolMeta(type(Protocol)):
     """``isinstance(store, LeaseStore)`` answered once per store class: Python 3.11's
     runtime protocol check walks every member of these large protocols on each call
     (~0.1 ms, several per run — bench W10). A class with ``__getattr__`` (a proxy whose

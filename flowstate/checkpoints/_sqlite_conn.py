@@ -45,6 +45,21 @@ factory, so stored hashes still match; the default (C) factory is used until a q
 fails that way, because a Python factory costs ~5 µs per row read (bench W5)."""
 
 
+PAGE_SIZE = 1024
+"""Page size of a new database file (an existing file keeps its own). Rows here are an
+activation's update (often under 1 kB) and small step, run and event rows: with 4 kB
+pages every table and index costs 4 kB empty and a 1.1 kB row leaves a quarter of its
+page unused; with 1 kB pages a larger row spills whole into overflow pages, each WAL
+frame is a quarter of the size, and the same run takes 40% fewer bytes (bench W2)."""
+
+
+def _has_bytes(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
 def _not_utf8(e: BaseException) -> bool:
     return isinstance(e, sqlite3.OperationalError) and "decode to UTF-8" in str(e)
 
@@ -103,6 +118,7 @@ class SQLiteConnection:
         self._inode: tuple[int, int] | None = None
         if not self.memory:
             self._refuse_truncated()
+        fresh = not self.memory and not _has_bytes(self.path)
         try:
             if not self.memory:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,6 +130,8 @@ class SQLiteConnection:
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             self._busy_timeout_ms = int(busy_timeout_ms)
+            if fresh:  # only an empty file takes a page size (before WAL, before tables)
+                conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {durability.upper()}")
             conn.execute("PRAGMA foreign_keys = ON")

@@ -29,6 +29,7 @@ FLUSH_AFTER = 0.1
 MAX_BUFFER = 256
 """Events buffered before a flush regardless of time."""
 _FLUSH_KINDS = frozenset({"run_finished"})
+_NO_UPDATE = {"update"}
 
 
 class EventLog:
@@ -43,6 +44,8 @@ class EventLog:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
         self._timer: asyncio.TimerHandle | None = None
+        self._slim = bool(getattr(store, "EVENTS_WITHOUT_UPDATES", False))
+        """The store rebuilds ``node_finished.update`` from the write row (``_sql_events``)."""
 
     def __call__(self, event: Any) -> None:
         if threading.get_ident() != self._thread:
@@ -50,7 +53,10 @@ class EventLog:
             self._loop.call_soon_threadsafe(self, event)
             return
         kind = str(event.kind)
-        data = event.model_dump_json()
+        if self._slim and kind == "node_finished":
+            data = event.model_dump_json(exclude=_NO_UPDATE)
+        else:
+            data = event.model_dump_json()
         with self._lock:
             self.seq += 1
             self._buf.append((self.seq, kind, data, float(event.at)))

@@ -199,9 +199,11 @@ class RunReader:
         children = set(store.child_run_ids(run_id)) if nested else set()
         out: list[HistoryEntry] = []
         for w in writes:
-            # validated as a replay would (update against the state model, goto): with a
-            # snapshot at every step of a small state, nothing else may ever read it
-            self.committed_from(w, run_id)
+            if depth == 0:  # a subgraph's child run has its own state model
+                # validated as a replay would (update against the state model, goto):
+                # with a snapshot at every step of a small state, nothing else may
+                # ever read it
+                self.committed_from(w, run_id)
             out.append(
                 HistoryEntry(
                     step=w.step,

@@ -972,6 +972,8 @@ def _all_reads(store: SQLiteStore, app: CompiledGraph[Any], ids: list[str]) -> O
         for name, f in _readers(store, app, rid).items():
             if name != "list_runs":
                 readers[f"{rid}:{name}"] = f
+        # the events table is a good share of the file's pages (1 kB pages)
+        readers[f"{rid}:events"] = lambda rid=rid: store.events_since(rid)
     return call_all(readers)
 
 
