@@ -327,8 +327,13 @@ class SQLiteConnection:
         return decode_row(table, row)
 
     def _select(self, table: str, where: str, params: Sequence[Any], order: str = "") -> list[Any]:
-        names = ", ".join(f'"{c}"' for c in hashed_columns(table))
-        sql = f'SELECT {names} FROM "{table}" WHERE {where}'
-        if order:
-            sql += f" ORDER BY {order}"
+        sql = _select_sql(table, where, order)
         return [self.cipher.open(table, self._decode(table, r)) for r in self._read(sql, params)]
+
+
+@functools.lru_cache(maxsize=256)
+def _select_sql(table: str, where: str, order: str) -> str:
+    """The ``SELECT`` of ``_select`` (a handful of distinct ones, built once each)."""
+    names = ", ".join(f'"{c}"' for c in hashed_columns(table))
+    sql = f'SELECT {names} FROM "{table}" WHERE {where}'
+    return f"{sql} ORDER BY {order}" if order else sql
