@@ -39,6 +39,8 @@ class Sizes:
     w9_nodes: int = 10
     w9_clients: int = 50
     w9_tasks: int = 500
+    w10_runs: int = 1000
+    w10_sleep: float = 1.0
 
 
 FULL = Sizes()
@@ -60,6 +62,8 @@ QUICK = Sizes(
     w8_turns=10,
     w9_clients=10,
     w9_tasks=40,
+    w10_runs=100,
+    w10_sleep=0.2,
 )
 
 

@@ -100,6 +100,7 @@ ROWS: list[Row] = [
     Row("W1 chain (b) Postgres", "floor: a 1-row INSERT commit", "pg_floor_us", "µs", fs_only=True),
     Row("W2 state growth", "run time", "time_ms", "ms"),
     Row("W2 state growth", "db+wal+shm, connection open", "db_bytes_open", "B"),
+    Row("W2 state growth", "db+wal, connection open", "db_wal_bytes_open", "B"),
     Row("W2 state growth", "db bytes after close", "db_bytes_closed", "B"),
     Row("W3 fan-out (a) no persistence", "wall time", "a_ms", "ms"),
     Row("W3 fan-out (b) SQLite", "wall time", "b_ms", "ms"),
@@ -133,6 +134,11 @@ ROWS: list[Row] = [
     Row("W9 task service", "server CPU per task", "server_cpu_ms", "ms", fs_only=True),
     Row("W9 task service", "client CPU per task", "client_cpu_ms", "ms", fs_only=True),
     Row("W9 task service", "nproc", "nproc", "", agg="max", fs_only=True),
+    Row("W10 memory per run", "peak RSS per in-flight run", "rss_per_run_b", "B"),
+    Row("W10 memory per run", "peak RSS", "rss_peak_mib", "MiB"),
+    Row("W10 memory per run", "RSS before the runs", "rss_base_mib", "MiB"),
+    Row("W10 memory per run", "wall time of the runs", "wall_s", "s"),
+    Row("W10 memory per run", "runs in flight at once", "in_flight", "", agg="max", ratio=False),
 ]
 
 WORKLOADS = {
@@ -145,6 +151,7 @@ WORKLOADS = {
     "W7": "w7_many",
     "W8": "w8_agent",
     "W9": "w9_service",
+    "W10": "w10_memory",
 }
 
 Medians = dict[str, dict[str, Any]]  # engine -> key -> aggregated value
@@ -194,11 +201,11 @@ def judge(med: dict[str, Medians], cfg: Any) -> list[Verdict]:
             ok = None if fs is None or db is None else db >= k * fs
             add("W1", key, f"≥{k}× lower than DBOS", ok)
     if "W2" in med:
-        fs = _val(med["W2"], "flowstate", "db_bytes_open")
+        fs = _val(med["W2"], "flowstate", "db_wal_bytes_open")
         limit = 1.5 * cfg.w2_steps * cfg.w2_chars
         add(
             "W2",
-            "db_bytes_open",
+            "db_wal_bytes_open",
             f"≤ 1.5 × appended ({limit / 1000:.0f} kB)",
             None if fs is None else fs <= limit,
         )

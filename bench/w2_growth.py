@@ -3,14 +3,21 @@ list field, with SQLite checkpoints at each engine's default granularity.
 
 Reports the wall time of the run and the database's bytes (file + -wal + -shm + -journal):
 ``db_bytes_open`` right after the run with the engine's connection still open (what a live
-service carries; the target is judged on it), ``db_bytes_closed`` after the connection is
+service carries), ``db_wal_bytes_open`` the same without the ``-shm`` index (32 kB for any
+WAL database; the target is judged on it), ``db_bytes_closed`` after the connection is
 closed (SQLite checkpoints and removes the WAL on the last close). ``appended_bytes`` is
 N × C, the payload the run actually added.
 """
 
+import pathlib
 from typing import Any
 
 from _common import FULL, Clock, Sizes, db_bytes, payload, scratch, sqlite_mode
+
+
+def _shm(path: pathlib.Path) -> int:
+    p = pathlib.Path(f"{path}-shm")
+    return p.stat().st_size if p.exists() else 0
 
 
 def _items(n: int, chars: int) -> list[str]:
@@ -46,10 +53,11 @@ async def flowstate(cfg: Sizes = FULL) -> dict[str, Any]:
             r = await app.run({})
         assert r.status == "completed" and r.state.items == items
         opened = db_bytes(path)
+        shm = _shm(path)
         mode = sqlite_mode(path)
         app.store.close()
         closed = db_bytes(path)
-    return _result(cfg, c.s, opened, closed, mode)
+    return _result(cfg, c.s, opened, closed, mode, shm)
 
 
 async def langgraph(cfg: Sizes = FULL) -> dict[str, Any]:
@@ -83,9 +91,10 @@ async def langgraph(cfg: Sizes = FULL) -> dict[str, Any]:
                 r = await graph.ainvoke({"items": []}, cfgd)
             assert r["items"] == items
             opened = db_bytes(path)
+            shm = _shm(path)
             mode = sqlite_mode(path)
         closed = db_bytes(path)
-    return _result(cfg, c.s, opened, closed, mode)
+    return _result(cfg, c.s, opened, closed, mode, shm)
 
 
 async def burr(cfg: Sizes = FULL) -> dict[str, Any]:
@@ -126,18 +135,22 @@ async def burr(cfg: Sizes = FULL) -> dict[str, Any]:
                 _, _, state = await app.arun(halt_after=["done"])
             assert list(state["items"]) == items
             opened = db_bytes(path)
+            shm = _shm(path)
             mode = sqlite_mode(path)
         finally:
             await persister.cleanup()
         closed = db_bytes(path)
-    return _result(cfg, c.s, opened, closed, mode)
+    return _result(cfg, c.s, opened, closed, mode, shm)
 
 
-def _result(cfg: Sizes, seconds: float, opened: int, closed: int, mode: str) -> dict[str, Any]:
+def _result(
+    cfg: Sizes, seconds: float, opened: int, closed: int, mode: str, shm: int
+) -> dict[str, Any]:
     appended = cfg.w2_steps * cfg.w2_chars
     return {
         "time_ms": seconds * 1000,
         "db_bytes_open": opened,
+        "db_wal_bytes_open": opened - shm,
         "db_bytes_closed": closed,
         "appended_bytes": appended,
         "open_over_appended": opened / appended,

@@ -43,13 +43,33 @@ from ._records import (
 
 __all__ = ["CheckpointStore", "CommitEntry", "GroupCommitStore", "LeaseStore", "OwnerAlive"]
 
+_CHECKED: dict[tuple[type, type], bool] = {}
+
+
+class _StoreProtocolMeta(type(Protocol)):
+    """``isinstance(store, LeaseStore)`` answered once per store class: Python 3.11's
+    runtime protocol check walks every member of these large protocols on each call
+    (~0.1 ms, several per run — bench W10). A class with ``__getattr__`` (a proxy whose
+    members depend on what it wraps) is checked every time, as before."""
+
+    def __instancecheck__(cls, obj: object) -> bool:
+        kind = type(obj)
+        if cls.__dict__.get("_is_protocol") is not True or hasattr(kind, "__getattr__"):
+            return super().__instancecheck__(obj)
+        key = (cls, kind)
+        hit = _CHECKED.get(key)
+        if hit is None:
+            hit = _CHECKED[key] = super().__instancecheck__(obj)
+        return hit
+
+
 OwnerAlive = Callable[[str], "bool | None"]
 """``alive(owner)``: False when the holder of a lease is known to be dead (a pid on this
 host that no longer exists), None when this cannot be told (then only expiry frees it)."""
 
 
 @runtime_checkable
-class CheckpointStore(Protocol):
+class CheckpointStore(Protocol, metaclass=_StoreProtocolMeta):
     """A durable home for runs: run rows, step boundaries, committed activations (writes),
     the effects journal, interrupts, failed attempts and cross-process signals."""
 
@@ -263,7 +283,7 @@ class CheckpointStore(Protocol):
 
 
 @runtime_checkable
-class LeaseStore(CheckpointStore, Protocol):
+class LeaseStore(CheckpointStore, Protocol, metaclass=_StoreProtocolMeta):
     """A store that keeps one writer per run: a lease ``(owner, epoch, expiry)`` on the
     run row. After ``acquire`` (or ``create_run(owner=...)``) the store object fences the
     run: every write touching it checks, inside its transaction, that the epoch is still
@@ -289,7 +309,7 @@ class LeaseStore(CheckpointStore, Protocol):
 
 
 @runtime_checkable
-class RowScanStore(CheckpointStore, Protocol):
+class RowScanStore(CheckpointStore, Protocol, metaclass=_StoreProtocolMeta):
     """A store that can check and repair itself row by row (the SQLite store): what
     ``flowstate doctor`` uses beyond the ``CheckpointStore`` methods. Stores without it
     are checked by their own ``integrity_check``."""
@@ -310,7 +330,7 @@ class RowScanStore(CheckpointStore, Protocol):
 
 
 @runtime_checkable
-class EventStore(CheckpointStore, Protocol):
+class EventStore(CheckpointStore, Protocol, metaclass=_StoreProtocolMeta):
     """A store that keeps the live events of runs (every store flowstate ships): the
     engine appends what it emits, and a process that does not execute the run (another
     service process, the inspector) follows it with ``events_since``. Events are JSON,
@@ -333,7 +353,7 @@ class EventStore(CheckpointStore, Protocol):
 
 
 @runtime_checkable
-class NotifyStore(CheckpointStore, Protocol):
+class NotifyStore(CheckpointStore, Protocol, metaclass=_StoreProtocolMeta):
     """A store with ``LISTEN``/``NOTIFY`` (``PostgresStore``): a dedicated connection that
     waits for wake-ups, and a way to send one (inside a write transaction, at its commit).
     Stores without it are polled."""

@@ -62,6 +62,7 @@ class SQLiteMaintenance:
     ``_fence``, ``get_run``, ``steps`` and ``writes``."""
 
     _lock: Any
+    replacing_text: Any
     conn: sqlite3.Connection
     memory: bool
     path: Any
@@ -106,7 +107,7 @@ class SQLiteMaintenance:
         out: list[tuple[str, str, int | None, str]] = []
         for table in TABLE_MODELS:
             names = ", ".join(f'"{c}"' for c in hashed_columns(table))
-            with self._lock:
+            with self._lock, self.replacing_text():
                 try:
                     self._scan_table(table, names, out, limit)
                 except sqlite3.OperationalError:  # the table is missing: integrity says so

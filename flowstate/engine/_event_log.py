@@ -41,6 +41,7 @@ FLUSH_AFTER = 0.1
 MAX_BUFFER = 256
 """Events buffered before a flush regardless of time."""
 _FLUSH_KINDS = frozenset({"run_finished"})
+_NO_UPDATE = {"update"}
 
 
 class EventLog:
@@ -59,6 +60,8 @@ class EventLog:
         """The group commit this execution's commits join (``_group.py``), or None:
         then a timed flush writes the events of every run of the group in one
         transaction, not this run's alone."""
+        self._slim = bool(getattr(store, "EVENTS_WITHOUT_UPDATES", False))
+        """The store rebuilds ``node_finished.update`` from the write row (``_sql_events``)."""
 
     def __call__(self, event: Any) -> None:
         if threading.get_ident() != self._thread:
@@ -66,7 +69,11 @@ class EventLog:
             self._loop.call_soon_threadsafe(self, event)
             return
         kind = str(event.kind)
-        self._add(kind, event.model_dump_json(), float(event.at))
+        if self._slim and kind == "node_finished":
+            data = event.model_dump_json(exclude=_NO_UPDATE)
+        else:
+            data = event.model_dump_json()
+        self._add(kind, data, float(event.at))
 
     def _add(self, kind: str, data: str, at: float) -> None:
         with self._lock:
@@ -122,7 +129,10 @@ class EventLog:
             "task_path": task_path,
         }
         tail = {"duration_ms": duration_ms, "usage": usage}
-        data = f'{to_json(head).decode()[:-1]},"update":{update},{to_json(tail).decode()[1:]}'
+        if self._slim:  # the store rebuilds the update from the write row
+            data = f"{to_json(head).decode()[:-1]},{to_json(tail).decode()[1:]}"
+        else:
+            data = f'{to_json(head).decode()[:-1]},"update":{update},{to_json(tail).decode()[1:]}'
         self._add("node_finished", data, at)
 
     def step_finished(self, step: int, nodes: Sequence[str], next: Sequence[str]) -> None:

@@ -108,7 +108,7 @@ class RunReader:
                 nbytes += len(w.update)
         # every closed step must hold exactly the activations it planned: a missing or
         # misplaced write row would otherwise yield a silently wrong state
-        rows = store.steps(run_id, snap.step, step)
+        rows = store.steps(run_id, snap.step, step) if snap.step < step else []
         check_step_rows(run_id, [r.step for r in rows], snap.step, step)
         for row in rows:
             _check_planned(run_id, row, by_step.get(row.step, []))
@@ -163,11 +163,12 @@ class RunReader:
 
     def state_at(self, run_id: str, step: int) -> BaseModel:
         """The state at the start of ``step`` (step 0 is the input)."""
-        head = self.head(self.store.get_run(run_id))
-        if step < 0 or step > head.step:
-            raise RunStateError(
-                f"run {run_id} has steps 0..{head.step}; step {step} does not exist"
-            )
+        run = self.store.get_run(run_id)
+        # the head row is cross-checked only when it is the step asked for: an earlier
+        # step's rows are checked by ``rebuild`` itself (its snapshot, writes and steps)
+        last = self.head(run).step if step >= run.head_step else run.head_step
+        if step < 0 or step > last:
+            raise RunStateError(f"run {run_id} has steps 0..{last}; step {step} does not exist")
         return self.rebuild(run_id, step).state
 
     def history(self, run_id: str, *, nested: bool = True) -> list[HistoryEntry]:
@@ -198,6 +199,11 @@ class RunReader:
         children = set(store.child_run_ids(run_id)) if nested else set()
         out: list[HistoryEntry] = []
         for w in writes:
+            if depth == 0:  # a subgraph's child run has its own state model
+                # validated as a replay would (update against the state model, goto):
+                # with a snapshot at every step of a small state, nothing else may
+                # ever read it
+                self.committed_from(w, run_id)
             out.append(
                 HistoryEntry(
                     step=w.step,

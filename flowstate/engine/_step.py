@@ -32,13 +32,18 @@ from ._rows import parse
 from ._scope import RunScope
 from ._types import Task
 
-__all__ = ["SNAPSHOT_MAX_STEPS", "SNAPSHOT_MIN_BYTES", "Closed", "Step"]
+__all__ = ["SNAPSHOT_MAX_STEPS", "SNAPSHOT_MIN_BYTES", "SNAPSHOT_SMALL_BYTES", "Closed", "Step"]
 
 SNAPSHOT_MIN_BYTES = 1 << 20
 """Never snapshot before this many update bytes have accumulated: replaying up to 1 MiB
 of JSON updates costs a few milliseconds, and storage must grow with the change."""
 SNAPSHOT_MAX_STEPS = 1000
 """…but snapshot at least every this many steps, to bound rebuild work for long runs."""
+SNAPSHOT_SMALL_BYTES = 512
+"""…and at every step while the state is known to be at most this many bytes (the
+``max_state_bytes`` bound, no serialisation to know it): a snapshot that small costs
+less to store than the step row around it, and ``state_at`` any step then reads one
+snapshot instead of replaying updates (bench W5)."""
 
 
 @dataclass
@@ -275,9 +280,12 @@ class Step:
         )
         measured = self._check_state_bytes(merged, ordered)
         snapshot: str | None = None
-        if next_tasks and (
-            p.bytes_since_snapshot >= max(SNAPSHOT_MIN_BYTES, 2 * p.last_snapshot_bytes)
-            or p.steps_since_snapshot + 1 >= SNAPSHOT_MAX_STEPS
+        if measured[0] + measured[1] <= SNAPSHOT_SMALL_BYTES or (
+            next_tasks
+            and (
+                p.bytes_since_snapshot >= max(SNAPSHOT_MIN_BYTES, 2 * p.last_snapshot_bytes)
+                or p.steps_since_snapshot + 1 >= SNAPSHOT_MAX_STEPS
+            )
         ):
             snapshot = scope.schema.dump_state(merged)
             limit = scope.config.limits.max_state_bytes

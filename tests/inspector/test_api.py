@@ -258,7 +258,12 @@ def _run_in_thread_db(path: Path) -> tuple[str, str]:
     return done, "crashed1"
 
 
-def test_read_only_inspector_reads_everything_and_acts_on_nothing(tmp_path: Path) -> None:
+def test_read_only_inspector_reads_everything_and_acts_on_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # snapshots as for a large state (none between step 0 and 1 MiB of updates): without
+    # the graph's code the inspector then shows the updates it cannot fold
+    monkeypatch.setattr("flowstate.engine._step.SNAPSHOT_SMALL_BYTES", 0)
     db = tmp_path / "runs.db"
     done, crashed = _run_in_thread_db(db)
     app = create_app(GraphRegistry(), db=str(db), read_only=True)
@@ -407,11 +412,27 @@ def test_paging_100000_runs_reads_one_page_at_a_time(tmp_path: Path) -> None:
     assert max(first, later, by_time) < 0.25, (first, later, by_time)
 
 
-def test_the_inspector_reads_a_postgres_store(tmp_path: Path) -> None:
+def test_read_only_inspector_shows_a_small_state_exactly_from_its_snapshot(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "runs.db"
+    done, _ = _run_in_thread_db(db)
+    app = create_app(GraphRegistry(), db=str(db), read_only=True)
+    with TestClient(app) as c:
+        s = c.get(f"/v1/tasks/{done}/state?step=2").json()
+    # a state this small is snapshotted at every step: exact without reducers
+    assert s["exact"] is True and s["snapshot_step"] == 2 and s["pending_updates"] == []
+    assert s["state"]["rounds"] == 1 and [d["path"] for d in s["diff"]] == ["draft", "rounds"]
+
+
+def test_the_inspector_reads_a_postgres_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from flowstate.checkpoints._postgres import PostgresStore
     from flowstate.service._inspect import RunInspector
     from tests.store.conftest import drop_pg_schema, pg_schema, require_postgres
 
+    monkeypatch.setattr("flowstate.engine._step.SNAPSHOT_SMALL_BYTES", 0)  # see above
     dsn = require_postgres()
     schema = pg_schema(tmp_path, "inspector")
     store = PostgresStore(dsn, schema=schema)
