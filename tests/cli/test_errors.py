@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 G = "tests.cli_graphs:graph"
 ERROR_LINE = re.compile(r"^error: FS[0-9A-Z]{3,4}: \S")
 
-CREATES = {"run", "serve"}
+CREATES = {"run", "serve", "enqueue", "worker"}  # they create a missing SQLite file
 NAME_FILTERS = {"runs"}
 """Commands whose --graph may also be a plain graph name (a filter), not only module:attr."""
 """Commands that create their database when it is missing (the others refuse: FS402)."""
