@@ -166,8 +166,10 @@ def run_chaos(fleet: Fleet, c: Chaos) -> Chaos:
                         c.lags.append(time.time() - expiry.pop(run_id))
                     c.blows.setdefault((dead_pid, since), []).append(c.takeovers[-1])
                     del pending[run_id]
-                elif status == "completed" and owner is None:
-                    # finished by the frozen worker before it froze: nothing to take over
+                elif status == "completed":
+                    # finished by the frozen worker before it froze (its lease may still
+                    # name it, when it froze between the closing commit and the release):
+                    # nothing to take over
                     del pending[run_id]
         time.sleep(0.05)
 
