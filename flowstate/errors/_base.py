@@ -29,6 +29,22 @@ class FlowstateError(Exception):
         super().__init__(f"{self.code}: {message}")
         self.message = message
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Rebuilt from its attributes, not by calling ``__init__`` again: subclasses take
+        # their own arguments (a graph and its problems, a run id), and the stored ``args``
+        # already carry the code, which a second ``__init__`` would prefix again.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(
+    cls: type[FlowstateError], args: tuple[object, ...], state: dict[str, object]
+) -> FlowstateError:
+    """Unpickle a flowstate error: same class, message, attributes and code."""
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
 
 class GraphBuildError(FlowstateError):
     """The graph is invalid. ``problems`` lists every problem found, each with its fix."""

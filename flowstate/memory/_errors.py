@@ -54,10 +54,6 @@ class FlowstateMemoryError(FlowstateError):
             self.code = code
         super().__init__(message)
 
-    def __reduce__(self) -> tuple[object, ...]:
-        # Keep the code when the error crosses a process boundary (pickle).
-        return (type(self), (self.message,), {"code": self.code, "args": self.args})
-
 
 class MemoryConfigError(FlowstateMemoryError, ValueError):
     """An argument or configuration is wrong: the fix is in the caller's code."""
