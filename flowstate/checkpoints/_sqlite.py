@@ -30,12 +30,13 @@ from ._records import (
     EffectRecord,
     RunRecord,
 )
-from ._sql_events import EventRow, SQLEvents
+from ._sql_events import EventRow
 from ._sql_leases import SQLLeases
 from ._sql_reads import SQLReads
 from ._sql_timers import SQLTimers
 from ._sql_writes import SQLWrites
 from ._sqlite_conn import _DAMAGE, _UNREAD, Durability, SQLiteConnection
+from ._sqlite_events import SQLiteEvents
 from ._sqlite_maint import SQLiteMaintenance, blobbed
 
 __all__ = ["Durability", "SQLiteStore"]
@@ -49,7 +50,7 @@ def _insert_sql(table: str, cols: tuple[str, ...], verb: str = "INSERT") -> str:
 
 
 class SQLiteStore(
-    SQLiteConnection, SQLReads, SQLWrites, SQLLeases, SQLTimers, SQLiteMaintenance, SQLEvents
+    SQLiteConnection, SQLReads, SQLWrites, SQLLeases, SQLTimers, SQLiteMaintenance, SQLiteEvents
 ):
     """Checkpoint store on one SQLite file.
 

@@ -234,3 +234,16 @@ def m701_queue(db: sqlite_utils.Database) -> None:
             "updated_at" REAL
         )"""
     )
+
+
+@migrations()
+def m702_event_batches(db: sqlite_utils.Database) -> None:
+    """Events in batches (``_sqlite_events``): a row holds the events ``seq`` to ``last``
+    of one append, compressed. Existing rows are single events: ``last`` = ``seq``. An
+    older flowstate still running on the file (a rolling deploy) keeps writing single
+    events, which this one reads; an older process following a run does not understand a
+    batch row, so upgrade the processes that follow runs (service, inspector) first."""
+    for table in ("events", "quarantine_events"):
+        if db[table].exists():
+            db.execute(f'ALTER TABLE "{table}" ADD COLUMN "last" INTEGER')
+            db.execute(f'UPDATE "{table}" SET "last" = "seq"')
