@@ -9,6 +9,7 @@
    own private modules (``flowstate._crashpoints``: test hooks) are shared internals of
    every subpackage.
 3. No mixin in the engine: every engine class derives from at most one flowstate class.
+4. One concept per module (STYLE.md 2): no module reaches ``MAX_MODULE_LINES`` lines.
 
 Every import counts: module level, inside functions, under ``TYPE_CHECKING``.
 """
@@ -41,6 +42,10 @@ LEVELS = {
     "": 7,  # flowstate/__init__.py re-exports the public surface
 }
 """The layer of each top-level part of ``flowstate``; imports must go to a lower one."""
+
+MAX_MODULE_LINES = 600
+"""A module this long mixes jobs: split it by concept, as ``engine/_app.py`` (``_app_core``,
+``_app_runs``) and ``service/_service.py`` (``_execution``) were."""
 
 
 def _modules() -> Iterator[tuple[str, Path]]:
@@ -145,3 +150,9 @@ def test_no_mixin_in_the_engine(module: str) -> None:
                 and n not in ("BaseException", "FlowstateError", "_Base", "Enum", "str")
             ]
             assert len(ours) <= 1, f"{module}.{node.name} combines {ours}"
+
+
+def test_modules_stay_under_the_size_limit() -> None:
+    sizes = {m: len(p.read_text().splitlines()) for m, p in _modules()}
+    big = [f"{m}: {n} lines" for m, n in sorted(sizes.items()) if n >= MAX_MODULE_LINES]
+    assert not big, f"split these by concept (STYLE.md 2): {big}"

@@ -24,7 +24,7 @@ from ._plan import start_tasks
 from ._point import RunConfig
 
 if TYPE_CHECKING:
-    from ._app import CompiledGraph
+    from ._app_core import GraphCore
 
 __all__ = ["Admitted", "new_run", "unknown_fields"]
 
@@ -45,7 +45,7 @@ class Admitted(Exception):
 
 
 def new_run(
-    graph: CompiledGraph[Any],
+    graph: GraphCore[Any],
     input: BaseModel | dict[str, Any],
     *,
     run_id: str | None,

@@ -28,13 +28,13 @@ from ._scheduler import Execution
 from ._streaming import Subscription
 
 if TYPE_CHECKING:
-    from ._app import CompiledGraph
+    from ._app_core import GraphCore
 
 __all__ = ["execute"]
 
 
 async def execute(
-    graph: CompiledGraph[Any], point: ResumePoint, emit: Callable[[Any], None] | None
+    graph: GraphCore[Any], point: ResumePoint, emit: Callable[[Any], None] | None
 ) -> RunResult[Any]:
     """Drive ``point`` to its end, holding its lease (with a heartbeat) meanwhile."""
     run, lease, store = point.run, point.lease, graph.store

@@ -14,7 +14,7 @@ from flowstate.errors import ThreadBusy, ThreadNotFound, resume_hint
 from ._lease import local_owner_alive
 
 if TYPE_CHECKING:
-    from ._app import CompiledGraph
+    from ._app_core import GraphCore
 
 __all__ = [
     "Phase",
@@ -97,7 +97,7 @@ def turn_of(run: RunRecord) -> Turn:
     )
 
 
-def get_thread(graph: CompiledGraph[Any], thread_id: str) -> Thread:
+def get_thread(graph: GraphCore[Any], thread_id: str) -> Thread:
     runs = graph.store.thread_runs(thread_id)
     if not runs:
         raise ThreadNotFound(thread_id)
@@ -111,7 +111,7 @@ def get_thread(graph: CompiledGraph[Any], thread_id: str) -> Thread:
 
 
 def list_threads(
-    graph: CompiledGraph[Any], limit: int = 100, before: float | None = None
+    graph: GraphCore[Any], limit: int = 100, before: float | None = None
 ) -> list[ThreadSummary]:
     out: list[ThreadSummary] = []
     for t in graph.store.threads(limit=limit, before=before):
@@ -131,7 +131,7 @@ def list_threads(
     return out
 
 
-def phase(graph: CompiledGraph[Any], run: RunRecord) -> Phase:
+def phase(graph: GraphCore[Any], run: RunRecord) -> Phase:
     """Where turn ``run`` is (see ``Phase``); "live" is a lease held by a live owner."""
     if run.status == "queued":
         return "queued"

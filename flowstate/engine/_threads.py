@@ -56,7 +56,7 @@ from ._results import RunResult
 from ._thread_view import Phase, busy_error, describe, phase
 
 if TYPE_CHECKING:
-    from ._app import CompiledGraph
+    from ._app_runs import GraphRunner
 
 __all__ = [
     "MultitaskStrategy",
@@ -87,7 +87,7 @@ class _Waiting:
 # -- admitting a turn ---------------------------------------------------------------------
 
 
-def _turn_update(graph: CompiledGraph[Any], thread_id: str, input: Any) -> tuple[Any, str]:
+def _turn_update(graph: GraphRunner[Any], thread_id: str, input: Any) -> tuple[Any, str]:
     """The new input of a later turn, validated like a node's update (every field known,
     every value of its field's type): its values and their JSON."""
     schema = graph.ir.schema
@@ -116,7 +116,7 @@ def _turn_update(graph: CompiledGraph[Any], thread_id: str, input: Any) -> tuple
 
 
 def _start_state(
-    graph: CompiledGraph[Any], ahead: RunRecord, update: dict[str, Any], config: RunConfig
+    graph: GraphRunner[Any], ahead: RunRecord, update: dict[str, Any], config: RunConfig
 ) -> tuple[BaseModel, str, list[Any]]:
     """The state a turn starts from: the turn ahead's state (final, or its last commit if
     it was cancelled) with the turn's input applied through the reducers."""
@@ -130,7 +130,7 @@ def _start_state(
 
 
 def _rows(
-    graph: CompiledGraph[Any],
+    graph: GraphRunner[Any],
     *,
     run_id: str,
     thread_id: str,
@@ -177,7 +177,7 @@ class Admission:
 
 
 def _plan(
-    graph: CompiledGraph[Any],
+    graph: GraphRunner[Any],
     input: Any,
     *,
     thread_id: str,
@@ -248,7 +248,7 @@ def _plan(
 
 
 def admit_turn(
-    graph: CompiledGraph[Any],
+    graph: GraphRunner[Any],
     input: Any,
     *,
     thread_id: str,
@@ -278,7 +278,7 @@ def admit_turn(
     raise TurnConflict(thread_id, 0, run_id or "?")
 
 
-def _cancel(graph: CompiledGraph[Any], victims: list[RunRecord]) -> None:
+def _cancel(graph: GraphRunner[Any], victims: list[RunRecord]) -> None:
     for r in victims:
         try:
             graph.cancel(r.id)
@@ -287,7 +287,7 @@ def _cancel(graph: CompiledGraph[Any], victims: list[RunRecord]) -> None:
 
 
 async def run_turn(
-    graph: CompiledGraph[Any],
+    graph: GraphRunner[Any],
     input: Any,
     *,
     thread_id: str,
@@ -327,13 +327,13 @@ async def run_turn(
 # -- starting a queued turn ---------------------------------------------------------------
 
 
-def _ahead(graph: CompiledGraph[Any], run: RunRecord) -> list[RunRecord]:
+def _ahead(graph: GraphRunner[Any], run: RunRecord) -> list[RunRecord]:
     """The turns of ``run``'s thread before it, by turn."""
     turns = graph.store.thread_runs(str(run.thread_id))
     return [r for r in turns if (r.turn or 0) < (run.turn or 0)]
 
 
-def _waiting(graph: CompiledGraph[Any], run: RunRecord) -> _Waiting | None:
+def _waiting(graph: GraphRunner[Any], run: RunRecord) -> _Waiting | None:
     """The first turn ahead of queued turn ``run`` that keeps it from starting, with the
     queued turns between (which start first); None when it can start now."""
     ahead = [
@@ -353,7 +353,7 @@ def _waiting(graph: CompiledGraph[Any], run: RunRecord) -> _Waiting | None:
     return _Waiting(queued[-1], "queued", list(reversed(queued))) if queued else None
 
 
-async def wait_turn(graph: CompiledGraph[Any], run_id: str, timeout: float | None = None) -> bool:
+async def wait_turn(graph: GraphRunner[Any], run_id: str, timeout: float | None = None) -> bool:
     """Wait until queued turn ``run_id`` can start (every turn ahead finished): True; False
     when a turn ahead is stopped (paused, failed, crashed: it waits for a resume or a
     cancel) or ``timeout`` passed. Queued turns ahead whose own turn ahead has finished are
@@ -376,7 +376,7 @@ async def wait_turn(graph: CompiledGraph[Any], run_id: str, timeout: float | Non
 
 
 async def drive_turn(
-    graph: CompiledGraph[Any], run_id: str, emit: Callable[[Any], None] | None
+    graph: GraphRunner[Any], run_id: str, emit: Callable[[Any], None] | None
 ) -> RunResult[Any]:
     """Execute queued turn ``run_id`` when its place comes: the turns ahead of it finish
     (queued turns ahead that nobody started are started here first, in order). Returns
@@ -425,7 +425,7 @@ async def drive_turn(
         delay = 0.02
 
 
-async def prepare_turn(graph: CompiledGraph[Any], run_id: str) -> None:
+async def prepare_turn(graph: GraphRunner[Any], run_id: str) -> None:
     """Before a queued later turn executes: fill its step 0 with the state it starts from
     (the turn ahead's, with its input applied), under its lease so one process does it.
     ``TurnNotReady`` while a turn ahead has not finished. Nothing for any other run."""
