@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Activation"]
 
+_PLAIN = frozenset({str, int, float, bool, type(None), list, dict, tuple})
+"""Value types that are never awaitable: an update made of them skips the checks for
+un-awaited coroutines."""
+
 
 class Activation:
     """Runs one task of a step: its node, retried by its ``RetryPolicy``, bounded by its
@@ -301,6 +305,9 @@ class Activation:
         return await coro
 
     def _normalize(self, spec: NodeSpec, raw: Any) -> tuple[dict[str, Any], list[str | Send]]:
+        if type(raw) is dict and all(type(v) in _PLAIN for v in raw.values()):
+            # the common case, checked without the ABC and awaitable tests below
+            return self.scope.schema.validate_update(spec.name, raw, spec.writes), []
         goto: list[str | Send] = []
         if isinstance(raw, Command):
             g = raw.goto

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import pydantic_core
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from flowstate.errors import UpdateRejected
+from flowstate.errors import UpdateRejected, WriteConflict
 
 from ._overwrite import OVERWRITE_KEY, Overwrite, stored_overwrite
 
@@ -257,8 +257,6 @@ class StateSchema:
         """
         if not updates:
             return state
-        from flowstate.errors import WriteConflict
-
         values: dict[str, Any] = {}
         writers: dict[str, list[str]] = {}
         replaced: dict[str, str] = {}
