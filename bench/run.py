@@ -96,6 +96,13 @@ ROWS: list[Row] = [
         "µs",
         fs_only=True,
     ),
+    Row(
+        "W1 chain (b) SQLite",
+        "floor: a 1-row INSERT commit, synchronous=FULL",
+        "full_floor_us",
+        "µs",
+        fs_only=True,
+    ),
     Row("W1 chain (b) Postgres", "per-node overhead", "pg_us_per_node", "µs"),
     Row("W1 chain (b) Postgres", "floor: a 1-row INSERT commit", "pg_floor_us", "µs", fs_only=True),
     Row("W2 state growth", "run time", "time_ms", "ms"),

@@ -75,6 +75,7 @@ async def flowstate(cfg: Sizes = FULL) -> dict[str, Any]:
         app_full = g.compile(store=str(d / "fs_full.db"), durability="full", max_steps=10 * n)
         out["b_full_us_per_node"] = await _fs_measure(app_full, n)
         app_full.store.close()
+        out["full_floor_us"] = _sqlite_full_floor(str(d / "floor.db"), n)
     if pg_available():
         from flowstate.checkpoints import PostgresStore
 
@@ -85,6 +86,27 @@ async def flowstate(cfg: Sizes = FULL) -> dict[str, Any]:
             store.close()
             out["pg_floor_us"] = _pg_floor(schema, n)
     return out
+
+
+def _sqlite_full_floor(path: str, n: int) -> float:
+    """The disk's floor for ``durability="full"``: one one-row INSERT per transaction in
+    WAL mode with ``synchronous=FULL`` (an fsync of the WAL per commit, as flowstate's
+    full durability does), µs each, on the same disk as the runs."""
+    import sqlite3
+
+    c = sqlite3.connect(path, isolation_level=None)
+    try:
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute("PRAGMA synchronous=FULL")
+        c.execute('CREATE TABLE "floor" ("x" INTEGER)')
+        for i in range(10):
+            c.execute('INSERT INTO "floor" VALUES (?)', [i])
+        with Clock() as t:
+            for i in range(n):
+                c.execute('INSERT INTO "floor" VALUES (?)', [i])
+    finally:
+        c.close()
+    return t.s / n * 1e6
 
 
 def _pg_floor(schema: str, n: int) -> float:
