@@ -88,6 +88,25 @@ def _immutable_annotation(ann: Any) -> bool:
     return False
 
 
+def _flat_annotation(ann: Any) -> bool:
+    """True when every value of the annotation is immutable or a list, set or dict whose
+    items are (``list[str]``, ``dict[str, int]``, ``list[str] | None``): the state's values
+    were validated against it, so a shallow copy is a full copy without looking at each
+    item (a Python-level scan of a 10,000-item list per read made a node that reads a
+    growing list quadratic: bench W6)."""
+    origin = typing.get_origin(ann)
+    args = typing.get_args(ann)
+    if origin is typing.Annotated:
+        return _flat_annotation(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return all(_immutable_annotation(a) or _flat_annotation(a) for a in args)
+    if origin in (list, set):
+        return len(args) == 1 and _immutable_annotation(args[0])
+    if origin is dict:
+        return len(args) == 2 and all(_immutable_annotation(a) for a in args)
+    return False
+
+
 class _Same:
     """Fingerprint of a flat container: the shared original itself, which the node cannot
     reach (it got a copy), compared with ``==`` afterwards."""
@@ -135,6 +154,10 @@ class _Twin:
     def __init__(self, model: type[BaseModel]) -> None:
         self.model = model
         self.adapters: dict[str, TypeAdapter[Any] | None] = {}
+        self.flat = frozenset(
+            name for name, info in model.model_fields.items() if _flat_annotation(info.annotation)
+        )
+        """Fields whose lists, sets and dicts hold immutable items by their annotation."""
         twin = self
         base_setattr = model.__setattr__
 
@@ -173,6 +196,8 @@ class _Twin:
     def copy(self, name: str, value: Any) -> tuple[Any, Any]:
         """A fresh copy of a field's value, and what to compare it with afterwards."""
         kind = type(value)
+        if name in self.flat and (kind is list or kind is set or kind is dict):
+            return kind(value), _Same(value)
         if kind is list or kind is set or kind is tuple:
             if all(type(x) in _IMMUTABLE for x in value):
                 return kind(value), _Same(value)  # flat: a shallow copy is a full copy

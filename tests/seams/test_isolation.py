@@ -273,3 +273,25 @@ def test_the_isolated_input_behaves_like_the_model(tmp_path):
     r = _app(tmp_path, a).run_sync({"items": ["q"]})
     assert r.state.n == 5 and seen["isinstance"] and seen["copy_items"] == ["q"]
     assert seen["dump"]["items"] == ["q"] and seen["repr"].startswith("S(")
+
+
+@pytest.mark.parametrize(
+    ("annotation", "flat"),
+    [
+        (list[str], True),
+        (set[int], True),
+        (dict[str, float], True),
+        (list[str] | None, True),
+        (Annotated[list[str], append], True),
+        (list[list[str]], False),
+        (list[Any], False),
+        (dict[str, list[int]], False),
+        (list[Inner], False),
+    ],
+)
+def test_only_containers_of_immutable_items_are_copied_shallowly(annotation, flat) -> None:
+    """A field whose annotation guarantees immutable items is copied without looking at
+    each item (W6 read a 10,000-item list per step); anything that can nest is not."""
+    from flowstate.engine._isolation import _flat_annotation
+
+    assert _flat_annotation(annotation) is flat
