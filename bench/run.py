@@ -109,6 +109,13 @@ ROWS: list[Row] = [
     Row("W2 state growth", "db+wal+shm, connection open", "db_bytes_open", "B"),
     Row("W2 state growth", "db+wal, connection open", "db_wal_bytes_open", "B"),
     Row("W2 state growth", "db bytes after close", "db_bytes_closed", "B"),
+    Row(
+        "W2 state growth",
+        "marginal growth / appended (2nd half of the steps)",
+        "marginal_over_appended",
+        "×",
+        fs_only=True,
+    ),
     Row("W3 fan-out (a) no persistence", "wall time", "a_ms", "ms"),
     Row("W3 fan-out (b) SQLite", "wall time", "b_ms", "ms"),
     Row("W4 resume", "resume time", "resume_ms", "ms"),
@@ -189,18 +196,28 @@ def judge(med: dict[str, Medians], cfg: Any) -> list[Verdict]:
         m = med["W1"]
         fs = _val(m, "flowstate", "a_us_per_node")
         others = [v for p in peers if (v := _val(m, p, "a_us_per_node")) is not None]
+        burr = _val(m, "burr", "a_us_per_node")
         add(
             "W1",
             "a_us_per_node",
-            "below every peer",
-            None if fs is None or not others else fs < min(others),
+            "≤ 20 µs; ≥2.5× lower than Burr, below every peer",
+            None
+            if fs is None or not others or burr is None
+            else fs <= 20 and burr >= 2.5 * fs and fs < min(others),
         )
         fs = _val(m, "flowstate", "b_us_per_node")
         others = [v for p in peers if (v := _val(m, p, "b_us_per_node")) is not None]
         add(
             "W1",
             "b_us_per_node",
-            "≥5× lower than every peer",
+            "≥10× lower than every peer",
+            None if fs is None or not others else min(others) >= 10 * fs,
+        )
+        fs = _val(m, "flowstate", "b_full_us_per_node")
+        add(
+            "W1",
+            "b_full_us_per_node",
+            "≥5× lower than every peer (both fsync)",
             None if fs is None or not others else min(others) >= 5 * fs,
         )
         for key, k in (("b_us_per_node", 25), ("pg_us_per_node", 8)):  # vs DBOS, same backend
@@ -216,6 +233,8 @@ def judge(med: dict[str, Medians], cfg: Any) -> list[Verdict]:
             f"≤ 1.5 × appended ({limit / 1000:.0f} kB)",
             None if fs is None else fs <= limit,
         )
+        fs = _val(med["W2"], "flowstate", "marginal_over_appended")
+        add("W2", "marginal_over_appended", "≤ 1.2×", None if fs is None else fs <= 1.2)
     if "W3" in med:
         fs = _val(med["W3"], "flowstate", "a_ms")
         ideal = cfg.w3_sleep * 1000
@@ -230,6 +249,23 @@ def judge(med: dict[str, Medians], cfg: Any) -> list[Verdict]:
         add("W4", "reexecuted", "0", None if fs is None else fs == 0)
         fs = _val(med["W4"], "flowstate", "pg_reexecuted")
         add("W4", "pg_reexecuted", "0", None if fs is None else fs == 0)
+    if "W5" in med:
+        m = med["W5"]
+        fs, burr = _val(m, "flowstate", "state_at_ms"), _val(m, "burr", "state_at_ms")
+        add(
+            "W5",
+            "state_at_ms",
+            "≤ Burr's",
+            None if fs is None or burr is None else fs <= burr,
+        )
+        fs = _val(m, "flowstate", "history_ms")
+        others = [v for p in peers if (v := _val(m, p, "history_ms")) is not None]
+        add(
+            "W5",
+            "history_ms",
+            "≥10× faster than every peer",
+            None if fs is None or not others else min(others) >= 10 * fs,
+        )
     if "W6" in med:
         fs = _val(med["W6"], "flowstate", "last_over_first")
         add("W6", "last_over_first", "≤ 1.5×", None if fs is None else fs <= 1.5)
@@ -243,6 +279,15 @@ def judge(med: dict[str, Medians], cfg: Any) -> list[Verdict]:
             None if fs is None or lg is None else lg >= 5 * fs,
         )
     if "W7" in med:
+        for key in ("a_runs_per_s", "b_runs_per_s"):
+            fs = _val(med["W7"], "flowstate", key)
+            others = [v for p in peers if (v := _val(med["W7"], p, key)) is not None]
+            add(
+                "W7",
+                key,
+                "≥2× the best peer",
+                None if fs is None or not others else fs >= 2 * max(others),
+            )
         for key in ("a_errors", "b_errors"):
             lock = _val(med["W7"], "flowstate", key.replace("errors", "lock_errors"))
             add("W7", key, "no locking errors", None if lock is None else lock == 0)

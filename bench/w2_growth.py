@@ -25,13 +25,25 @@ def _items(n: int, chars: int) -> list[str]:
 
 
 async def flowstate(cfg: Sizes = FULL) -> dict[str, Any]:
+    n = cfg.w2_steps
+    seconds, opened, closed, mode, shm = await _fs_run(n, cfg.w2_chars)
+    out = _result(cfg, seconds, opened, closed, mode, shm)
+    # the marginal growth: what the second half of the steps added to the closed file
+    _, _, half, _, _ = await _fs_run(n // 2, cfg.w2_chars)
+    out["marginal_over_appended"] = (closed - half) / ((n - n // 2) * cfg.w2_chars)
+    return out
+
+
+async def _fs_run(n: int, chars: int) -> tuple[float, int, int, str, int]:
+    """One flowstate run of ``n`` steps on a fresh file: seconds, bytes with the
+    connection open, bytes after close, journal mode, the ``-shm`` file's bytes."""
     from typing import Annotated
 
     from pydantic import BaseModel
 
     from flowstate import END, START, GraphBuilder, append
 
-    n, items = cfg.w2_steps, _items(cfg.w2_steps, cfg.w2_chars)
+    items = _items(n, chars)
 
     class Growth(BaseModel):
         items: Annotated[list[str], append] = []
@@ -57,7 +69,7 @@ async def flowstate(cfg: Sizes = FULL) -> dict[str, Any]:
         mode = sqlite_mode(path)
         app.store.close()
         closed = db_bytes(path)
-    return _result(cfg, c.s, opened, closed, mode, shm)
+    return c.s, opened, closed, mode, shm
 
 
 async def langgraph(cfg: Sizes = FULL) -> dict[str, Any]:
