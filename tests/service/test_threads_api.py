@@ -11,8 +11,10 @@ from .test_events import read_sse
 def test_a_thread_over_http(serve) -> None:  # type: ignore[no-untyped-def]
     s = serve()
     c = s.client()
-    r = c.post("/v1/threads", json={"graph": "steps", "input": {"label": "a", "delay": 0.2},
-                                    "thread_id": "chat-1"})
+    r = c.post(
+        "/v1/threads",
+        json={"graph": "steps", "input": {"label": "a", "delay": 0.2}, "thread_id": "chat-1"},
+    )
     assert r.status_code == 202, r.text
     first = r.json()
     assert (first["thread_id"], first["turn"], first["status"]) == ("chat-1", 1, "queued")
@@ -24,9 +26,14 @@ def test_a_thread_over_http(serve) -> None:  # type: ignore[no-untyped-def]
     assert r.status_code == 409 and first["id"] in r.json()["detail"]
     assert r.json()["code"] == "FS225"
     # enqueue: stored at once as turn 2, started when turn 1 has finished
-    r = c.post("/v1/threads/chat-1/turns",
-               json={"graph": "steps", "input": {"label": "b", "delay": 0.0},
-                     "multitask_strategy": "enqueue"})
+    r = c.post(
+        "/v1/threads/chat-1/turns",
+        json={
+            "graph": "steps",
+            "input": {"label": "b", "delay": 0.0},
+            "multitask_strategy": "enqueue",
+        },
+    )
     assert r.status_code == 202, r.text
     second = r.json()
     assert (second["turn"], second["status"]) == (2, "queued")
@@ -37,12 +44,14 @@ def test_a_thread_over_http(serve) -> None:  # type: ignore[no-untyped-def]
     assert body["state"]["log"] == STEP_NODES * 2  # the second turn went on from the first
     assert body["state"]["label"] == "b"
     # interrupt: turn 3 runs; turn 4 cancels it and starts from its last commit
-    third = c.post("/v1/threads/chat-1/turns",
-                   json={"graph": "steps", "input": {"delay": 0.3}}).json()
+    third = c.post(
+        "/v1/threads/chat-1/turns", json={"graph": "steps", "input": {"delay": 0.3}}
+    ).json()
     wait_for(c, third["id"], ("running",))
-    r = c.post("/v1/threads/chat-1/turns",
-               json={"graph": "steps", "input": {"delay": 0.0},
-                     "multitask_strategy": "interrupt"})
+    r = c.post(
+        "/v1/threads/chat-1/turns",
+        json={"graph": "steps", "input": {"delay": 0.0}, "multitask_strategy": "interrupt"},
+    )
     assert r.status_code == 202, r.text
     fourth = wait_for(c, r.json()["id"])
     assert c.get(f"/v1/tasks/{third['id']}").json()["status"] == "cancelled"
@@ -51,7 +60,10 @@ def test_a_thread_over_http(serve) -> None:  # type: ignore[no-untyped-def]
     thread = c.get("/v1/threads/chat-1").json()
     assert thread["graph"] == "steps" and thread["forked_from"] is None
     assert [(t["turn"], t["status"]) for t in thread["turns"]] == [
-        (1, "completed"), (2, "completed"), (3, "cancelled"), (4, "completed")
+        (1, "completed"),
+        (2, "completed"),
+        (3, "cancelled"),
+        (4, "completed"),
     ]
     assert thread["turns"][1]["input"] == {"label": "b", "delay": 0.0}
     listed = c.get("/v1/threads").json()

@@ -147,9 +147,7 @@ def _open_flipped(tmp_path: Path, n: int) -> dict[str, int]:
     data = base.read_bytes()
     with sqlite3.connect(base) as c:
         size = c.execute("PRAGMA page_size").fetchone()[0]
-        pages = [
-            p for (p,) in c.execute("SELECT pageno FROM dbstat WHERE name = 'sqlite_schema'")
-        ]
+        pages = [p for (p,) in c.execute("SELECT pageno FROM dbstat WHERE name = 'sqlite_schema'")]
     # the bytes of the schema's pages that hold something (the schema outgrows page 1 as
     # tables are added: a flip in a page's free space changes nothing SQLite reads)
     used = [
