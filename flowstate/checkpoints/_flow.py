@@ -30,6 +30,24 @@ def _key(kind: str, name: str) -> str:
     return f"{kind}:{name}"
 
 
+def _max_running(max_running: int | None) -> int | None:
+    """``max_running`` of ``limit_queue``, checked: an integer >= 1, or None (no limit)."""
+    if max_running is not None and (not isinstance(max_running, int) or max_running < 1):
+        raise ValueError(f"max_running must be an integer >= 1 or None, not {max_running!r}")
+    return max_running
+
+
+def _burst(per_minute: float, burst: float | None) -> float:
+    """The bucket of ``limit_rate``, checked: ``burst``, by default one second's worth of
+    ``per_minute`` (at least 1)."""
+    if not per_minute > 0:
+        raise ValueError(f"per_minute must be positive, not {per_minute!r}")
+    burst = burst if burst is not None else max(1.0, per_minute / 60)
+    if not burst >= 1:
+        raise ValueError(f"burst must be at least 1, not {burst!r}")
+    return burst
+
+
 class FlowControl:
     """The ``flow_limits`` of a ``PostgresStore`` schema."""
 
@@ -44,8 +62,7 @@ class FlowControl:
     def limit_queue(self, queue: str, max_running: int | None) -> None:
         """At most ``max_running`` runs of ``queue`` claimed at once, fleet-wide (None:
         no limit)."""
-        if max_running is not None and (not isinstance(max_running, int) or max_running < 1):
-            raise ValueError(f"max_running must be an integer >= 1 or None, not {max_running!r}")
+        max_running = _max_running(max_running)
         with self.store.write() as c:
             c.execute(
                 self._q(
@@ -87,11 +104,7 @@ class FlowControl:
     def limit_rate(self, key: str, *, per_minute: float, burst: float | None = None) -> None:
         """At most ``per_minute`` takes a minute on ``key``, fleet-wide, with bursts of up
         to ``burst`` (default: one second's worth, at least 1)."""
-        if not per_minute > 0:
-            raise ValueError(f"per_minute must be positive, not {per_minute!r}")
-        burst = burst if burst is not None else max(1.0, per_minute / 60)
-        if not burst >= 1:
-            raise ValueError(f"burst must be at least 1, not {burst!r}")
+        burst = _burst(per_minute, burst)
         with self.store.write() as c:
             c.execute(
                 self._q(
@@ -136,7 +149,7 @@ class FlowControl:
     def limits(self) -> list[dict[str, Any]]:
         """Every limit row, for ``flowstate limits`` and tests."""
         rows = self.store._read(
-            self._q(
+            self.store._stmt(
                 'SELECT "key", "max_running", "per_second", "burst" FROM {flow_limits} '
                 'ORDER BY "key"'
             )

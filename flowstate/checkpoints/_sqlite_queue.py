@@ -27,25 +27,15 @@ woken:
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from flowstate.errors import QueueUnavailable
 
-from ._flow import FlowControl, _key
-from ._queue import (
-    CLAIMABLE,
-    Claim,
-    QueuedRun,
-    RunQueue,
-    WorkerInfo,
-    _reason_list,
-    in_memory_reason,
-)
+from ._flow import FlowControl, _burst, _key, _max_running
+from ._queue import RunQueue
+from ._queue_base import Claim, in_memory_reason
 
 __all__ = ["SQLiteFlowControl", "SQLiteRunQueue"]
 
@@ -61,6 +51,17 @@ class SQLiteRunQueue(RunQueue):
     wake_interval = 0.05
     """Seconds between two ``changed()`` polls of a worker."""
 
+    _GREATEST = "max"
+    _LOCK_ROW = ""  # the write lock of BEGIN IMMEDIATE serialises every writer
+    _INSERT_WORKER = "INSERT OR REPLACE"
+    _DIED = "claim and lease expired, or its process ended"
+    _WORKERS = (
+        'SELECT w."id", w."host", w."pid", w."queues", w."graphs", w."concurrency", '
+        'w."state", w."started_at", w."heartbeat_at", '
+        '(SELECT group_concat(q."run_id", char(10)) FROM {queue} q WHERE q."worker" = w."id") '
+        'FROM {workers} w ORDER BY w."started_at", w."id"'
+    )
+
     def __init__(self, store: Any) -> None:
         reason = in_memory_reason(store)
         if reason is not None:
@@ -70,6 +71,12 @@ class SQLiteRunQueue(RunQueue):
         self.channel = ""
         """No LISTEN/NOTIFY on SQLite: workers poll ``changed()``."""
         self._version: int | None = None
+
+    def _among(self, column: str, items: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} IN ({_marks(items)})", list(items)
+
+    def _holding(self, value: Any) -> list[str]:
+        return sorted(str(value).split("\n")) if value else []
 
     def _notify(self, c: Any, payload: str) -> None:
         """Nothing to send: the commit itself moves every other connection's
@@ -81,30 +88,6 @@ class SQLiteRunQueue(RunQueue):
         version = int(self.store._read("PRAGMA data_version")[0][0])
         seen, self._version = self._version, version
         return seen != version
-
-    # -- enqueueing --------------------------------------------------------------------
-
-    def _upsert(
-        self,
-        c: Any,
-        run_id: str,
-        graph: str,
-        *,
-        queue: str,
-        max_attempts: int,
-        priority: int,
-        delay: float,
-    ) -> None:
-        now = time.time()
-        c.execute(
-            'INSERT INTO "queue" ("run_id", "queue", "graph", "priority", "available_at", '
-            '"attempts", "max_attempts", "created_at") VALUES (?, ?, ?, ?, ?, 0, ?, ?) '
-            'ON CONFLICT ("run_id") DO UPDATE SET "queue" = excluded."queue", '
-            '"priority" = excluded."priority", "available_at" = excluded."available_at", '
-            '"attempts" = 0, "max_attempts" = excluded."max_attempts", "worker" = NULL, '
-            '"claimed_until" = NULL, "reasons" = \'[]\'',
-            [run_id, queue, graph, priority, now + delay, max_attempts, now],
-        )
 
     # -- claiming ----------------------------------------------------------------------
 
@@ -161,27 +144,10 @@ class SQLiteRunQueue(RunQueue):
             ],
         )
 
-    def claim(
-        self,
-        worker: str,
-        n: int,
-        *,
-        queues: Sequence[str],
-        graphs: Sequence[str],
-        ttl: float,
-        exclude: Sequence[str] = (),
-        orphans: bool = False,
-        alive: Callable[[str], bool | None] | None = None,
+    def _claim(
+        self, worker: str, n: int, ttl: float, alive: Any, pick: dict[str, list[str]]
     ) -> list[Claim]:
-        if n <= 0:
-            return []
-        statuses = ["running"] if orphans else list(CLAIMABLE)
-        pick = {
-            "queues": list(queues),
-            "graphs": list(graphs),
-            "exclude": list(exclude),
-            "statuses": statuses,
-        }
+        queues = pick["queues"]
         # a plain read first: an idle poll never takes the write lock
         now = time.time()
         dead = self._dead(self.store._read, now, alive)
@@ -229,35 +195,13 @@ class SQLiteRunQueue(RunQueue):
             [worker, until, run_id],
         ).fetchone()
         graph, queue, attempts, max_attempts, reasons = row
-        died = prev is not None and status == "running"
-        reasons = _reason_list(reasons)
-        if died:
-            reasons.append(
-                f"attempt {attempts - 1}: worker {prev} stopped holding the run "
-                f"(claim and lease expired, or its process ended) at step {step}"
-            )
-            c.execute(
-                'UPDATE "queue" SET "reasons" = ? WHERE "run_id" = ?', [json.dumps(reasons), run_id]
-            )
-        if attempts > max_attempts:
-            self._bury(c, run_id, max_attempts, reasons)
-            return None
-        return Claim(run_id, graph, queue, attempts, max_attempts, died)
+        return self._claimed(
+            c, run_id, graph, queue, attempts, max_attempts, reasons, prev, status, step
+        )
 
-    def _bury(self, c: Any, run_id: str, max_attempts: int, reasons: list[str]) -> None:
-        error = f"dead letter after {max_attempts} attempts: " + "; ".join(reasons[-max_attempts:])
-        self.store._update_run(c, run_id, {"status": "dead", "error": error})
-        c.execute('DELETE FROM "queue" WHERE "run_id" = ?', [run_id])
-
-    def next_due(
-        self,
-        *,
-        queues: Sequence[str],
-        graphs: Sequence[str],
-        exclude: Sequence[str] = (),
-        orphans: bool = False,
-    ) -> float | None:
-        statuses = ["running"] if orphans else list(CLAIMABLE)
+    def _next_due(self, pick: dict[str, list[str]]) -> float | None:
+        queues, graphs = pick["queues"], pick["graphs"]
+        exclude, statuses = pick["exclude"], pick["statuses"]
         rows = self.store._read(
             'SELECT min(max(q."available_at", coalesce(q."claimed_until", 0), '
             'coalesce(r."lease_until", 0))) FROM "queue" q JOIN "runs" r ON r."id" = q."run_id" '
@@ -267,157 +211,6 @@ class SQLiteRunQueue(RunQueue):
         )
         return None if not rows or rows[0][0] is None else float(rows[0][0])
 
-    # -- after a claim -----------------------------------------------------------------
-
-    def done(self, run_id: str, worker: str) -> None:
-        with self.store.write() as c:
-            c.execute('DELETE FROM "queue" WHERE "run_id" = ? AND "worker" = ?', [run_id, worker])
-
-    def hand_back(self, run_id: str, worker: str, *, reason: str | None = None) -> None:
-        with self.store.write() as c:
-            c.execute(
-                'UPDATE "queue" SET "worker" = NULL, "claimed_until" = NULL, '
-                '"attempts" = max("attempts" - 1, 0) WHERE "run_id" = ? AND "worker" = ?',
-                [run_id, worker],
-            )
-
-    def failed(self, run_id: str, worker: str, reason: str, *, backoff: float) -> str:
-        with self.store.write() as c:
-            row = c.execute(
-                'SELECT "attempts", "max_attempts", "reasons" FROM "queue" '
-                'WHERE "run_id" = ? AND "worker" = ?',
-                [run_id, worker],
-            ).fetchone()
-            if row is None:
-                return "gone"  # no longer ours
-            attempts, max_attempts, reasons = int(row[0]), int(row[1]), _reason_list(row[2])
-            reasons.append(f"attempt {attempts}: failed: {reason}")
-            if attempts >= max_attempts:
-                self._bury(c, run_id, max_attempts, reasons)
-                return "dead"
-            c.execute(
-                'UPDATE "queue" SET "worker" = NULL, "claimed_until" = NULL, '
-                '"available_at" = ?, "reasons" = ? WHERE "run_id" = ?',
-                [time.time() + backoff, json.dumps(reasons), run_id],
-            )
-            return "retry"
-
-    def release_lease(self, run_id: str, owner: str, epoch: int) -> None:
-        with self.store.write() as c:
-            c.execute(
-                'UPDATE "runs" SET "owner" = NULL, "lease_until" = NULL '
-                'WHERE "id" = ? AND "owner" = ? AND "epoch" = ?',
-                [run_id, owner, epoch],
-            )
-
-    def cancel_requests(self, run_ids: Sequence[str]) -> list[str]:
-        rows = self.store._read(
-            'SELECT "run_id" FROM "signals" WHERE "kind" = \'cancel\' '
-            f'AND "run_id" IN ({_marks(run_ids)})',
-            list(run_ids),
-        )
-        return [str(r[0]) for r in rows]
-
-    # -- workers -----------------------------------------------------------------------
-
-    def register(
-        self, worker: str, *, queues: Sequence[str], graphs: dict[str, str], concurrency: int
-    ) -> None:
-        now = time.time()
-        with self.store.write() as c:
-            c.execute('DELETE FROM "workers" WHERE "heartbeat_at" < ?', [now - 86400])
-            c.execute(
-                'INSERT OR REPLACE INTO "workers" ("id", "host", "pid", "queues", "graphs", '
-                '"concurrency", "state", "started_at", "heartbeat_at") '
-                "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
-                [
-                    worker,
-                    socket.gethostname(),
-                    os.getpid(),
-                    json.dumps(list(queues)),
-                    json.dumps(graphs, sort_keys=True),
-                    concurrency,
-                    now,
-                    now,
-                ],
-            )
-
-    def beat(
-        self,
-        worker: str,
-        ttl: float,
-        state: str | None = None,
-        holding: Sequence[str] | None = None,
-    ) -> None:
-        now = time.time()
-        with self.store.write() as c:
-            c.execute(
-                'UPDATE "workers" SET "heartbeat_at" = ?, "state" = coalesce(?, "state") '
-                'WHERE "id" = ?',
-                [now, state, worker],
-            )
-            if holding is None or holding:
-                only = "" if holding is None else f' AND "run_id" IN ({_marks(holding)})'
-                c.execute(
-                    'UPDATE "queue" SET "claimed_until" = ? WHERE "worker" = ?' + only,
-                    [now + ttl, worker, *(holding or ())],
-                )
-
-    def workers(self) -> list[WorkerInfo]:
-        rows = self.store._read(
-            'SELECT w."id", w."host", w."pid", w."queues", w."graphs", w."concurrency", '
-            'w."state", w."started_at", w."heartbeat_at", '
-            '(SELECT group_concat(q."run_id", char(10)) FROM "queue" q WHERE q."worker" = w."id") '
-            'FROM "workers" w ORDER BY w."started_at", w."id"'
-        )
-        return [
-            WorkerInfo(
-                id=str(r[0]),
-                host=str(r[1]),
-                pid=int(r[2]),
-                queues=list(json.loads(r[3])),
-                graphs=dict(json.loads(r[4])),
-                concurrency=int(r[5]),
-                state=str(r[6]),
-                started_at=float(r[7]),
-                heartbeat_at=float(r[8]),
-                holding=sorted(str(r[9]).split("\n")) if r[9] else [],
-            )
-            for r in rows
-        ]
-
-    def queued(self, queue: str | None = None) -> list[QueuedRun]:
-        rows = self.store._read(
-            'SELECT "run_id", "queue", "graph", "attempts", "max_attempts", "worker", '
-            '"claimed_until", "available_at", "reasons" FROM "queue" '
-            'WHERE ? IS NULL OR "queue" = ? ORDER BY "available_at", "run_id"',
-            [queue, queue],
-        )
-        return [
-            QueuedRun(
-                str(r[0]),
-                str(r[1]),
-                str(r[2]),
-                int(r[3]),
-                int(r[4]),
-                r[5],
-                r[6],
-                float(r[7]),
-                _reason_list(r[8]),
-            )
-            for r in rows
-        ]
-
-    def sweep(self) -> int:
-        with self.store.write() as c:
-            cur = c.execute(
-                'DELETE FROM "queue" WHERE ("worker" IS NULL OR "claimed_until" < ?) '
-                'AND NOT EXISTS (SELECT 1 FROM "runs" r WHERE r."id" = "queue"."run_id" '
-                f'AND r."status" IN ({_marks(CLAIMABLE)}))',
-                [time.time(), *CLAIMABLE],
-            )
-            return int(cur.rowcount or 0)
-
 
 class SQLiteFlowControl(FlowControl):
     """The ``flow_limits`` of an SQLite file: ``FlowControl``'s limits, kept under the
@@ -425,8 +218,7 @@ class SQLiteFlowControl(FlowControl):
     on this machine's clock (every process sharing the file shares the machine)."""
 
     def limit_queue(self, queue: str, max_running: int | None) -> None:
-        if max_running is not None and (not isinstance(max_running, int) or max_running < 1):
-            raise ValueError(f"max_running must be an integer >= 1 or None, not {max_running!r}")
+        max_running = _max_running(max_running)
         with self.store.write() as c:
             c.execute(
                 'INSERT INTO "flow_limits" ("key", "max_running") VALUES (?, ?) '
@@ -452,11 +244,7 @@ class SQLiteFlowControl(FlowControl):
         return cap - int(row[0])
 
     def limit_rate(self, key: str, *, per_minute: float, burst: float | None = None) -> None:
-        if not per_minute > 0:
-            raise ValueError(f"per_minute must be positive, not {per_minute!r}")
-        burst = burst if burst is not None else max(1.0, per_minute / 60)
-        if not burst >= 1:
-            raise ValueError(f"burst must be at least 1, not {burst!r}")
+        burst = _burst(per_minute, burst)
         with self.store.write() as c:
             c.execute(
                 'INSERT INTO "flow_limits" ("key", "per_second", "burst", "tokens", '
@@ -492,11 +280,3 @@ class SQLiteFlowControl(FlowControl):
         if n > burst:
             raise ValueError(f"{n} tokens can never be taken from '{key}' (burst {burst})")
         return max(0.001, (n - tokens) / per_second)
-
-    def limits(self) -> list[dict[str, Any]]:
-        rows = self.store._read(
-            'SELECT "key", "max_running", "per_second", "burst" FROM "flow_limits" ORDER BY "key"'
-        )
-        return [
-            {"key": str(r[0]), "max_running": r[1], "per_second": r[2], "burst": r[3]} for r in rows
-        ]

@@ -1,19 +1,33 @@
-"""Fixtures of the fleet tests: a fresh Postgres schema per test (dropped after it), the
-URL workers are started with, and real worker processes (``flowstate worker``)."""
+"""Fixtures of the fleet tests.
+
+- ``fleet``: a fresh Postgres schema per test (dropped after it), the URL workers are
+  started with, and real worker processes (``flowstate worker``).
+- ``any_fleet``: the queue's backends in ``FLEET_BACKENDS``, for the contract suites
+  every backend must pass (``test_queue``, ``test_flow``): that Postgres schema, or an
+  SQLite file (several processes on one machine). Each ``store()`` is a new store object
+  on it (its own session or connection, as a separate worker process would have); ``url``
+  is what ``--db`` takes.
+- ``running(worker)`` and ``until(predicate, ...)``: a ``Worker`` run in this process's
+  event loop for a block, and waiting for what it does.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from flowstate.checkpoints import SQLiteStore
+from flowstate.engine import Worker
 from tests.store.conftest import drop_pg_schema, pg_schema, require_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,6 +92,25 @@ class Fleet:
             s.close()
 
 
+class SQLiteFleet:
+    """An SQLite file and the store objects opened on it (``Fleet``'s ``store()`` and
+    ``url``, without worker processes)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "runs.db"
+        self.url = str(self.path)
+        self._stores: list[Any] = []
+
+    def store(self) -> Any:
+        s = SQLiteStore(self.path)
+        self._stores.append(s)
+        return s
+
+    def close(self) -> None:
+        for s in self._stores:
+            s.close()
+
+
 def wait_until(predicate: Any, timeout: float, what: str, step: float = 0.05) -> float:
     """Poll ``predicate`` until true; the seconds it took. Fails naming ``what``."""
     t0 = time.monotonic()
@@ -97,3 +130,43 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
     finally:
         f.close()
         drop_pg_schema(f.schema)
+
+
+FLEET_BACKENDS = ["postgres", "sqlite"]
+"""Every backend the queue's contract suites run against."""
+
+AnyFleet = Fleet | SQLiteFleet
+
+
+@pytest.fixture(params=FLEET_BACKENDS)
+def any_fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AnyFleet]:
+    if request.param == "postgres":
+        yield request.getfixturevalue("fleet")  # skips without a server
+        return
+    f = SQLiteFleet(tmp_path)
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+@contextlib.asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[Worker]:
+    """``worker.run()`` as a task for the block; stopped (and drained) after it."""
+    task = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+
+
+async def until(predicate: Any, timeout: float, what: str) -> float:
+    """Wait (in the event loop) until ``predicate()``; the seconds it took. Fails naming
+    ``what``."""
+    t0 = time.monotonic()
+    while not predicate():
+        if time.monotonic() - t0 > timeout:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - t0

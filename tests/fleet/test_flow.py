@@ -1,5 +1,6 @@
-"""Flow control in the database: a queue's concurrency limit holds across workers, and a
-rate limit (token bucket row) is shared by every session, also through the LLM layer."""
+"""Flow control in the database, one contract suite over every queue backend (a
+PostgreSQL schema, an SQLite file): a queue's concurrency limit holds across workers, and
+a rate limit (token bucket row) is shared by every session, also through the LLM layer."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from flowstate.checkpoints import RateLimit, RunQueue
 from flowstate.engine import Worker
 from flowstate.llm import RateLimitedLLM, ScriptedLLM, user
 from tests.fleet import fleet_graphs as fg
-from tests.fleet.conftest import Fleet
+from tests.fleet.conftest import AnyFleet
 
 
-def test_a_queue_limit_holds_across_workers(fleet: Fleet) -> None:
-    store = fleet.store()
+def test_a_queue_limit_holds_across_workers(any_fleet: AnyFleet) -> None:
+    store = any_fleet.store()
     app = fg.chain(2, 0.15).bind(store)
     RunQueue(store).flow.limit_queue("narrow", 2)
     ids = [app.enqueue({}, queue="narrow").id for _ in range(8)]
@@ -27,7 +28,7 @@ def test_a_queue_limit_holds_across_workers(fleet: Fleet) -> None:
         nonlocal peak
         workers = [
             Worker(
-                fleet.store(),
+                any_fleet.store(),
                 {"chain": fg.chain(2, 0.15)},
                 concurrency=4,
                 queues=["narrow", "default"],
@@ -49,14 +50,17 @@ def test_a_queue_limit_holds_across_workers(fleet: Fleet) -> None:
 
     asyncio.run(main())
     assert peak == 2, f"at most 2 runs of 'narrow' at once, saw {peak}"
+    assert RunQueue(store).flow.limits() == [
+        {"key": "queue:narrow", "max_running": 2, "per_second": None, "burst": None}
+    ]
     with pytest.raises(ValueError, match="max_running"):
         RunQueue(store).flow.limit_queue("narrow", 0)
 
 
-def test_a_rate_limit_is_shared_by_every_session(fleet: Fleet) -> None:
-    a = RateLimit(fleet.store(), "api-key-1", per_minute=600, burst=2)  # 10 a second
-    b = RateLimit(fleet.store(), "api-key-1")
-    free = RateLimit(fleet.store(), "no-limit-here")
+def test_a_rate_limit_is_shared_by_every_session(any_fleet: AnyFleet) -> None:
+    a = RateLimit(any_fleet.store(), "api-key-1", per_minute=600, burst=2)  # 10 a second
+    b = RateLimit(any_fleet.store(), "api-key-1")
+    free = RateLimit(any_fleet.store(), "no-limit-here")
 
     async def main() -> float:
         assert await free.acquire() == 0.0
@@ -73,10 +77,12 @@ def test_a_rate_limit_is_shared_by_every_session(fleet: Fleet) -> None:
     # 12 takes: 2 from the burst, 10 at 10 a second -> at least ~1 s for both together
     assert 0.9 <= took < 10, took
     assert a.flow.limits()[0]["key"] == "rate:api-key-1"
+    with pytest.raises(ValueError, match="can never be taken"):
+        a.flow.take("api-key-1", 3)
 
 
-def test_rate_limited_llm_waits_for_the_fleet_limit(fleet: Fleet) -> None:
-    limit = RateLimit(fleet.store(), "llm", per_minute=120, burst=1)  # 2 a second
+def test_rate_limited_llm_waits_for_the_fleet_limit(any_fleet: AnyFleet) -> None:
+    limit = RateLimit(any_fleet.store(), "llm", per_minute=120, burst=1)  # 2 a second
     llm = RateLimitedLLM(ScriptedLLM(["a", "b", "c"], model="m1"), limit)
     assert llm.model == "m1"
 

@@ -1,14 +1,14 @@
-"""The fleet's queue and worker on a real PostgreSQL, workers in this process (each with
-its own store, i.e. its own database session): enqueue, claim, dead letters, requeue,
-rolling deploys, and cancel / pause / interrupt answers reaching the worker."""
+"""The fleet's queue and worker: one contract suite that every queue backend passes (a
+PostgreSQL schema for several machines, an SQLite file for several processes on one
+machine), workers in this process, each with its own store (its own database session or
+connection): enqueue, claim, dead letters, requeue, rolling deploys, cancel / pause /
+interrupt answers reaching the worker, and the fleet commands. Where the queue cannot
+be: an in-memory store."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -16,26 +16,7 @@ from flowstate.checkpoints import InMemoryStore, RunQueue
 from flowstate.engine import Worker
 from flowstate.errors import QueueUnavailable, RunStateError
 from tests.fleet import fleet_graphs as fg
-from tests.fleet.conftest import Fleet
-
-
-@contextlib.asynccontextmanager
-async def running(worker: Worker) -> AsyncIterator[Worker]:
-    task = asyncio.create_task(worker.run())
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 30)
-
-
-async def until(predicate: Any, timeout: float, what: str) -> float:
-    t0 = time.monotonic()
-    while not predicate():
-        if time.monotonic() - t0 > timeout:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - t0
+from tests.fleet.conftest import AnyFleet, running, until
 
 
 def test_enqueue_needs_a_queue_store() -> None:
@@ -44,15 +25,15 @@ def test_enqueue_needs_a_queue_store() -> None:
         app.enqueue({})
 
 
-def test_enqueued_runs_are_claimed_once_each_and_completed(fleet: Fleet) -> None:
-    app = fg.chain(3, 0).bind(fleet.store())
+def test_enqueued_runs_are_claimed_once_each_and_completed(any_fleet: AnyFleet) -> None:
+    app = fg.chain(3, 0).bind(any_fleet.store())
     ids = [app.enqueue({}, queue="default").id for _ in range(12)]
     assert {app.get_run(i).status for i in ids} == {"queued"}
     assert sorted(r.run_id for r in RunQueue(app.store).queued()) == sorted(ids)
 
     async def main() -> None:
-        w1 = Worker(fleet.store(), {"chain": fg.chain(3, 0)}, concurrency=3, lease_ttl=5)
-        w2 = Worker(fleet.store(), {"chain": fg.chain(3, 0)}, concurrency=3, lease_ttl=5)
+        w1 = Worker(any_fleet.store(), {"chain": fg.chain(3, 0)}, concurrency=3, lease_ttl=5)
+        w2 = Worker(any_fleet.store(), {"chain": fg.chain(3, 0)}, concurrency=3, lease_ttl=5)
         async with running(w1), running(w2):
             await until(
                 lambda: all(app.get_run(i).status == "completed" for i in ids), 60, "all runs"
@@ -71,14 +52,15 @@ def test_enqueued_runs_are_claimed_once_each_and_completed(fleet: Fleet) -> None
     assert states == {"stopped"}
 
 
-def test_a_new_run_wakes_an_idle_worker_at_once_via_notify(fleet: Fleet) -> None:
-    app = fg.chain(1, 0).bind(fleet.store())
+def test_a_new_run_wakes_an_idle_worker_at_once(any_fleet: AnyFleet) -> None:
+    """PostgreSQL wakes it with a NOTIFY, SQLite with the file's ``data_version``."""
+    app = fg.chain(1, 0).bind(any_fleet.store())
 
     async def main() -> float:
-        # poll of 30 s: only the NOTIFY can wake it in time
-        w = Worker(fleet.store(), {"chain": fg.chain(1, 0)}, poll=30, lease_ttl=5)
+        # poll of 30 s: only the NOTIFY (the data_version watch) can wake it in time
+        w = Worker(any_fleet.store(), {"chain": fg.chain(1, 0)}, poll=30, lease_ttl=5)
         async with running(w):
-            await until(lambda: w.listening, 20, "the LISTEN connection")
+            await until(lambda: w.listening, 20, "the LISTEN connection (the watch)")
             await asyncio.sleep(0.3)  # the worker is asleep now
             t0 = time.monotonic()
             run = app.enqueue({})
@@ -90,13 +72,13 @@ def test_a_new_run_wakes_an_idle_worker_at_once_via_notify(fleet: Fleet) -> None
 
 
 def test_a_failing_run_is_retried_then_dead_lettered_with_reasons_and_requeued(
-    fleet: Fleet,
+    any_fleet: AnyFleet,
 ) -> None:
-    app = fg.boom().bind(fleet.store())
+    app = fg.boom().bind(any_fleet.store())
     run = app.enqueue({}, max_attempts=2)
 
     async def main() -> None:
-        w = Worker(fleet.store(), {"boom": fg.boom()}, backoff=0.05, lease_ttl=5, poll=0.2)
+        w = Worker(any_fleet.store(), {"boom": fg.boom()}, backoff=0.05, lease_ttl=5, poll=0.2)
         async with running(w):
             await until(lambda: app.get_run(run.id).status == "dead", 30, "the dead letter")
             dead = app.get_run(run.id)
@@ -116,22 +98,22 @@ def test_a_failing_run_is_retried_then_dead_lettered_with_reasons_and_requeued(
 
 
 def test_a_rolling_deploy_waits_for_a_compatible_worker_and_never_dead_letters(
-    fleet: Fleet,
+    any_fleet: AnyFleet,
 ) -> None:
-    old = fg.chain(2, 0).bind(fleet.store())
+    old = fg.chain(2, 0).bind(any_fleet.store())
     run = old.enqueue({}, max_attempts=1)
     new = fg.chain(3, 0)  # the same graph name, another fingerprint (a node was added)
     assert new.fingerprint != old.fingerprint
 
     async def main() -> None:
-        w_new = Worker(fleet.store(), {"chain": new}, lease_ttl=5, poll=0.1)
+        w_new = Worker(any_fleet.store(), {"chain": new}, lease_ttl=5, poll=0.1)
         async with running(w_new):
             await until(lambda: run.id in w_new.skipped, 20, "the new worker to decline")
             await asyncio.sleep(0.5)  # it keeps declining without spending attempts
             assert old.get_run(run.id).status == "queued"
             (row,) = RunQueue(old.store).queued()
             assert row.attempts == 0 and row.worker is None
-            w_old = Worker(fleet.store(), {"chain": fg.chain(2, 0)}, lease_ttl=5, poll=0.1)
+            w_old = Worker(any_fleet.store(), {"chain": fg.chain(2, 0)}, lease_ttl=5, poll=0.1)
             async with running(w_old):
                 await until(lambda: old.get_run(run.id).status == "completed", 20, "the run")
 
@@ -139,18 +121,21 @@ def test_a_rolling_deploy_waits_for_a_compatible_worker_and_never_dead_letters(
     assert old.get_state(run.id).seen == ["n0", "n1"]
 
 
-def test_cancel_reaches_the_worker_within_a_second_mid_node(fleet: Fleet) -> None:
+def test_cancel_reaches_the_worker_within_a_second_mid_node(
+    any_fleet: AnyFleet,
+) -> None:
     slow = fg.chain(1, 60.0)  # one node that sleeps a minute
-    app = slow.bind(fleet.store())
+    app = slow.bind(any_fleet.store())
     run = app.enqueue({})
 
     async def main() -> float:
-        w = Worker(fleet.store(), {"chain": slow}, lease_ttl=5)
+        w = Worker(any_fleet.store(), {"chain": slow}, lease_ttl=5, poll=30)
         async with running(w):
             await until(lambda: run.id in w.held and w.listening, 20, "the claim")
             await asyncio.sleep(0.3)  # inside the node now
             t0 = time.monotonic()
-            app.cancel(run.id)  # another session: only the NOTIFY reaches the worker
+            # another session: only the NOTIFY (the file's change) reaches the worker
+            app.cancel(run.id)
             await until(lambda: run.id not in w.held, 5, "the worker to let go")
             return time.monotonic() - t0
 
@@ -161,15 +146,17 @@ def test_cancel_reaches_the_worker_within_a_second_mid_node(fleet: Fleet) -> Non
     assert app.store.signals(run.id) == set()
 
 
-def test_pause_and_an_interrupt_answer_go_through_the_fleet(fleet: Fleet) -> None:
+def test_pause_and_an_interrupt_answer_go_through_the_fleet(
+    any_fleet: AnyFleet,
+) -> None:
     slow = fg.chain(40, 0.1)
-    app = slow.bind(fleet.store())
+    app = slow.bind(any_fleet.store())
     asker = fg.ask().bind(app.store)
     run = app.enqueue({})
     question = asker.enqueue({})
 
     async def main() -> float:
-        w = Worker(fleet.store(), {"chain": fg.chain(40, 0.1), "ask": fg.ask()}, lease_ttl=5)
+        w = Worker(any_fleet.store(), {"chain": fg.chain(40, 0.1), "ask": fg.ask()}, lease_ttl=5)
         async with running(w):
             await until(lambda: asker.get_run(question.id).status == "paused", 20, "the ask")
             await until(lambda: len(app.store.writes(run.id)) >= 2, 20, "progress")
@@ -193,22 +180,28 @@ def test_pause_and_an_interrupt_answer_go_through_the_fleet(fleet: Fleet) -> Non
     assert app.get_state(run.id).seen == [f"n{i}" for i in range(40)]
 
 
-def test_the_fleet_commands(fleet: Fleet) -> None:
-    """`flowstate workers` shows who holds what; `requeue` puts a dead run back; the
-    fleet commands refuse an SQLite database with FS230."""
+def test_the_fleet_commands(any_fleet: AnyFleet) -> None:
+    """`flowstate enqueue` puts a run on the queue; `flowstate workers` shows who holds
+    what; `requeue` puts a cancelled run back (``--db`` a URL or a file)."""
     from typer.testing import CliRunner
 
     from flowstate.cli import app as cli
 
-    app = fg.chain(1, 60.0).bind(fleet.store())
-    run = app.enqueue({})
+    url = any_fleet.url
     runner = CliRunner()
+    out = runner.invoke(cli, ["enqueue", "tests.fleet.fleet_graphs:CHAIN", "--db", url])
+    assert out.exit_code == 0, out.output
+    queued = out.output.strip()
+    app = fg.chain(1, 60.0).bind(any_fleet.store())
+    assert app.get_run(queued).status == "queued"
+    app.cancel(queued)
+    run = app.enqueue({})
 
     async def main() -> str:
-        w = Worker(fleet.store(), {"chain": fg.chain(1, 60.0)}, lease_ttl=5)
+        w = Worker(any_fleet.store(), {"chain": fg.chain(1, 60.0)}, lease_ttl=5)
         async with running(w):
             await until(lambda: run.id in w.held, 20, "the claim")
-            out = runner.invoke(cli, ["workers", "--db", fleet.url])
+            out = runner.invoke(cli, ["workers", "--db", url])
             assert out.exit_code == 0, out.output
             app.cancel(run.id)
             return out.output
@@ -216,12 +209,12 @@ def test_the_fleet_commands(fleet: Fleet) -> None:
     shown = asyncio.run(main())
     assert "running" in shown and f"holding 1/4: {run.id}" in shown
     assert "graphs chain" in shown and "heartbeat" in shown
-    out = runner.invoke(cli, ["requeue", run.id, "--db", fleet.url, "--max-attempts", "1"])
+    out = runner.invoke(cli, ["requeue", run.id, "--db", url, "--max-attempts", "1"])
     assert out.exit_code == 0, out.output
     assert app.get_run(run.id).status == "queued"
     (row,) = RunQueue(app.store).queued()
     assert (row.run_id, row.max_attempts, row.attempts) == (run.id, 1, 0)
-    out = runner.invoke(cli, ["workers", "--json", "--db", fleet.url])
+    out = runner.invoke(cli, ["workers", "--json", "--db", url])
     assert '"state": "stopped"' in out.output
 
 
