@@ -37,7 +37,9 @@ def map_reduce(calls: str | None = None, delay: float = 0.0) -> GraphBuilder[Map
 
     async def square(item: Item) -> dict:
         if delay:
-            await asyncio.sleep(delay)
+            # staggered: sends that finish in the same event-loop turn share one group
+            # commit, so a kill "mid-step" needs them to finish at different moments
+            await asyncio.sleep(delay * (1 + item.value / 25))
         record(calls, f"square:{item.value}")
         return {"results": [item.value * item.value]}
 
