@@ -19,6 +19,7 @@ from typing import Any
 
 from flowstate import events as ev
 from flowstate.checkpoints import EventStore, NotifyStore
+from flowstate.errors import FlowstateError
 
 from ._stream import sse, sse_comment
 
@@ -131,7 +132,15 @@ class RunFollower:
         quiet_since = time.monotonic()
         terminal_since: float | None = None
         while True:
-            rows = store.events_since(run_id, after)
+            try:
+                rows = store.events_since(run_id, after)
+                run = None if rows else store.find_run(run_id)
+            except FlowstateError as e:
+                # a live view outlives a passing store fault (a pool timeout, a restart):
+                # the stream waits and reads again instead of ending mid-run
+                log.warning("following run %s: %s; retrying", run_id, e)
+                await asyncio.sleep(POLL_SECONDS)
+                continue
             for seq, kind, data, _ in rows:
                 picked = data if pick is None else pick(kind, data)
                 if picked is not None:
@@ -140,7 +149,6 @@ class RunFollower:
                 finished = kind == "run_finished" and _own(data, run_id)
             if rows:
                 continue
-            run = store.find_run(run_id)
             if run is None:
                 return
             if run.status in ("running", "queued") and not closing():

@@ -72,8 +72,11 @@ def test_sse_of_a_service_follows_a_run_executing_in_another_process(
                 lines = r.iter_lines()
                 # live: the run is blocked on the gate in the other process
                 head = _events(lines, until="node_started")
-                while head[-1][2].get("node") != "wait_gate":
-                    head += _events(lines, until="node_started")
+                while head and head[-1][2].get("node") != "wait_gate":
+                    more = _events(lines, until="node_started")
+                    assert more, f"the stream ended after {[k for _, k, _ in head]}"
+                    head += more
+                assert head, "the stream ended before any event"
                 assert proc.poll() is None and not gate.exists()
                 gate.touch()
                 opened = time.monotonic()
