@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from flowstate.checkpoints import (
     RunRecord,
@@ -76,7 +77,14 @@ def new_run(
     run_id = run_id or uuid.uuid4().hex[:16]
     tasks = start_tasks(graph.ir, state)
     now = time.time()
-    input_json = schema.dump_state(state)
+    try:
+        input_json = schema.dump_state(state)
+    except PydanticSerializationError as e:  # e.g. a lone surrogate, which UTF-8 refuses
+        raise InputRejected(
+            f"the input fits {schema.name} but cannot be stored as JSON: {e}; pass text "
+            "that is valid Unicode (no lone surrogates) and JSON-serialisable values; no "
+            "run was created"
+        ) from None
     max_state = config.limits.max_state_bytes
     if len(input_json) > max_state:
         raise PayloadTooLarge("the input state", len(input_json), max_state, "max_state_bytes")

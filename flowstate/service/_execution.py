@@ -303,6 +303,10 @@ class TaskRunner:
                     *dump_event(ev.RunFinished(run_id=x.run_id, status=status, reason=reason)),
                     final=True,
                 )
+            if x.owned is not None and self._logs.get(x.run_id) is x.log:
+                # another process executes the run: its events are in the store, and a
+                # stream opened from now on follows them there (this log never started)
+                del self._logs[x.run_id]
             self._evict()
 
     def _next_turn(self, run: RunRecord) -> None:

@@ -7,11 +7,12 @@ import json
 import sqlite3
 from typing import Annotated, Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from flowstate import END, START, GraphBuilder, NodeFailed, UpdateRejected, append
+from flowstate import END, START, GraphBuilder, InputRejected, NodeFailed, UpdateRejected, append
 
 
 class Inner(BaseModel):
@@ -178,3 +179,21 @@ def test_custom_reducer_update_type_from_its_annotation(tmp_path):
     r = app.run_sync({})
     assert r.state.best == 7
     assert app.get_state(r.run_id).best == 7  # rebuilt from stored updates
+
+
+def test_an_input_json_cannot_hold_is_rejected_before_any_row(tmp_path):
+    """A lone surrogate fits ``str`` but no UTF-8 JSON: InputRejected (a 422 in the
+    service), not a serialisation error from deep in the store; no run is created."""
+
+    class T(BaseModel):
+        text: str = ""
+
+    def n(s: T) -> dict:
+        return {}
+
+    g = GraphBuilder(T, name="surrogate").add_node(n)
+    g.add_edge(START, "n").add_edge("n", END)
+    app = g.compile(store=str(tmp_path / "s.db"))
+    with pytest.raises(InputRejected, match="lone surrogates"):
+        app.run_sync({"text": "a\udaf4"}, run_id="bad")
+    assert app.store.find_run("bad") is None
