@@ -4,7 +4,8 @@ not execute the run (another service process, the inspector) can follow it.
 
 Events are not the durable record (that is the committed rows): they carry no integrity
 hash, a second writer of the same ``(run, seq)`` is ignored, and only the newest
-``MAX_EVENTS_PER_RUN`` of a run are kept.
+``MAX_EVENTS_PER_RUN`` of a run are kept (on SQLite, ``_sqlite_events``, at least that
+many: whole batches are dropped).
 """
 
 from __future__ import annotations

@@ -56,40 +56,53 @@ class Fleet:
     ) -> subprocess.Popen[bytes]:
         """Start ``flowstate worker`` on this schema (its output in ``<name>.log``)."""
         name = name or f"worker{len(self.procs)}"
-        log = open(self.tmp / f"{name}.log", "wb")
-        p = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flowstate.cli",
-                "worker",
-                "--db",
-                self.url,
-                "--graphs",
-                "tests.fleet.fleet_graphs:REGISTRY",
-                *args,
-            ],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        p.log_path = self.tmp / f"{name}.log"  # type: ignore[attr-defined]
+        p = start_worker(self.tmp, self.url, *args, env=env, name=name)
         self.procs.append(p)
         return p
 
     def close(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                with_cont = [signal.SIGCONT, signal.SIGKILL]
-                for sig in with_cont:
-                    try:
-                        p.send_signal(sig)
-                    except ProcessLookupError:
-                        pass
-                p.wait(timeout=10)
+        stop_workers(self.procs)
         for s in self._stores:
             s.close()
+
+
+def start_worker(
+    tmp: Path, db: str, *args: str, env: dict[str, str] | None, name: str
+) -> subprocess.Popen[bytes]:
+    """``flowstate worker --db DB`` serving ``fleet_graphs``, its output in
+    ``tmp/<name>.log`` (the path is on the process as ``log_path``)."""
+    log = open(tmp / f"{name}.log", "wb")
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flowstate.cli",
+            "worker",
+            "--db",
+            db,
+            "--graphs",
+            "tests.fleet.fleet_graphs:REGISTRY",
+            *args,
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    p.log_path = tmp / f"{name}.log"  # type: ignore[attr-defined]
+    return p
+
+
+def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Kill every worker still alive (woken first if it was stopped)."""
+    for p in procs:
+        if p.poll() is None:
+            for sig in (signal.SIGCONT, signal.SIGKILL):
+                try:
+                    p.send_signal(sig)
+                except ProcessLookupError:
+                    pass
+            p.wait(timeout=10)
 
 
 class SQLiteFleet:

@@ -6,10 +6,8 @@ workers whose late commits are refused."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ import pytest
 
 from flowstate.checkpoints import RunQueue, SQLiteStore
 from tests.fleet import fleet_graphs as fg
-from tests.fleet.conftest import wait_until
+from tests.fleet.conftest import start_worker, stop_workers, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,37 +31,12 @@ class LocalFleet:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def worker(self, *args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = open(self.tmp / f"worker{len(self.procs)}.log", "wb")
-        p = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flowstate.cli",
-                "worker",
-                "--db",
-                str(self.db),
-                "--graphs",
-                "tests.fleet.fleet_graphs:REGISTRY",
-                *args,
-            ],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        p.log_path = log.name  # type: ignore[attr-defined]
+        p = start_worker(self.tmp, str(self.db), *args, env=env, name=f"worker{len(self.procs)}")
         self.procs.append(p)
         return p
 
     def close(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                for sig in (signal.SIGCONT, signal.SIGKILL):
-                    try:
-                        p.send_signal(sig)
-                    except ProcessLookupError:
-                        pass
-                p.wait(10)
+        stop_workers(self.procs)
 
 
 @pytest.fixture
